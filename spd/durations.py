@@ -1,0 +1,89 @@
+"""Durations (`200ms`, `30s`, `2m`, `1h`, `1d`, or sums such as `1h30m`) and zoned ISO 8601 timestamps.
+
+Parsers raise ValueError with a one-line message that says what is allowed; config and CLI
+code turn it into a ConfigError or UsageError.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+DURATION_HINT = "use a number with ms, s, m, h or d, such as 30s or 2m"
+TIMESTAMP_HINT = "use ISO 8601 with a time zone, such as 2025-01-01T00:00:00Z"
+
+_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
+_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"
+_DURATION = re.compile(rf"(?:{_PART})+")
+_PARTS = re.compile(_PART)
+# Calendar date, then time: fromisoformat alone would also accept week dates and compact forms.
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`"2m"` -> timedelta(minutes=2); ValueError (one line, says what is allowed) otherwise."""
+    if not isinstance(text, str) or not _DURATION.fullmatch(text.strip()):
+        raise ValueError(f"{_show(text)} is not a duration; {DURATION_HINT}")
+    total = timedelta()
+    for number, unit in _PARTS.findall(text.strip()):
+        total += float(number) * _UNITS[unit]
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest spelling parse_duration reads back: `2m`, `1h30m`, `200ms`, `0s`."""
+    ms = round(value.total_seconds() * 1000)
+    if ms == 0:
+        return "0s"
+    sign, ms = ("-", -ms) if ms < 0 else ("", ms)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, ms = divmod(ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return sign + "".join(parts)
+
+
+def parse_ts(text: str) -> datetime:
+    """An ISO 8601 timestamp with `Z` or an offset -> aware UTC datetime; ValueError otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"{_show(text)} is not a timestamp; {TIMESTAMP_HINT}")
+    value = text.strip()
+    if not _TIMESTAMP.fullmatch(value):
+        raise ValueError(f"{_show(text)} is not a timestamp; {TIMESTAMP_HINT}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{_show(text)} is not a valid timestamp; {TIMESTAMP_HINT}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"{_show(text)} has no time zone; add Z or an offset, such as {value}Z")
+    return parsed.astimezone(timezone.utc)
+
+
+parse_timestamp = parse_ts
+
+
+def format_ts(value: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ` in UTC, with fractional seconds only when they are not zero."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} has no time zone")
+    utc = value.astimezone(timezone.utc)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _show(value: object) -> str:
+    """A value as an error message quotes it: strings in double quotes."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if value is None:
+        return "nothing"
+    return str(value)
