@@ -1,0 +1,239 @@
+"""The file emitter: JSON lines appended to a templated path, fsynced once per `send`.
+
+Files are created mode 0600 and kept open (one handle per resolved path). SIGHUP (`reopen`)
+closes them so logrotate's renamed files are let go. A torn last line left by a crash is cut
+away the first time a file is opened, so every line in the file is whole JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+import string
+import threading
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import structlog
+
+from spd.emitters.base import Emitter
+from spd.errors import ConfigError, DeliveryError
+from spd.messages import Message
+
+log = structlog.get_logger(__name__)
+
+TEMPLATE_FIELDS = ("poller", "object_type", "account", "date")
+MAX_OPEN_FILES = 256  # least recently used handles beyond this are closed (1,000 pollers)
+_UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
+_CHUNK = 65536
+
+
+def safe_component(value: str) -> str:
+    """A template value made safe as (part of) one file name: unsafe characters become `_`."""
+    cleaned = _UNSAFE.sub("_", value)
+    if cleaned.strip(".") == "":  # "", "." and ".." must not walk the tree
+        cleaned = cleaned.replace(".", "_") or "_"
+    return cleaned
+
+
+def check_template(name: str, template: str) -> None:
+    """ConfigError unless `template` uses only the known `{placeholders}`."""
+    allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+    try:
+        fields = [f for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ConfigError(f"emitters.{name}.path: {exc}; placeholders allowed: {allowed}") from None
+    for field in fields:
+        if field not in TEMPLATE_FIELDS:
+            raise ConfigError(
+                f"emitters.{name}.path: unknown placeholder {{{field}}}; allowed: {allowed}"
+            )
+    if not template.strip():
+        raise ConfigError(f"emitters.{name}.path: is empty; give a file path such as out/{{poller}}.jsonl")
+
+
+def _last_line_end(fd: int, size: int) -> int:
+    """The offset just after the file's last newline (0 when it has none)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - _CHUNK)
+        index = os.pread(fd, pos - start, start).rfind(b"\n")
+        if index >= 0:
+            return start + index + 1
+        pos = start
+    return 0
+
+
+class FileEmitter(Emitter):
+    """Appends JSON lines to `path` (a template) with fsync per send by default."""
+
+    type = "file"
+
+    def __init__(self, name: str, path: str, *, fsync: bool = True) -> None:
+        super().__init__(name)
+        check_template(name, path)
+        self.template = os.path.expanduser(path)
+        self.fsync = fsync
+        self._uses_date = "{date}" in self.template
+        self._handles: OrderedDict[Path, int] = OrderedDict()
+        self._date: str | None = None
+        self._lock = asyncio.Lock()  # one send at a time, in order
+        self._io_lock = threading.Lock()  # guards handles between the I/O thread and reopen()
+        self._reopen_pending = False
+
+    def resolve(self, message: Message, date: str) -> Path:
+        """The file a message goes to on `date` (YYYY-MM-DD, UTC)."""
+        values = {
+            "poller": message.poller, "object_type": message.object_type,
+            "account": message.account, "date": date,
+        }
+        return Path(self.template.format_map({k: safe_component(v) for k, v in values.items()}))
+
+    async def send(self, messages: list[Message]) -> None:
+        """Appends the messages; returns after write, flush and (with `fsync`) fsync."""
+        self._check_open()
+        if not messages:
+            return
+        date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        groups: dict[Path, list[bytes]] = {}
+        seen: dict[tuple[str, str, str], Path] = {}
+        for m in messages:
+            key = (m.poller, m.object_type, m.account)
+            path = seen.get(key) or seen.setdefault(key, self.resolve(m, date))
+            groups.setdefault(path, []).append(m.body)
+        async with self._lock:
+            # In a thread: fsync can take a long time and must not stall the other pollers.
+            await asyncio.to_thread(self._write_groups, groups, date)
+
+    def _write_groups(self, groups: dict[Path, list[bytes]], date: str) -> None:
+        with self._io_lock:
+            if self._reopen_pending or (self._uses_date and date != self._date):
+                self._close_all()  # SIGHUP came mid-send, or a new day: new files
+                self._reopen_pending = False
+            self._date = date
+            written = []
+            for path, bodies in groups.items():
+                fd = self._fd_for(path)
+                self._append(path, fd, b"\n".join(bodies) + b"\n")
+                written.append((path, fd))
+            if self.fsync:
+                for path, fd in written:
+                    self._sync(path, fd)
+
+    def _fd_for(self, path: Path) -> int:
+        fd = self._handles.get(path)
+        if fd is not None:
+            self._handles.move_to_end(path)
+            return fd
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise self._error(path, exc) from None
+        try:
+            self._repair(path, fd)
+        except OSError as exc:
+            os.close(fd)
+            raise self._error(path, exc) from None
+        self._handles[path] = fd
+        while len(self._handles) > MAX_OPEN_FILES:
+            os.close(self._handles.popitem(last=False)[1])
+        return fd
+
+    def _repair(self, path: Path, fd: int) -> None:
+        """Cuts a torn last line (no trailing newline) left by a crash mid-write."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return
+        if os.pread(fd, 1, st.st_size - 1) == b"\n":
+            return
+        keep = _last_line_end(fd, st.st_size)
+        os.ftruncate(fd, keep)
+        if self.fsync:
+            os.fsync(fd)
+        log.warning(
+            "torn_line_repaired", emitter=self.name, path=str(path),
+            bytes_dropped=st.st_size - keep,
+        )
+
+    def _append(self, path: Path, fd: int, data: bytes) -> None:
+        before = None
+        try:
+            before = os.fstat(fd).st_size
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            self._discard(path, fd, before)
+            raise self._error(path, exc) from None
+
+    def _sync(self, path: Path, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._discard(path, fd, None)
+            raise self._error(path, exc) from None
+
+    def _discard(self, path: Path, fd: int, size: int | None) -> None:
+        """After a failed write: cut back what was half written, and drop the handle."""
+        if size is not None:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass  # the next open repairs a torn line instead
+        self._handles.pop(path, None)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    def _error(self, path: Path, exc: OSError) -> DeliveryError:
+        reason = exc.strerror or str(exc)
+        return DeliveryError(f"emitter {self.name}: cannot write {path} ({reason})")
+
+    def _close_all(self) -> None:
+        while self._handles:
+            _, fd = self._handles.popitem()
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def reopen(self) -> None:
+        """Closes every file so the next write reopens by name (logrotate); safe from signals."""
+        if self._io_lock.acquire(blocking=False):
+            try:
+                count = len(self._handles)
+                self._close_all()
+            finally:
+                self._io_lock.release()
+            log.info("emitter_reopened", emitter=self.name, files_closed=count)
+        else:
+            self._reopen_pending = True  # a send is writing: its thread closes them next time
+
+    async def flush(self) -> None:
+        """Without per-send fsync, makes what was written durable (at shutdown)."""
+        if not self.fsync and self._handles:
+            async with self._lock:
+                await asyncio.to_thread(self._sync_all)
+
+    def _sync_all(self) -> None:
+        with self._io_lock:
+            for path, fd in list(self._handles.items()):
+                self._sync(path, fd)
+
+    async def _close(self) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._locked_close_all)
+
+    def _locked_close_all(self) -> None:
+        with self._io_lock:
+            self._close_all()
+
+    @property
+    def open_files(self) -> list[Path]:
+        """The paths currently held open (tests, status)."""
+        return list(self._handles)

@@ -1,0 +1,105 @@
+"""The messages spd emits: DESIGN §4 JSON, serialized once with orjson and shared by emitters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+EMIT_INDIVIDUALLY = "individually"
+EMIT_PAGE = "page"
+# Datetimes inside raw objects (report rows parsed by spd) also serialize as UTC with Z.
+_DUMPS_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+@dataclass(frozen=True)
+class Message:
+    """One emitted message, already serialized (`body` has no trailing newline)."""
+
+    body: bytes
+    key: str  # object id (individually) or poller name (page)
+    poller: str
+    account: str
+    object_type: str
+
+
+def rfc3339(dt: datetime) -> str:
+    """UTC RFC 3339 with `Z`; fractions only when present (ms, or µs when needed)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)  # spd's own datetimes are UTC
+    dt = dt.astimezone(timezone.utc)
+    if dt.microsecond == 0:
+        spec = "seconds"
+    elif dt.microsecond % 1000 == 0:
+        spec = "milliseconds"
+    else:
+        spec = "microseconds"
+    return dt.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def normalize_cursor(cursor: str | datetime | None) -> str | None:
+    """An object's timestamp as UTC RFC 3339 with Z; text that is not a timestamp passes as is."""
+    if cursor is None or isinstance(cursor, datetime):
+        return rfc3339(cursor) if cursor is not None else None
+    try:
+        parsed = datetime.fromisoformat(cursor)
+    except ValueError:
+        return cursor
+    return rfc3339(parsed)
+
+
+def _emitted_now() -> datetime:
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)  # millisecond precision
+
+
+def build_messages(
+    *,
+    poller: str,
+    account: str,
+    object_type: str,
+    emit: str,
+    window: tuple[datetime, datetime | None],
+    page: int,
+    objects: list[tuple[str, str | None, dict[str, Any]]],
+    emitted_at: datetime | None = None,
+) -> list[Message]:
+    """The messages for one delivered page: one per object (`individually`) or one (`page`).
+
+    `objects` holds `(id, cursor, data)`; `emitted_at` defaults to now (tests pin it).
+    """
+    stamp = rfc3339(emitted_at or _emitted_now())
+    if emit == EMIT_PAGE:
+        body = {
+            "poller": poller,
+            "account": account,
+            "object_type": object_type,
+            "window": [rfc3339(window[0]), rfc3339(window[1]) if window[1] else None],
+            "page": page,
+            "emitted_at": stamp,
+            "results": [data for _, _, data in objects],
+        }
+        return [Message(_dumps(body), poller, poller, account, object_type)]
+    if emit != EMIT_INDIVIDUALLY:
+        raise ValueError(f"emit must be {EMIT_INDIVIDUALLY!r} or {EMIT_PAGE!r}, not {emit!r}")
+    return [
+        Message(
+            _dumps({
+                "poller": poller,
+                "account": account,
+                "object_type": object_type,
+                "id": obj_id,
+                "cursor": normalize_cursor(cursor),
+                "emitted_at": stamp,
+                "data": data,
+            }),
+            obj_id, poller, account, object_type,
+        )
+        for obj_id, cursor, data in objects
+    ]
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=_DUMPS_OPTIONS)
