@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from spd.daemon import run_once
+    from spd.once import run_once
 
     return run_once(config_path(args), args.pollers)
 

@@ -1,0 +1,66 @@
+"""`spd once`: runs each (or the named) poller until it has caught up, then exits."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+
+from spd.config import load_config
+from spd.daemon import quiet_library_logs
+from spd.durations import format_ts
+from spd.errors import EXIT_FAILURE, SpdError, UsageError
+from spd.logging import configure_logging
+from spd.runtime import Runtime
+from spd.state import StateStore
+
+log = structlog.get_logger("spd.once")
+
+
+def select_pollers(config, names: list[str]) -> list[str]:
+    """The pollers to run: all, or the named ones (unknown names are a usage error)."""
+    if not names:
+        return list(config.pollers)
+    unknown = [n for n in names if n not in config.pollers]
+    if unknown:
+        allowed = ", ".join(sorted(config.pollers)) or "none"
+        raise UsageError(f"unknown poller {', '.join(unknown)}; the config has: {allowed}")
+    return names
+
+
+async def catch_up(config_path: Path, names: list[str]) -> int:
+    """Runs the selected pollers concurrently until caught up; 1 if any failed."""
+    config = load_config(config_path)
+    configure_logging(config.log.level, config.log.format)
+    selected = select_pollers(config, names)
+    with StateStore(Path(config.state.path), daemon=True) as store:
+        runtime = Runtime(config, store)
+        try:
+            await runtime.start()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, runtime.stop_pollers)
+            results = await asyncio.gather(*(runtime.pollers[n].run() for n in selected),
+                                           return_exceptions=True)
+        finally:
+            await runtime.close()
+    failed = 0
+    for name, result in zip(selected, results):
+        if isinstance(result, SpdError):
+            failed += 1
+            print(f"{name}: failed: {result}", file=sys.stderr)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            print(f"{name}: {result.objects} objects in {result.pages} pages, watermark "
+                  f"{format_ts(result.watermark) if result.watermark else '-'}", file=sys.stderr)
+    return EXIT_FAILURE if failed else 0
+
+
+def run_once(config_path: Path, names: list[str]) -> int:
+    """`spd once -c CONFIG [POLLER...]`."""
+    quiet_library_logs()
+    return asyncio.run(catch_up(config_path, names))

@@ -1,0 +1,248 @@
+"""A poller: fetches one object type window by window, hands each page to its emitters and
+checkpoints only after every emitter acknowledged it (DESIGN.md §4).
+
+A window runs from the watermark to min(now - lag, watermark + max_window). Bounds are sent as
+they are: Amazon's are inclusive at both ends, so an object on a boundary may come twice, and
+that is what consumers deduplicate on. Where the API echoes the upper bound it applied, the
+newest window sends none and takes the echo as the next watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import structlog
+
+from spd.durations import format_ts, parse_ts
+from spd.emitters.base import Emitter
+from spd.errors import ApiError, DeliveryError, SpdError
+from spd.messages import build_messages
+from spd.objects import ObjectType, object_cursor, object_id
+from spd.state import PollerState, StateStore
+
+log = structlog.get_logger("spd.poller")
+
+# A window shorter than this is not worth a request: quotas like getOrders' one per minute are
+# precious, and the next run picks the time up anyway.
+MIN_WINDOW = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time range one series of pages covers; `end` is None until the API echoes it."""
+
+    start: datetime
+    end: datetime | None
+    echo: bool  # the upper bound is omitted and taken from the response
+
+
+@dataclass
+class RunResult:
+    """What one run did, for logs, `once` and the demo's summary."""
+
+    pages: int = 0
+    objects: int = 0
+    windows: int = 0
+    caught_up: bool = False
+    capped: bool = False
+    watermark: datetime | None = None
+
+
+@dataclass
+class Page:
+    """One fetched page: its objects and where the next one starts."""
+
+    objects: list[dict[str, Any]]
+    next_token: str | None
+    echoed_end: datetime | None
+
+
+@dataclass
+class Poller:
+    """Polls one object type for one account and feeds its emitters; see the module docstring."""
+
+    name: str
+    config: Any  # spd.config.PollerConfig
+    account_name: str
+    account: Any  # spd.config.AccountConfig
+    object_type: ObjectType
+    client: Any  # spd.client.SpClient
+    operation: Any  # spd.catalog.Operation
+    store: StateStore
+    emitters: list[Emitter]
+    config_path: str = ""
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def log(self) -> Any:
+        return log.bind(poller=self.name, account=self.account_name, operation=self.object_type.name)
+
+    async def run(self) -> RunResult:
+        """Polls window after window until caught up, stopped, or at `max_items_per_run`."""
+        state = self.store.ensure(self.name, self.config.identity(), self.config.start_time,
+                                  config_path=self.config_path)
+        result = RunResult(watermark=state.watermark)
+        try:
+            while not self.stopping.is_set():
+                window = self.next_window(state)
+                if window is None:
+                    result.caught_up = True
+                    break
+                state = await self.poll_window(state, window, result)
+                if result.capped:
+                    break
+        except SpdError as exc:
+            self.store.record_run(self.name, error=str(exc))
+            raise
+        self.store.record_run(self.name, error=None)
+        result.watermark = state.watermark
+        return result
+
+    def next_window(self, state: PollerState) -> Window | None:
+        """The window in progress, or the next one; None when caught up with now - lag."""
+        if state.window_start is not None:
+            return Window(state.window_start, state.window_end, echo=state.window_end is None)
+        ot = self.object_type
+        newest = utcnow() - ot.lag
+        if newest - state.watermark < MIN_WINDOW:
+            return None
+        end = newest
+        if ot.max_window is not None and state.watermark + ot.max_window < newest:
+            return Window(state.watermark, state.watermark + ot.max_window, echo=False)
+        echo = bool(ot.echo_before and self.config.timestamp_field in ot.echo_before)
+        return Window(state.watermark, None if echo else end, echo=echo)
+
+    async def poll_window(self, state: PollerState, window: Window, result: RunResult) -> PollerState:
+        """Follows the next token to the end of the window, checkpointing each delivered page."""
+        token = state.next_token
+        page_no = state.page
+        end = window.end
+        result.windows += 1
+        while True:
+            try:
+                page = await self.fetch_page(window, token)
+            except ApiError as exc:
+                if token and is_expired_token_error(exc):
+                    self.log.warning("next_token_expired", window_start=format_ts(window.start))
+                    self.store.restart_window(self.name)
+                    token, page_no = None, 0
+                    continue
+                raise
+            if end is None:
+                end = page.echoed_end or (utcnow() - self.object_type.lag)
+            page_no += 1
+            await self.deliver(window.start, end, page_no, page.objects)
+            self.store.save_page(self.name, window.start, end, page.next_token, page_no, len(page.objects))
+            result.pages += 1
+            result.objects += len(page.objects)
+            token = page.next_token
+            if token is None:
+                self.store.finish_window(self.name, end)
+                self.log.info("window_completed", window=[format_ts(window.start), format_ts(end)],
+                              pages=page_no)
+                return self.store.get(self.name)  # type: ignore[return-value]
+            if self.over_cap(result) or self.stopping.is_set():
+                result.capped = self.over_cap(result)
+                return self.store.get(self.name)  # type: ignore[return-value]
+
+    def over_cap(self, result: RunResult) -> bool:
+        cap = self.config.max_items_per_run
+        return cap is not None and result.objects >= cap
+
+    async def fetch_page(self, window: Window, token: str | None) -> Page:
+        """One request: the window's filters, or the next token (alone where the API wants it)."""
+        params = self.request_params(window, token)
+        response = await self.client.call(self.account_name, self.operation, params)
+        body = response.body
+        objects = dig(body, self.object_type.results_path)
+        if objects is None:
+            if not isinstance(body, dict) or dig(body, self.object_type.results_path[:-1]) is None:
+                raise ApiError(f"{self.object_type.name}: malformed response, no "
+                               f"{'.'.join(self.object_type.results_path)}", retriable=True)
+            objects = []
+        if not isinstance(objects, list):
+            raise ApiError(f"{self.object_type.name}: malformed response, "
+                           f"{'.'.join(self.object_type.results_path)} is not a list", retriable=True)
+        next_token = dig(body, self.object_type.token_path) or None
+        return Page(objects, next_token, self.echoed_end(body))
+
+    def echoed_end(self, body: Any) -> datetime | None:
+        echo_paths = self.object_type.echo_before or {}
+        path = echo_paths.get(self.config.timestamp_field)
+        value = dig(body, path) if path else None
+        return parse_ts(value) if isinstance(value, str) else None
+
+    def request_params(self, window: Window, token: str | None) -> dict[str, Any]:
+        """Query parameters for a first page (filters) or a following page (token)."""
+        ot = self.object_type
+        params: dict[str, Any] = {}
+        market = ot.marketplace_param
+        if market and market not in self.config.params and self.account.marketplace_ids:
+            params[market] = list(self.account.marketplace_ids)
+        if token and ot.token_alone:
+            if market and market in self.config.params:
+                params[market] = self.config.params[market]
+            params[ot.token_param] = token
+            return params
+        params.update(self.config.params)
+        after, before = self.bounds()
+        params[after] = format_ts(window.start)
+        if before and window.end is not None and not window.echo:
+            params[before] = format_ts(window.end)
+        if ot.page_size_param and ot.page_size_max and ot.page_size_param not in self.config.params:
+            params[ot.page_size_param] = ot.page_size_max
+        if token:
+            params[ot.token_param] = token
+        return params
+
+    def bounds(self) -> tuple[str, str | None]:
+        ot = self.object_type
+        bounds = ot.updated_bounds if self.config.timestamp_field == "updated" else ot.created_bounds
+        assert bounds is not None, "config validation guarantees the timestamp field exists"
+        return bounds
+
+    async def deliver(self, start: datetime, end: datetime, page_no: int, objects: list[dict]) -> None:
+        """Hands one page to every emitter; returns once all acknowledged it."""
+        field_name = self.config.timestamp_field
+        ot = self.object_type
+        triples = [(object_id(ot, obj), object_cursor(ot, obj, field_name), obj) for obj in objects]
+        messages = build_messages(poller=self.name, account=self.account_name, object_type=ot.name,
+                                  emit=self.config.emit, window=(start, end), page=page_no,
+                                  objects=triples)
+        if not messages:
+            return
+        results = await asyncio.gather(*(e.send(messages) for e in self.emitters),
+                                       return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            first = failures[0]
+            if isinstance(first, SpdError):
+                raise DeliveryError(f"poller {self.name}: page {page_no} not delivered: {first}")
+            raise first
+
+
+def is_expired_token_error(exc: ApiError) -> bool:
+    """A 400 that says the next token is invalid or expired: the window must restart."""
+    if exc.status != 400:
+        return False
+    text = " ".join(str(e.get("message", "")) for e in exc.errors).lower() or exc.message.lower()
+    return "token" in text and any(w in text for w in ("expired", "invalid", "not valid"))
+
+
+def dig(value: Any, path: tuple[str, ...] | None) -> Any:
+    """Follows a key path into nested dicts; None when any step is missing."""
+    if not path:
+        return None
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
