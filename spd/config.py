@@ -1,0 +1,342 @@
+"""The configuration file (DESIGN §3) as frozen pydantic models, and `load_config`.
+
+Every problem becomes one ConfigError line: `<file>: <key.path> (line N): <problem>; <allowed>`.
+Relative paths (state, file emitters, `${file:...}`) are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Iterator, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from spd.config_fields import Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
+from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, EmitterConfig,
+                                 FileEmitterConfig, HttpConfig, KafkaEmitterConfig, KafkaSaslConfig,
+                                 KafkaSslConfig, LogConfig, LwaConfig, RateLimitConfig, StateConfig,
+                                 StdoutEmitterConfig, WebhookEmitterConfig, ConfigModel)
+from spd.durations import format_duration, format_ts
+from spd.errors import ConfigError, UsageError
+from spd.yamlload import KeyPath, YamlDoc, load_yaml
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DEFAULT_INTERVAL = timedelta(minutes=2)
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+# Keys of the contract this version rejects: key path pattern (`*` = any name, `key=value` = that
+# value) -> the message. Shipping a feature means deleting its entry here.
+UNSUPPORTED: dict[str, str] = {
+    "http": "http (metrics and health endpoints) is not supported in this version; remove it",
+    "accounts.*.aws": "aws (SigV4 signing) is not supported in this version; remove it, "
+                      "Amazon no longer requires it",
+    "emitters.*.type=webhook": 'emitter type "webhook" is not supported in this version; '
+                               "supported: {supported}",
+    "emitters.*.type=kafka": 'emitter type "kafka" is not supported in this version; supported: {supported}',
+    "pollers.*.overlap": "overlap is not supported in this version; remove it",
+    "pollers.*.restricted": "restricted (restricted data tokens) is not supported in this version; remove it",
+    "pollers.*.include": "include is not supported in this version; remove it",
+    "pollers.*.report_types": "report_types is not supported in this version; remove it",
+    "pollers.*.download": "download (report documents) is not supported in this version; remove it",
+    "jobs.*": "jobs are not supported in this version; remove the job or leave jobs empty",
+}
+
+__all__ = [
+    "AccountConfig", "AwsConfig", "Config", "EmitterConfig", "FileEmitterConfig", "HttpConfig",
+    "JobConfig", "KafkaEmitterConfig", "KafkaSaslConfig", "KafkaSslConfig", "LogConfig", "LwaConfig",
+    "PollerConfig", "RateLimitConfig", "StateConfig", "StdoutEmitterConfig", "UNSUPPORTED",
+    "WebhookEmitterConfig", "ENDPOINTS", "load_config",
+]
+
+
+EmitterNames = Annotated[UniqueTexts, Field(min_length=1)]
+
+
+class PollerConfig(ConfigModel):
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"name", "object_type"})
+    name: str
+    account: str | None = None  # filled in by Config: the only account, or the default one
+    object: Text  # as written: a canonical name or an alias
+    object_type: Any = Field(default=None, exclude=True, repr=False)  # spd.objects.ObjectType
+    timestamp_field: Literal["created", "updated"] = "created"
+    emit: Literal["individually", "page"] = "individually"
+    start_time: Timestamp = EPOCH
+    interval: Interval = DEFAULT_INTERVAL
+    max_items_per_run: int | None = Field(default=None, ge=1)
+    params: dict[str, Any] = {}
+    emitters: EmitterNames
+    overlap: Duration | None = None
+    restricted: list[Text] | None = None
+    include: list[Text] | None = None
+    report_types: list[Text] | None = None
+    download: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_object(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("object_type") is None and isinstance(data.get("object"), str):
+            return {**data, "object_type": _object_type(data["object"])}
+        return data
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> PollerConfig:
+        ot = self.object_type
+        if ot is not None:
+            bounds = ot.created_bounds if self.timestamp_field == "created" else ot.updated_bounds
+            if bounds is None:
+                other = "updated" if self.timestamp_field == "created" else "created"
+                raise fail(f"{ot.name} cannot be polled by {self.timestamp_field}; use {other}",
+                            "timestamp_field")
+            _check_params(ot, bounds, self.params)
+        return self
+
+    def identity(self) -> str:
+        """Stable short hash of what the watermark means: account, object type, field, params."""
+        name = self.object_type.name if self.object_type is not None else self.object
+        blob = json.dumps([self.account, name, self.timestamp_field, self.params],
+                          sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _object_type(name: str) -> Any:
+    from spd.objects import object_types, resolve_object_type  # registry loads lazily
+
+    try:
+        ot = resolve_object_type(name)
+    except KeyError as exc:
+        raise fail(exc.args[0] if exc.args else f"unknown object type {show(name)}", "object") from None
+    if not ot.supported:
+        supported = ", ".join(t.name for t in object_types() if t.supported)
+        raise fail(f"{ot.name} is not supported in this version; supported: {supported}", "object")
+    return ot
+
+
+def _check_params(ot: Any, bounds: tuple[str, str | None], params: dict[str, Any]) -> None:
+    from spd.catalog import load_catalog
+
+    op = load_catalog().operation(ot.api, ot.operation)
+    managed = {p for p in (*bounds, ot.token_param) if p}
+    for key in params:
+        if key in managed:
+            raise fail(f"{key} is set by spd from the poller's window and next token; remove it",
+                        "params", key)
+        if op.param(key) is None:
+            known = ", ".join(p.name for p in op.params if p.location == "query" and p.name not in managed)
+            raise fail(f"{key} is not a parameter of {ot.name}; parameters: {known}", "params", key)
+
+
+class JobConfig(ConfigModel):
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"name"})
+    name: str
+    account: str | None = None
+    api: Text
+    operation: Text
+    params: dict[str, Any] = {}
+    body: Any = None
+    all_pages: bool = False
+    restricted: list[Text] | None = None
+    interval: Interval = timedelta(hours=1)
+    emitters: EmitterNames
+
+
+class Config(ConfigModel):
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"path"})
+    path: Path | None = None  # the file it was loaded from
+    state: StateConfig
+    log: LogConfig = LogConfig()
+    http: HttpConfig | None = None
+    accounts: dict[str, AccountConfig]
+    emitters: dict[str, EmitterConfig]
+    pollers: dict[str, PollerConfig] = {}
+    jobs: dict[str, JobConfig] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wire(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        accounts = data.get("accounts")
+        for section in ("pollers", "jobs"):
+            if isinstance(data.get(section), dict):
+                data[section] = {k: _named(k, v, accounts, section) for k, v in data[section].items()}
+        return data
+
+    @field_validator("accounts", "emitters", "pollers", "jobs", mode="before")
+    @classmethod
+    def _names(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, dict):
+            if not value and info.field_name in ("accounts", "emitters"):
+                example = "out: {type: stdout}" if info.field_name == "emitters" else "one with endpoint and lwa"
+                raise fail(f"no {info.field_name} are configured; add at least one, such as {example}")
+            for key in value:
+                if not NAME_RE.fullmatch(key):
+                    raise fail(f"{show(key)} is not a valid name; use letters, digits, _, . and -", key)
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        defaults = [name for name, acc in self.accounts.items() if acc.default]
+        if len(defaults) > 1:
+            raise fail(f"only one account may be default: true, and {defaults[0]} already is; "
+                        "remove one of them", "accounts", defaults[1], "default")
+        for section, entries in (("pollers", self.pollers), ("jobs", self.jobs)):
+            for name, entry in entries.items():
+                self._check_refs(section, name, entry)
+        return self
+
+    def _check_refs(self, section: str, name: str, entry: PollerConfig | JobConfig) -> None:
+        if entry.account not in self.accounts:
+            raise fail(f"unknown account {show(entry.account)}; accounts: {', '.join(self.accounts)}",
+                        section, name, "account")
+        for i, emitter in enumerate(entry.emitters):
+            if emitter not in self.emitters:
+                raise fail(f"unknown emitter {show(emitter)}; emitters: {', '.join(self.emitters)}",
+                            section, name, "emitters", i)
+
+    def account_for(self, name: str | None = None) -> tuple[str, AccountConfig]:
+        """The named account, else the only one or the one marked `default: true` (UsageError otherwise)."""
+        if name is not None:
+            if name not in self.accounts:
+                raise UsageError(f"unknown account {show(name)}; accounts: {', '.join(self.accounts)}")
+            return name, self.accounts[name]
+        chosen = _default_account({k: a.default for k, a in self.accounts.items()})
+        if chosen is None:
+            raise UsageError(f"several accounts ({', '.join(self.accounts)}) and none is marked "
+                             "default: true; choose one with --account NAME")
+        return chosen, self.accounts[chosen]
+
+    def describe(self) -> list[str]:
+        """Human lines for `spd validate`: accounts, emitters and pollers, without any secret."""
+        lines = [f"state: {self.state.path}"]
+        for name, acc in self.accounts.items():
+            markets = ", ".join(acc.marketplace_ids) or "none"
+            lines.append(f"account {name}: {acc.base_url}, region {acc.region}, marketplaces {markets}"
+                         + (" (default)" if acc.default else ""))
+        for name, emitter in self.emitters.items():
+            lines.append(f"emitter {name}: {_describe_emitter(emitter)}")
+        for name, p in self.pollers.items():
+            object_name = p.object_type.name if p.object_type is not None else p.object
+            lines.append(f"poller {name}: {object_name} by {p.timestamp_field}, every "
+                         f"{format_duration(p.interval)} from {format_ts(p.start_time)} → "
+                         f"{', '.join(p.emitters)} (account {p.account}, emit {p.emit})")
+        if not self.pollers:
+            lines.append("no pollers")
+        return lines
+
+
+def _describe_emitter(emitter: Any) -> str:
+    if isinstance(emitter, FileEmitterConfig):
+        return f"file {emitter.path}" + (" (fsync)" if emitter.fsync else "")
+    if isinstance(emitter, WebhookEmitterConfig):
+        return f"webhook {emitter.url}"
+    if isinstance(emitter, KafkaEmitterConfig):
+        return f"kafka {', '.join(emitter.bootstrap_servers)} topic {emitter.topic}"
+    return emitter.type
+
+
+def _default_account(accounts: dict[str, bool]) -> str | None:
+    """The only account, or the only one marked default; None when that is ambiguous."""
+    if len(accounts) == 1:
+        return next(iter(accounts))
+    defaults = [name for name, is_default in accounts.items() if is_default]
+    return defaults[0] if len(defaults) == 1 else None
+
+
+def _named(name: str, entry: Any, accounts: Any, section: str) -> Any:
+    """A poller or job entry with its name, and its account when the file leaves it out."""
+    if not isinstance(entry, dict):
+        return entry
+    entry = {**entry, "name": name}
+    if entry.get("account") is None and isinstance(accounts, dict) and accounts:
+        flags = {k: (a.get("default") is True) if isinstance(a, dict) else bool(getattr(a, "default", False))
+                 for k, a in accounts.items()}
+        chosen = _default_account(flags)
+        if chosen is None:
+            raise fail(f"no account given and none of {', '.join(accounts)} is marked default: true; "
+                        "set account: to one of them", section, name, "account")
+        entry["account"] = chosen
+    return entry
+
+
+def load_config(path: str | Path) -> Config:
+    """Reads, substitutes and validates a config file; ConfigError (one line) on any problem."""
+    file = Path(path)
+    doc = load_yaml(file, _read(file))
+    if doc.data is None:
+        raise ConfigError(f"{file}: the file is empty; write a config (see config/spd.example.yaml)")
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{file}: the top level is {kind(doc.data)}; write a mapping with state, "
+                          "accounts, emitters and pollers")
+    _check_unsupported(doc)
+    _check_internal_keys(doc)
+    _absolute_paths(doc.data, file.parent.absolute())
+    try:
+        return Config.model_validate({**doc.data, "path": file})
+    except ValidationError as exc:
+        raise translate(exc, doc, Config) from None
+
+
+def _read(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file; give an existing config with -c or $SPD_CONFIG") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory; give a config file with -c or $SPD_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read it: {exc.strerror or exc}; make it readable by the "
+                          "user spd runs as") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def _matches(data: Any, parts: list[str], path: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
+    """(path, value) of every key matching a pattern such as `pollers.*.overlap` or `x.type=kafka`."""
+    if not isinstance(data, dict):
+        return
+    key, eq, wanted = parts[0].partition("=")
+    for name in (list(data) if key == "*" else [key] if key in data else []):
+        value = data[name]
+        if value is None or (eq and value != wanted):
+            continue  # `key: null` is the same as leaving the key out
+        if len(parts) > 1:
+            yield from _matches(value, parts[1:], path + (name,))
+        else:
+            yield path + (name,), value
+
+
+def _check_unsupported(doc: YamlDoc) -> None:
+    found = [(doc.line(path) or 0, path, message) for pattern, message in UNSUPPORTED.items()
+             for path, _ in _matches(doc.data, pattern.split("."))]
+    if found:
+        _, path, message = min(found, key=lambda f: f[0])
+        supported = ", ".join(t for t in EMITTER_TYPES if f"emitters.*.type={t}" not in UNSUPPORTED)
+        raise doc.error(path, message.format(supported=supported))
+
+
+def _check_internal_keys(doc: YamlDoc) -> None:
+    """Fields spd fills in itself (a poller's name, the config's path) are unknown keys in the file."""
+    sections: list[tuple[str, type[ConfigModel]]] = [("pollers.*", PollerConfig), ("jobs.*", JobConfig)]
+    entries = [((), doc.data, Config)] + [(p, v, m) for pattern, m in sections
+                                          for p, v in _matches(doc.data, pattern.split("."))]
+    for path, value, model in entries:
+        for key in value if isinstance(value, dict) else ():
+            if key in model.internal_keys:
+                raise doc.error(path + (key,), f"unknown key {show(key)}; allowed keys: "
+                                               + ", ".join(model.allowed_keys()))
+
+
+def _absolute_paths(data: dict[str, Any], base: Path) -> None:
+    """Makes relative file paths relative to the config's folder rather than the working directory."""
+    for pattern in ("state.path", "emitters.*.path", "emitters.*.dead_letter"):
+        for path, value in list(_matches(data, pattern.split("."))):
+            if isinstance(value, str) and value.strip():
+                parent = data
+                for key in path[:-1]:
+                    parent = parent[key]
+                parent[path[-1]] = str(base / Path(value).expanduser())  # absolute values stay

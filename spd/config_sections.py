@@ -1,0 +1,207 @@
+"""The leaf sections of the config (DESIGN §3): state, log, http, accounts and emitters.
+
+`spd.config` assembles them into `Config`; import them from there.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, computed_field,
+                      field_validator, model_validator)
+
+from spd.config_fields import (Duration, FilePath, Interval, Secret, Template, Text, UniqueTexts, Url,
+                               check_url, fail, show)
+from spd.errors import SpdError
+
+DEFAULT_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+ENDPOINTS = {
+    "na": ("https://sellingpartnerapi-na.amazon.com", "us-east-1"),
+    "eu": ("https://sellingpartnerapi-eu.amazon.com", "eu-west-1"),
+    "fe": ("https://sellingpartnerapi-fe.amazon.com", "us-west-2"),
+    "sandbox-na": ("https://sandbox.sellingpartnerapi-na.amazon.com", "us-east-1"),
+    "sandbox-eu": ("https://sandbox.sellingpartnerapi-eu.amazon.com", "eu-west-1"),
+    "sandbox-fe": ("https://sandbox.sellingpartnerapi-fe.amazon.com", "us-west-2"),
+}
+ENDPOINT_HINT = "use na, eu, fe, sandbox-na, sandbox-eu, sandbox-fe or an https:// or http:// URL"
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+EMITTER_TYPES = ("stdout", "file", "webhook", "kafka")
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: frozen, unknown keys rejected, numbers accepted as text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    internal_keys: ClassVar[frozenset[str]] = frozenset()  # fields set by spd, never in the file
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        """The keys a config file may write in this section."""
+        return [k for k in cls.model_fields if k not in cls.internal_keys]
+
+
+class StateConfig(ConfigModel):
+    path: FilePath
+
+
+class LogConfig(ConfigModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] | None = None  # None: console on a TTY, else json
+
+
+class HttpConfig(ConfigModel):
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise fail(f"{show(value)} is not HOST:PORT; use an address such as 127.0.0.1:9464")
+        return value
+
+
+class LwaConfig(ConfigModel):
+    client_id: Text
+    client_secret: Secret
+    refresh_token: Secret
+    token_url: Url = DEFAULT_TOKEN_URL
+
+
+class AwsConfig(ConfigModel):
+    access_key_id: Text
+    secret_access_key: Secret
+    role_arn: Text
+    role_session_name: Text = "spd"
+    region: str | None = None
+    sts_endpoint: Url | None = None
+
+
+class RateLimitConfig(ConfigModel):
+    rate: float = Field(gt=0)  # requests per second
+    burst: int | None = Field(default=None, ge=1)  # None: the catalog's burst
+
+
+class AccountConfig(ConfigModel):
+    endpoint: str
+    marketplace_ids: UniqueTexts = []
+    lwa: LwaConfig
+    region: str
+    aws: AwsConfig | None = None
+    rate_limits: dict[str, RateLimitConfig] = {}
+    default: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_region(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("region") is None and isinstance(data.get("endpoint"), str):
+            return {**data, "region": _region_for(data["endpoint"])}
+        return data
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value in ENDPOINTS:
+            return value
+        if not value.startswith(("https://", "http://")):
+            raise fail(f"{show(value)} is not an endpoint; {ENDPOINT_HINT}")
+        return check_url(value)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not REGION_RE.fullmatch(value):
+            raise fail(f"{show(value)} is not an AWS region; use one such as us-east-1")
+        return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _known_operations(cls, value: Any) -> Any:
+        for key in value if isinstance(value, dict) else ():
+            _check_operation(key)
+        return value
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def base_url(self) -> str:
+        """The SP-API base URL the endpoint names, without a trailing slash."""
+        return ENDPOINTS[self.endpoint][0] if self.endpoint in ENDPOINTS else self.endpoint
+
+
+def _region_for(endpoint: str) -> str:
+    if endpoint in ENDPOINTS:
+        return ENDPOINTS[endpoint][1]
+    match = re.search(r"sellingpartnerapi-(na|eu|fe)\.", endpoint)
+    return ENDPOINTS[match.group(1)][1] if match else "us-east-1"
+
+
+def _check_operation(key: str) -> None:
+    api, dot, op = key.partition(".")
+    if not dot or not api or not op:
+        raise fail(f"{show(key)} is not API.OPERATION; write it like ordersV0.getOrders", key)
+    from spd.catalog import load_catalog  # the catalog loads lazily: most commands never need it
+
+    try:
+        load_catalog().operation(api, op)
+    except (SpdError, KeyError) as exc:
+        raise fail(exc.args[0] if exc.args else str(exc), key) from None
+
+
+class StdoutEmitterConfig(ConfigModel):
+    type: Literal["stdout"] = "stdout"
+
+
+class FileEmitterConfig(ConfigModel):
+    type: Literal["file"] = "file"
+    path: Template  # {poller}, {object_type}, {account}, {date}
+    fsync: bool = True
+
+
+class WebhookEmitterConfig(ConfigModel):
+    type: Literal["webhook"] = "webhook"
+    url: Url
+    secret: Secret | None = None  # HMAC-SHA256 key of X-SPD-Signature
+    timeout: Interval = timedelta(seconds=10)
+    headers: dict[str, SecretStr] = {}  # values may carry credentials (Authorization)
+    max_retry_time: Duration = timedelta(hours=1)
+    dead_letter: Template | None = None
+    verify_tls: bool = True
+    concurrency: int = Field(default=4, ge=1)
+
+
+class KafkaSaslConfig(ConfigModel):
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    username: Text
+    password: Secret
+
+
+class KafkaSslConfig(ConfigModel):
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    password: SecretStr | None = None
+    check_hostname: bool = True
+
+
+class KafkaEmitterConfig(ConfigModel):
+    type: Literal["kafka"] = "kafka"
+    bootstrap_servers: Annotated[list[Text], Field(min_length=1)]
+    topic: Template
+    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    enable_idempotence: bool = False
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl: KafkaSaslConfig | None = None
+    ssl: KafkaSslConfig | None = None
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [s.strip() for s in value.split(",")] if isinstance(value, str) else value
+
+
+EmitterConfig = Annotated[
+    Union[StdoutEmitterConfig, FileEmitterConfig, WebhookEmitterConfig, KafkaEmitterConfig],
+    Field(discriminator="type"),
+]

@@ -1,0 +1,185 @@
+"""YAML loading that remembers the line of every key and substitutes `${...}` in string values.
+
+Timestamps stay strings (YAML 1.1 would turn them into naive datetimes), only true/false are
+booleans (no `NO` → False surprise), duplicate keys are errors, and every error is a one-line
+ConfigError: `<file>: <key.path> (line N): <problem>; <what is allowed>`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from spd.errors import ConfigError
+
+KeyPath = tuple[str | int, ...]
+
+_DROPPED_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value", "tag:yaml.org,2002:bool"}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_SUBST = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_ENV_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+SUBST_HINT = "use ${NAME}, ${NAME:-default} or ${file:PATH}"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without timestamp parsing and with YAML 1.2 booleans."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@dataclass(frozen=True)
+class YamlDoc:
+    """A loaded document: plain data plus the 1-based line of every key path."""
+
+    file: str
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+    def line(self, path: KeyPath) -> int | None:
+        """Line of `path`, or of its longest prefix that exists (a missing key: its parent)."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+    def error(self, path: KeyPath, problem: str) -> ConfigError:
+        """A ConfigError at `path` with its line."""
+        return ConfigError(format_error(self.file, path, self.line(path), problem))
+
+
+def format_path(path: KeyPath) -> str:
+    """`("pollers", "orders", "emitters", 1)` -> `pollers.orders.emitters[1]`."""
+    text = ""
+    for key in path:
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+    return text
+
+
+def format_error(file: str, path: KeyPath, line: int | None, problem: str) -> str:
+    """The one-line error format: `<file>: <key.path> (line N): <problem>; <allowed>`."""
+    where = format_path(path)
+    if where and line is not None:
+        where = f"{where} (line {line})"
+    elif line is not None:
+        where = f"line {line}"
+    problem = " ".join(problem.split())  # one line whatever the source said
+    return f"{file}: {where}: {problem}" if where else f"{file}: {problem}"
+
+
+def load_yaml(path: Path, text: str, *, env: dict[str, str] | None = None) -> YamlDoc:
+    """Parses `text` (read from `path`), substituting `${...}` relative to the file's folder."""
+    file = str(path)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        builder = _Builder(file, loader, env if env is not None else dict(os.environ), path.parent)
+        data = builder.build(node, ()) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "cannot be parsed"
+        line = mark.line + 1 if mark else None
+        raise ConfigError(format_error(file, (), line, f"invalid YAML: {problem}; fix the YAML syntax"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(format_error(file, (), None, f"invalid YAML: {exc}; fix the YAML syntax"))
+    finally:
+        loader.dispose()
+    return YamlDoc(file, data, builder.lines)
+
+
+class _Builder:
+    """Turns composed nodes into dicts, lists and scalars, recording lines and substituting."""
+
+    def __init__(self, file: str, loader: _Loader, env: dict[str, str], base: Path) -> None:
+        self.file, self.loader, self.env, self.base = file, loader, env, base
+        self.lines: dict[KeyPath, int] = {}
+        self.stack: set[int] = set()
+
+    def build(self, node: Node, path: KeyPath) -> Any:
+        if id(node) in self.stack:
+            self.fail(node, path, "refers to itself through an alias; remove the recursive alias")
+        self.stack.add(id(node))
+        try:
+            if isinstance(node, MappingNode):
+                return self.mapping(node, path)
+            if isinstance(node, SequenceNode):
+                return [self.item(child, path + (i,)) for i, child in enumerate(node.value)]
+            return self.scalar(node, path)
+        finally:
+            self.stack.discard(id(node))
+
+    def item(self, node: Node, path: KeyPath) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        return self.build(node, path)
+
+    def mapping(self, node: MappingNode, path: KeyPath) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.key(key_node, path)
+            if key in seen:
+                self.fail(key_node, path + (key,), f'duplicate key "{key}"; each key may appear once')
+            seen.add(key)
+        self.loader.flatten_mapping(node)  # `<<: *anchor` merges; the mapping's own keys win
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node, path)
+            self.lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = self.build(value_node, path + (key,))
+        return out
+
+    def key(self, node: Node, path: KeyPath) -> str:
+        if not isinstance(node, ScalarNode):
+            self.fail(node, path, "a key is a list or mapping; keys must be plain names")
+        return node.value  # the text as written: `yes:` or `1:` stay names, not booleans or numbers
+
+    def scalar(self, node: Node, path: KeyPath) -> Any:
+        value = self.loader.construct_object(node, deep=True)
+        if isinstance(value, str):
+            return substitute(value, lambda expr: self.resolve(expr, node, path))
+        return value
+
+    def resolve(self, expr: str, node: Node, path: KeyPath) -> str:
+        if expr.startswith("file:"):
+            return self.read_file(expr[5:].strip(), node, path)
+        match = _ENV_NAME.fullmatch(expr.strip())
+        if not match:
+            self.fail(node, path, f"${{{expr}}} is not a valid substitution; {SUBST_HINT}")
+        name, default = match.group(1), match.group(2)
+        value = self.env.get(name)
+        if default is not None and not value:
+            return default
+        if value is None:
+            self.fail(node, path, f"environment variable {name} is not set; set it, "
+                                  f"or give a default with ${{{name}:-default}}")
+        return value
+
+    def read_file(self, name: str, node: Node, path: KeyPath) -> str:
+        target = self.base / Path(name).expanduser()  # an absolute name replaces the base
+        try:
+            return target.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self.fail(node, path, f"${{file:{name}}}: cannot read {target}: {reason}; "
+                                  "point it at a readable UTF-8 file")
+
+    def fail(self, node: Node, path: KeyPath, problem: str) -> None:
+        raise ConfigError(format_error(self.file, path, node.start_mark.line + 1, problem))
+
+
+def substitute(text: str, resolve: Callable[[str], str]) -> str:
+    """Replaces each `${expr}` by `resolve(expr)`; `$${` is a literal `${`."""
+    return _SUBST.sub(lambda m: "${" if m.group(0) == "$${" else resolve(m.group(1)), text)
