@@ -106,43 +106,44 @@ class Api:
     definitions: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def _refs(schema: Any, found: set[str]) -> None:
+def collect_refs(schema: Any, found: set[str]) -> None:
+    """Add the name of every `#/definitions/NAME` that `schema` references to `found`."""
     if isinstance(schema, dict):
         for key, value in schema.items():
             if key == "$ref" and isinstance(value, str):
                 found.add(value.rsplit("/", 1)[-1])
             else:
-                _refs(value, found)
+                collect_refs(value, found)
     elif isinstance(schema, list):
         for value in schema:
-            _refs(value, found)
+            collect_refs(value, found)
 
 
 def bundle_schema(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
-    """`schema` with every definition it reaches attached under `definitions`."""
+    """`schema` (a bare $ref is inlined) with every definition it reaches under `definitions`."""
+    name = schema["$ref"].rsplit("/", 1)[-1] if set(schema) == {"$ref"} else None
+    root = dict(definitions[name]) if name in definitions else dict(schema)
+    todo: set[str] = set()
+    collect_refs(root, todo)
     needed: set[str] = set()
-    todo = {schema["$ref"].rsplit("/", 1)[-1]} if set(schema) == {"$ref"} else set()
-    _refs(schema, todo)
     while todo:
-        name = todo.pop()
-        if name not in needed and name in definitions:
-            needed.add(name)
-            _refs(definitions[name], todo)
-    if set(schema) == {"$ref"} and schema["$ref"].rsplit("/", 1)[-1] in definitions:
-        root = dict(definitions[schema["$ref"].rsplit("/", 1)[-1]])
-    else:
-        root = dict(schema)
+        ref = todo.pop()
+        if ref not in needed and ref in definitions:
+            needed.add(ref)
+            collect_refs(definitions[ref], todo)
     root["$schema"] = JSON_SCHEMA_DRAFT
     if needed:
-        root["definitions"] = {name: definitions[name] for name in sorted(needed)}
+        root["definitions"] = {ref: definitions[ref] for ref in sorted(needed)}
     return root
 
 
 def _close(word: str, choices: list[str]) -> list[str]:
-    lowered = {c.lower(): c for c in choices}
-    exact = [lowered[word.lower()]] if word.lower() in lowered else []
+    """Names close to `word`: same but for case, containing it, then similar spellings."""
+    low = word.lower()
+    exact = [c for c in choices if c.lower() == low]
+    partial = [c for c in choices if low and low in c.lower()][:5]
     fuzzy = difflib.get_close_matches(word, choices, n=5, cutoff=0.6)
-    return list(dict.fromkeys(exact + fuzzy))
+    return list(dict.fromkeys(exact + partial + fuzzy))[:6]
 
 
 class Catalog:

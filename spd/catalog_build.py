@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from spd.catalog import collect_refs
 from spd.errors import CatalogError
 
 FORMAT = 1
@@ -53,7 +54,7 @@ RESTRICTED = {
     "vendorDirectFulfillmentOrdersV1": {"getOrders", "getOrder"},
     "vendorDirectFulfillmentOrders_2021-12-28": {"getOrders", "getOrder"},
     "vendorDirectFulfillmentShippingV1": {
-        "getShippingLabels", "getShippingLabel", "submitShippingLabelRequest",
+        "getShippingLabels", "getShippingLabel",
         "getPackingSlips", "getPackingSlip", "getCustomerInvoices", "getCustomerInvoice"},
     "vendorDirectFulfillmentShipping_2021-12-28": {
         "getShippingLabels", "getShippingLabel", "createShippingLabels",
@@ -75,13 +76,11 @@ class BuildReport:
     largest_file: tuple[str, int] = ("", 0)
     warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able summary (for `spd models build`)."""
-        return {"apis": self.apis, "operations": self.operations,
-                "usage_plans": self.usage_plans, "numeric_rates": self.numeric_rates,
-                "paginated": self.paginated, "files": len(self.files),
-                "total_bytes": self.total_bytes, "largest_file": list(self.largest_file),
-                "warnings": self.warnings}
+    def __str__(self) -> str:
+        return (f"{self.apis} APIs, {self.operations} operations ({self.usage_plans} with a "
+                f"Usage Plan, {self.numeric_rates} with a numeric rate, {self.paginated} "
+                f"paginated); {len(self.files)} files, {self.total_bytes} bytes"
+                + "".join(f"; warning: {w}" for w in self.warnings))
 
 
 def dumps(obj: Any) -> bytes:
@@ -131,19 +130,6 @@ def clean_schema(schema: Any) -> Any:
         else:
             out[key] = value
     return out
-
-
-def collect_refs(schema: Any, found: set[str]) -> None:
-    """Add the names of every `#/definitions/NAME` referenced in `schema` to `found`."""
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key == "$ref" and isinstance(value, str):
-                found.add(value.rsplit("/", 1)[-1])
-            else:
-                collect_refs(value, found)
-    elif isinstance(schema, list):
-        for value in schema:
-            collect_refs(value, found)
 
 
 def definitions_closure(roots: set[str], definitions: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +224,7 @@ def _success_schema(op: dict[str, Any]) -> Any:
 
 
 def _walk(model: _Model, schema: Any, path: tuple[str, ...], depth: int = 0):
-    """Yield (path, resolved schema) for every property, breadth-first-ish, no cycles."""
+    """Yield (path, resolved schema) for every property, depth-first, to a bounded depth."""
     if depth > 5:
         return
     for name, sub in model.properties(schema).items():
@@ -425,3 +411,10 @@ def _count(report: BuildReport, api: dict[str, Any]) -> None:
         report.usage_plans += bool(op.get("usage_plan"))
         report.numeric_rates += op.get("rate") is not None
         report.paginated += "pagination" in op
+
+
+def default_models_dir() -> Path:
+    """Where the shipped catalog lives (the repo's `models/` in an editable install)."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("spd._models")))
