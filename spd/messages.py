@@ -68,10 +68,11 @@ def build_messages(
 ) -> list[Message]:
     """The messages for one delivered page: one per object (`individually`) or one (`page`).
 
-    `objects` holds `(id, cursor, data)`; `emitted_at` defaults to now (tests pin it).
+    `objects` holds `(id, cursor, data)`; `emitted_at` defaults to now (tests pin it). An empty
+    page gives no message in either mode (no `"results": []` noise on every idle poll).
     """
     stamp = rfc3339(emitted_at or _emitted_now())
-    if emit == EMIT_PAGE:
+    if emit == EMIT_PAGE and objects:
         body = {
             "poller": poller,
             "account": account,
@@ -82,7 +83,7 @@ def build_messages(
             "results": [data for _, _, data in objects],
         }
         return [Message(_dumps(body), poller, poller, account, object_type)]
-    if emit != EMIT_INDIVIDUALLY:
+    if emit not in (EMIT_INDIVIDUALLY, EMIT_PAGE):
         raise ValueError(f"emit must be {EMIT_INDIVIDUALLY!r} or {EMIT_PAGE!r}, not {emit!r}")
     return [
         Message(

@@ -31,21 +31,11 @@ DAEMON_LOCK_WAIT = 2.0
 
 _SCHEMA_V1 = """
 CREATE TABLE pollers (
-    poller TEXT PRIMARY KEY,
-    identity TEXT NOT NULL,
-    watermark TEXT NOT NULL,
-    window_start TEXT,
-    window_end TEXT,
-    next_token TEXT,
-    page INTEGER NOT NULL DEFAULT 0,
-    objects_emitted INTEGER NOT NULL DEFAULT 0,
-    pages_emitted INTEGER NOT NULL DEFAULT 0,
-    runs INTEGER NOT NULL DEFAULT 0,
-    last_run_at TEXT,
-    last_success_at TEXT,
-    last_error TEXT,
-    note TEXT,
-    updated_at TEXT NOT NULL
+    poller TEXT PRIMARY KEY, identity TEXT NOT NULL, watermark TEXT NOT NULL,
+    window_start TEXT, window_end TEXT, next_token TEXT, page INTEGER NOT NULL DEFAULT 0,
+    objects_emitted INTEGER NOT NULL DEFAULT 0, pages_emitted INTEGER NOT NULL DEFAULT 0,
+    runs INTEGER NOT NULL DEFAULT 0, last_run_at TEXT, last_success_at TEXT, last_error TEXT,
+    note TEXT, updated_at TEXT NOT NULL
 )
 """
 # Index i upgrades schema version i to i + 1; later issues append here.
@@ -119,8 +109,8 @@ def _alive(pid: int | None) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, owned by another user
+        pass
     return True
 
 
@@ -145,7 +135,6 @@ class StateStore:
         self._lock_fd: int | None = None
         self._mutex = threading.RLock()
 
-    # -- lifecycle -------------------------------------------------------------------------
 
     def open(self) -> None:
         """Creates or opens the database (and takes the daemon lock when `daemon=True`)."""
@@ -231,6 +220,7 @@ class StateStore:
             if version == 0:
                 conn.execute(_SCHEMA_V1)
                 version = 1
+                log.info("state_created", path=str(self.path), schema_version=SCHEMA_VERSION)
             for step in range(version - 1, SCHEMA_VERSION - 1):
                 conn.execute(_MIGRATIONS[step])
             conn.execute(
@@ -249,8 +239,6 @@ class StateStore:
                 p = Path(str(self.path) + suffix)
                 if p.exists() and (p.stat().st_mode & 0o777) != 0o600:
                     p.chmod(0o600)
-
-    # -- daemon lock -----------------------------------------------------------------------
 
     def _acquire_daemon_lock(self) -> None:
         try:
@@ -319,8 +307,6 @@ class StateStore:
         finally:
             os.close(fd)
 
-    # -- reads -----------------------------------------------------------------------------
-
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StateError(f"state {self.path} is not open")
@@ -346,7 +332,6 @@ class StateStore:
             rows = self._db().execute("SELECT poller FROM pollers ORDER BY poller").fetchall()
         return [r[0] for r in rows]
 
-    # -- writes ----------------------------------------------------------------------------
 
     def _write(self, sql: str, args: tuple[Any, ...], poller: str) -> None:
         """Runs one UPDATE in its own durable transaction; the poller must exist."""

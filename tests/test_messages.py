@@ -63,9 +63,8 @@ def test_page_is_one_message_with_raw_results() -> None:
     assert msg.key == "orders"
 
 
-def test_page_with_no_objects_still_says_which_page() -> None:
-    (msg,) = _build("page", [])
-    assert _parse(msg.body)["results"] == []
+def test_empty_page_gives_no_message() -> None:
+    assert _build("page", []) == []
     assert _build("individually", []) == []
 
 
@@ -83,7 +82,7 @@ def test_cursors_are_normalized_to_utc_z() -> None:
 def test_default_emitted_at_is_now_in_utc_with_z() -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
     (msg,) = build_messages(poller="p", account="a", object_type="t", emit="page",
-                            window=(W0, W1), page=1, objects=[])
+                            window=(W0, W1), page=1, objects=[("1", None, {})])
     stamp = _parse(msg.body)["emitted_at"]
     assert STAMP.match(stamp), stamp
     assert "+00:00" not in msg.body.decode()
@@ -92,8 +91,9 @@ def test_default_emitted_at_is_now_in_utc_with_z() -> None:
 
 def test_window_with_offsets_and_fractions() -> None:
     plus1 = timezone(timedelta(hours=1))
-    (msg,) = _build("page", [], window=(datetime(2025, 3, 1, 1, tzinfo=plus1),
-                                        datetime(2025, 3, 1, 1, 0, 0, 123456, tzinfo=UTC)))
+    (msg,) = _build("page", [("1", None, {})],
+                    window=(datetime(2025, 3, 1, 1, tzinfo=plus1),
+                            datetime(2025, 3, 1, 1, 0, 0, 123456, tzinfo=UTC)))
     assert _parse(msg.body)["window"] == ["2025-03-01T00:00:00Z", "2025-03-01T01:00:00.123456Z"]
 
 

@@ -35,7 +35,11 @@ def store(db: Path):
 def _spawn(tmp_path: Path, body: str) -> subprocess.Popen[str]:
     """Starts a Python subprocess running `body` (with spd importable), stdout piped."""
     script = tmp_path / "child.py"
-    script.write_text(textwrap.dedent(body))
+    logs_to_stderr = (
+        "import structlog, sys\n"
+        "structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))\n"
+    )
+    script.write_text(logs_to_stderr + textwrap.dedent(body))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -14,6 +14,9 @@ class Emitter(ABC):
     """A sink for messages with an explicit lifecycle: start → send… → flush → close."""
 
     type: str = "?"
+    # Class defaults keep subclasses that skip super().__init__ (test doubles) working.
+    _started = False
+    _closed = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -67,8 +70,8 @@ class Emitter(ABC):
 
     def __del__(self) -> None:
         # aiokafka-style: a started emitter that was never closed may have lost a flush.
-        if getattr(self, "_started", False) and not getattr(self, "_closed", True):
-            warnings.warn(f"emitter {self.name} was not closed", ResourceWarning, stacklevel=1)
+        if self._started and not self._closed:
+            warnings.warn(f"emitter {self!r} was not closed", ResourceWarning, stacklevel=1)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
