@@ -216,11 +216,12 @@ def test_reset_of_unknown_poller(store: StateStore) -> None:
 # -- the daemon lock ---------------------------------------------------------------------------
 
 HOLDER = """
-import sys, time
+import time
+from datetime import datetime, timezone
 from spd.state import StateStore
-store = StateStore(sys.argv[1] if len(sys.argv) > 1 else {db!r}, daemon=True)
+store = StateStore({db!r}, daemon=True)
 store.open()
-store.ensure("orders", "id", __import__("datetime").datetime(2025, 1, 1, tzinfo=__import__("datetime").timezone.utc))
+store.ensure("orders", "id", datetime(2025, 1, 1, tzinfo=timezone.utc))
 print("ready", flush=True)
 time.sleep(60)
 """
