@@ -71,6 +71,7 @@ class Operation:
     usage_plan: bool = False  # the model has a Usage Plan table (rate may still be None)
     sandbox: bool = False  # the model has x-amzn-api-sandbox for this operation
     deprecated: bool = False
+    safe: bool = False  # read-only: retrying after a 5xx or timeout cannot do harm
     body_schema: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     response_schema: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     definitions: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -241,6 +242,7 @@ def _operation(api_id: str, op_id: str, data: dict[str, Any], defs: dict[str, An
         pagination=pagination, grantless_scope=data.get("grantless_scope"),
         restricted=data.get("restricted", False), usage_plan=data.get("usage_plan", False),
         sandbox=data.get("sandbox", False), deprecated=data.get("deprecated", False),
+        safe=data.get("safe", False),
         body_schema=data.get("body_schema"), response_schema=data.get("response_schema"),
         definitions=defs)
 

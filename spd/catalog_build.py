@@ -37,6 +37,8 @@ _PARAM_LIMITS = {
 _PLAN_RE = re.compile(r"usage plans?:", re.IGNORECASE)
 _NEXT_RE = re.compile(r"next|pag", re.IGNORECASE)
 _NOT_RESULTS = frozenset({"errors", "warnings"})
+# Read-only operations sent as POST/PUT (batch look-ups, searches, quotes): safe to retry.
+_READ_ONLY = re.compile(r"(get|list|search|query|estimate|preview|retrieve|check|validate)[A-Z]")
 
 # The models say only in prose which scope a grantless operation needs.
 GRANTLESS_SCOPES = {"notifications": "sellingpartnerapi::notifications"}
@@ -298,6 +300,7 @@ def _operation_entry(model: _Model, path: str, method: str, item: dict[str, Any]
         "restricted": op["operationId"] in RESTRICTED.get(model.api_id, ()),
         "sandbox": _has_sandbox(item, op),
         "deprecated": bool(op.get("deprecated")),
+        "safe": method == "get" or bool(_READ_ONLY.match(op["operationId"])),
         "body_schema": clean_schema(body["schema"]) if body and "schema" in body else None,
         "response_schema": clean_schema(success) if success is not None else None,
     }

@@ -51,6 +51,7 @@ def describe_operation(cat: Catalog, api: str, op: str) -> dict[str, Any]:
             "result_path": None if pag.result_path is None else ".".join(pag.result_path)},
         "grantless_scope": operation.grantless_scope, "restricted": operation.restricted,
         "sandbox": operation.sandbox, "deprecated": operation.deprecated,
+        "safe": operation.safe,
     }
 
 

@@ -178,6 +178,13 @@ def test_grantless_and_restricted(cat: Catalog) -> None:
     assert not cat.operation("ordersV0", "confirmShipment").restricted
 
 
+def test_safe_to_retry(cat: Catalog) -> None:
+    assert cat.operation("ordersV0", "getOrders").safe
+    assert cat.operation("productPricingV0", "getItemOffersBatch").safe  # a read-only POST
+    assert not cat.operation("reports_2021-06-30", "createReport").safe
+    assert not cat.operation("ordersV0", "confirmShipment").safe
+
+
 def _resolvable(doc: dict) -> bool:
     refs: list[str] = []
 

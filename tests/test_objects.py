@@ -1,0 +1,193 @@
+"""The registry of pollable object types."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import orjson
+import pytest
+
+from spd import objects
+from spd.catalog import load_catalog
+from spd.errors import UsageError
+from spd.objects import (
+    UnknownObjectType,
+    build_registry,
+    object_cursor,
+    object_id,
+    object_types,
+    resolve_object_type,
+)
+
+SUPPORTED = {"ordersV0.getOrders", "orders_2026-01-01.searchOrders",
+             "vendorOrders.getPurchaseOrders"}
+
+
+def test_exactly_the_three_declared_types_are_supported() -> None:
+    types = object_types()
+    assert {ot.name for ot in types if ot.supported} == SUPPORTED
+    assert len(types) == 37
+    assert [ot.name for ot in types] == sorted(ot.name for ot in types)
+
+
+def test_orders_v0() -> None:
+    ot = resolve_object_type("ordersV0.getOrders")
+    assert (ot.api, ot.operation) == ("ordersV0", "getOrders")
+    assert ot.created_bounds == ("CreatedAfter", "CreatedBefore")
+    assert ot.updated_bounds == ("LastUpdatedAfter", "LastUpdatedBefore")
+    assert (ot.page_size_param, ot.page_size_max) == ("MaxResultsPerPage", 100)
+    assert (ot.token_param, ot.token_path) == ("NextToken", ("payload", "NextToken"))
+    assert ot.results_path == ("payload", "Orders")
+    assert (ot.id_field, ot.created_field, ot.updated_field) == (
+        "AmazonOrderId", "PurchaseDate", "LastUpdateDate")
+    assert ot.lag == timedelta(minutes=2) and ot.max_window is None
+    assert ot.echo_before == {"created": ("payload", "CreatedBefore"),
+                              "updated": ("payload", "LastUpdatedBefore")}
+    assert ot.marketplace_param == "MarketplaceIds" and ot.token_alone
+    assert ot.timestamp_fields() == ["created", "updated"]
+    assert hash(ot) == hash(resolve_object_type("Orders v0 getOrders"))  # usable as a key
+
+
+def test_orders_2026() -> None:
+    ot = resolve_object_type("orders_2026-01-01.searchOrders")
+    assert ot.created_bounds == ("createdAfter", "createdBefore")
+    assert ot.updated_bounds == ("lastUpdatedAfter", "lastUpdatedBefore")
+    assert (ot.page_size_param, ot.page_size_max) == ("maxResultsPerPage", 100)
+    assert (ot.token_param, ot.token_path) == ("paginationToken", ("pagination", "nextToken"))
+    assert ot.results_path == ("orders",)
+    assert (ot.id_field, ot.created_field, ot.updated_field) == (
+        "orderId", "createdTime", "lastUpdatedTime")
+    assert ot.lag == timedelta(minutes=2)
+    assert ot.echo_before == {"created": ("createdBefore",), "updated": ("lastUpdatedBefore",)}
+    assert ot.marketplace_param == "marketplaceIds" and not ot.token_alone
+
+
+def test_vendor_orders() -> None:
+    ot = resolve_object_type("vendorOrders.getPurchaseOrders")
+    assert ot.created_bounds == ("createdAfter", "createdBefore")
+    assert ot.updated_bounds == ("changedAfter", "changedBefore")
+    assert (ot.page_size_param, ot.page_size_max) == ("limit", 100)
+    assert ot.token_path == ("payload", "pagination", "nextToken")
+    assert ot.results_path == ("payload", "orders")
+    assert ot.id_field == "purchaseOrderNumber"
+    assert ot.created_field == "orderDetails.purchaseOrderDate"
+    assert ot.updated_field == ("orderDetails.purchaseOrderChangedDate",
+                                "orderDetails.purchaseOrderStateChangedDate",
+                                "orderDetails.purchaseOrderDate")
+    assert ot.max_window == timedelta(days=7) and ot.lag == timedelta(0)
+    assert ot.marketplace_param is None and ot.echo_before is None
+
+
+def test_declared_fields_exist_in_the_response_schemas() -> None:
+    cat = load_catalog()
+    for name in SUPPORTED:
+        ot = resolve_object_type(name)
+        props = objects.object_schema(name, cat)["properties"]
+        updated = ot.updated_field if isinstance(ot.updated_field, tuple) else (ot.updated_field,)
+        for spec in (ot.id_field, ot.created_field, *updated):
+            assert isinstance(spec, str)
+            head = spec.split(".")[0]
+            assert head in props, (name, spec)
+
+
+@pytest.mark.parametrize("alias,name", [
+    ("Orders v0 getOrders", "ordersV0.getOrders"),
+    ("Orders 2026-01-01 searchOrders", "orders_2026-01-01.searchOrders"),
+    ("Retail Procurement Orders v1 getPurchaseOrders", "vendorOrders.getPurchaseOrders"),
+    ("retail procurement  orders v1 getpurchaseorders", "vendorOrders.getPurchaseOrders"),
+    ("Amazon Warehousing and Distribution 2024-05-09 listInboundShipments",
+     "awd_2024-05-09.listInboundShipments"),
+])
+def test_aliases(alias: str, name: str) -> None:
+    assert resolve_object_type(alias).name == name
+
+
+def test_unknown_names_raise_key_error_with_close_matches() -> None:
+    with pytest.raises(KeyError) as err:
+        resolve_object_type("ordersV0.getOrder")
+    message = str(err.value)
+    assert "ordersV0.getOrders" in message and message.startswith("unknown object type")
+    assert isinstance(err.value, UnknownObjectType)
+    with pytest.raises(KeyError, match="not supported in this version"):
+        resolve_object_type("report:GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL")
+    with pytest.raises(UsageError, match="unknown object type"):
+        objects.describe_object_type("nope")
+
+
+def test_vendor_order_cursor_falls_back() -> None:
+    ot = resolve_object_type("vendorOrders.getPurchaseOrders")
+    details = {"purchaseOrderDate": "2025-03-01T10:00:00Z",
+               "purchaseOrderStateChangedDate": "2025-03-02T10:00:00Z",
+               "purchaseOrderChangedDate": "2025-03-03T10:00:00Z"}
+    order = {"purchaseOrderNumber": "4Z32PABC", "orderDetails": dict(details)}
+    assert object_cursor(ot, order, "updated") == "2025-03-03T10:00:00Z"
+    del order["orderDetails"]["purchaseOrderChangedDate"]
+    assert object_cursor(ot, order, "updated") == "2025-03-02T10:00:00Z"
+    del order["orderDetails"]["purchaseOrderStateChangedDate"]
+    assert object_cursor(ot, order, "updated") == "2025-03-01T10:00:00Z"
+    assert object_cursor(ot, order, "created") == "2025-03-01T10:00:00Z"
+    assert object_cursor(ot, {"purchaseOrderNumber": "X"}, "updated") is None
+
+
+def test_cursor_is_normalised_to_utc_z() -> None:
+    ot = resolve_object_type("ordersV0.getOrders")
+    order = {"PurchaseDate": "2025-03-01T12:00:00+02:00", "LastUpdateDate": "2025-03-01T10:00:00.250Z"}
+    assert object_cursor(ot, order, "created") == "2025-03-01T10:00:00Z"
+    assert object_cursor(ot, order, "updated") == "2025-03-01T10:00:00.25Z"
+    assert object_cursor(ot, {"PurchaseDate": "2025-03-01T10:00:00"}, "created") == "2025-03-01T10:00:00Z"
+    assert object_cursor(ot, {"PurchaseDate": "yesterday"}, "created") is None
+    assert object_cursor(ot, {"PurchaseDate": 17}, "created") is None
+
+
+def test_object_id_and_content_hash() -> None:
+    ot = resolve_object_type("ordersV0.getOrders")
+    assert object_id(ot, {"AmazonOrderId": "902-1845936-5435065"}) == "902-1845936-5435065"
+    a = {"x": 1, "y": {"b": 2, "a": [1, 2]}}
+    b = orjson.loads(b'{"y": {"a": [1, 2], "b": 2}, "x": 1}')  # other key order
+    hashed = object_id(ot, a)  # no AmazonOrderId: falls back to the hash
+    assert hashed == object_id(ot, b)
+    assert hashed.startswith("sha256:") and len(hashed) == len("sha256:") + 64
+    assert hashed == "sha256:" + hashlib.sha256(b'{"x":1,"y":{"a":[1,2],"b":2}}').hexdigest()
+    assert object_id(ot, {**a, "x": 2}) != hashed
+    no_id = resolve_object_type("financesV0.listFinancialEventGroups")
+    assert no_id.id_field is None
+    assert object_id(no_id, {"AmazonOrderId": "1", "z": 0}).startswith("sha256:")
+
+
+def test_describe_list_and_schema_are_json() -> None:
+    listed = objects.list_object_types()
+    assert {"name": "ordersV0.getOrders", "supported": True,
+            "timestamp_fields": ["created", "updated"],
+            "aliases": ["Orders v0 getOrders"]} in listed
+    described = objects.describe_object_type("Retail Procurement Orders v1 getPurchaseOrders")
+    assert described["max_window"] == "7d" and described["results_path"] == "payload.orders"
+    assert described["timestamp_fields"]["updated"]["after_param"] == "changedAfter"
+    assert orjson.loads(orjson.dumps(described)) == described
+    schema = objects.object_schema("ordersV0.getOrders")
+    assert "AmazonOrderId" in schema["properties"] and "Money" in schema["definitions"]
+
+
+def test_every_type_is_consistent_with_its_operation() -> None:
+    cat = load_catalog()
+    for ot in object_types():
+        op = cat.operation(ot.api, ot.operation)
+        assert op.pagination is not None and op.pagination.token_param == ot.token_param
+        assert ot.created_bounds or ot.updated_bounds
+        assert objects.item_schema(op, ot.results_path) is not None, ot.name
+        assert ot.aliases and ot.aliases[0].endswith(" " + ot.operation)
+
+
+def test_bad_overrides_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    cat = load_catalog()
+    bad = dict(objects.OVERRIDES)
+    bad["ordersV0.getOrders"] = {**bad["ordersV0.getOrders"], "page_size_param": "PageSize"}
+    monkeypatch.setattr(objects, "OVERRIDES", bad)
+    with pytest.raises(ValueError, match="PageSize"):
+        build_registry(cat)
+    monkeypatch.setattr(objects, "OVERRIDES", {"ordersV0.getOrder": {"supported": True}})
+    with pytest.raises(ValueError, match="not pollable"):
+        build_registry(cat)
+    monkeypatch.setattr(objects, "OVERRIDES", {"ordersV0.getOrders": {"colour": "red"}})
+    with pytest.raises(ValueError, match="unknown keys"):
+        build_registry(cat)
