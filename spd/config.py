@@ -253,14 +253,22 @@ def _named(name: str, entry: Any, accounts: Any, section: str) -> Any:
         return entry
     entry = {**entry, "name": name}
     if entry.get("account") is None and isinstance(accounts, dict) and accounts:
-        flags = {k: (a.get("default") is True) if isinstance(a, dict) else bool(getattr(a, "default", False))
-                 for k, a in accounts.items()}
+        flags = {k: _is_default(a) for k, a in accounts.items()}
         chosen = _default_account(flags)
+        if chosen is None and sum(flags.values()) > 1:
+            return entry  # Config reports the several defaults themselves
         if chosen is None:
             raise fail(f"no account given and none of {', '.join(accounts)} is marked default: true; "
                         "set account: to one of them", section, name, "account")
         entry["account"] = chosen
     return entry
+
+
+def _is_default(account: Any) -> bool:
+    """`default:` of a raw account mapping as pydantic will read it (true, yes, on, 1)."""
+    if isinstance(account, dict):
+        return str(account.get("default")).lower() in {"true", "yes", "on", "1", "t", "y"}
+    return bool(getattr(account, "default", False))
 
 
 def load_config(path: str | Path) -> Config:
@@ -274,11 +282,12 @@ def load_config(path: str | Path) -> Config:
                           "accounts, emitters and pollers")
     _check_unsupported(doc)
     _check_internal_keys(doc)
-    _absolute_paths(doc.data, file.parent.absolute())
+    _check_emitter_types(doc)
     try:
-        return Config.model_validate({**doc.data, "path": file})
+        config = Config.model_validate({**doc.data, "path": file})
     except ValidationError as exc:
         raise translate(exc, doc, Config) from None
+    return _absolute_paths(config, file.parent.absolute())
 
 
 def _read(file: Path) -> str:
@@ -331,12 +340,28 @@ def _check_internal_keys(doc: YamlDoc) -> None:
                                                + ", ".join(model.allowed_keys()))
 
 
-def _absolute_paths(data: dict[str, Any], base: Path) -> None:
-    """Makes relative file paths relative to the config's folder rather than the working directory."""
-    for pattern in ("state.path", "emitters.*.path", "emitters.*.dead_letter"):
-        for path, value in list(_matches(data, pattern.split("."))):
-            if isinstance(value, str) and value.strip():
-                parent = data
-                for key in path[:-1]:
-                    parent = parent[key]
-                parent[path[-1]] = str(base / Path(value).expanduser())  # absolute values stay
+def _check_emitter_types(doc: YamlDoc) -> None:
+    """Unknown or missing emitter types, answered with the types this version supports."""
+    supported = [t for t in EMITTER_TYPES if f"emitters.*.type={t}" not in UNSUPPORTED]
+    for path, emitter in _matches(doc.data, ["emitters", "*"]):
+        if not isinstance(emitter, dict):
+            continue
+        if emitter.get("type") is None:
+            raise doc.error(path, f'missing required key "type"; use one of: {", ".join(supported)}')
+        if emitter["type"] not in supported:
+            raise doc.error(path + ("type",), f"{show(emitter['type'])} is not an emitter type; "
+                                              f"use one of: {', '.join(supported)}")
+
+
+def _absolute_paths(config: Config, base: Path) -> Config:
+    """Relative file paths made relative to the config's folder rather than the working directory."""
+
+    def absolute(value: Any) -> Any:
+        return str(base / Path(value).expanduser()) if isinstance(value, str) else value  # absolute stays
+
+    emitters = {
+        name: e.model_copy(update={k: absolute(getattr(e, k)) for k in ("path", "dead_letter") if hasattr(e, k)})
+        for name, e in config.emitters.items()
+    }
+    state = config.state.model_copy(update={"path": base / config.state.path.expanduser()})
+    return config.model_copy(update={"state": state, "emitters": emitters})

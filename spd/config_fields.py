@@ -168,7 +168,13 @@ def _reword(kind_: str, value: Any, ctx: dict[str, Any], msg: str) -> str:
     template = _REWORD.get(family)
     if template is None:
         return f"{msg.splitlines()[0]}; see config/spd.example.yaml"
-    return template.format(v=show(value), k=kind(value), **{k: ctx.get(k) for k in ("gt", "ge", "le")})
+    limits = {k: _number(ctx.get(k)) for k in ("gt", "ge", "le")}
+    return template.format(v=show(value), k=kind(value), **limits)
+
+
+def _number(value: Any) -> Any:
+    """`0.0` -> `0`: limits read as the user would write them."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _quoted(text: str) -> list[str]:

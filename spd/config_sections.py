@@ -36,6 +36,15 @@ class ConfigModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
     internal_keys: ClassVar[frozenset[str]] = frozenset()  # fields set by spd, never in the file
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        """`key:` or `key: null` means the key's default (an error only where the key is required)."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].is_required()}
+
     @classmethod
     def allowed_keys(cls) -> list[str]:
         """The keys a config file may write in this section."""
