@@ -1,0 +1,121 @@
+"""`spd sim`: run the simulator in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from datetime import datetime, timedelta
+
+from spd.sim.app import SimSettings, Simulator
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be ISO 8601, e.g. 2025-03-01T00:00:00Z") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("needs a time zone (Z or an offset)")
+    return value
+
+
+def build_parser(prog: str = "spd sim") -> argparse.ArgumentParser:
+    """The `spd sim` options."""
+    p = argparse.ArgumentParser(prog=prog, description="Run the local SP-API simulator.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
+    p.add_argument("--orders", type=int, default=2000, help="orders in the seeded period")
+    p.add_argument("--purchase-orders", type=int, default=500,
+                   help="vendor purchase orders in the seeded period")
+    p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    p.add_argument("--start", type=_instant, help="start of the seeded period (default now-3d)")
+    p.add_argument("--end", type=_instant, help="end of the seeded period (default now)")
+    p.add_argument("--marketplace", action="append", dest="marketplaces",
+                   help="marketplace id of the data (repeatable; default ATVPDKIKX0DER)")
+    p.add_argument("--error-rate", type=_probability, default=0.0, help="share of 500/503s")
+    p.add_argument("--latency", type=_non_negative, default=0.0, help="added latency in ms")
+    p.add_argument("--drop-rate", type=_probability, default=0.0,
+                   help="share of connections closed without an answer")
+    p.add_argument("--truncate-rate", type=_probability, default=0.0,
+                   help="share of 200 answers cut short")
+    p.add_argument("--no-rate-limit", action="store_true", help="do not enforce usage plans")
+    p.add_argument("--next-token-ttl", type=_non_negative, default=1800.0,
+                   help="seconds a next token stays valid (default 1800)")
+    p.add_argument("--no-auth", action="store_true", help="accept calls without access tokens")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> SimSettings:
+    """SimSettings from parsed `spd sim` arguments."""
+    return SimSettings(
+        seed=args.seed, orders=args.orders, purchase_orders=args.purchase_orders,
+        start=args.start, end=args.end,
+        marketplaces=tuple(args.marketplaces or ("ATVPDKIKX0DER",)),
+        host=args.host, port=args.port, error_rate=args.error_rate, latency_ms=args.latency,
+        drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
+        rate_limit=not args.no_rate_limit,
+        next_token_ttl=timedelta(seconds=args.next_token_ttl), require_auth=not args.no_auth,
+    )
+
+
+async def serve(settings: SimSettings, out=sys.stdout) -> None:  # noqa: ANN001
+    """Run until SIGINT/SIGTERM, printing the URL and how to authenticate."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Simulator(settings) as sim:
+            print(f"spd simulator listening on {sim.url}", file=out)
+            print(f"  endpoint: {sim.url}   token_url: {sim.token_url}", file=out)
+            print("  credentials: any non-empty client_id, client_secret and refresh_token",
+                  file=out)
+            print(f"  ground truth: {sim.url}/_sim/objects?type=ordersV0.getOrders&field=updated"
+                  f"   stats: {sim.url}/_sim/stats", file=out)
+            out.flush()
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_sim(argv: list[str] | None = None) -> int:
+    """Parse `spd sim` arguments and run the simulator; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"spd sim: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for `spd sim` (the CLI passes the arguments after `sim`)."""
+    return run_sim(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
