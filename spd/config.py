@@ -12,6 +12,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterator, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -21,7 +22,7 @@ from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsCon
                                  KafkaSslConfig, LogConfig, LwaConfig, RateLimitConfig, StateConfig,
                                  StdoutEmitterConfig, WebhookEmitterConfig, ConfigModel)
 from spd.durations import format_duration, format_ts
-from spd.errors import ConfigError, UsageError
+from spd.errors import ConfigError, SpdError, UsageError
 from spd.yamlload import KeyPath, YamlDoc, load_yaml
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -118,7 +119,10 @@ def _object_type(name: str) -> Any:
 def _check_params(ot: Any, bounds: tuple[str, str | None], params: dict[str, Any]) -> None:
     from spd.catalog import load_catalog
 
-    op = load_catalog().operation(ot.api, ot.operation)
+    try:
+        op = load_catalog().operation(ot.api, ot.operation)
+    except SpdError as exc:  # the registry names an operation the catalog lacks: say so, in place
+        raise fail(f"{ot.name}: {exc}; choose another object type", "object") from None
     managed = {p for p in (*bounds, ot.token_param) if p}
     for key in params:
         if key in managed:
@@ -215,7 +219,7 @@ class Config(ConfigModel):
         lines = [f"state: {self.state.path}"]
         for name, acc in self.accounts.items():
             markets = ", ".join(acc.marketplace_ids) or "none"
-            lines.append(f"account {name}: {acc.base_url}, region {acc.region}, marketplaces {markets}"
+            lines.append(f"account {name}: {_public_url(acc.base_url)}, region {acc.region}, marketplaces {markets}"
                          + (" (default)" if acc.default else ""))
         for name, emitter in self.emitters.items():
             lines.append(f"emitter {name}: {_describe_emitter(emitter)}")
@@ -233,10 +237,16 @@ def _describe_emitter(emitter: Any) -> str:
     if isinstance(emitter, FileEmitterConfig):
         return f"file {emitter.path}" + (" (fsync)" if emitter.fsync else "")
     if isinstance(emitter, WebhookEmitterConfig):
-        return f"webhook {emitter.url}"
+        return f"webhook {_public_url(emitter.url)}"
     if isinstance(emitter, KafkaEmitterConfig):
         return f"kafka {', '.join(emitter.bootstrap_servers)} topic {emitter.topic}"
     return emitter.type
+
+
+def _public_url(url: str) -> str:
+    """A URL without `user:password@`, which may hold a credential."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def _default_account(accounts: dict[str, bool]) -> str | None:

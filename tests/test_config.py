@@ -110,6 +110,8 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
      "supported: ordersV0.getOrders, orders_2026-01-01.searchOrders, vendorOrders.getPurchaseOrders"),
     ("unknown emitter reference", replace("emitters: [out]", "emitters: [out, nope]"),
      'pollers.orders.emitters[1] (line 17): unknown emitter "nope"; emitters: out'),
+    ("empty emitter list", replace("emitters: [out]", "emitters: []"),
+     "pollers.orders.emitters (line 17): is empty; give at least one"),
     ("emitter listed twice", replace("emitters: [out]", "emitters: [out, out]"),
      'pollers.orders.emitters[1] (line 17): "out" is listed twice; list each one once'),
     ("unknown account reference", replace("    timestamp_field", "    account: other\n    timestamp_field"),
@@ -527,6 +529,12 @@ def test_secrets_never_in_repr_str_dump_or_describe(tmp_path: Path) -> None:
     for text in shown:
         assert "csecret-value" not in text and "rtoken-value" not in text
     assert config.accounts["acme"].lwa.client_secret.get_secret_value() == "csecret-value"
+
+
+def test_describe_hides_credentials_in_urls(tmp_path: Path) -> None:
+    text = BASE.replace("endpoint: na", "endpoint: 'https://user:pa55@proxy.example:8443/'")
+    lines = load_config(write(tmp_path, text)).describe()
+    assert lines[1] == "account acme: https://proxy.example:8443, region us-east-1, marketplaces ATVPDKIKX0DER"
 
 
 def test_describe(tmp_path: Path) -> None:
