@@ -104,6 +104,9 @@ class Daemon:
             self.request_stop()
         except SpdError as exc:
             log.error("poll_failed", poller=name, error=str(exc), retriable=exc.retriable)
+        except asyncio.CancelledError:
+            # Abandoned at shutdown without a checkpoint; the restart repeats that page.
+            log.warning("poll_abandoned", poller=name)
         except Exception as exc:  # a bug must not kill the daemon; the next run retries
             log.exception("poll_crashed", poller=name, error=repr(exc))
         finally:
@@ -143,9 +146,12 @@ class Daemon:
 
     async def close(self) -> None:
         """Stop scheduling → drain in-flight pages → flush and close emitters → close state."""
+        # Pause first: shutting APScheduler's executor down would cancel the runs in flight.
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.pause()
+        await self.drain()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        await self.drain()
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self.runtime is not None:

@@ -30,6 +30,10 @@ log = structlog.get_logger("spd.poller")
 MIN_WINDOW = timedelta(seconds=5)
 
 
+class PollStopped(Exception):
+    """Internal: the daemon is stopping and the page was abandoned before delivery."""
+
+
 @dataclass(frozen=True)
 class Window:
     """The time range one series of pages covers; `end` is None until the API echoes it."""
@@ -123,7 +127,9 @@ class Poller:
         result.windows += 1
         while True:
             try:
-                page = await self.fetch_page(window, token)
+                page = await self.fetch_unless_stopped(window, token)
+            except PollStopped:
+                return self.store.get(self.name)  # type: ignore[return-value]
             except ApiError as exc:
                 if token and is_expired_token_error(exc):
                     self.log.warning("next_token_expired", window_start=format_ts(window.start))
@@ -147,6 +153,21 @@ class Poller:
             if self.over_cap(result) or self.stopping.is_set():
                 result.capped = self.over_cap(result)
                 return self.store.get(self.name)  # type: ignore[return-value]
+
+    async def fetch_unless_stopped(self, window: Window, token: str | None) -> Page:
+        """Fetches a page, abandoning it at once on stop: nothing was delivered for it yet, and
+        a request can wait minutes for quota (getOrders refills one token a minute)."""
+        fetch = asyncio.ensure_future(self.fetch_page(window, token))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not fetch.done():
+                fetch.cancel()
+        if fetch.cancelled() or not fetch.done():
+            raise PollStopped()
+        return fetch.result()
 
     def over_cap(self, result: RunResult) -> bool:
         cap = self.config.max_items_per_run
