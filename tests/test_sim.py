@@ -458,7 +458,8 @@ def test_live_data_appears_and_the_past_stays_stable() -> None:
     data, now = state.orders, state.now()
     lag = 120
     def versions(at: float) -> set[tuple[str, int]]:
-        return {(r["id"], r["version_time"]) for r in data.ground_truth("updated", 0, now - lag, at)}
+        rows = data.ground_truth("updated", 0, now - lag, at)
+        return {(r["id"], r["version_time"]) for r in rows}
 
     before = versions(now)
     later = now + 6 * 3600

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from datetime import datetime, timedelta
+from typing import TextIO
 
 from spd.sim.app import SimSettings, Simulator
 
@@ -74,7 +75,7 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
     )
 
 
-async def serve(settings: SimSettings, out=sys.stdout) -> None:  # noqa: ANN001
+async def serve(settings: SimSettings, out: TextIO = sys.stdout) -> None:
     """Run until SIGINT/SIGTERM, printing the URL and how to authenticate."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

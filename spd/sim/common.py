@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -75,10 +77,16 @@ def invalid(message: str = BAD_INPUT, details: str = "", code: str = "InvalidInp
 
 def iso(epoch: float) -> str:
     """UTC RFC 3339 with Z; whole seconds unless the value has a fraction."""
+    if epoch == int(epoch):
+        return _iso_second(int(epoch))
     dt = datetime.fromtimestamp(epoch, UTC)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _iso_second(epoch: int) -> str:
+    # Rendering pages formats the same few seconds over and over: cache them.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def to_epoch(dt: datetime) -> float:
