@@ -75,8 +75,10 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def api(session: aiohttp.ClientSession) -> AsyncIterator[Api]:
-    # Usage plans are tested on their own; here pages are fetched as fast as possible.
-    async with Simulator(settings(rate_limit=False)) as sim:
+    # Usage plans are tested on their own; here pages are fetched as fast as possible. The
+    # clock is frozen so that no live update lands between paging and reading the truth.
+    frozen = datetime.now(UTC)
+    async with Simulator(settings(rate_limit=False, clock=lambda: frozen)) as sim:
         client = Api(sim, session)
         await client.login()
         yield client
@@ -197,10 +199,14 @@ async def test_before_must_be_two_minutes_in_the_past(api: Api, field: str) -> N
     assert status == 200 and body["payload"][f"{field}Before"] == params[f"{field}Before"]
 
 
-async def test_omitted_before_is_applied_as_now_minus_two_minutes_and_echoed(api: Api) -> None:
-    t0 = datetime.now(UTC)
-    status, _, body = await api.get(ORDERS, {"MarketplaceIds": US, "CreatedAfter": hour_ago()})
-    t1 = datetime.now(UTC)
+async def test_omitted_before_is_applied_as_now_minus_two_minutes_and_echoed(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with Simulator(settings()) as sim:
+        api = await start_api(session, sim)
+        t0 = datetime.now(UTC)
+        status, _, body = await api.get(ORDERS, {"MarketplaceIds": US, "CreatedAfter": hour_ago()})
+        t1 = datetime.now(UTC)
     assert status == 200
     echoed = parse(body["payload"]["CreatedBefore"])
     assert t0 - timedelta(minutes=2, seconds=1) <= echoed <= t1 - timedelta(minutes=2)
@@ -468,6 +474,29 @@ def test_live_data_appears_and_the_past_stays_stable() -> None:
     fresh = data.ground_truth("created", now, later, later)
     assert len(fresh) > 5, "new orders keep coming"
     assert any(not r["current"] for r in data.ground_truth("updated", 0, later, later))
+
+
+async def test_stepping_the_clock_brings_new_orders_and_updates(
+    session: aiohttp.ClientSession,
+) -> None:
+    clock = [datetime.now(UTC).replace(microsecond=0)]
+    async with Simulator(settings(rate_limit=False, clock=lambda: clock[0])) as sim:
+        api = await start_api(session, sim)
+        mark = clock[0] - timedelta(minutes=2)
+        first, _ = await collect_v0(api, {"MarketplaceIds": US, "LastUpdatedBefore": iso(mark),
+                                          "LastUpdatedAfter": iso(mark - timedelta(hours=6))})
+        clock[0] += timedelta(days=1)
+        await api.login()  # a day later the access token has expired
+        params = {"MarketplaceIds": US, "LastUpdatedAfter": iso(mark)}
+        later, _ = await collect_v0(api, params)
+        truth = await api.truth("ordersV0.getOrders", "updated", mark,
+                                clock[0] - timedelta(minutes=2))
+    assert {(o["AmazonOrderId"], o["LastUpdateDate"]) for o in later} == {
+        (r["id"], r["version_time"]) for r in truth if r["current"]}
+    new = [o for o in later if parse(o["PurchaseDate"]) > mark]
+    updated = [o for o in later if parse(o["PurchaseDate"]) < mark]
+    assert len(new) > 50 and len(updated) > 50
+    assert {o["AmazonOrderId"] for o in first} & {o["AmazonOrderId"] for o in updated}
 
 
 async def test_restricted_data_token_adds_buyer_info(api: Api) -> None:

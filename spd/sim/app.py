@@ -63,6 +63,7 @@ class SimSettings:
     revoked_refresh_tokens: frozenset[str] = frozenset()
     access_token_ttl: timedelta = timedelta(hours=1)
     clock_offset: timedelta = timedelta(0)  # the simulator's clock = real UTC time + offset
+    clock: Callable[[], datetime] | None = None  # replaces real time (tests freeze or step it)
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "drop_rate", "truncate_rate"):
@@ -109,7 +110,8 @@ class SimState:
 
     def now(self) -> float:
         """The simulator's clock in epoch seconds."""
-        return time.time() + self._offset
+        clock = self.settings.clock
+        return (to_epoch(clock()) if clock else time.time()) + self._offset
 
     def _authorize(self, request: web.Request) -> tuple[Any, str]:
         token = request.headers.get("x-amz-access-token")
