@@ -1,0 +1,176 @@
+"""Token buckets that mirror SP-API's own, so spd runs at the quota without being throttled.
+
+One `TokenBucket` per (account, operation). Waits are computed from a monotonic clock (never a
+polling sleep), waiters are served first come, first served, and a rate change wakes the waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_RATE = 0.5
+DEFAULT_BURST = 1
+# Amazon's bucket starts refilling when a request *arrives*; ours when it is sent. Taking from a
+# full bucket therefore starts our refill a little later, to absorb latency jitter. With a burst
+# above 1 that happens once per busy period (no throughput cost); with burst 1 the bucket is full
+# at every take, so the guard is also capped at 2 % of the interval.
+DEFAULT_GUARD = 0.01
+GUARD_SHARE = 0.02
+_EPSILON = 1e-9
+
+
+@dataclass
+class BucketStats:
+    """Counters of one bucket; `errors` counts failed attempts other than 429."""
+
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    errors: int = 0
+
+
+class TokenBucket:
+    """A refilling bucket of `burst` tokens at `rate` tokens per second, starting full."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        guard: float = DEFAULT_GUARD,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"token bucket needs rate > 0 and burst >= 1, got {rate}/{burst}")
+        self._rate = float(rate)
+        self._burst = int(burst)
+        self._guard = guard
+        self._clock = clock
+        self._sleep = sleep or self._wakeable_sleep
+        self._tokens = float(burst)
+        self._stamp = clock()  # tokens were counted at this time; may lie in the future (guard)
+        self._lock = asyncio.Lock()  # FIFO: the holder waits for the next token, others queue
+        self._wake: asyncio.Future[None] | None = None
+        self._waiting = 0
+        self.stats = BucketStats()
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def burst(self) -> int:
+        return self._burst
+
+    def tokens(self) -> float:
+        """Tokens available now (fractional)."""
+        self._refill(self._clock())
+        return self._tokens
+
+    def delay(self) -> float:
+        """Seconds until the next token is available (0 when one is there now)."""
+        now = self._clock()
+        self._refill(now)
+        if self._tokens >= 1.0 - _EPSILON:  # float dust must not cause a zero-length wait loop
+            return 0.0
+        return max(self._stamp - now, 0.0) + (1.0 - self._tokens) / self._rate
+
+    async def acquire(self) -> None:
+        """Wait, in arrival order, until a token is available and take it."""
+        self._waiting += 1
+        try:
+            async with self._lock:
+                while (wait := self.delay()) > 0:
+                    await self._sleep(wait)
+                self._take()
+        finally:
+            self._waiting -= 1
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is available now and nobody is waiting."""
+        if self._waiting or self.delay() > 0:
+            return False
+        self._take()
+        return True
+
+    def set_rate(self, rate: float) -> bool:
+        """Follow a new rate (from `x-amzn-RateLimit-Limit`); the burst stays. True if changed."""
+        if rate <= 0 or abs(rate - self._rate) <= 1e-9 * self._rate:
+            return False
+        self._refill(self._clock())  # tokens earned so far count at the old rate
+        self._rate = float(rate)
+        self._wake_waiter()
+        return True
+
+    def drain(self) -> None:
+        """Empty the bucket (after a 429: Amazon's bucket is empty too)."""
+        now = self._clock()
+        self._refill(now)
+        self._tokens = 0.0
+        self._stamp = max(self._stamp, now)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Rate, burst, available tokens, waiters and counters, for metrics and `status`."""
+        return {
+            "rate": self._rate,
+            "burst": self._burst,
+            "tokens": round(self.tokens(), 3),
+            "waiting": self._waiting,
+            "requests": self.stats.requests,
+            "throttled": self.stats.throttled,
+            "retries": self.stats.retries,
+            "errors": self.stats.errors,
+        }
+
+    def _refill(self, now: float) -> None:
+        if now > self._stamp:
+            self._tokens = min(float(self._burst), self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+
+    def _take(self) -> None:
+        now = self._clock()
+        self._refill(now)
+        was_full = self._tokens >= self._burst - _EPSILON
+        self._tokens -= 1.0
+        if was_full and self._guard > 0:
+            # refill starts when Amazon sees the request
+            self._stamp = now + min(self._guard, GUARD_SHARE / self._rate)
+
+    def _wake_waiter(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _wakeable_sleep(self, seconds: float) -> None:
+        # Like asyncio.sleep, but set_rate() can cut it short so the waiter recomputes.
+        loop = asyncio.get_running_loop()
+        self._wake = fut = loop.create_future()
+        handle = loop.call_later(seconds, _resolve, fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._wake = None
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def initial_limits(account: Any, op: Any) -> tuple[float, int]:
+    """Rate and burst for a new bucket: config override, else the Usage Plan, else the default."""
+    key = f"{op.api}.{op.id}"
+    overrides = getattr(account, "rate_limits", None) or {}
+    override = overrides.get(key)
+    if override is None and getattr(op, "operation_id", op.id) != op.id:
+        override = overrides.get(f"{op.api}.{op.operation_id}")
+    rate = getattr(override, "rate", None) or op.rate
+    burst = getattr(override, "burst", None) or op.burst
+    if not rate or rate <= 0:
+        return DEFAULT_RATE, int(burst or DEFAULT_BURST)
+    return float(rate), max(int(burst or DEFAULT_BURST), 1)

@@ -1,0 +1,220 @@
+"""Token buckets: exact waits on an injected clock, FIFO order, rate changes, real timing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from spd.client.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket, initial_limits
+
+
+class FakeTime:
+    """A clock and a sleep that advances it, so waits are exact and instant."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def make_bucket(rate: float, burst: int, guard: float = 0.0) -> tuple[TokenBucket, FakeTime]:
+    t = FakeTime()
+    return TokenBucket(rate, burst, guard=guard, clock=t.clock, sleep=t.sleep), t
+
+
+async def test_bucket_starts_full_then_waits_one_interval():
+    bucket, t = make_bucket(2.0, 3)
+    for _ in range(3):
+        await bucket.acquire()
+    assert t.sleeps == []
+    assert bucket.delay() == pytest.approx(0.5)
+    await bucket.acquire()
+    assert t.sleeps == [pytest.approx(0.5)]
+
+
+async def test_21_acquires_at_10_per_second_burst_1_take_exactly_2_seconds():
+    bucket, t = make_bucket(10.0, 1)
+    start = t.now
+    for _ in range(21):
+        await bucket.acquire()
+    assert t.now - start == pytest.approx(2.0, abs=1e-9)
+    assert t.sleeps == [pytest.approx(0.1, abs=1e-9)] * 20
+
+
+async def test_partial_refill_is_counted_precisely():
+    bucket, t = make_bucket(4.0, 2)
+    await bucket.acquire()
+    await bucket.acquire()
+    t.now += 0.1  # 0.4 token earned
+    assert bucket.tokens() == pytest.approx(0.4)
+    assert bucket.delay() == pytest.approx(0.15)
+
+
+async def test_tokens_never_exceed_burst():
+    bucket, t = make_bucket(10.0, 3)
+    t.now += 3600
+    assert bucket.tokens() == 3
+    for _ in range(3):
+        await bucket.acquire()
+    assert t.sleeps == []
+    assert bucket.delay() == pytest.approx(0.1)
+
+
+async def test_drain_empties_the_bucket():
+    bucket, t = make_bucket(5.0, 10)
+    bucket.drain()
+    assert bucket.tokens() == 0
+    assert bucket.delay() == pytest.approx(0.2)
+    await bucket.acquire()
+    assert t.sleeps == [pytest.approx(0.2)]
+
+
+async def test_set_rate_keeps_burst_and_earned_tokens():
+    bucket, t = make_bucket(1.0, 5)
+    for _ in range(5):
+        await bucket.acquire()
+    t.now += 0.5  # half a token at the old rate
+    assert bucket.set_rate(10.0) is True
+    assert bucket.burst == 5
+    assert bucket.rate == 10.0
+    assert bucket.tokens() == pytest.approx(0.5)
+    assert bucket.delay() == pytest.approx(0.05)
+    assert bucket.set_rate(10.0) is False  # unchanged
+    assert bucket.set_rate(0) is False  # nonsense ignored
+
+
+async def test_guard_with_burst_1_is_paid_per_request_but_capped():
+    # With burst 1 Amazon's bucket is full at every request, so each one needs the margin;
+    # it is capped at 2 % of the interval (here 2 ms of 100 ms).
+    bucket, t = make_bucket(10.0, 1, guard=0.01)
+    for _ in range(4):
+        await bucket.acquire()
+    assert t.sleeps == [pytest.approx(0.102)] * 3
+    slow, t2 = make_bucket(0.5, 1, guard=0.01)
+    await slow.acquire()
+    await slow.acquire()
+    assert t2.sleeps == [pytest.approx(2.01)]
+
+
+async def test_guard_with_larger_burst_shifts_once_per_busy_period():
+    bucket, t = make_bucket(2.0, 3, guard=0.01)
+    for _ in range(6):
+        await bucket.acquire()
+    # the burst is free; then the first wait carries the guard once, the rest are exact
+    assert t.sleeps == [pytest.approx(0.51), pytest.approx(0.5), pytest.approx(0.5)]
+    t.now += 100  # idle: full again, the next busy period pays the guard once more
+    for _ in range(4):
+        await bucket.acquire()
+    assert t.sleeps[3:] == [pytest.approx(0.51)]
+
+
+async def test_waiters_are_served_in_arrival_order():
+    bucket, t = make_bucket(100.0, 1)
+    order: list[int] = []
+
+    async def worker(i: int) -> None:
+        await bucket.acquire()
+        order.append(i)
+
+    tasks = []
+    for i in range(10):
+        tasks.append(asyncio.create_task(worker(i)))
+        await asyncio.sleep(0)  # each task reaches acquire() before the next starts
+    await asyncio.gather(*tasks)
+    assert order == list(range(10))
+    assert t.now - 1000.0 == pytest.approx(0.09)
+
+
+async def test_try_acquire_does_not_jump_the_queue():
+    bucket = TokenBucket(1000.0, 1, guard=0)
+    assert bucket.try_acquire() is True
+    assert bucket.try_acquire() is False  # empty
+
+
+async def test_set_rate_wakes_a_long_waiter():
+    bucket = TokenBucket(0.1, 1, guard=0)  # 10 s per token
+    await bucket.acquire()
+    waiter = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    started = time.monotonic()
+    bucket.set_rate(50.0)
+    await asyncio.wait_for(waiter, 1.0)
+    assert time.monotonic() - started < 0.5
+
+
+async def test_cancelled_waiter_does_not_block_the_queue():
+    bucket = TokenBucket(20.0, 1, guard=0)
+    await bucket.acquire()
+    first = asyncio.create_task(bucket.acquire())
+    second = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0.01)
+    first.cancel()
+    await asyncio.wait_for(second, 1.0)
+    assert bucket.snapshot()["waiting"] == 0
+
+
+async def test_real_clock_precision_10_per_second():
+    # Real sleeps: 21 acquires at 10/s burst 1 must take about 2 s (never less, not much more).
+    bucket = TokenBucket(10.0, 1, guard=0)
+    started = time.monotonic()
+    await asyncio.gather(*(bucket.acquire() for _ in range(21)))
+    elapsed = time.monotonic() - started
+    assert 1.99 <= elapsed < 2.4
+
+
+async def test_real_clock_rate_is_respected_over_any_window():
+    bucket = TokenBucket(50.0, 5, guard=0)
+    stamps: list[float] = []
+
+    async def take() -> None:
+        await bucket.acquire()
+        stamps.append(time.monotonic())
+
+    await asyncio.gather(*(take() for _ in range(30)))
+    # burst of 5, then one every 20 ms: token count in any window never above burst + rate*dt
+    for i, start in enumerate(stamps):
+        for j in range(i, len(stamps)):
+            assert j - i + 1 <= 5 + (stamps[j] - start) * 50.0 + 1e-6
+
+
+def test_invalid_bucket_rejected():
+    with pytest.raises(ValueError):
+        TokenBucket(0, 1)
+    with pytest.raises(ValueError):
+        TokenBucket(1, 0)
+
+
+def _op(rate, burst, api="ordersV0", op_id="getOrders"):
+    return SimpleNamespace(api=api, id=op_id, operation_id=op_id, rate=rate, burst=burst)
+
+
+def test_initial_limits_prefers_config_override():
+    account = SimpleNamespace(
+        rate_limits={"ordersV0.getOrders": SimpleNamespace(rate=0.5, burst=7)}
+    )
+    assert initial_limits(account, _op(0.0167, 20)) == (0.5, 7)
+
+
+def test_initial_limits_override_without_burst_keeps_catalog_burst():
+    account = SimpleNamespace(
+        rate_limits={"ordersV0.getOrders": SimpleNamespace(rate=2.0, burst=None)}
+    )
+    assert initial_limits(account, _op(0.0167, 20)) == (2.0, 20)
+
+
+def test_initial_limits_from_usage_plan_then_default():
+    account = SimpleNamespace(rate_limits={})
+    assert initial_limits(account, _op(0.0167, 20)) == (0.0167, 20)
+    assert initial_limits(account, _op(None, None)) == (DEFAULT_RATE, DEFAULT_BURST)
+    assert (DEFAULT_RATE, DEFAULT_BURST) == (0.5, 1)
