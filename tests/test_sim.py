@@ -104,7 +104,7 @@ async def test_token_endpoint_issues_expiring_bearer_tokens(api: Api) -> None:
             "refresh_token": "Atzr|abc"}
     async with api.session.post(api.sim.token_url, data=form) as resp:
         body = await resp.json()
-    assert resp.status == 200
+    assert resp.status == 200 and resp.headers["x-amzn-RequestId"]
     assert body["access_token"].startswith("Atza|sim-") and body["token_type"] == "bearer"
     assert body["expires_in"] == 3600 and body["refresh_token"] == "Atzr|abc"
 

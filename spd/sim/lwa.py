@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,7 +170,9 @@ async def token_endpoint(request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
     else:
         form = {k: str(v) for k, v in (await request.post()).items()}
-    return store.exchange(form)
+    resp = store.exchange(form)
+    resp.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+    return resp
 
 
 async def create_restricted_data_token(call: Call) -> dict[str, Any]:
