@@ -1,0 +1,156 @@
+"""Login With Amazon: access tokens per account, cached, refreshed one at a time.
+
+`refresh_token` grant for ordinary operations, `client_credentials` with a scope for grantless
+ones. Tokens and secrets never reach a log event or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from spd.errors import AuthError
+
+log = structlog.get_logger(__name__)
+
+EXPIRY_MARGIN = 60.0  # use a token until 60 s before it expires
+LWA_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+
+_KNOWN_ERRORS = {
+    "invalid_client": "LWA rejected the client id/secret (invalid_client)",
+    "invalid_grant": "LWA rejected the refresh token: refresh token revoked or issued for "
+    "another application (invalid_grant)",
+    "unauthorized_client": "LWA says the application may not use this grant "
+    "(unauthorized_client)",
+    "invalid_scope": "LWA rejected the scope of a grantless operation (invalid_scope)",
+}
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float  # on the monotonic clock
+
+
+class LwaAuth:
+    """Access-token cache with single-flight refresh per (account, scope)."""
+
+    def __init__(
+        self,
+        session_getter: Callable[[], aiohttp.ClientSession],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        margin: float = EXPIRY_MARGIN,
+    ) -> None:
+        self._session = session_getter
+        self._clock = clock
+        self._margin = margin
+        self._cache: dict[tuple[str, str | None], _Token] = {}
+        self._inflight: dict[tuple[str, str | None], asyncio.Future[str]] = {}
+        self.refreshes = 0  # token requests sent, for tests and metrics
+
+    async def token(self, name: str, account: Any, scope: str | None = None) -> str:
+        """A valid access token for `account` (grantless when `scope` is given)."""
+        key = (name, scope)
+        cached = self._cache.get(key)
+        if cached is not None and cached.expires_at > self._clock():
+            return cached.value
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(self._refresh(key, account))
+            self._inflight[key] = fut
+            fut.add_done_callback(lambda f: self._settle(key, f))
+        # shield: a cancelled caller must not cancel the refresh others are waiting for
+        return await asyncio.shield(fut)
+
+    def invalidate(self, name: str, token: str, scope: str | None = None) -> None:
+        """Forget `token` if it is still the cached one (SP-API said it expired)."""
+        cached = self._cache.get((name, scope))
+        if cached is not None and cached.value == token:
+            del self._cache[(name, scope)]
+
+    def close(self) -> None:
+        """Cancel refreshes in flight."""
+        for fut in list(self._inflight.values()):
+            fut.cancel()
+        self._inflight.clear()
+
+    def _settle(self, key: tuple[str, str | None], fut: asyncio.Future[str]) -> None:
+        if self._inflight.get(key) is fut:
+            del self._inflight[key]
+        if not fut.cancelled():
+            fut.exception()  # retrieved: no "never retrieved" warning if every waiter left
+
+    async def _refresh(self, key: tuple[str, str | None], account: Any) -> str:
+        name, scope = key
+        lwa = account.lwa
+        form = {
+            "client_id": lwa.client_id,
+            "client_secret": lwa.client_secret.get_secret_value(),
+        }
+        if scope is None:
+            form |= {
+                "grant_type": "refresh_token",
+                "refresh_token": lwa.refresh_token.get_secret_value(),
+            }
+        else:
+            form |= {"grant_type": "client_credentials", "scope": scope}
+        self.refreshes += 1
+        status, payload = await self._post(name, lwa.token_url, form)
+        token, expires_in = _parse_grant(name, status, payload)
+        lifetime = expires_in - self._margin if expires_in > 2 * self._margin else expires_in / 2
+        self._cache[key] = _Token(token, self._clock() + lifetime)
+        log.info(
+            "token_refreshed",
+            account=name,
+            grant=form["grant_type"],
+            scope=scope,
+            expires_in=expires_in,
+        )
+        return token
+
+    async def _post(self, name: str, url: str, form: dict[str, str]) -> tuple[int, Any]:
+        try:
+            async with self._session().post(
+                url, data=form, timeout=LWA_TIMEOUT, headers={"Accept": "application/json"}
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
+            raise AuthError(
+                f"account {name}: LWA token endpoint {url} unreachable ({reason}); will retry",
+                retriable=True,
+            ) from None
+        try:
+            return status, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return status, None
+
+
+def _parse_grant(name: str, status: int, payload: Any) -> tuple[str, float]:
+    """Access token and lifetime from an LWA answer, or an AuthError that says what to fix."""
+    if status == 200 and isinstance(payload, dict) and payload.get("access_token"):
+        try:
+            expires_in = float(payload.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            expires_in = 3600.0
+        return str(payload["access_token"]), expires_in
+    code = payload.get("error") if isinstance(payload, dict) else None
+    if status >= 500 or status == 429 or (status == 200 and code is None):
+        raise AuthError(
+            f"account {name}: LWA token endpoint answered HTTP {status}; will retry",
+            retriable=True,
+        )
+    if code in _KNOWN_ERRORS:
+        raise AuthError(f"account {name}: {_KNOWN_ERRORS[code]}")
+    description = payload.get("error_description") if isinstance(payload, dict) else None
+    detail = f"{code}: {description}" if description else str(code or "no error code")
+    raise AuthError(f"account {name}: LWA refused the token request (HTTP {status} {detail})")

@@ -1,0 +1,384 @@
+"""SpClient: every SP-API request goes bucket → auth → sign → send → parse → retry.
+
+One aiohttp session per client (proxy variables honoured), one token bucket per (account,
+operation), LWA tokens from `auth.LwaAuth`. 429s drain the bucket and retry; 5xx, timeouts and
+dropped connections retry with full-jitter backoff only when the request is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from spd import __version__
+from spd.client import encode as rsp
+from spd.client.auth import LwaAuth
+from spd.client.encode import encode_body, encode_operation, encode_raw_query
+from spd.client.ratelimit import (
+    DEFAULT_BURST,
+    DEFAULT_GUARD,
+    DEFAULT_RATE,
+    TokenBucket,
+    initial_limits,
+)
+from spd.errors import ApiError, AuthError, UsageError
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT = f"spd/{__version__} (Language=Python)"
+RATE_HEADER = "x-amzn-RateLimit-Limit"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
+RAW_BUCKET = "raw"
+
+
+@dataclass
+class Response:
+    """A parsed SP-API answer: body is the JSON value, text when not JSON, None when empty."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+    request_id: str | None = None
+
+
+@dataclass
+class _Request:
+    name: str  # account name
+    account: Any
+    label: str  # "ordersV0.getOrders" or "GET /path" for raw requests
+    method: str
+    url: str  # fully percent-encoded
+    headers: dict[str, str]
+    body: bytes | None
+    bucket: TokenBucket
+    idempotent: bool
+    op: Any = None
+    scope: str | None = None  # grantless LWA scope
+
+
+class _Transient(Exception):
+    """An attempt failed before an HTTP status could be trusted (network, timeout, bad body)."""
+
+    def __init__(self, reason: str, *, unsent: bool = False, cause: Exception | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.unsent = unsent  # the request never left: safe to retry whatever the method
+        self.cause = cause
+        self.request_id: str | None = None
+
+
+class SpClient:
+    """The SP-API client shared by pollers, jobs and the CLI. Use `async with` or start()/close()."""
+
+    def __init__(
+        self,
+        accounts: dict[str, Any],
+        catalog: Any,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        user_agent: str | None = None,
+        timeout: float = 60.0,
+        max_attempts: int = 8,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retry_after: float = 300.0,
+        guard: float = DEFAULT_GUARD,
+    ) -> None:
+        self._accounts = accounts
+        self._catalog = catalog
+        self._session = session
+        self._owns_session = session is None
+        self.user_agent = user_agent or USER_AGENT
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_retry_after = max_retry_after
+        self._guard = guard
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.auth = LwaAuth(lambda: self.session)
+
+    async def start(self) -> None:
+        """Open the HTTP session (honours HTTP(S)_PROXY / NO_PROXY)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                trust_env=True, timeout=self._timeout, headers={"User-Agent": self.user_agent}
+            )
+            self._owns_session = True
+
+    async def close(self) -> None:
+        """Cancel token refreshes in flight and close the session if we opened it."""
+        self.auth.close()
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> SpClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("SpClient used before start()")
+        return self._session
+
+    async def call(
+        self,
+        account: str,
+        op: Any,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        *,
+        raise_errors: bool = True,
+    ) -> Response:
+        """Call a catalog operation; ApiError on 4xx or when retries are exhausted."""
+        acct = self._account(account)
+        encoded = encode_operation(op, params, body)
+        url = _join_url(acct.base_url, encoded.path, encoded.query)
+        method = op.method.upper()
+        req = _Request(
+            name=account, account=acct, label=f"{op.api}.{op.id}", method=method, url=url,
+            headers=encoded.headers, body=encoded.body, bucket=self.bucket(account, op),
+            idempotent=_idempotent(method, op), op=op, scope=getattr(op, "grantless_scope", None),
+        )  # fmt: skip
+        return await self._execute(req, raise_errors)
+
+    async def raw(
+        self,
+        account: str,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        *,
+        raise_errors: bool = True,
+    ) -> Response:
+        """Send any request (`spd request`); the bucket is the matching operation's, else "raw"."""
+        acct = self._account(account)
+        method = method.upper()
+        path, _, inline_query = path.partition("?")
+        path = "/" + path.lstrip("/")
+        op = self._catalog.find(method, path) if self._catalog is not None else None
+        query_str = "&".join(q for q in (inline_query, encode_raw_query(query, op)) if q)
+        bucket = self.bucket(account, op) if op is not None else self._raw_bucket(account)
+        label = f"{op.api}.{op.id}" if op is not None else f"{method} {path}"
+        req = _Request(
+            name=account, account=acct, label=label, method=method,
+            url=_join_url(acct.base_url, path, query_str), headers={}, body=encode_body(body),
+            bucket=bucket, idempotent=_idempotent(method, op), op=op,
+            scope=getattr(op, "grantless_scope", None),
+        )  # fmt: skip
+        return await self._execute(req, raise_errors)
+
+    def bucket(self, account: str, op: Any) -> TokenBucket:
+        """The token bucket of (account, op.api + "." + op.id), created on first use."""
+        key = (account, f"{op.api}.{op.id}")
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            rate, burst = initial_limits(self._account(account), op)
+            bucket = self._buckets[key] = TokenBucket(rate, burst, guard=self._guard)
+        return bucket
+
+    def bucket_stats(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """{account: {"api.op": {rate, burst, tokens, waiting, requests, throttled, retries,
+        errors}}} for every bucket used so far."""
+        stats: dict[str, dict[str, dict[str, Any]]] = {}
+        for (account, key), bucket in self._buckets.items():
+            stats.setdefault(account, {})[key] = bucket.snapshot()
+        return stats
+
+    async def download(self, url: str) -> bytes:
+        """GET a pre-signed URL (report documents): no SP-API auth, retried like any GET."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with self.session.get(url, headers={"User-Agent": self.user_agent}) as r:
+                    data = await r.read()
+                    if r.status < 400:
+                        return data
+                    if r.status not in rsp.RETRY_STATUSES or attempt == self.max_attempts:
+                        raise ApiError(
+                            f"download: HTTP {r.status} from the document URL",
+                            status=r.status, retriable=r.status in rsp.RETRY_STATUSES,
+                        )  # fmt: skip
+                    reason = f"HTTP {r.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempt == self.max_attempts:
+                    raise ApiError(f"download failed: {rsp.describe(exc)}", retriable=True) from None
+                reason = rsp.describe(exc)
+            delay = self._backoff(attempt)
+            log.warning("request_retry", operation="download", attempt=attempt, reason=reason,
+                        delay=round(delay, 3))  # fmt: skip
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _account(self, name: str) -> Any:
+        acct = self._accounts.get(name)
+        if acct is None:
+            known = ", ".join(sorted(self._accounts)) or "none"
+            raise UsageError(f"unknown account {name!r}; configured accounts: {known}")
+        return acct
+
+    def _raw_bucket(self, account: str) -> TokenBucket:
+        key = (account, RAW_BUCKET)
+        if key not in self._buckets:
+            self._buckets[key] = TokenBucket(DEFAULT_RATE, DEFAULT_BURST, guard=self._guard)
+        return self._buckets[key]
+
+    async def _execute(self, req: _Request, raise_errors: bool) -> Response:
+        """Attempt until success, a final answer, or `max_attempts`."""
+        refreshed = False
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts
+            try:
+                resp, token = await self._attempt(req)
+            except _Transient as exc:
+                req.bucket.stats.errors += 1
+                if last or not (req.idempotent or exc.unsent):
+                    raise _transport_error(req, exc, attempt) from None
+                await self._retry(req, attempt, exc.reason, self._backoff(attempt), exc.request_id)
+                continue
+            if not refreshed and rsp.token_rejected(resp.status, resp.body):
+                refreshed = True  # one forced refresh, one retry
+                self.auth.invalidate(req.name, token, req.scope)
+                if not last:
+                    await self._retry(req, attempt, "access token rejected", 0.0, resp.request_id)
+                    continue
+            delay = self._retry_delay(req, resp, attempt)
+            if delay is None or last:
+                return self._final(req, resp, raise_errors, attempt)
+            await self._retry(req, attempt, f"HTTP {resp.status}", delay, resp.request_id)
+        raise AssertionError("unreachable")
+
+    def _retry_delay(self, req: _Request, resp: Response, attempt: int) -> float | None:
+        """Seconds to wait before retrying `resp`, or None when it is the final answer."""
+        if resp.status == 429:
+            req.bucket.stats.throttled += 1
+            req.bucket.drain()
+            retry_after = rsp.retry_after(resp.headers)
+            if retry_after is not None:
+                delay = min(retry_after, self.max_retry_after)
+            else:  # acquire() waits ~1/rate after the drain; add jitter growing per attempt
+                delay = random.uniform(0, 0.25 * attempt) / req.bucket.rate
+            log.warning(
+                "rate_limited", account=req.name, operation=req.label, attempt=attempt,
+                request_id=resp.request_id, rate=req.bucket.rate, delay=round(delay, 3),
+            )  # fmt: skip
+            return delay
+        if resp.status < 400:
+            return None
+        req.bucket.stats.errors += 1
+        if resp.status in rsp.RETRY_STATUSES and req.idempotent:
+            return self._backoff(attempt)
+        return None
+
+    def _final(self, req: _Request, resp: Response, raise_errors: bool, attempt: int) -> Response:
+        if resp.status < 400 or not raise_errors:
+            return resp
+        retriable = resp.status == 429 or resp.status in rsp.RETRY_STATUSES
+        raise rsp.api_error(req.label, resp, attempts=attempt if retriable else 0)
+
+    async def _retry(
+        self, req: _Request, attempt: int, reason: str, delay: float, request_id: str | None
+    ) -> None:
+        req.bucket.stats.retries += 1
+        log.warning(
+            "request_retry", account=req.name, operation=req.label, attempt=attempt,
+            reason=reason, delay=round(delay, 3), request_id=request_id,
+        )  # fmt: skip
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter."""
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+    async def _attempt(self, req: _Request) -> tuple[Response, str]:
+        """One try: token bucket, access token, signing, send, parse."""
+        await req.bucket.acquire()
+        try:
+            token = await self._access_token(req)
+        except AuthError as exc:
+            if not exc.retriable:
+                raise
+            raise _Transient(exc.message, unsent=True, cause=exc) from None
+        headers = {
+            "User-Agent": self.user_agent,
+            "Accept": "application/json",
+            "x-amz-access-token": token,
+            "x-amz-date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+            **req.headers,
+        }
+        if req.body is not None:
+            headers["Content-Type"] = "application/json"
+        await self._sign(req, headers)
+        req.bucket.stats.requests += 1
+        return await self._send(req, headers), token
+
+    async def _send(self, req: _Request, headers: dict[str, str]) -> Response:
+        try:
+            async with self.session.request(
+                req.method, URL(req.url, encoded=True), data=req.body, headers=headers,
+                timeout=self._timeout, allow_redirects=False,
+            ) as r:  # fmt: skip
+                raw = await r.read()
+                resp = Response(r.status, rsp.plain_headers(r.headers), None,
+                                r.headers.get("x-amzn-RequestId"))  # fmt: skip
+                content_type = r.headers.get("Content-Type", "")
+        except aiohttp.ClientConnectorError as exc:
+            raise _Transient(rsp.describe(exc), unsent=True) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _Transient(rsp.describe(exc)) from None
+        self._adapt(req, resp)
+        try:
+            resp.body = rsp.parse_body(raw, content_type, strict=resp.status < 300)
+        except ValueError as exc:
+            transient = _Transient(str(exc))
+            transient.request_id = resp.request_id
+            raise transient from None
+        return resp
+
+    def _adapt(self, req: _Request, resp: Response) -> None:
+        """Follow `x-amzn-RateLimit-Limit` (the rate only; the burst stays)."""
+        rate = rsp.header_rate(rsp.header(resp.headers, RATE_HEADER))
+        if rate is not None and req.bucket.set_rate(rate):
+            log.info("rate_limit_changed", account=req.name, operation=req.label, rate=rate)
+
+    async def _access_token(self, req: _Request) -> str:
+        """The LWA token for the request. Hook: Restricted Data Tokens will substitute here."""
+        return await self.auth.token(req.name, req.account, req.scope)
+
+    async def _sign(self, req: _Request, headers: dict[str, str]) -> None:
+        """Hook: SigV4 signing for accounts with `aws` goes here; a no-op in this version."""
+        return None
+
+
+def _idempotent(method: str, op: Any) -> bool:
+    """GET/HEAD, or an operation the catalog marks `safe` (a read-only POST)."""
+    return method in IDEMPOTENT_METHODS or bool(getattr(op, "safe", False))
+
+
+def _join_url(base_url: str, path: str, query: str) -> str:
+    url = base_url.rstrip("/") + path
+    return f"{url}?{query}" if query else url
+
+
+def _transport_error(req: _Request, exc: _Transient, attempts: int) -> Exception:
+    if isinstance(exc.cause, AuthError):
+        return exc.cause
+    tried = f" after {attempts} attempts" if attempts > 1 else ""
+    return ApiError(
+        f"{req.label}: request failed{tried}: {exc.reason}",
+        request_id=exc.request_id,
+        retriable=True,
+    )
