@@ -6,6 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# Advertised in x-amzn-RateLimit-Limit when rate limiting is switched off.
+UNLIMITED_RATE = "1000.0"
+
 # Usage Plans from Amazon's models: operation -> (rate per second, burst).
 USAGE_PLANS: dict[str, tuple[float, int]] = {
     "ordersV0.getOrders": (0.0167, 20),
@@ -54,7 +57,12 @@ class RateLimiter:
         return self._plans.get(operation, (0.5, 1))
 
     def header(self, operation: str) -> str:
-        """The value of `x-amzn-RateLimit-Limit`: the rate only, as Amazon sends it."""
+        """The value of `x-amzn-RateLimit-Limit`: the rate only, as Amazon sends it.
+
+        With limits off the simulator advertises a generous rate, so clients that follow the
+        header (as they should) are not held back by the usage plan in throughput tests."""
+        if not self.enabled:
+            return UNLIMITED_RATE
         return repr(float(self.plan(operation)[0]))
 
     def allow(self, caller: str, operation: str) -> bool:
