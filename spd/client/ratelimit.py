@@ -139,7 +139,8 @@ class TokenBucket:
         self._tokens -= 1.0
         if was_full and self._guard > 0:
             # refill starts when Amazon sees the request
-            self._stamp = now + min(self._guard, GUARD_SHARE / self._rate)
+            guard = self._guard if self._burst > 1 else min(self._guard, GUARD_SHARE / self._rate)
+            self._stamp = now + guard
 
     def _wake_waiter(self) -> None:
         if self._wake is not None and not self._wake.done():

@@ -1,0 +1,164 @@
+"""SpClient with the real catalog against the real simulator (spd.sim) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from pydantic import SecretStr
+
+from spd.catalog import load_catalog
+from spd.client import SpClient
+from spd.errors import ApiError, AuthError
+from spd.sim import SimSettings, Simulator
+
+MARKETPLACE = "ATVPDKIKX0DER"
+
+
+def account(sim: Simulator, rate_limits: dict | None = None, refresh_token: str = "Atzr|rt"):
+    return SimpleNamespace(
+        base_url=sim.url,
+        marketplace_ids=[MARKETPLACE],
+        region="us-east-1",
+        rate_limits=rate_limits or {},
+        lwa=SimpleNamespace(
+            client_id="amzn1.application-oa2-client.sim",
+            client_secret=SecretStr("sim-secret"),
+            refresh_token=SecretStr(refresh_token),
+            token_url=sim.token_url,
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+@pytest.fixture
+async def sim():
+    async with Simulator(SimSettings(orders=200, purchase_orders=0, live=False)) as s:
+        yield s
+
+
+def orders_params(**extra):
+    after = datetime.now(UTC) - timedelta(days=2)
+    return {"MarketplaceIds": [MARKETPLACE], "CreatedAfter": after, **extra}
+
+
+def sim_stats(sim: Simulator, op: str) -> dict:
+    return dict(sim.state.stats[op])
+
+
+async def test_get_orders_from_the_real_catalog(sim, catalog):
+    op = catalog.operation("ordersV0", "getOrders")
+    async with SpClient({"acme": account(sim)}, catalog) as client:
+        assert (client.bucket("acme", op).rate, client.bucket("acme", op).burst) == (0.0167, 20)
+        resp = await client.call("acme", op, orders_params(MaxResultsPerPage=100))
+        assert resp.status == 200
+        orders = resp.body["payload"]["Orders"]
+        assert orders and all(o["MarketplaceId"] == MARKETPLACE for o in orders)
+        assert resp.request_id
+        token = resp.body["payload"].get("NextToken")
+        if token:
+            page2 = await client.call("acme", op, {"MarketplaceIds": [MARKETPLACE], "NextToken": token})
+            assert page2.status == 200
+        # the header repeats the Usage Plan rate; the burst is the catalog's
+        assert client.bucket("acme", op).burst == 20
+
+
+async def test_raw_request_uses_the_catalog_bucket(sim, catalog):
+    async with SpClient({"acme": account(sim)}, catalog) as client:
+        query = {"MarketplaceIds": [MARKETPLACE], "CreatedAfter": "2020-01-01T00:00:00Z"}
+        resp = await client.raw("acme", "GET", "/orders/v0/orders", query)
+        assert resp.status == 200 and resp.body["payload"]["Orders"]
+        assert resp.headers["x-amzn-RateLimit-Limit"] == "0.0167"
+        assert client.bucket_stats()["acme"]["ordersV0.getOrders"]["requests"] == 1
+
+
+async def test_unknown_resource_fails_at_once_with_errors(sim, catalog):
+    op = catalog.operation("ordersV0", "getOrder")
+    async with SpClient({"acme": account(sim)}, catalog) as client:
+        with pytest.raises(ApiError) as info:
+            await client.call("acme", op, {"orderId": "902-0000000-0000000"})
+        assert client.bucket_stats()["acme"]["ordersV0.getOrder"]["requests"] == 1
+    assert info.value.status == 404 and info.value.errors[0]["code"] == "NotFound"
+
+
+async def test_bad_parameters_fail_with_amazon_errors(sim, catalog):
+    op = catalog.operation("ordersV0", "getOrders")
+    async with SpClient({"acme": account(sim)}, catalog) as client:
+        with pytest.raises(ApiError) as info:
+            await client.call("acme", op, {"MarketplaceIds": [MARKETPLACE]})  # no date filter
+    assert info.value.status == 400 and info.value.errors
+    assert str(info.value).startswith("ordersV0.getOrders: HTTP 400 InvalidInput")
+
+
+async def test_runs_at_the_quota_without_429(catalog):
+    # The simulator enforces 20/s burst 2; the account override tells spd the same.
+    limits = {"ordersV0.getOrders": (20.0, 2)}
+    settings = SimSettings(orders=50, purchase_orders=0, live=False, rate_limits=limits)
+    async with Simulator(settings) as sim:
+        override = {"ordersV0.getOrders": SimpleNamespace(rate=20.0, burst=2)}
+        op = catalog.operation("ordersV0", "getOrders")
+        async with SpClient({"acme": account(sim, override)}, catalog) as client:
+            await client.call("acme", op, orders_params())  # token fetched, bucket used
+            await asyncio.sleep(0.2)  # both buckets full again
+            started = time.monotonic()
+            await asyncio.gather(*(client.call("acme", op, orders_params()) for _ in range(40)))
+            elapsed = time.monotonic() - started
+        stats = sim_stats(sim, "ordersV0.getOrders")
+    assert stats.get("throttled", 0) == 0
+    assert stats["ok"] == 41
+    assert 1.85 <= elapsed < 2.6  # (40 - burst 2) / 20 per second = 1.9 s: no idle tokens
+
+
+async def test_throttled_by_the_simulator_then_succeeds(catalog):
+    # spd believes the catalog's burst of 20; the simulator allows 2: 429s, drain, retry.
+    limits = {"ordersV0.getOrders": (10.0, 2)}
+    settings = SimSettings(orders=50, purchase_orders=0, live=False, rate_limits=limits)
+    async with Simulator(settings) as sim:
+        op = catalog.operation("ordersV0", "getOrders")
+        async with SpClient({"acme": account(sim)}, catalog) as client:
+            results = await asyncio.gather(*(client.call("acme", op, orders_params()) for _ in range(6)))
+            stats = client.bucket_stats()["acme"]["ordersV0.getOrders"]
+        sim_counts = sim_stats(sim, "ordersV0.getOrders")
+    assert all(r.status == 200 for r in results)
+    assert stats["rate"] == 10.0 and stats["burst"] == 20  # rate from the header
+    assert stats["throttled"] == sim_counts["throttled"] > 0
+
+
+async def test_faults_are_retried_for_get(catalog):
+    settings = SimSettings(orders=50, purchase_orders=0, live=False, rate_limit=False,
+                           error_rate=0.3, drop_rate=0.1, truncate_rate=0.1)  # fmt: skip
+    async with Simulator(settings) as sim:
+        op = catalog.operation("ordersV0", "getOrders")
+        async with SpClient({"acme": account(sim)}, catalog, backoff_base=0.01,
+                            max_attempts=12) as client:  # fmt: skip
+            results = await asyncio.gather(*(client.call("acme", op, orders_params()) for _ in range(20)))
+        counts = sim_stats(sim, "ordersV0.getOrders")
+    assert all(r.status == 200 and "Orders" in r.body["payload"] for r in results)
+    assert counts["ok"] == 20
+    assert counts["server_errors"] + counts["dropped"] + counts["truncated"] > 0
+
+
+async def test_expired_access_tokens_are_refreshed(sim, catalog):
+    op = catalog.operation("ordersV0", "getOrders")
+    async with SpClient({"acme": account(sim)}, catalog) as client:
+        await client.call("acme", op, orders_params())
+        async with client.session.post(f"{sim.url}/_sim/auth", json={"expire_access_tokens": True}):
+            pass
+        resp = await client.call("acme", op, orders_params())
+    assert resp.status == 200
+    assert sim.state.auth.issued == 2
+
+
+async def test_revoked_refresh_token_is_invalid_grant(sim, catalog):
+    sim.state.auth.settings.revoked.add("Atzr|revoked")
+    op = catalog.operation("ordersV0", "getOrders")
+    async with SpClient({"acme": account(sim, refresh_token="Atzr|revoked")}, catalog) as client:
+        with pytest.raises(AuthError, match=r"\(invalid_grant\)$"):
+            await client.call("acme", op, orders_params())
