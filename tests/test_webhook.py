@@ -334,6 +334,16 @@ async def test_concurrency_failure_cancels_the_rest_and_raises(receiver, hook) -
         await e.send(msgs(6))
 
 
+async def test_proxy_from_the_environment_is_used(receiver, hook, monkeypatch) -> None:
+    # The receiver stands in for the proxy: aiohttp sends it the absolute URL of the real target.
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{receiver.port}")
+    e = hook(url="http://spd-target.invalid/hook", max_retry_time=1.0)
+    await e.send(msgs(1))
+    assert len(receiver.accepted) == 1
+
+
 # -- TLS ---------------------------------------------------------------------------------------
 
 @pytest.fixture

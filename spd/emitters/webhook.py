@@ -44,6 +44,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 import orjson
 import structlog
+from aiohttp.helpers import get_env_proxy_for_url
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -97,6 +98,14 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
+def env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy the environment (HTTP(S)_PROXY, NO_PROXY) names for `url`, if any."""
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+
+
 @dataclass(frozen=True)
 class Attempt:
     """The outcome of one POST."""
@@ -133,6 +142,7 @@ class WebhookEmitter(Emitter):
         self._headers = self._base_headers(headers or {})
         self.dead_letter = DeadLetter(name, dead_letter) if dead_letter else None
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: tuple[URL | None, aiohttp.BasicAuth | None] = (None, None)
         # For messages: the URL without any user:password in it.
         self.shown_url = str(URL(url).with_user(None))
 
@@ -152,10 +162,12 @@ class WebhookEmitter(Emitter):
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            # HTTPS_PROXY / NO_PROXY are honoured like in the SP-API client, but read once here:
+            # trust_env=True would look them up in a thread on every POST.
+            self._proxy = env_proxy(self.url)
             connector = aiohttp.TCPConnector(ssl=None if self.verify_tls else False)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
-                trust_env=True,  # HTTPS_PROXY / NO_PROXY, like the SP-API client
             )
         return self._session
 
@@ -227,7 +239,8 @@ class WebhookEmitter(Emitter):
     async def _post(self, session: aiohttp.ClientSession, body: bytes, headers: CIMultiDict[str]) -> Attempt:
         # Redirects are not followed: aiohttp would turn a POST into a bodiless GET on 301/302.
         try:
-            async with session.post(self.url, data=body, headers=headers, allow_redirects=False) as resp:
+            async with session.post(self.url, data=body, headers=headers, allow_redirects=False,
+                                    proxy=self._proxy[0], proxy_auth=self._proxy[1]) as resp:
                 if 200 <= resp.status < 300:
                     await resp.read()  # drained, so the connection is reused
                     return Attempt(resp.status, None)
