@@ -595,7 +595,7 @@ def test_demo_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_demo_config_needs_the_simulator_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPD_STATE_DIR", str(tmp_path))
     path = ROOT / "config" / "demo.yaml"
-    assert error_of(path) == (f"{path}: accounts.demo.endpoint (line 12): environment variable SPD_SIM_URL "
+    assert error_of(path) == (f"{path}: accounts.demo.endpoint (line 13): environment variable SPD_SIM_URL "
                               "is not set; set it, or give a default with ${SPD_SIM_URL:-default}")
 
 

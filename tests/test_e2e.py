@@ -67,13 +67,21 @@ def normalize(ts: str) -> str:
 
 
 def emitted(tmp_path: Path, poller: str) -> list[tuple[str, str]]:
-    """(id, cursor) of every message the file emitter wrote for a poller, pages unrolled."""
-    return [(m["id"], normalize(m["cursor"])) for m in read_jsonl(tmp_path / "out" / f"{poller}.jsonl")]
+    """(id, cursor) of every object the file emitter wrote for a poller, pages unrolled."""
+    found = []
+    for message in read_jsonl(tmp_path / "out" / f"{poller}.jsonl"):
+        if "results" in message:  # emit: page; the test's types are created-time polls
+            found += [(o["orderId"], normalize(o["createdTime"])) for o in message["results"]]
+        else:
+            found.append((message["id"], normalize(message["cursor"])))
+    return found
 
 
 POLLERS = {
     "orders": {"object": "ordersV0.getOrders", "timestamp_field": "updated", "interval": "1s"},
-    "vendor": {"object": "vendorOrders.getPurchaseOrders", "timestamp_field": "created", "interval": "1s"},
+    "search": {"object": "orders_2026-01-01.searchOrders", "timestamp_field": "created", "interval": "1s",
+               "emit": "page"},
+    "vendor": {"object": "vendorOrders.getPurchaseOrders", "timestamp_field": "updated", "interval": "1s"},
 }
 
 
@@ -166,21 +174,21 @@ def test_identity_change_stops_with_exit_78(tmp_path: Path, sim_factory: Any) ->
 
 
 def test_token_bucket_enforced_no_429(tmp_path: Path, sim_factory: Any) -> None:
-    """Against a simulator enforcing 5 req/s burst 2 on getPurchaseOrders: no 429, quota used."""
+    """Against a simulator enforcing 5 req/s (half the usage plan, learnt from the header) burst 10: no 429, quota used."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start = now - 60 * DAY
     sim = sim_factory(orders=10, purchase_orders=4000, start=start, end=now,
-                      rate_limits={"getPurchaseOrders": (5.0, 2)})
+                      rate_limits={"vendorOrders.getPurchaseOrders": (5.0, 10)})
     config = write_config(tmp_path, sim.url, {"vendor": {**POLLERS["vendor"], "start_time": iso(start)}})
     began = time.monotonic()
     result = run_spd("once", "-c", str(config), timeout=120)
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     stats = sim.get("/_sim/stats")
-    op = stats["operations"]["getPurchaseOrders"]
-    assert op["throttled"] == 0, stats
+    op = stats["operations"]["vendorOrders.getPurchaseOrders"]
+    assert op.get("throttled", 0) == 0, stats
     requests = op["requests"]
     # Quota available over the run: the burst plus the rate over the time spent (startup included).
-    share = requests / (2 + 5.0 * elapsed)
+    share = requests / (10 + 5.0 * elapsed)
     print(f"quota share {share:.2f}: {requests} requests in {elapsed:.1f}s")
     assert requests >= 40 and share > 0.5
