@@ -50,6 +50,12 @@ class StateError(SpdError):
     exit_code = EXIT_CONFIG
 
 
+class StateLockedError(StateError):
+    """Another spd process (a daemon, `once`) holds the state; try again when it stopped (exit 1)."""
+
+    exit_code = EXIT_FAILURE
+
+
 class AuthError(SpdError):
     """Login With Amazon (or STS) refused or could not be reached."""
 

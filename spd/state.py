@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import structlog
 
-from spd.errors import IdentityChangedError, StateError
+from spd.errors import IdentityChangedError, StateError, StateLockedError
 
 log = structlog.get_logger(__name__)
 
@@ -270,7 +270,7 @@ class StateStore:
     def _held_error(self) -> StateError:
         pid = self._read_lock_pid()
         who = f"pid {pid}" if pid is not None else "pid unknown"
-        return StateError(f"state {self.path} is held by a running spd daemon ({who})")
+        return StateLockedError(f"state {self.path} is held by a running spd daemon ({who})")
 
     def is_locked_by_daemon(self) -> bool:
         """True when a daemon (this store, or another process) holds the state's lock."""
