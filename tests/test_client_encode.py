@@ -186,6 +186,7 @@ def test_api_error_message_and_errors():
     assert str(err) == "ordersV0.getOrders: HTTP 400 InvalidInput: Bad CreatedAfter"
     assert err.errors == body["errors"]
     assert err.status == 400 and err.request_id == "rid-1" and not err.retriable
-    text = enc.api_error("GET /x", SimpleNamespace(status=502, body="Bad\ngateway", request_id=None), attempts=3)
+    resp = SimpleNamespace(status=502, body="Bad\ngateway", request_id=None)
+    text = enc.api_error("GET /x", resp, attempts=3, retriable=True)
     assert str(text) == "GET /x: HTTP 502: Bad gateway (gave up after 3 attempts)"
     assert text.retriable

@@ -438,6 +438,7 @@ async def test_5xx_not_retried_for_post(fake, client):
         await client.call("acme", CREATE_REPORT, body={"reportType": "X"})
     assert len(fake.requests("/reports/2021-06-30/reports")) == 1
     assert info.value.status == 503 and info.value.retriable is True
+    assert str(info.value) == "reports.createReport: HTTP 503 ServiceUnavailable: later"
     assert orjson.loads(fake.seen[0].body) == {"reportType": "X"}
     assert fake.seen[0].headers["Content-Type"] == "application/json"
 

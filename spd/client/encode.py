@@ -239,7 +239,7 @@ def header_rate(value: str | None) -> float | None:
     return rate if rate > 0 and rate != float("inf") else None
 
 
-def api_error(label: str, resp: Any, *, attempts: int = 0) -> ApiError:
+def api_error(label: str, resp: Any, *, attempts: int = 1, retriable: bool = False) -> ApiError:
     """ApiError `<label>: HTTP <status> <code>: <message>` carrying Amazon's `errors`."""
     errors = extract_errors(resp.body)
     text = f"{label}: HTTP {resp.status}"
@@ -255,7 +255,7 @@ def api_error(label: str, resp: Any, *, attempts: int = 0) -> ApiError:
             text += f" (+{len(errors) - 1} more)"
     elif isinstance(resp.body, str) and resp.body.strip():
         text += f": {resp.body.strip()[:200]}"
-    if attempts:
+    if attempts > 1:
         text += f" (gave up after {attempts} attempts)"
     return ApiError(
         " ".join(text.split()),
@@ -263,7 +263,7 @@ def api_error(label: str, resp: Any, *, attempts: int = 0) -> ApiError:
         errors=errors,
         body=resp.body,
         request_id=resp.request_id,
-        retriable=bool(attempts),
+        retriable=retriable,
     )
 
 

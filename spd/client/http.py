@@ -75,7 +75,7 @@ class _Transient(Exception):
 
 
 class SpClient:
-    """The SP-API client shared by pollers, jobs and the CLI. Use `async with` or start()/close()."""
+    """The SP-API client of pollers, jobs and the CLI; `async with` it or start()/close()."""
 
     def __init__(
         self,
@@ -200,9 +200,14 @@ class SpClient:
 
     async def download(self, url: str) -> bytes:
         """GET a pre-signed URL (report documents): no SP-API auth, retried like any GET."""
+        # no total limit for big documents; a stalled read still times out
+        timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
+        headers = {"User-Agent": self.user_agent}
         for attempt in range(1, self.max_attempts + 1):
             try:
-                async with self.session.get(url, headers={"User-Agent": self.user_agent}) as r:
+                async with self.session.get(
+                    URL(url, encoded=True), headers=headers, timeout=timeout
+                ) as r:
                     data = await r.read()
                     if r.status < 400:
                         return data
@@ -213,9 +218,9 @@ class SpClient:
                         )  # fmt: skip
                     reason = f"HTTP {r.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if attempt == self.max_attempts:
-                    raise ApiError(f"download failed: {rsp.describe(exc)}", retriable=True) from None
                 reason = rsp.describe(exc)
+                if attempt == self.max_attempts:
+                    raise ApiError(f"download failed: {reason}", retriable=True) from None
             delay = self._backoff(attempt)
             log.warning("request_retry", operation="download", attempt=attempt, reason=reason,
                         delay=round(delay, 3))  # fmt: skip
@@ -286,7 +291,7 @@ class SpClient:
         if resp.status < 400 or not raise_errors:
             return resp
         retriable = resp.status == 429 or resp.status in rsp.RETRY_STATUSES
-        raise rsp.api_error(req.label, resp, attempts=attempt if retriable else 0)
+        raise rsp.api_error(req.label, resp, attempts=attempt, retriable=retriable)
 
     async def _retry(
         self, req: _Request, attempt: int, reason: str, delay: float, request_id: str | None

@@ -17,8 +17,8 @@ DEFAULT_BURST = 1
 # Amazon's bucket starts refilling when a request *arrives*; ours when it is sent. Taking from a
 # full bucket therefore starts our refill a little later, to absorb latency jitter. With a burst
 # above 1 that happens once per busy period (no throughput cost); with burst 1 the bucket is full
-# at every take, so the guard is also capped at 2 % of the interval.
-DEFAULT_GUARD = 0.01
+# at every take, so there the guard is paid per request and capped at 2 % of the interval.
+DEFAULT_GUARD = 0.05
 GUARD_SHARE = 0.02
 _EPSILON = 1e-9
 
