@@ -1,0 +1,155 @@
+"""The poller against the real simulator over loopback, with a recording emitter that can be told
+to fail or stall: windows, checkpoints, expired next tokens, caps and delivery failures."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import orjson
+import pytest
+
+from spd.config import load_config
+from spd.emitters.base import Emitter
+from spd.errors import DeliveryError
+from spd.messages import Message
+from spd.runtime import Runtime
+from spd.sim import SimSettings, Simulator
+from spd.state import StateStore
+from test_e2e import iso, write_config
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+class RecordingEmitter(Emitter):
+    """Keeps every message; can fail on chosen sends or sleep before acknowledging."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.messages: list[dict[str, Any]] = []
+        self.sends = 0
+        self.fail_on: set[int] = set()
+        self.delay_on: dict[int, float] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, messages: list[Message]) -> None:
+        self.sends += 1
+        if self.sends in self.delay_on:
+            await asyncio.sleep(self.delay_on[self.sends])
+        if self.sends in self.fail_on:
+            raise DeliveryError(f"send {self.sends} refused by the test")
+        self.messages += [orjson.loads(m.body) for m in messages]
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def reopen(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    settings = SimSettings(orders=1500, purchase_orders=400, start=NOW - timedelta(days=20), end=NOW,
+                           rate_limit=False, next_token_ttl=timedelta(seconds=1))
+    async with Simulator(settings) as simulator:
+        yield simulator
+
+
+async def make_runtime(tmp_path: Path, sim: Simulator, poller: dict[str, Any]) -> tuple[Runtime, RecordingEmitter]:
+    config = load_config(write_config(tmp_path, sim.url, {"p": poller}))
+    recorder = RecordingEmitter("archive")
+    store = StateStore(Path(config.state.path))
+    store.open()
+    runtime = Runtime(config, store, emitter_factory=lambda name, cfg: recorder)
+    await runtime.start()
+    return runtime, recorder
+
+
+async def truth(sim: Simulator, object_type: str, field: str, after: datetime, before: datetime) -> set[str]:
+    async with __import__("aiohttp").ClientSession() as session:
+        async with session.get(f"{sim.url}/_sim/objects", params={
+                "type": object_type, "field": field, "after": iso(after), "before": iso(before)}) as resp:
+            body = await resp.json()
+    return {o["id"] for o in body["objects"] if o["superseded_at"] is None}
+
+
+async def test_expired_next_token_restarts_the_window(tmp_path: Path, sim: Simulator) -> None:
+    runtime, recorder = await make_runtime(tmp_path, sim, {
+        "object": "ordersV0.getOrders", "timestamp_field": "created", "start_time": iso(NOW - timedelta(days=21))})
+    recorder.delay_on = {2: 1.5}  # the token of page 2 expires while page 2 is being delivered
+    try:
+        result = await runtime.pollers["p"].run()
+    finally:
+        await runtime.close()
+        runtime.store.close()
+    ids = {m["id"] for m in recorder.messages}
+    expected = await truth(sim, "ordersV0.getOrders", "created", NOW - timedelta(days=21), result.watermark)
+    assert expected and expected <= ids
+    # The window started again from its first page: pages 1-2 were delivered twice.
+    assert len(recorder.messages) >= len(expected) + 200
+
+
+async def test_vendor_windows_are_at_most_seven_days_and_contiguous(tmp_path: Path, sim: Simulator) -> None:
+    start = NOW - timedelta(days=20)
+    runtime, recorder = await make_runtime(tmp_path, sim, {
+        "object": "vendorOrders.getPurchaseOrders", "emit": "page", "start_time": iso(start)})
+    try:
+        result = await runtime.pollers["p"].run()
+    finally:
+        await runtime.close()
+        runtime.store.close()
+    windows = sorted({tuple(m["window"]) for m in recorder.messages})
+    assert result.windows == 3 and result.caught_up
+    for (a_start, a_end), (b_start, _) in zip(windows, windows[1:]):
+        assert a_end == b_start  # inclusive bounds, never shifted by an epsilon
+    for w_start, w_end in windows:
+        span = datetime.fromisoformat(w_end.replace("Z", "+00:00")) - datetime.fromisoformat(w_start.replace("Z", "+00:00"))
+        assert span <= timedelta(days=7)
+    assert windows[0][0] == iso(start)
+    ids = {o["purchaseOrderNumber"] for m in recorder.messages for o in m["results"]}
+    assert ids == await truth(sim, "vendorOrders.getPurchaseOrders", "created", start, result.watermark)
+    assert all(len(m["results"]) <= 100 for m in recorder.messages)
+
+
+async def test_failed_delivery_keeps_the_checkpoint_and_resumes(tmp_path: Path, sim: Simulator) -> None:
+    start = NOW - timedelta(days=21)
+    runtime, recorder = await make_runtime(tmp_path, sim, {
+        "object": "orders_2026-01-01.searchOrders", "timestamp_field": "updated", "start_time": iso(start)})
+    recorder.fail_on = {3}
+    store = runtime.store
+    try:
+        with pytest.raises(DeliveryError):
+            await runtime.pollers["p"].run()
+        state = store.get("p")
+        assert state.watermark == start and state.page == 2 and state.next_token
+        assert state.objects_emitted == 200 and "send 3 refused" in state.last_error
+        result = await runtime.pollers["p"].run()  # resumes with the saved token at page 3
+    finally:
+        await runtime.close()
+        store.close()
+    ids = [m["id"] for m in recorder.messages]
+    assert len(ids) == len(set(ids))  # nothing repeated: the failed page was never acknowledged
+    assert set(ids) == await truth(sim, "orders_2026-01-01.searchOrders", "updated", start, result.watermark)
+
+
+async def test_max_items_per_run_stops_at_a_page_boundary(tmp_path: Path, sim: Simulator) -> None:
+    start = NOW - timedelta(days=21)
+    runtime, recorder = await make_runtime(tmp_path, sim, {
+        "object": "ordersV0.getOrders", "start_time": iso(start), "max_items_per_run": 250})
+    try:
+        first = await runtime.pollers["p"].run()
+        second = await runtime.pollers["p"].run()
+    finally:
+        await runtime.close()
+        runtime.store.close()
+    assert (first.objects, first.capped, first.caught_up) == (300, True, False)
+    assert second.objects == 300
+    ids = [m["id"] for m in recorder.messages]
+    assert len(ids) == len(set(ids)) == 600
