@@ -287,14 +287,15 @@ async def test_permanent_4xx_without_dead_letter_stalls_at_once(receiver, hook) 
 
 async def test_max_retry_time_then_dead_letter(receiver, hook, tmp_path: Path) -> None:
     receiver.mode = "500"
-    e = hook(max_retry_time=0.5, dead_letter=str(tmp_path / "{account}-{object_type}.jsonl"))
+    e = hook(max_retry_time=1.0, dead_letter=str(tmp_path / "{account}-{object_type}.jsonl"))
     started = time.monotonic()
     await e.send(msgs(3))
-    assert time.monotonic() - started < 3  # the page shares one deadline
+    # One deadline for the page: a deadline per message would take at least 3 s.
+    assert time.monotonic() - started < 2.5
     lines = [orjson.loads(x) for x in (tmp_path / "acme-us-ordersV0.getOrders.jsonl").read_bytes().splitlines()]
     assert [x["message"]["id"] for x in lines] == ["id-0", "id-1", "id-2"]
-    assert all(x["status"] == 500 and "max_retry_time (0.5s)" in x["error"] for x in lines)
-    assert lines[0]["attempts"] > 2 and lines[2]["attempts"] == 1  # past the deadline: one try
+    assert all(x["status"] == 500 and "max_retry_time (1s)" in x["error"] for x in lines)
+    assert lines[0]["attempts"] > 2
 
 
 async def test_without_dead_letter_the_poller_stalls_then_resumes(receiver, hook) -> None:
