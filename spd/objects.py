@@ -55,6 +55,7 @@ class ObjectType:
     aliases: tuple[str, ...]
     supported: bool
     max_age: timedelta | None = None  # how far back the API reaches (start_time clamp)
+    kind: str = "operation"  # "operation" | "report" (report:TYPE, see spd.reports)
 
     def timestamp_fields(self) -> list[str]:
         """The `timestamp_field` values a poller may use: "created" and/or "updated"."""
@@ -273,14 +274,28 @@ def resolve_object_type(name: str) -> ObjectType:
         if name in ot.aliases or _normal(name) in {_normal(a) for a in ot.aliases}:
             return ot
     if name.startswith("report:"):
-        raise UnknownObjectType(f"object type {name!r}: report object types are not "
-                                "supported in this version")
+        return _resolve_report(name)
     choices = sorted(registry) + sorted(a for ot in registry.values() for a in ot.aliases)
     close = difflib.get_close_matches(name, choices, n=4, cutoff=0.5)
     supported = ", ".join(ot.name for ot in object_types() if ot.supported)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownObjectType(f"unknown object type {name!r}; {hint}supported: {supported} "
                             "(see `spd objects`)")
+
+
+def _resolve_report(name: str) -> ObjectType:
+    """`report:TYPE` names belong to spd.reports (loaded lazily, absent in some builds)."""
+    try:
+        from spd.reports.registry import resolve_report_type  # type: ignore[import-not-found]
+    except ImportError:
+        raise UnknownObjectType(f"object type {name!r}: report object types are not "
+                                "supported in this version") from None
+    try:
+        return resolve_report_type(name)
+    except UnknownObjectType:
+        raise
+    except KeyError as exc:
+        raise UnknownObjectType(str(exc.args[0]) if exc.args else name) from None
 
 
 def dig(obj: Any, path: str | tuple[str, ...]) -> Any:
