@@ -35,9 +35,6 @@ UNSUPPORTED: dict[str, str] = {
     "http": "http (metrics and health endpoints) is not supported in this version; remove it",
     "accounts.*.aws": "aws (SigV4 signing) is not supported in this version; remove it, "
                       "Amazon no longer requires it",
-    "emitters.*.type=webhook": 'emitter type "webhook" is not supported in this version; '
-                               "supported: {supported}",
-    "emitters.*.type=kafka": 'emitter type "kafka" is not supported in this version; supported: {supported}',
     "pollers.*.overlap": "overlap is not supported in this version; remove it",
     "pollers.*.restricted": "restricted (restricted data tokens) is not supported in this version; remove it",
     "pollers.*.include": "include is not supported in this version; remove it",

@@ -177,7 +177,7 @@ class WebhookEmitterConfig(ConfigModel):
     max_retry_time: Duration = timedelta(hours=1)
     dead_letter: Template | None = None
     verify_tls: bool = True
-    concurrency: int = Field(default=4, ge=1)
+    concurrency: int = Field(default=1, ge=1)  # 1: in order per poller
 
 
 class KafkaSaslConfig(ConfigModel):
@@ -203,6 +203,7 @@ class KafkaEmitterConfig(ConfigModel):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl: KafkaSaslConfig | None = None
     ssl: KafkaSslConfig | None = None
+    request_timeout: Duration = timedelta(seconds=30)  # a down broker stalls the poller this long
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod

@@ -153,12 +153,6 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
      'emitters.out.fsync (line 11): "maybe" is not true or false; use true or false'),
     ("unsupported poller key", replace("interval: 2m", "overlap: 10m"),
      "pollers.orders.overlap (line 16): overlap is not supported in this version; remove it"),
-    ("unsupported emitter type", replace("out: {type: stdout}", "out: {type: webhook, url: https://x}"),
-     'emitters.out.type (line 11): emitter type "webhook" is not supported in this version; '
-     "supported: stdout, file"),
-    ("unsupported kafka", replace("out: {type: stdout}", "out: {type: kafka, topic: t}"),
-     'emitters.out.type (line 11): emitter type "kafka" is not supported in this version; '
-     "supported: stdout, file"),
     ("unsupported http", append("http: {listen: 127.0.0.1:9464}\n"),
      "http (line 18): http (metrics and health endpoints) is not supported in this version; remove it"),
     ("unsupported aws", replace("    lwa:", "    aws: {role_arn: x}\n    lwa:"),
@@ -190,9 +184,9 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
     ("no emitters", replace("emitters:\n  out: {type: stdout}\n", "emitters: {}\n"),
      "emitters (line 10): no emitters are configured; add at least one, such as out: {type: stdout}"),
     ("emitter without type", replace("out: {type: stdout}", "out: {path: x}"),
-     'emitters.out (line 11): missing required key "type"; use one of: stdout, file'),
+     'emitters.out (line 11): missing required key "type"; use one of: stdout, file, webhook, kafka'),
     ("unknown emitter type", replace("out: {type: stdout}", "out: {type: smoke}"),
-     'emitters.out.type (line 11): "smoke" is not an emitter type; use one of: stdout, file'),
+     'emitters.out.type (line 11): "smoke" is not an emitter type; use one of: stdout, file, webhook, kafka'),
     ("file emitter key misspelt", replace("out: {type: stdout}", "out: {type: file, path: x, fsink: true}"),
      'emitters.out.fsink (line 11): unknown key "fsink"; allowed keys: type, path, fsync'),
     ("bad path template", replace("out: {type: stdout}", "out: {type: file, path: 'x/{pollr}.jsonl'}"),
@@ -556,6 +550,8 @@ def test_describe(tmp_path: Path) -> None:
 def test_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPD_LWA_CLIENT_ID", "amzn1.application-oa2-client.example")
     monkeypatch.setenv("SPD_LWA_CLIENT_SECRET", "example-secret")
+    monkeypatch.setenv("SPD_WEBHOOK_SECRET", "example-webhook-secret")
+    monkeypatch.setenv("SPD_WEBHOOK_TOKEN", "example-webhook-token")
     token = tmp_path / "refresh_token"
     token.write_text("Atzr|example\n")
     text = (ROOT / "config" / "spd.example.yaml").read_text()
@@ -566,6 +562,7 @@ def test_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert config.accounts["acme-us"].lwa.refresh_token.get_secret_value() == "Atzr|example"
     assert config.pollers["vendor-po"].account == "acme-us"
     assert config.pollers["vendor-po"].object_type.name == "vendorOrders.getPurchaseOrders"
+    assert (config.emitters["hook"].type, config.emitters["bus"].type) == ("webhook", "kafka")
 
 
 def test_example_config_mentions_every_key() -> None:

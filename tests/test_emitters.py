@@ -67,14 +67,6 @@ def test_build_emitter_dispatches_on_type(tmp_path: Path) -> None:
     assert fe2.fsync is False
 
 
-@pytest.mark.parametrize("kind", ["webhook", "kafka"])
-def test_later_emitter_types_are_not_supported_yet(kind: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        build_emitter("hook", SimpleNamespace(type=kind))
-    assert str(info.value) == (
-        f"emitters.hook.type: {kind} is not supported in this version; allowed: stdout, file")
-
-
 def test_unknown_type_and_bad_template_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown emitter type 'smtp'"):
         build_emitter("x", SimpleNamespace(type="smtp"))
