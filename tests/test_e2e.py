@@ -192,3 +192,33 @@ def test_token_bucket_enforced_no_429(tmp_path: Path, sim_factory: Any) -> None:
     share = requests / (10 + 5.0 * elapsed)
     print(f"quota share {share:.2f}: {requests} requests in {elapsed:.1f}s")
     assert requests >= 40 and share > 0.5
+
+
+def test_sighup_reloads_pollers_and_keeps_running_on_a_bad_config(tmp_path: Path, sim_factory: Any) -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    sim = sim_factory(orders=300, purchase_orders=100, start=now - DAY, end=now, rate_limit=False)
+    orders = {**POLLERS["orders"], "start_time": iso(now - DAY)}
+    config = write_config(tmp_path, sim.url, {"orders": orders})
+    proc = start_spd("run", "-c", str(config))
+    try:
+        wait_for(lambda: len(read_jsonl(tmp_path / "out" / "orders.jsonl")) >= 290, timeout=60)
+        # A broken config is reported and the old one keeps running.
+        good = config.read_text()
+        config.write_text(good.replace("interval: 1s", "interval: soon", 1))
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        assert proc.poll() is None
+        # A new poller is added without losing the first one's state.
+        write_config(tmp_path, sim.url, {"orders": orders, "vendor": {**POLLERS["vendor"], "start_time": iso(now - DAY)}})
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(read_jsonl(tmp_path / "out" / "vendor.jsonl")) >= 90, timeout=60)
+    finally:
+        code = stop_spd(proc, signal.SIGTERM)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 0, stderr
+    assert '"event":"reload_failed"' in stderr and "pollers.orders.interval" in stderr
+    assert '"event":"config_reloaded"' in stderr
+    ids = [m["id"] for m in read_jsonl(tmp_path / "out" / "orders.jsonl")]
+    assert len(ids) - len(set(ids)) <= 100  # the reload did not start the orders poller over
+    for secret in ("test-secret-value", "test-refresh-token", "Atza|"):
+        assert secret not in stderr
