@@ -136,6 +136,41 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exec(args: argparse.Namespace) -> int:
+    from spd.catalog import load_catalog
+    from spd.execute import build_exec_request, exec_command, prepare
+
+    req = build_exec_request(args.api, args.operation, args.params, args.body, args.all_pages,
+                             args.restricted)
+    prepare(load_catalog(), req)  # bad parameters are reported before a config is needed
+    return _api_output(lambda config: exec_command(config, req, args.account), args)
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    from spd.execute import check_raw, read_body, request_command
+
+    check_raw(args.method, args.path)
+    body = read_body(args.body)
+    return _api_output(lambda config: request_command(
+        config, args.method, args.path, body, allow_404=args.allow_404, account=args.account), args)
+
+
+def _api_output(call: Callable[[Any], Any], args: argparse.Namespace) -> int:
+    """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1)."""
+    from spd.errors import ApiError
+
+    config = load(args)
+    try:
+        result = asyncio.run(call(config))
+    except ApiError as exc:
+        sys.stderr.buffer.write(orjson.dumps(exc.error_json()) + b"\n")
+        sys.stderr.flush()
+        return EXIT_FAILURE
+    if result is not None:
+        print_json(result)
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from spd.sim.cli import main as sim_main
 
@@ -187,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("api", nargs="?", metavar="API")
     p.add_argument("operation", nargs="?", metavar="OPERATION")
     p.add_argument("--schema", action="store_true", help="print the request body's JSON Schema")
+    p = command("exec", cmd_exec, "execute one SP-API operation and print its JSON response", config=True)
+    p.add_argument("api", metavar="API")
+    p.add_argument("operation", metavar="OPERATION")
+    p.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                   help="a parameter (repeat it; arrays take a,b or repeated -p)")
+    p.add_argument("--body", metavar="JSON|@FILE", help="the request body")
+    p.add_argument("--all-pages", action="store_true", help="follow next tokens and merge the results")
+    p.add_argument("--restricted", metavar="ELEMENTS", help="use a restricted data token for these data elements (comma-separated)")
+    p.add_argument("--account", metavar="NAME", help="account (default: the only or the default one)")
+    p = command("request", cmd_request, "send a raw SP-API request and print status, headers and body", config=True)
+    p.add_argument("method", metavar="METHOD", help="GET, POST, PUT, PATCH or DELETE")
+    p.add_argument("path", metavar="PATH", help="path with optional ?query, e.g. /sellers/v1/marketplaceParticipations")
+    p.add_argument("--body", metavar="JSON|@FILE", help="the request body")
+    p.add_argument("--allow-404", action="store_true", help="a 404 is an answer, not an error")
+    p.add_argument("--account", metavar="NAME", help="account (default: the only or the default one)")
     # The simulator parses its own options (`spd sim --help`).
     command("sim", cmd_sim, "run the SP-API simulator in the foreground", add_help=False)
     models = sub.add_parser("models", help="manage the operation catalog")

@@ -8,12 +8,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from spd.sim import lwa, orders, vendor
+from spd.sim import lwa, orders, sigv4, vendor
 from spd.sim.common import ApiReject, Call, TokenCodec, error_body, iso, parse_time, to_epoch
 from spd.sim.data import Dataset, order_factory, po_factory
 from spd.sim.render import render_2026, render_po, render_v0
@@ -64,6 +65,10 @@ class SimSettings:
     access_token_ttl: timedelta = timedelta(hours=1)
     clock_offset: timedelta = timedelta(0)  # the simulator's clock = real UTC time + offset
     clock: Callable[[], datetime] | None = None  # replaces real time (tests freeze or step it)
+    aws_credentials: sigv4.CredentialSource | None = None  # set: every call must be SigV4-signed
+    aws_region: str | None = None  # set: the signature's credential scope must name it
+    denied_data_elements: frozenset[str] = frozenset()  # RDT elements the app has no role for
+    sandbox_models: Path | None = None  # static sandbox of these model files (spd.sim.sandbox)
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "drop_rate", "truncate_rate"):
@@ -104,7 +109,8 @@ class SimState:
         self.faults = FaultInjector(knobs, settings.seed)
         auth = lwa.AuthSettings(settings.clients, settings.refresh_tokens,
                                 set(settings.revoked_refresh_tokens),
-                                settings.access_token_ttl.total_seconds())
+                                settings.access_token_ttl.total_seconds(),
+                                denied_elements=settings.denied_data_elements)
         self.auth = lwa.AuthStore(auth, self.now)
         self.stats: dict[str, Counter[str]] = {op: Counter() for op in OPERATIONS}
 
@@ -135,6 +141,9 @@ class SimState:
             stats["dropped"] += 1
             return drop_connection(request)
         try:
+            if self.settings.aws_credentials is not None:  # API Gateway checks SigV4 first
+                sigv4.verify(request, await request.read(), self.settings.aws_credentials,
+                             region=self.settings.aws_region, now=time.time())
             grant, caller = self._authorize(request)
             if not self.limiter.allow(caller, op):
                 stats["throttled"] += 1
@@ -314,9 +323,14 @@ def make_app(settings: SimSettings | None = None) -> web.Application:
     app[STATE] = state
     app[lwa.AUTH] = state.auth
     app.router.add_post("/auth/o2/token", lwa.token_endpoint)
+    _add_control_routes(app)
+    if state.settings.sandbox_models is not None:
+        from spd.sim.sandbox import add_sandbox_routes  # answers every path itself
+
+        add_sandbox_routes(app, state.settings.sandbox_models)
+        return app
     for op, (method, path, handler) in OPERATIONS.items():
         app.router.add_route(method, path, _endpoint(op, handler))
-    _add_control_routes(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
 

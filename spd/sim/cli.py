@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TextIO
 
 from spd.sim.app import SimSettings, Simulator
@@ -59,6 +60,10 @@ def build_parser(prog: str = "spd sim") -> argparse.ArgumentParser:
     p.add_argument("--next-token-ttl", type=_non_negative, default=1800.0,
                    help="seconds a next token stays valid (default 1800)")
     p.add_argument("--no-auth", action="store_true", help="accept calls without access tokens")
+    p.add_argument("--sandbox", action="store_true",
+                   help="answer like Amazon's static sandbox, from the models' x-amzn-api-sandbox examples")
+    p.add_argument("--models", metavar="DIR", type=Path,
+                   help="Amazon's model files for --sandbox (a checkout of selling-partner-api-models)")
     return p
 
 
@@ -72,7 +77,19 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         rate_limit=not args.no_rate_limit,
         next_token_ttl=timedelta(seconds=args.next_token_ttl), require_auth=not args.no_auth,
+        sandbox_models=_sandbox_models(args),
     )
+
+
+def _sandbox_models(args: argparse.Namespace) -> Path | None:
+    """The model directory of --sandbox; ValueError when missing or given without --sandbox."""
+    if not args.sandbox:
+        if args.models is not None:
+            raise ValueError("--models is only used with --sandbox")
+        return None
+    if args.models is None or not args.models.is_dir():
+        raise ValueError("--sandbox needs --models DIR, a directory of Amazon's model files")
+    return args.models
 
 
 async def serve(settings: SimSettings, out: TextIO = sys.stdout) -> None:
@@ -89,6 +106,12 @@ async def serve(settings: SimSettings, out: TextIO = sys.stdout) -> None:
                   file=out)
             print(f"  ground truth: {sim.url}/_sim/objects?type=ordersV0.getOrders&field=updated"
                   f"   stats: {sim.url}/_sim/stats", file=out)
+            if settings.sandbox_models is not None:
+                from spd.sim.sandbox import SANDBOX
+
+                index = sim.app[SANDBOX]
+                print(f"  static sandbox: {index.case_count} cases of {index.route_count} "
+                      f"operations from {settings.sandbox_models}", file=out)
             out.flush()
             await stop.wait()
     finally:
