@@ -17,6 +17,10 @@ from spd.sim.common import ApiReject, Call, invalid
 DENIED = "Access to requested resource is denied."
 EXPIRED = "The access token you provided has expired."
 RESTRICTED_ELEMENTS = frozenset({"buyerInfo", "shippingAddress", "buyerTaxInformation"})
+# the scopes LWA grants with client_credentials (grantless operations)
+GRANTLESS_SCOPES = frozenset({"sellingpartnerapi::notifications",
+                              "sellingpartnerapi::client_credential:rotation",
+                              "sellingpartnerapi::migration"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class AuthSettings:
     revoked: set[str] = field(default_factory=set)
     access_token_ttl: float = 3600.0
     rdt_ttl: float = 3600.0
+    denied_elements: frozenset[str] = frozenset()  # data elements the app has no role for
 
 
 def _lwa_error(status: int, error: str, description: str) -> web.Response:
@@ -97,6 +102,10 @@ class AuthStore:
             self.refused += 1
             return _lwa_error(401, "invalid_client", "Client authentication failed")
         if grant_type == "client_credentials":
+            if form["scope"] not in GRANTLESS_SCOPES:
+                self.refused += 1
+                return _lwa_error(400, "invalid_scope", "The request has an invalid parameter "
+                                  ": scope")
             return self._issue(form["client_id"], "", scope=form["scope"])
         if not self._refresh_ok(form["refresh_token"]):
             self.refused += 1
@@ -149,6 +158,11 @@ class AuthStore:
             if not elems <= RESTRICTED_ELEMENTS:
                 raise invalid(f"Invalid dataElements {sorted(elems - RESTRICTED_ELEMENTS)}.")
             granted.append((str(res["method"]).upper(), str(res["path"]), elems))
+        denied = sorted({e for _m, _p, elems in granted for e in elems}
+                        & self.settings.denied_elements)
+        if denied:  # what Amazon answers when the app lacks the restricted role
+            raise invalid("Application does not have access to one or more requested data "
+                          f"elements: [{', '.join(denied)}]")
         token = "Atz.sprdt|sim-" + secrets.token_urlsafe(24)
         ttl = self.settings.rdt_ttl
         self._grants[token] = Grant(grant.caller, self._clock() + ttl, tuple(granted))
