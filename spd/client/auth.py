@@ -16,11 +16,13 @@ import aiohttp
 import orjson
 import structlog
 
-from spd.errors import AuthError
+from spd.errors import AuthError, ConfigError
 
 log = structlog.get_logger(__name__)
 
 EXPIRY_MARGIN = 60.0  # use a token until 60 s before it expires
+GATE_BASE = 30.0  # refused credentials: first retry after 30 s, doubling up to an hour
+GATE_CAP = 3600.0
 LWA_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
 _KNOWN_ERRORS = {
@@ -31,6 +33,36 @@ _KNOWN_ERRORS = {
     "(unauthorized_client)",
     "invalid_scope": "LWA rejected the scope of a grantless operation (invalid_scope)",
 }
+
+
+class FailureGate:
+    """Refused credentials fail fast, without a request, until their next retry time.
+
+    One account's revoked refresh token or wrong AWS keys must neither hammer LWA/STS on every
+    poll nor stop the other accounts; the retry time doubles while the refusals go on.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 base: float = GATE_BASE, cap: float = GATE_CAP) -> None:
+        self._clock = clock
+        self._base = base
+        self._cap = cap
+        self._blocked: dict[Any, tuple[float, int, str]] = {}  # key -> (until, failures, msg)
+
+    def check(self, key: Any) -> None:
+        """Raises the last refusal again while `key` is blocked."""
+        blocked = self._blocked.get(key)
+        if blocked is not None and self._clock() < blocked[0]:
+            wait = max(1, round(blocked[0] - self._clock()))
+            raise AuthError(f"{blocked[2]}; next attempt in {wait}s")
+
+    def failed(self, key: Any, exc: AuthError) -> None:
+        failures = self._blocked[key][1] + 1 if key in self._blocked else 1
+        delay = min(self._cap, self._base * 2 ** (failures - 1))
+        self._blocked[key] = (self._clock() + delay, failures, exc.message)
+
+    def passed(self, key: Any) -> None:
+        self._blocked.pop(key, None)
 
 
 @dataclass
@@ -55,6 +87,7 @@ class LwaAuth:
         self._cache: dict[tuple[str, str | None], _Token] = {}
         self._inflight: dict[tuple[str, str | None], asyncio.Future[str]] = {}
         self.refreshes = 0  # token requests sent, for tests and metrics
+        self.gate = FailureGate(clock=clock)
 
     async def token(self, name: str, account: Any, scope: str | None = None) -> str:
         """A valid access token for `account` (grantless when `scope` is given)."""
@@ -62,6 +95,7 @@ class LwaAuth:
         cached = self._cache.get(key)
         if cached is not None and cached.expires_at > self._clock():
             return cached.value
+        self.gate.check(key)
         fut = self._inflight.get(key)
         if fut is None:
             fut = asyncio.ensure_future(self._refresh(key, account))
@@ -104,7 +138,13 @@ class LwaAuth:
             form |= {"grant_type": "client_credentials", "scope": scope}
         self.refreshes += 1
         status, payload = await self._post(name, lwa.token_url, form)
-        token, expires_in = _parse_grant(name, status, payload)
+        try:
+            token, expires_in = _parse_grant(name, status, payload)
+        except AuthError as exc:
+            if not exc.retriable:
+                self.gate.failed(key, exc)
+            raise
+        self.gate.passed(key)
         lifetime = expires_in - self._margin if expires_in > 2 * self._margin else expires_in / 2
         self._cache[key] = _Token(token, self._clock() + lifetime)
         log.info(
@@ -154,3 +194,16 @@ def _parse_grant(name: str, status: int, payload: Any) -> tuple[str, float]:
     description = payload.get("error_description") if isinstance(payload, dict) else None
     detail = f"{code}: {description}" if description else str(code or "no error code")
     raise AuthError(f"account {name}: LWA refused the token request (HTTP {status} {detail})")
+
+
+def make_signer(accounts: dict[str, Any]) -> Any:
+    """A SigV4Signer when any account has `aws` (boto is imported only then), else None."""
+    names = [n for n, a in accounts.items() if getattr(a, "aws", None) is not None]
+    if not names:
+        return None
+    try:
+        from spd.client.sigv4 import SigV4Signer
+    except ImportError:
+        raise ConfigError(f"accounts.{names[0]}.aws: SigV4 signing needs aioboto3; install "
+                          "spd[aws] (pip install 'spd[aws]') or remove aws") from None
+    return SigV4Signer()

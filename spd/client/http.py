@@ -19,8 +19,9 @@ from yarl import URL
 
 from spd import __version__
 from spd.client import encode as rsp
-from spd.client.auth import LwaAuth
+from spd.client.auth import LwaAuth, make_signer
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
+from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
 from spd.client.ratelimit import (
     DEFAULT_BURST,
     DEFAULT_GUARD,
@@ -61,6 +62,8 @@ class _Request:
     idempotent: bool
     op: Any = None
     scope: str | None = None  # grantless LWA scope
+    restricted: tuple[str, ...] | None = None  # data elements: use a Restricted Data Token
+    path: str = ""  # the encoded path, what an RDT is asked for
 
 
 class _Transient(Exception):
@@ -104,6 +107,8 @@ class SpClient:
         self._guard = guard
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self.auth = LwaAuth(lambda: self.session)
+        self.rdt = RestrictedTokens(self._create_rdt)
+        self.signer = make_signer(accounts)
 
     async def start(self) -> None:
         """Open the HTTP session (honours HTTP(S)_PROXY / NO_PROXY)."""
@@ -116,6 +121,9 @@ class SpClient:
     async def close(self) -> None:
         """Cancel token refreshes in flight and close the session if we opened it."""
         self.auth.close()
+        self.rdt.close()
+        if self.signer is not None:
+            self.signer.close()
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
@@ -141,9 +149,14 @@ class SpClient:
         body: Any = None,
         *,
         raise_errors: bool = True,
+        restricted: list[str] | None = None,
     ) -> Response:
-        """Call a catalog operation; ApiError on 4xx or when retries are exhausted."""
+        """Call a catalog operation; ApiError on 4xx or when retries are exhausted.
+
+        `restricted` (data elements, may be empty) sends a Restricted Data Token instead of
+        the LWA token."""
         acct = self._account(account)
+        elements = None if restricted is None else check_elements(f"{op.api}.{op.id}", restricted)
         encoded = encode_operation(op, params, body)
         url = _join_url(acct.base_url, encoded.path, encoded.query)
         method = op.method.upper()
@@ -151,6 +164,7 @@ class SpClient:
             name=account, account=acct, label=f"{op.api}.{op.id}", method=method, url=url,
             headers=encoded.headers, body=encoded.body, bucket=self.bucket(account, op),
             idempotent=_idempotent(method, op), op=op, scope=getattr(op, "grantless_scope", None),
+            restricted=elements, path=encoded.path,
         )  # fmt: skip
         return await self._execute(req, raise_errors)
 
@@ -255,7 +269,7 @@ class SpClient:
                 continue
             if not refreshed and rsp.token_rejected(resp.status, resp.body):
                 refreshed = True  # one forced refresh, one retry
-                self.auth.invalidate(req.name, token, req.scope)
+                self._forget(req, token, resp.body)
                 if not last:
                     await self._retry(req, attempt, "access token rejected", 0.0, resp.request_id)
                     continue
@@ -313,20 +327,20 @@ class SpClient:
         await req.bucket.acquire()
         try:
             token = await self._access_token(req)
+            headers = {
+                "User-Agent": self.user_agent,
+                "Accept": "application/json",
+                "x-amz-access-token": token,
+                "x-amz-date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+                **req.headers,
+            }
+            if req.body is not None:
+                headers["Content-Type"] = "application/json"
+            await self._sign(req, headers)
         except AuthError as exc:
             if not exc.retriable:
                 raise
             raise _Transient(exc.message, unsent=True, cause=exc) from None
-        headers = {
-            "User-Agent": self.user_agent,
-            "Accept": "application/json",
-            "x-amz-access-token": token,
-            "x-amz-date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-            **req.headers,
-        }
-        if req.body is not None:
-            headers["Content-Type"] = "application/json"
-        await self._sign(req, headers)
         req.bucket.stats.requests += 1
         return await self._send(req, headers), token
 
@@ -360,12 +374,26 @@ class SpClient:
             log.info("rate_limit_changed", account=req.name, operation=req.label, rate=rate)
 
     async def _access_token(self, req: _Request) -> str:
-        """The LWA token for the request. Hook: Restricted Data Tokens will substitute here."""
+        """The LWA token for the request, or a Restricted Data Token when asked for one."""
+        if req.restricted is not None:
+            return await self.rdt.token(req.name, req.method, req.path, req.restricted)
         return await self.auth.token(req.name, req.account, req.scope)
 
     async def _sign(self, req: _Request, headers: dict[str, str]) -> None:
-        """Hook: SigV4 signing for accounts with `aws` goes here; a no-op in this version."""
-        return None
+        """SigV4 with the assumed role's credentials for accounts that have `aws`."""
+        if self.signer is not None and getattr(req.account, "aws", None) is not None:
+            await self.signer.sign(req.name, req.account, req.method, req.url, headers, req.body)
+
+    def _forget(self, req: _Request, token: str, body: Any) -> None:
+        """SP-API rejected a token: forget the STS credentials, the RDT or the LWA token."""
+        if self.signer is not None and "security token" in str(body).lower():
+            self.signer.roles.invalidate(req.name)
+        elif not self.rdt.invalidate(req.name, token):
+            self.auth.invalidate(req.name, token, req.scope)
+
+    async def _create_rdt(self, account: str, body: dict[str, Any]) -> Response:
+        op = self._catalog.operation(TOKENS_API, CREATE_RDT)
+        return await self.call(account, op, body=body)
 
 
 def _idempotent(method: str, op: Any) -> bool:

@@ -1,0 +1,134 @@
+"""Restricted Data Tokens: the Tokens API's createRestrictedDataToken, cached until expiresIn.
+
+An RDT stands in for the LWA token (`x-amz-access-token`) on operations that return personal
+data. It is asked for the exact method and path of the request; for getOrders that is the
+generic `/orders/v0/orders`, so one token serves every page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from spd.errors import ApiError, AuthError, UsageError
+
+log = structlog.get_logger(__name__)
+
+TOKENS_API = "tokens_2021-03-01"
+CREATE_RDT = "createRestrictedDataToken"
+DATA_ELEMENTS = ("buyerInfo", "shippingAddress", "buyerTaxInformation")
+# the restricted role Amazon grants each data element under (Developer Central / Solution
+# Provider Portal → app → Roles)
+ROLES = {
+    "buyerInfo": "Direct-to-Consumer Shipping (Restricted)",
+    "shippingAddress": "Direct-to-Consumer Shipping (Restricted)",
+    "buyerTaxInformation": "Tax Invoicing (Restricted) or Tax Remittance (Restricted)",
+}
+MAX_MARGIN = 60.0  # stop using an RDT up to a minute before it expires
+
+Key = tuple[str, str, str, tuple[str, ...]]  # account, method, path, data elements
+CreateCall = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (account, body) -> Response
+
+
+def check_elements(op_label: str, restricted: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The data elements as a sorted tuple; UsageError naming the allowed ones otherwise."""
+    unknown = [e for e in restricted if e not in DATA_ELEMENTS]
+    if unknown:
+        raise UsageError(f"{op_label}: unknown restricted data element {', '.join(unknown)}; "
+                         f"allowed: {', '.join(DATA_ELEMENTS)}")
+    return tuple(sorted(set(restricted)))
+
+
+@dataclass
+class _Rdt:
+    value: str
+    expires_at: float  # monotonic
+
+
+class RestrictedTokens:
+    """RDTs per (account, method, path, data elements), requested once however many wait."""
+
+    def __init__(self, create: CreateCall, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._create = create
+        self._clock = clock
+        self._cache: dict[Key, _Rdt] = {}
+        self._inflight: dict[Key, asyncio.Future[str]] = {}
+        self.requested = 0  # createRestrictedDataToken calls, for tests and metrics
+
+    async def token(self, name: str, method: str, path: str, elements: tuple[str, ...]) -> str:
+        """An RDT valid for `method path` with `elements` (empty: an operation without them)."""
+        key = (name, method.upper(), path, elements)
+        cached = self._cache.get(key)
+        if cached is not None and self._clock() < cached.expires_at:
+            return cached.value
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(self._request(key))
+            self._inflight[key] = fut
+            fut.add_done_callback(lambda f: self._settle(key, f))
+        return await asyncio.shield(fut)
+
+    def invalidate(self, name: str, token: str) -> bool:
+        """Forget `token` if it is a cached RDT of `name`; True when it was one."""
+        for key, rdt in list(self._cache.items()):
+            if key[0] == name and rdt.value == token:
+                del self._cache[key]
+                return True
+        return False
+
+    def close(self) -> None:
+        for fut in list(self._inflight.values()):
+            fut.cancel()
+        self._inflight.clear()
+
+    def _settle(self, key: Key, fut: asyncio.Future[str]) -> None:
+        if self._inflight.get(key) is fut:
+            del self._inflight[key]
+        if not fut.cancelled():
+            fut.exception()
+
+    async def _request(self, key: Key) -> str:
+        name, method, path, elements = key
+        resource: dict[str, Any] = {"method": method, "path": path}
+        if elements:  # only Orders operations take dataElements; others must omit them
+            resource["dataElements"] = list(elements)
+        self.requested += 1
+        try:
+            resp = await self._create(name, {"restrictedResources": [resource]})
+        except ApiError as exc:
+            raise rdt_error(name, method, path, elements, exc) from None
+        body = resp.body if isinstance(resp.body, dict) else {}
+        token = body.get("restrictedDataToken")
+        if not isinstance(token, str) or not token:
+            raise ApiError(f"{TOKENS_API}.{CREATE_RDT}: malformed response, no "
+                           "restrictedDataToken", retriable=True)
+        try:
+            expires_in = float(body.get("expiresIn", 3600))
+        except (TypeError, ValueError):
+            expires_in = 3600.0
+        margin = min(MAX_MARGIN, expires_in / 10)
+        self._cache[key] = _Rdt(token, self._clock() + expires_in - margin)
+        log.info("restricted_token_issued", account=name, method=method, path=path,
+                 elements=list(elements), expires_in=expires_in)
+        return token
+
+
+def rdt_error(name: str, method: str, path: str, elements: tuple[str, ...],
+              exc: ApiError) -> Exception:
+    """A refusal because the application lacks a restricted role names the role to request."""
+    text = " ".join(str(e.get("message", "")) for e in exc.errors) or exc.message
+    if exc.status in (400, 403) and "does not have access" in text.lower():
+        wanted = [e for e in elements if e.lower() in text.lower()] or list(elements)
+        roles = sorted({ROLES[e] for e in wanted if e in ROLES})
+        role = " and ".join(roles) if roles else "the restricted role of this operation"
+        what = ", ".join(wanted) if wanted else f"{method} {path}"
+        return AuthError(f"account {name}: the application may not read restricted data "
+                         f"({what}); request the {role} role for the app, then re-authorize "
+                         "the selling partner")
+    exc.message = f"account {name}: no restricted data token for {method} {path}: {exc.message}"
+    return exc
