@@ -32,12 +32,6 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 # Keys of the contract this version rejects: key path pattern (`*` = any name, `key=value` = that
 # value) -> the message. Shipping a feature means deleting its entry here.
 UNSUPPORTED: dict[str, str] = {
-    "http": "http (metrics and health endpoints) is not supported in this version; remove it",
-    "accounts.*.aws": "aws (SigV4 signing) is not supported in this version; remove it, "
-                      "Amazon no longer requires it",
-    "pollers.*.overlap": "overlap is not supported in this version; remove it",
-    "pollers.*.restricted": "restricted (restricted data tokens) is not supported in this version; remove it",
-    "pollers.*.include": "include is not supported in this version; remove it",
     "pollers.*.report_types": "report_types is not supported in this version; remove it",
     "pollers.*.download": "download (report documents) is not supported in this version; remove it",
     "jobs.*": "jobs are not supported in this version; remove the job or leave jobs empty",

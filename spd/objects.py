@@ -2,7 +2,7 @@
 
 An object type is a catalog operation that filters on a creation or update time and pages with
 a token. What the catalog shows is derived; what the models say only in prose is declared in
-the one `OVERRIDES` table below. Only types marked `supported` there can be polled.
+the `TYPES` table of `spd.object_types`. Only types marked `supported` there can be polled.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import orjson
 
 from spd.catalog import Catalog, Operation, bundle_schema, load_catalog
 from spd.errors import CatalogError, UsageError
+from spd.object_hooks import SCHEMAS
+from spd.object_types import TYPES
 
 TimestampField = str | tuple[str, ...] | None  # dotted path, or fallbacks tried in order
 MARKETPLACE_PARAMS = ("MarketplaceIds", "marketplaceIds", "MarketplaceId", "marketplaceId")
@@ -56,60 +58,24 @@ class ObjectType:
     supported: bool
     max_age: timedelta | None = None  # how far back the API reaches (start_time clamp)
     kind: str = "operation"  # "operation" | "report" (report:TYPE, see spd.reports)
+    single_marketplace: bool = False  # marketplace_param takes one id: fan out per marketplace
+    fixed_params: tuple[tuple[str, Any], ...] = ()  # always sent; "{marketplace}" is replaced
+    token_params: tuple[tuple[str, Any], ...] = ()  # sent with a next token (instead of fixed)
+    needs_params: tuple[str, ...] = ()  # the poller's `params` must give these
+    flatten: str | None = None  # hook turning the result object into a list (financial events)
+    includes: tuple[str, ...] = ()  # what `include:` may name ("items" for Orders v0)
+    token_ttl: timedelta | None = None  # how long a next token lives, where Amazon says so
+
+    def has_upper_bound(self, timestamp_field: str) -> bool:
+        """Whether the `timestamp_field` filter takes an upper bound; if not, the API returns
+        everything since the lower bound and the new watermark is the request time - lag."""
+        bounds = self.created_bounds if timestamp_field == "created" else self.updated_bounds
+        return bool(bounds and bounds[1])
 
     def timestamp_fields(self) -> list[str]:
         """The `timestamp_field` values a poller may use: "created" and/or "updated"."""
         return [name for name, bounds in (("created", self.created_bounds),
                                           ("updated", self.updated_bounds)) if bounds]
-
-
-_ORDERS_LAG = timedelta(minutes=2)
-
-# What the models say only in prose, per object type. Types listed with supported=True are
-# fully declared; the others only fill in what detection cannot see.
-OVERRIDES: dict[str, dict[str, Any]] = {
-    "ordersV0.getOrders": dict(
-        supported=True, created_bounds=("CreatedAfter", "CreatedBefore"),
-        updated_bounds=("LastUpdatedAfter", "LastUpdatedBefore"),
-        page_size_param="MaxResultsPerPage", page_size_max=100,
-        id_field="AmazonOrderId", created_field="PurchaseDate", updated_field="LastUpdateDate",
-        lag=_ORDERS_LAG, token_alone=True,
-        echo_before={"created": ("payload", "CreatedBefore"),
-                     "updated": ("payload", "LastUpdatedBefore")}),
-    "orders_2026-01-01.searchOrders": dict(
-        supported=True, created_bounds=("createdAfter", "createdBefore"),
-        updated_bounds=("lastUpdatedAfter", "lastUpdatedBefore"),
-        page_size_param="maxResultsPerPage", page_size_max=100,
-        id_field="orderId", created_field="createdTime", updated_field="lastUpdatedTime",
-        lag=_ORDERS_LAG, token_alone=False,
-        echo_before={"created": ("createdBefore",), "updated": ("lastUpdatedBefore",)}),
-    "vendorOrders.getPurchaseOrders": dict(
-        supported=True, created_bounds=("createdAfter", "createdBefore"),
-        updated_bounds=("changedAfter", "changedBefore"),
-        page_size_param="limit", page_size_max=100, id_field="purchaseOrderNumber",
-        created_field="orderDetails.purchaseOrderDate",
-        updated_field=("orderDetails.purchaseOrderChangedDate",
-                       "orderDetails.purchaseOrderStateChangedDate",
-                       "orderDetails.purchaseOrderDate"),
-        max_window=timedelta(days=7), max_age=timedelta(days=180), token_alone=False),
-    # Not supported yet: bounds the models name only in prose.
-    "fbaInventory.getInventorySummaries": dict(
-        updated_bounds=("startDateTime", None), max_age=timedelta(days=540)),
-    "fulfillmentOutbound_2020-07-01.listAllFulfillmentOrders": dict(
-        updated_bounds=("queryStartDate", None)),
-    "fulfillmentOutbound_2020-07-01.getFeatureInventory": dict(
-        updated_bounds=("queryStartDate", None)),
-    "financesV0.listFinancialEventGroups": dict(
-        created_bounds=("FinancialEventGroupStartedAfter", "FinancialEventGroupStartedBefore"),
-        lag=_ORDERS_LAG),
-    "externalFulfillmentReturns_2024-09-11.listReturns": dict(
-        created_bounds=("createdSince", "createdUntil"),
-        updated_bounds=("lastUpdatedSince", "lastUpdatedUntil")),
-    "financesInvoices_2026-06-25.getInvoiceHeaders": dict(
-        created_bounds=("fromIssueDate", "toIssueDate"), max_window=timedelta(days=90)),
-    "InvoicesApiModel_2024-06-19.getInvoices": dict(created_bounds=("dateStart", "dateEnd")),
-    "InvoicesApiModel_2024-06-19.getInvoicesExports": dict(created_bounds=("dateStart", "dateEnd")),
-}
 
 
 class UnknownObjectType(KeyError):
@@ -158,13 +124,17 @@ def _properties(schema: Any, defs: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
-def item_schema(op: Operation, results_path: tuple[str, ...]) -> dict[str, Any] | None:
-    """The (unresolved) schema of one element of the result array, or None."""
+def item_schema(op: Operation, results_path: tuple[str, ...],
+                flatten: str | None = None) -> dict[str, Any] | None:
+    """The (unresolved) schema of one element of the result array (or of one flattened
+    element, see spd.object_hooks), or None."""
     schema: Any = op.response_schema
     for key in results_path:
         schema = _properties(schema, op.definitions).get(key)
         if schema is None:
             return None
+    if flatten is not None:
+        return SCHEMAS[flatten](schema, lambda s: _resolve(s, op.definitions))
     items = _resolve(schema, op.definitions).get("items")
     return items if isinstance(items, dict) else None
 
@@ -193,27 +163,35 @@ def _page_size(op: Operation) -> tuple[str | None, int | None]:
 def _derive(cat: Catalog, op: Operation) -> ObjectType | None:
     """The object type an operation defines, from the catalog alone (not supported)."""
     pag = op.pagination
-    if pag is None or pag.result_path is None:
+    results_path = pag.result_path if pag else None
+    results_path = results_path or TYPES.get(op.name, {}).get("results_path")
+    if pag is None or results_path is None:
         return None
     api = cat.api(op.api)
     size_param, size_max = _page_size(op)
     query = {p.name for p in op.params if p.location == "query"}
+    market = next((m for m in MARKETPLACE_PARAMS if m in query), None)
     return ObjectType(
         name=op.name, api=op.api, operation=op.id,
         created_bounds=_bounds(op, _CREATED), updated_bounds=_bounds(op, _UPDATED),
         page_size_param=size_param, page_size_max=size_max, token_param=pag.token_param,
-        token_path=pag.token_path, results_path=pag.result_path,
-        **_guess_fields(op, pag.result_path), max_window=None, lag=timedelta(0),
-        echo_before=None,
-        marketplace_param=next((m for m in MARKETPLACE_PARAMS if m in query), None),
+        token_path=pag.token_path, results_path=results_path,
+        **_guess_fields(op, results_path), max_window=None, lag=timedelta(0),
+        echo_before=None, marketplace_param=market,
         token_alone=False, aliases=(display_name(api.title, api.version, op.id),),
-        supported=False)
+        supported=False, single_marketplace=_single(op.param(market)) if market else False)
+
+
+def _single(param: Any) -> bool:
+    """A marketplace parameter that takes one id: a string, or an array of at most one."""
+    return param.type != "array" or param.max_items == 1
 
 
 def _check(ot: ObjectType, op: Operation) -> None:
     """Every parameter the type names must exist in the operation (catches model drift)."""
     names = {p.name for p in op.params}
-    wanted = [ot.page_size_param, ot.marketplace_param, ot.token_param]
+    wanted = [ot.page_size_param, ot.marketplace_param, ot.token_param, *ot.needs_params]
+    wanted += [name for name, _ in ot.fixed_params + ot.token_params]
     for bounds in (ot.created_bounds, ot.updated_bounds):
         wanted.extend(bounds or ())
     missing = [n for n in wanted if n is not None and n not in names]
@@ -229,10 +207,10 @@ def build_registry(cat: Catalog) -> dict[str, ObjectType]:
         ot = _derive(cat, op)
         if ot is None:
             continue
-        override = OVERRIDES.get(ot.name, {})
+        override = TYPES.get(ot.name, {})
         unknown = set(override) - valid
         if unknown:
-            raise ValueError(f"OVERRIDES[{ot.name!r}] has unknown keys {sorted(unknown)}")
+            raise ValueError(f"TYPES[{ot.name!r}] has unknown keys {sorted(unknown)}")
         ot = replace(ot, **override)
         if ot.created_bounds or ot.updated_bounds:
             _check(ot, op)
@@ -240,9 +218,9 @@ def build_registry(cat: Catalog) -> dict[str, ObjectType]:
     aliases = [a for ot in registry.values() for a in ot.aliases]
     if len(set(aliases)) != len(aliases) or set(aliases) & set(registry):
         raise ValueError("object type aliases are not unique")
-    missing = set(OVERRIDES) - set(registry)
+    missing = set(TYPES) - set(registry)
     if missing:
-        raise ValueError(f"OVERRIDES names operations that are not pollable: {sorted(missing)}")
+        raise ValueError(f"TYPES names operations that are not pollable: {sorted(missing)}")
     return registry
 
 
@@ -299,11 +277,15 @@ def _resolve_report(name: str) -> ObjectType:
 
 
 def dig(obj: Any, path: str | tuple[str, ...]) -> Any:
-    """The value at a dotted path (or key tuple) in nested dicts, or None."""
+    """The value at a dotted path (or key tuple) in nested dicts, or None; a numeric key
+    indexes a list ("summaries.0.createdDate")."""
     for key in path.split(".") if isinstance(path, str) else path:
-        if not isinstance(obj, dict):
+        if isinstance(obj, list) and key.isdigit():
+            obj = obj[int(key)] if int(key) < len(obj) else None
+        elif isinstance(obj, dict):
+            obj = obj.get(key)
+        else:
             return None
-        obj = obj.get(key)
     return obj
 
 
@@ -368,7 +350,19 @@ def _resolve_for_cli(name: str) -> ObjectType:
 def list_object_types() -> list[dict[str, Any]]:
     """`spd objects`: every object type with its timestamp fields (JSON-able)."""
     return [{"name": ot.name, "supported": ot.supported, "timestamp_fields": ot.timestamp_fields(),
-             "aliases": list(ot.aliases)} for ot in object_types()]
+             "only": _only(ot), "aliases": list(ot.aliases)} for ot in object_types()]
+
+
+def _only(ot: ObjectType) -> str | None:
+    """Says when a type filters on only one of created/updated, or takes no upper bound."""
+    notes = []
+    fields_ = ot.timestamp_fields()
+    if len(fields_) == 1:
+        notes.append(f"{fields_[0]} only")
+    open_ended = [f for f in fields_ if not ot.has_upper_bound(f)]
+    if open_ended:
+        notes.append(f"no upper bound for {'/'.join(open_ended)} (polls from the watermark)")
+    return "; ".join(notes) or None
 
 
 def describe_object_type(name: str) -> dict[str, Any]:
@@ -379,6 +373,7 @@ def describe_object_type(name: str) -> dict[str, Any]:
                                      ("updated", ot.updated_bounds, ot.updated_field)):
         if bounds:
             stamps[field_name] = {"after_param": bounds[0], "before_param": bounds[1],
+                                  "upper_bound": bounds[1] is not None,
                                   "object_field": _field_spec(spec)}
     return {
         "name": ot.name, "aliases": list(ot.aliases), "api": ot.api, "operation": ot.operation,
@@ -389,7 +384,11 @@ def describe_object_type(name: str) -> dict[str, Any]:
         "id_field": ot.id_field, "max_window": _duration(ot.max_window),
         "lag": _duration(ot.lag), "max_age": _duration(ot.max_age),
         "echo_before": {k: ".".join(v) for k, v in (ot.echo_before or {}).items()} or None,
-        "marketplace_param": ot.marketplace_param,
+        "marketplace_param": ot.marketplace_param, "single_marketplace": ot.single_marketplace,
+        "only": _only(ot), "kind": ot.kind,
+        "fixed_params": dict(ot.fixed_params) or None, "token_params": dict(ot.token_params) or None,
+        "needs_params": list(ot.needs_params) or None, "flatten": ot.flatten,
+        "includes": list(ot.includes) or None, "token_ttl": _duration(ot.token_ttl),
     }
 
 
@@ -397,7 +396,7 @@ def object_schema(name: str, cat: Catalog | None = None) -> dict[str, Any]:
     """`spd objects TYPE --schema`: self-contained JSON Schema of one emitted `data` object."""
     ot = _resolve_for_cli(name)
     op = (cat or load_catalog()).operation(ot.api, ot.operation)
-    schema = item_schema(op, ot.results_path)
+    schema = item_schema(op, ot.results_path, ot.flatten)
     if schema is None:
         raise CatalogError(f"object type {ot.name}: the catalog has no schema for "
                            f"{'.'.join(ot.results_path)}")

@@ -4,24 +4,38 @@ checkpoints only after every emitter acknowledged it (DESIGN.md §4).
 A window runs from the watermark to min(now - lag, watermark + max_window). Bounds are sent as
 they are: Amazon's are inclusive at both ends, so an object on a boundary may come twice, and
 that is what consumers deduplicate on. Where the API echoes the upper bound it applied, the
-newest window sends none and takes the echo as the next watermark.
+newest window sends none and takes the echo as the next watermark. Where the filter has no upper
+bound at all, the window ends at the request time - lag.
+
+Types whose marketplace parameter takes one id poll each of the account's marketplaces as its
+own series with its own watermark (state key "POLLER@MARKETPLACE"). `overlap` starts every
+window that much before the watermark (never before start_time): objects Amazon indexes late
+are still found, and objects in the overlap are emitted again (consumers deduplicate on
+(account, object_type, id, cursor)).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
 
+from spd.catalog import load_catalog
 from spd.durations import format_ts, parse_ts
 from spd.emitters.base import Emitter
 from spd.errors import ApiError, DeliveryError, SpdError
 from spd.messages import build_messages
+from spd.object_hooks import flatten
 from spd.objects import ObjectType, object_cursor, object_id
+from spd.poller_support import (attach_order_items, check_poller_params, clamp_note, clamp_start,
+                                dig, fan_out_markets, fill_fixed, is_expired_token_error,
+                                market_value, utcnow)
 from spd.state import PollerState, StateStore
+
+__all__ = ["Poller", "RunResult", "Window", "dig", "is_expired_token_error", "utcnow"]
 
 log = structlog.get_logger("spd.poller")
 
@@ -54,6 +68,16 @@ class RunResult:
     capped: bool = False
     watermark: datetime | None = None
 
+    def add(self, other: RunResult) -> None:
+        """Sums a series' result into the poller's (the oldest watermark wins)."""
+        self.pages += other.pages
+        self.objects += other.objects
+        self.windows += other.windows
+        self.caught_up = self.caught_up and other.caught_up
+        self.capped = self.capped or other.capped
+        if other.watermark and (self.watermark is None or other.watermark < self.watermark):
+            self.watermark = other.watermark
+
 
 @dataclass
 class Page:
@@ -79,16 +103,54 @@ class Poller:
     emitters: list[Emitter]
     config_path: str = ""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    market: str | None = None  # the one marketplace this series polls (fan-out)
+    state_key: str = ""  # the state row: the poller's name, or "name@MARKETPLACE"
+    items_operation: Any = None  # ordersV0.getOrderItems when `include: [items]`
+
+    def __post_init__(self) -> None:
+        self.state_key = self.state_key or self.name
+        check_poller_params(self.name, self.object_type, self.config)
+        if self.items_operation is None and "items" in (getattr(self.config, "include", None) or ()):
+            self.items_operation = load_catalog().operation("ordersV0", "getOrderItems")
 
     @property
     def log(self) -> Any:
-        return log.bind(poller=self.name, account=self.account_name, operation=self.object_type.name)
+        return log.bind(poller=self.state_key, account=self.account_name,
+                        operation=self.object_type.name)
+
+    def series(self) -> list[Poller]:
+        """One poller per marketplace where the type takes a single id, else just this one."""
+        markets = fan_out_markets(self.object_type, self.config.params,
+                                  self.account.marketplace_ids)
+        if len(markets) == 1:
+            return [replace(self, market=markets[0], state_key=self.name)]
+        return [replace(self, market=m, state_key=f"{self.name}@{m}", stopping=self.stopping)
+                for m in markets] or [self]
 
     async def run(self) -> RunResult:
-        """Polls window after window until caught up, stopped, or at `max_items_per_run`."""
-        state = self.store.ensure(self.name, self.config.identity(), self.config.start_time,
+        """Polls every series window after window until caught up, stopped, or capped."""
+        self.store.ensure(self.name, self.config.identity(), self.config.start_time,
+                          config_path=self.config_path)
+        total = RunResult(caught_up=True)
+        try:
+            for one in self.series():
+                result = await one.run_series(total.objects)
+                total.add(result)
+                if result.capped or self.stopping.is_set():
+                    break
+        except SpdError as exc:
+            self.store.record_run(self.name, error=str(exc))
+            raise
+        self.store.record_run(self.name, error=None)
+        return total
+
+    async def run_series(self, done: int = 0) -> RunResult:
+        """Polls this series (state row `state_key`) until caught up, stopped or capped."""
+        key = self.state_key
+        state = self.store.ensure(key, self.config.identity(), self.config.start_time,
                                   config_path=self.config_path)
-        result = RunResult(watermark=state.watermark)
+        state = self.clamp(state)
+        result = RunResult(watermark=state.watermark, objects=done)
         try:
             while not self.stopping.is_set():
                 window = self.next_window(state)
@@ -99,11 +161,25 @@ class Poller:
                 if result.capped:
                     break
         except SpdError as exc:
-            self.store.record_run(self.name, error=str(exc))
+            if key != self.name:
+                self.store.record_run(key, error=str(exc))
             raise
-        self.store.record_run(self.name, error=None)
+        if key != self.name:
+            self.store.record_run(key, error=None)
+        result.objects -= done
         result.watermark = state.watermark
         return result
+
+    def clamp(self, state: PollerState) -> PollerState:
+        """Moves a watermark older than the API reaches to the oldest accepted time (+ note)."""
+        oldest = clamp_start(self.object_type, state.watermark, utcnow())
+        if oldest is None:
+            return state
+        self.store.finish_window(self.state_key, oldest)
+        self.store.set_note(self.state_key, clamp_note(self.object_type, state.watermark, oldest))
+        self.log.warning("start_time_clamped", watermark=format_ts(state.watermark),
+                         oldest=format_ts(oldest))
+        return self.store.get(self.state_key)  # type: ignore[return-value]
 
     def next_window(self, state: PollerState) -> Window | None:
         """The window in progress, or the next one; None when caught up with now - lag."""
@@ -113,11 +189,21 @@ class Poller:
         newest = utcnow() - ot.lag
         if newest - state.watermark < MIN_WINDOW:
             return None
-        end = newest
-        if ot.max_window is not None and state.watermark + ot.max_window < newest:
-            return Window(state.watermark, state.watermark + ot.max_window, echo=False)
+        start = self.window_start(state.watermark)
+        if ot.max_window is not None and start + ot.max_window < newest:
+            return Window(start, start + ot.max_window, echo=False)
         echo = bool(ot.echo_before and self.config.timestamp_field in ot.echo_before)
-        return Window(state.watermark, None if echo else end, echo=echo)
+        return Window(start, None if echo else newest, echo=echo)
+
+    def window_start(self, watermark: datetime) -> datetime:
+        """The watermark, or `overlap` before it (never before start_time); the overlap is at
+        most half the maximum window so that every window still moves the watermark."""
+        overlap = getattr(self.config, "overlap", None)
+        if not overlap:
+            return watermark
+        if self.object_type.max_window is not None:
+            overlap = min(overlap, self.object_type.max_window / 2)
+        return max(watermark - overlap, min(self.config.start_time, watermark))
 
     async def poll_window(self, state: PollerState, window: Window, result: RunResult) -> PollerState:
         """Follows the next token to the end of the window, checkpointing each delivered page."""
@@ -129,11 +215,11 @@ class Poller:
             try:
                 page = await self.fetch_unless_stopped(window, token)
             except PollStopped:
-                return self.store.get(self.name)  # type: ignore[return-value]
+                return self.store.get(self.state_key)  # type: ignore[return-value]
             except ApiError as exc:
                 if token and is_expired_token_error(exc):
                     self.log.warning("next_token_expired", window_start=format_ts(window.start))
-                    self.store.restart_window(self.name)
+                    self.store.restart_window(self.state_key)
                     token, page_no = None, 0
                     continue
                 raise
@@ -141,18 +227,19 @@ class Poller:
                 end = page.echoed_end or (utcnow() - self.object_type.lag)
             page_no += 1
             await self.deliver(window.start, end, page_no, page.objects)
-            self.store.save_page(self.name, window.start, end, page.next_token, page_no, len(page.objects))
+            self.store.save_page(self.state_key, window.start, end, page.next_token, page_no,
+                                 len(page.objects))
             result.pages += 1
             result.objects += len(page.objects)
             token = page.next_token
             if token is None:
-                self.store.finish_window(self.name, end)
+                self.store.finish_window(self.state_key, end)
                 self.log.info("window_completed", window=[format_ts(window.start), format_ts(end)],
                               pages=page_no)
-                return self.store.get(self.name)  # type: ignore[return-value]
+                return self.store.get(self.state_key)  # type: ignore[return-value]
             if self.over_cap(result) or self.stopping.is_set():
                 result.capped = self.over_cap(result)
-                return self.store.get(self.name)  # type: ignore[return-value]
+                return self.store.get(self.state_key)  # type: ignore[return-value]
 
     async def fetch_unless_stopped(self, window: Window, token: str | None) -> Page:
         """Fetches a page, abandoning it at once on stop: nothing was delivered for it yet, and
@@ -178,7 +265,10 @@ class Poller:
         params = self.request_params(window, token)
         response = await self.client.call(self.account_name, self.operation, params)
         body = response.body
-        objects = dig(body, self.object_type.results_path)
+        ot = self.object_type
+        objects = dig(body, ot.results_path)
+        if ot.flatten is not None and objects is not None:
+            objects = flatten(ot.flatten, objects)
         if objects is None:
             if not isinstance(body, dict) or dig(body, self.object_type.results_path[:-1]) is None:
                 raise ApiError(f"{self.object_type.name}: malformed response, no "
@@ -188,6 +278,8 @@ class Poller:
             raise ApiError(f"{self.object_type.name}: malformed response, "
                            f"{'.'.join(self.object_type.results_path)} is not a list", retriable=True)
         next_token = dig(body, self.object_type.token_path) or None
+        if self.items_operation is not None and objects:
+            await attach_order_items(self.client, self.account_name, self.items_operation, objects)
         return Page(objects, next_token, self.echoed_end(body))
 
     def echoed_end(self, body: Any) -> datetime | None:
@@ -199,15 +291,12 @@ class Poller:
     def request_params(self, window: Window, token: str | None) -> dict[str, Any]:
         """Query parameters for a first page (filters) or a following page (token)."""
         ot = self.object_type
-        params: dict[str, Any] = {}
-        market = ot.marketplace_param
-        if market and market not in self.config.params and self.account.marketplace_ids:
-            params[market] = list(self.account.marketplace_ids)
+        params: dict[str, Any] = self.market_params()
         if token and ot.token_alone:
-            if market and market in self.config.params:
-                params[market] = self.config.params[market]
+            params.update(fill_fixed(ot.token_params, self.market))
             params[ot.token_param] = token
             return params
+        params.update(fill_fixed(ot.fixed_params, self.market))
         params.update(self.config.params)
         after, before = self.bounds()
         params[after] = format_ts(window.start)
@@ -216,8 +305,21 @@ class Poller:
         if ot.page_size_param and ot.page_size_max and ot.page_size_param not in self.config.params:
             params[ot.page_size_param] = ot.page_size_max
         if token:
+            params.update(fill_fixed(ot.token_params, self.market))
             params[ot.token_param] = token
         return params
+
+    def market_params(self) -> dict[str, Any]:
+        """The marketplace filter: this series' one id, the params' own, or the account's."""
+        name = self.object_type.marketplace_param
+        if not name:
+            return {}
+        if name in self.config.params:
+            return {name: self.config.params[name]}
+        if self.market is not None:
+            return {name: market_value(self.operation, name, self.market)}
+        ids = list(self.account.marketplace_ids or ())
+        return {name: ids} if ids else {}
 
     def bounds(self) -> tuple[str, str | None]:
         ot = self.object_type
@@ -243,27 +345,3 @@ class Poller:
             if isinstance(first, SpdError):
                 raise DeliveryError(f"poller {self.name}: page {page_no} not delivered: {first}")
             raise first
-
-
-def is_expired_token_error(exc: ApiError) -> bool:
-    """A 400 that says the next token is invalid or expired: the window must restart."""
-    if exc.status != 400:
-        return False
-    text = " ".join(str(e.get("message", "")) for e in exc.errors).lower() or exc.message.lower()
-    return "token" in text and any(w in text for w in ("expired", "invalid", "not valid"))
-
-
-def dig(value: Any, path: tuple[str, ...] | None) -> Any:
-    """Follows a key path into nested dicts; None when any step is missing."""
-    if not path:
-        return None
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-

@@ -105,9 +105,6 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
     ("date without time", replace("interval: 2m", "start_time: 2025-01-01"),
      'pollers.orders.start_time (line 16): "2025-01-01" is not a timestamp; use ISO 8601 with a time '
      "zone, such as 2025-01-01T00:00:00Z"),
-    ("object type not supported yet", replace("ordersV0.getOrders", "feeds_2021-06-30.getFeeds"),
-     "pollers.orders.object (line 14): feeds_2021-06-30.getFeeds is not supported in this version; "
-     "supported: ordersV0.getOrders, orders_2026-01-01.searchOrders, vendorOrders.getPurchaseOrders"),
     ("unknown emitter reference", replace("emitters: [out]", "emitters: [out, nope]"),
      'pollers.orders.emitters[1] (line 17): unknown emitter "nope"; emitters: out'),
     ("empty emitter list", replace("emitters: [out]", "emitters: []"),
@@ -151,10 +148,8 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
      'log.level (line 18): "loud" is not allowed; use one of: debug, info, warning, error'),
     ("not a boolean", replace("out: {type: stdout}", "out: {type: file, path: x, fsync: maybe}"),
      'emitters.out.fsync (line 11): "maybe" is not true or false; use true or false'),
-    ("unsupported poller key", replace("interval: 2m", "overlap: 10m"),
-     "pollers.orders.overlap (line 16): overlap is not supported in this version; remove it"),
-    ("unsupported http", append("http: {listen: 127.0.0.1:9464}\n"),
-     "http (line 18): http (metrics and health endpoints) is not supported in this version; remove it"),
+    ("unsupported poller key", replace("interval: 2m", "restricted: [buyerInfo]"),
+     "pollers.orders.restricted (line 16): restricted (restricted data tokens) is not supported in this version; remove it"),
     ("unsupported aws", replace("    lwa:", "    aws: {role_arn: x}\n    lwa:"),
      "accounts.acme.aws (line 6): aws (SigV4 signing) is not supported in this version; remove it, "
      "Amazon no longer requires it"),
@@ -409,7 +404,7 @@ def test_config_is_frozen(tmp_path: Path) -> None:
 
 
 def test_deleting_an_unsupported_entry_enables_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(config_module.UNSUPPORTED, "pollers.*.overlap")
+    monkeypatch.delitem(config_module.UNSUPPORTED, "pollers.*.overlap", raising=False)
     text = BASE.replace("interval: 2m", "overlap: 10m")
     assert load_config(write(tmp_path, text)).pollers["orders"].overlap == timedelta(minutes=10)
 

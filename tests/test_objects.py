@@ -20,14 +20,13 @@ from spd.objects import (
     resolve_object_type,
 )
 
-SUPPORTED = {"ordersV0.getOrders", "orders_2026-01-01.searchOrders",
-             "vendorOrders.getPurchaseOrders"}
+from spd.object_types import TYPES
 
 
-def test_exactly_the_three_declared_types_are_supported() -> None:
+def test_every_declared_type_is_supported() -> None:
     types = object_types()
-    assert {ot.name for ot in types if ot.supported} == SUPPORTED
-    assert len(types) == 37
+    assert {ot.name for ot in types if ot.supported} == {n for n, t in TYPES.items() if t.get("supported")}
+    assert len(types) == 39
     assert [ot.name for ot in types] == sorted(ot.name for ot in types)
 
 
@@ -81,12 +80,16 @@ def test_vendor_orders() -> None:
 
 def test_declared_fields_exist_in_the_response_schemas() -> None:
     cat = load_catalog()
-    for name in SUPPORTED:
-        ot = resolve_object_type(name)
-        props = objects.object_schema(name, cat)["properties"]
+    for ot in object_types():
+        if ot.flatten:
+            continue
+        name = ot.name
+        schema = objects.object_schema(name, cat)
+        props = objects._properties(schema, schema.get("definitions", {}))
         updated = ot.updated_field if isinstance(ot.updated_field, tuple) else (ot.updated_field,)
         for spec in (ot.id_field, ot.created_field, *updated):
-            assert isinstance(spec, str)
+            if spec is None:
+                continue
             head = spec.split(".")[0]
             assert head in props, (name, spec)
 
@@ -150,7 +153,7 @@ def test_object_id_and_content_hash() -> None:
     assert hashed.startswith("sha256:") and len(hashed) == len("sha256:") + 64
     assert hashed == "sha256:" + hashlib.sha256(b'{"x":1,"y":{"a":[1,2],"b":2}}').hexdigest()
     assert object_id(ot, {**a, "x": 2}) != hashed
-    no_id = resolve_object_type("financesV0.listFinancialEventGroups")
+    no_id = resolve_object_type("financesV0.listFinancialEvents")
     assert no_id.id_field is None
     assert object_id(no_id, {"AmazonOrderId": "1", "z": 0}).startswith("sha256:")
 
@@ -158,7 +161,7 @@ def test_object_id_and_content_hash() -> None:
 def test_describe_list_and_schema_are_json() -> None:
     listed = objects.list_object_types()
     assert {"name": "ordersV0.getOrders", "supported": True,
-            "timestamp_fields": ["created", "updated"],
+            "timestamp_fields": ["created", "updated"], "only": None,
             "aliases": ["Orders v0 getOrders"]} in listed
     described = objects.describe_object_type("Retail Procurement Orders v1 getPurchaseOrders")
     assert described["max_window"] == "7d" and described["results_path"] == "payload.orders"
@@ -174,20 +177,20 @@ def test_every_type_is_consistent_with_its_operation() -> None:
         op = cat.operation(ot.api, ot.operation)
         assert op.pagination is not None and op.pagination.token_param == ot.token_param
         assert ot.created_bounds or ot.updated_bounds
-        assert objects.item_schema(op, ot.results_path) is not None, ot.name
+        assert objects.item_schema(op, ot.results_path, ot.flatten) is not None, ot.name
         assert ot.aliases and ot.aliases[0].endswith(" " + ot.operation)
 
 
 def test_bad_overrides_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     cat = load_catalog()
-    bad = dict(objects.OVERRIDES)
+    bad = dict(objects.TYPES)
     bad["ordersV0.getOrders"] = {**bad["ordersV0.getOrders"], "page_size_param": "PageSize"}
-    monkeypatch.setattr(objects, "OVERRIDES", bad)
+    monkeypatch.setattr(objects, "TYPES", bad)
     with pytest.raises(ValueError, match="PageSize"):
         build_registry(cat)
-    monkeypatch.setattr(objects, "OVERRIDES", {"ordersV0.getOrder": {"supported": True}})
+    monkeypatch.setattr(objects, "TYPES", {"ordersV0.getOrder": {"supported": True}})
     with pytest.raises(ValueError, match="not pollable"):
         build_registry(cat)
-    monkeypatch.setattr(objects, "OVERRIDES", {"ordersV0.getOrders": {"colour": "red"}})
+    monkeypatch.setattr(objects, "TYPES", {"ordersV0.getOrders": {"colour": "red"}})
     with pytest.raises(ValueError, match="unknown keys"):
         build_registry(cat)

@@ -1,0 +1,137 @@
+"""Helpers of the poller that need no poller state: response digging, expired tokens, the
+marketplace fan-out, start_time clamping and Orders v0 `include: [items]`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import structlog
+
+from spd.durations import format_duration, format_ts
+from spd.errors import ApiError, ConfigError
+from spd.objects import ObjectType
+
+log = structlog.get_logger("spd.poller")
+
+MARKET_PLACEHOLDER = "{marketplace}"
+# Items are fetched for several orders at once; the client's token bucket paces them.
+ITEM_FETCHES_IN_FLIGHT = 8
+# A start_time older than the API reaches is moved this much inside the limit, so that the
+# first request, sent a little later, is still accepted.
+CLAMP_MARGIN = timedelta(minutes=10)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def dig(value: Any, path: tuple[str, ...] | None) -> Any:
+    """Follows a key path into nested dicts; None when any step is missing."""
+    if not path:
+        return None
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def is_expired_token_error(exc: ApiError) -> bool:
+    """A 400 that says the next token is invalid or expired: the window must restart."""
+    if exc.status != 400:
+        return False
+    text = " ".join(str(e.get("message", "")) + " " + str(e.get("details", ""))
+                    for e in exc.errors).lower() or exc.message.lower()
+    return "token" in text and any(w in text for w in ("expired", "invalid", "not valid"))
+
+
+def fan_out_markets(ot: ObjectType, params: dict[str, Any], marketplace_ids: Any) -> list[str]:
+    """The marketplaces to poll one by one (each with its own watermark): the account's ids
+    when the type's marketplace parameter takes a single id and `params` does not set it."""
+    market = ot.marketplace_param
+    if not (market and ot.single_marketplace) or market in params:
+        return []
+    return list(marketplace_ids or ())
+
+
+def market_value(op: Any, name: str, market: str) -> Any:
+    """One marketplace id shaped as the parameter wants it (a string, or a list of one)."""
+    param = op.param(name)
+    return [market] if param is not None and param.type == "array" else market
+
+
+def fill_fixed(pairs: tuple[tuple[str, Any], ...], market: str | None) -> dict[str, Any]:
+    """The type's fixed parameters with "{marketplace}" replaced by the polled marketplace."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if value == MARKET_PLACEHOLDER:
+            if market is None:
+                continue
+            value = market
+        out[name] = value
+    return out
+
+
+def check_poller_params(name: str, ot: ObjectType, cfg: Any) -> None:
+    """ConfigError when the poller's params lack what the type needs, or `include` names
+    something the type cannot include."""
+    missing = [p for p in ot.needs_params if p not in cfg.params]
+    if missing:
+        raise ConfigError(f"pollers.{name}.params: {ot.name} needs {', '.join(missing)}; "
+                          f"add {', '.join(f'{p}: VALUE' for p in missing)} to params")
+    extra = [i for i in (getattr(cfg, "include", None) or ()) if i not in ot.includes]
+    if extra:
+        allowed = ", ".join(ot.includes) or "nothing"
+        hint = " (searchOrders: use params.includedData)" if "items" in extra else ""
+        raise ConfigError(f"pollers.{name}.include: {ot.name} cannot include "
+                          f"{', '.join(extra)}; allowed: {allowed}{hint}")
+
+
+def clamp_start(ot: ObjectType, start: datetime, now: datetime) -> datetime | None:
+    """The oldest time the API accepts when `start` is older (None when it is not)."""
+    if ot.max_age is None:
+        return None
+    oldest = (now - ot.max_age + CLAMP_MARGIN).replace(microsecond=0)
+    return oldest if start < oldest else None
+
+
+def clamp_note(ot: ObjectType, start: datetime, oldest: datetime) -> str:
+    """The `spd status` note of a clamped start."""
+    return (f"watermark {format_ts(start)} is older than {ot.name} reaches back "
+            f"({format_duration(ot.max_age or timedelta(0))}); moved to {format_ts(oldest)}")
+
+
+async def attach_order_items(client: Any, account: str, items_op: Any,
+                             orders: list[dict[str, Any]]) -> None:
+    """Sets `OrderItems` on every order: getOrderItems, all pages, under its own rate limit."""
+    gate = asyncio.Semaphore(ITEM_FETCHES_IN_FLIGHT)
+
+    async def one(order: dict[str, Any]) -> None:
+        order_id = order.get("AmazonOrderId")
+        if not order_id:
+            return
+        async with gate:
+            order["OrderItems"] = await fetch_order_items(client, account, items_op, str(order_id))
+
+    await asyncio.gather(*(one(order) for order in orders))
+
+
+async def fetch_order_items(client: Any, account: str, items_op: Any, order_id: str) -> list[dict]:
+    """Every item of one order, following NextToken."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"orderId": order_id}
+        if token:
+            params["NextToken"] = token
+        body = (await client.call(account, items_op, params)).body
+        page = dig(body, ("payload", "OrderItems"))
+        if not isinstance(page, list):
+            raise ApiError(f"ordersV0.getOrderItems {order_id}: malformed response, no "
+                           "payload.OrderItems", retriable=True)
+        items.extend(page)
+        token = dig(body, ("payload", "NextToken")) or None
+        if token is None:
+            return items
