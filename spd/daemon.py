@@ -47,6 +47,7 @@ class Daemon:
         self.stopped = asyncio.Event()
         self.exit_code = 0
         self._watchdog: asyncio.Task | None = None
+        self.http: Any = None
 
     async def start(self) -> None:
         """Opens everything in order and schedules the pollers; ready when it returns."""
@@ -61,6 +62,7 @@ class Daemon:
         if self.install_signals:
             self.add_signal_handlers()
         self.start_watchdog()
+        await self.start_http()
         systemd.notify("READY=1\nSTATUS=polling")
         log.info("daemon_started", pollers=sorted(self.config.pollers), config=str(self.config_path))
 
@@ -157,6 +159,8 @@ class Daemon:
         if self.runtime is not None:
             await self.runtime.close()
             self.runtime = None
+        if self.http is not None:
+            await self.http.close()
         if self.store is not None:
             self.store.close()
         log.info("daemon_stopped", exit_code=self.exit_code)
@@ -180,6 +184,24 @@ class Daemon:
         self.config = config
         self.schedule(config)
         log.info("config_reloaded", pollers=sorted(config.pollers))
+
+    async def start_http(self) -> None:
+        """The optional /metrics, /healthz and /readyz endpoint (`http.listen`)."""
+        if self.config.http is None:
+            return
+        from spd.metrics import MetricsServer
+
+        server = MetricsServer(self.config.http.listen, self, ready=self.is_ready)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise SpdError(f"{self.config_path}: http.listen: cannot listen on "
+                           f"{self.config.http.listen}: {exc.strerror or exc}") from None
+        self.http = server
+
+    def is_ready(self) -> bool:
+        """Ready while the pollers are scheduled and no stop was requested."""
+        return self.runtime is not None and not self.stopped.is_set()
 
     def start_watchdog(self) -> None:
         interval = systemd.watchdog_interval()

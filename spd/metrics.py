@@ -1,0 +1,112 @@
+"""The daemon's optional HTTP endpoint: /metrics (Prometheus), /healthz and /readyz.
+
+Metrics are read at scrape time from what the daemon already keeps (the state store, the
+client's token buckets), so no code path carries counters of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+log = structlog.get_logger("spd.metrics")
+
+
+class DaemonCollector:
+    """Prometheus collector over a daemon's state store and client, read on each scrape."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.poller_metrics()
+        yield from self.request_metrics()
+
+    def poller_metrics(self) -> Iterator[Metric]:
+        runtime, store = self.daemon.runtime, self.daemon.store
+        labels = ["poller", "object_type"]
+        objects = CounterMetricFamily("spd_objects_emitted", "Objects delivered to every emitter", labels=labels)
+        pages = CounterMetricFamily("spd_pages_emitted", "Pages delivered to every emitter", labels=labels)
+        lag = GaugeMetricFamily("spd_watermark_lag_seconds", "Now minus the poller's watermark", labels=labels)
+        failing = GaugeMetricFamily("spd_poller_failing", "1 when the poller's last run failed", labels=labels)
+        if runtime is not None and store is not None:
+            now = time.time()
+            for name, poller in runtime.pollers.items():
+                state = store.get(name)
+                if state is None:
+                    continue
+                values = [name, poller.object_type.name]
+                objects.add_metric(values, state.objects_emitted)
+                pages.add_metric(values, state.pages_emitted)
+                lag.add_metric(values, max(0.0, now - state.watermark.timestamp()))
+                failing.add_metric(values, 1 if state.last_error else 0)
+        yield from (objects, pages, lag, failing)
+
+    def request_metrics(self) -> Iterator[Metric]:
+        runtime = self.daemon.runtime
+        labels = ["account", "operation"]
+        families = {
+            "requests": CounterMetricFamily("spd_requests", "SP-API requests sent", labels=labels),
+            "throttled": CounterMetricFamily("spd_throttled", "429 QuotaExceeded answers", labels=labels),
+            "retries": CounterMetricFamily("spd_retries", "Requests retried", labels=labels),
+            "errors": CounterMetricFamily("spd_request_errors", "Failed attempts other than 429", labels=labels),
+        }
+        rate = GaugeMetricFamily("spd_rate_limit", "Current token bucket rate (requests/s)", labels=labels)
+        client = runtime.client if runtime is not None else None
+        stats = client.bucket_stats() if client is not None else {}
+        for account, operations in stats.items():
+            for operation, snap in operations.items():
+                for key, family in families.items():
+                    family.add_metric([account, operation], snap[key])
+                rate.add_metric([account, operation], snap["rate"])
+        yield from families.values()
+        yield rate
+
+
+def build_app(daemon: Any, ready: Callable[[], bool]) -> web.Application:
+    """The aiohttp application serving /metrics, /healthz and /readyz."""
+    registry = CollectorRegistry()
+    registry.register(DaemonCollector(daemon))  # type: ignore[arg-type]
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = ready()
+        return web.json_response({"status": "ready" if ok else "not ready"}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+class MetricsServer:
+    """Serves `build_app` on the configured HOST:PORT; `start()`/`close()`."""
+
+    def __init__(self, listen: str, daemon: Any, ready: Callable[[], bool]) -> None:
+        host, _, port = listen.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.app = build_app(daemon, ready)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        log.info("http_listening", listen=f"{self.host}:{self.port}")
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
