@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spd.sim import lwa, orders, sigv4, vendor
+from spd.sim import generic, lwa, order_items, orders, sigv4, vendor
 from spd.sim.common import ApiReject, Call, TokenCodec, error_body, iso, parse_time, to_epoch
 from spd.sim.data import Dataset, order_factory, po_factory
 from spd.sim.render import render_2026, render_po, render_v0
@@ -31,7 +31,10 @@ OPERATIONS: dict[str, tuple[str, str, Handler]] = {
                                  vendor.get_purchase_orders),
     "tokens_2021-03-01.createRestrictedDataToken": (
         "POST", "/tokens/2021-03-01/restrictedDataToken", lwa.create_restricted_data_token),
+    order_items.GET_ORDER_ITEMS: ("GET", "/orders/v0/orders/{orderId}/orderItems",
+                                  order_items.get_order_items),
 }
+OPERATIONS.update(generic.operations())  # every other pollable object type (spd.sim.generic)
 
 
 @dataclass
@@ -41,6 +44,7 @@ class SimSettings:
     seed: int = 42
     orders: int = 2000  # orders created in [start, end)
     purchase_orders: int = 500  # vendor purchase orders created in [start, end)
+    objects_per_type: int = 300  # objects of each generic type (spd.sim.generic) in [start, end)
     start: datetime | None = None  # default: end - 3 days
     end: datetime | None = None  # default: when the simulator starts
     live: bool = True  # keep creating and updating objects after `end`, at the same pace
@@ -97,13 +101,15 @@ class SimState:
         delay = int(settings.index_delay.total_seconds())
         self.orders = Dataset("order", order_factory(delay), count=settings.orders, **common)
         self.purchase_orders = Dataset("po", po_factory, count=settings.purchase_orders, **common)
+        self.generic = generic.GenericWorld(settings, common)
         self.lag = settings.lag.total_seconds()
         self.token_ttl = settings.next_token_ttl.total_seconds()
         self.max_vendor_window = settings.max_vendor_window.total_seconds()
         self.token_on_full_page = settings.token_on_full_page
         self.known_markets = orders.known_markets(settings.marketplaces)
         self.codec = TokenCodec(settings.seed)
-        self.limiter = RateLimiter(settings.rate_limits, enabled=settings.rate_limit)
+        self.limiter = RateLimiter({**generic.usage_plans(), **settings.rate_limits},
+                                   enabled=settings.rate_limit)
         knobs = FaultKnobs(settings.error_rate, settings.latency_ms, settings.drop_rate,
                            settings.truncate_rate)
         self.faults = FaultInjector(knobs, settings.seed)
@@ -224,7 +230,7 @@ async def sim_objects(request: web.Request) -> web.Response:
     """GET /_sim/objects?type=&field=created|updated&after=&before=[&marketplace=][&data=1]."""
     st, q = request.app[STATE], request.query
     op = q.get("type", "")
-    if op not in GROUND_TRUTH:
+    if op not in GROUND_TRUTH and op not in generic.sim_types():
         return _control_error(f"type must be one of {', '.join(GROUND_TRUTH)}")
     field_name = q.get("field", "updated")
     if field_name not in ("created", "updated", "changed"):
@@ -235,11 +241,15 @@ async def sim_objects(request: web.Request) -> web.Response:
         before = parse_time("before", q["before"]) if q.get("before") else now
     except ApiReject as exc:
         return _control_error(exc.details or exc.message)
+    kind = "created" if field_name == "created" else "updated"
+    markets = {m for m in q.get("marketplace", "").split(",") if m}
+    if op in generic.sim_types():
+        rows = generic.ground_truth(st, op, kind, after, before, markets, q.get("data") in ("1", "true"))
+        return _json({"type": op, "field": kind, "after": iso(after), "before": iso(before),
+                      "now": iso(now), "count": len(rows), "objects": rows})
     data: Dataset = getattr(st, GROUND_TRUTH[op])
     data.ensure(now)
-    kind = "created" if field_name == "created" else "updated"
     rows = data.ground_truth(kind, after, before, now)
-    markets = {m for m in q.get("marketplace", "").split(",") if m}
     if markets:
         rows = [r for r in rows if r["marketplace_id"] in markets]
     for row in rows:

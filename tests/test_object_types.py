@@ -1,0 +1,198 @@
+"""Every supported object type, polled from the simulator: nothing in the window is lost, nothing
+outside it is invented, and the watermark advances. Plus the registry's declarations."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import orjson
+import pytest
+
+from spd.config import load_config
+from spd.emitters.base import Emitter
+from spd.errors import ConfigError
+from spd.messages import Message
+from spd.objects import list_object_types, object_id, object_schema, object_types, resolve_object_type
+from spd.runtime import Runtime
+from spd.sim import SimSettings, Simulator
+from spd.state import StateStore
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+START = NOW - timedelta(days=15)
+SUPPORTED = [ot.name for ot in object_types() if ot.supported and ot.kind == "operation"]
+# What types with `needs_params` must be given.
+NEEDED = {
+    "financesV0.listFinancialEventsByGroupId": {"eventGroupId": "GROUP-1"},
+    "listingsItems_2021-08-01.searchListingsItems": {"sellerId": "A2SELLER"},
+    "vehicles_2024-11-01.getVehicles": {"vehicleType": "CAR"},
+    "fulfillmentOutbound_2020-07-01.getFeatureInventory": {"featureName": "BLANK_BOX"},
+    "externalFulfillmentShipments_2024-09-11.getShipments": {"status": "CREATED"},
+}
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Recorder(Emitter):
+    """Keeps every message it is sent."""
+
+    def __init__(self, name: str = "archive") -> None:
+        self.name = name
+        self.messages: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, messages: list[Message]) -> None:
+        self.messages += [orjson.loads(m.body) for m in messages]
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def reopen(self) -> None:
+        return None
+
+
+def write_config(tmp_path: Path, url: str, pollers: dict[str, dict[str, Any]],
+                 markets: tuple[str, ...] = ("ATVPDKIKX0DER",)) -> Path:
+    """A config with one simulator account (the given marketplaces) and the given pollers."""
+    lines = [f"state: {{path: {tmp_path / 'state.db'}}}", "log: {level: warning, format: json}",
+             "accounts:", "  sim:", f"    endpoint: {url}",
+             f"    marketplace_ids: [{', '.join(markets)}]",
+             "    lwa: {client_id: c, client_secret: s, refresh_token: r, "
+             f"token_url: {url}/auth/o2/token}}",
+             "emitters:", "  archive: {type: stdout}", "pollers:"]
+    for name, poller in pollers.items():
+        lines.append(f"  {name}:")
+        lines += [f"    {k}: {orjson.dumps(v).decode() if isinstance(v, (dict, list)) else v}"
+                  for k, v in poller.items()]
+        lines.append("    emitters: [archive]")
+    path = tmp_path / "spd.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def start_runtime(tmp_path: Path, url: str, pollers: dict[str, dict[str, Any]],
+                        markets: tuple[str, ...] = ("ATVPDKIKX0DER",)) -> tuple[Runtime, Recorder]:
+    """A started runtime whose pollers all send to one recorder."""
+    config = load_config(write_config(tmp_path, url, pollers, markets))
+    recorder = Recorder()
+    store = StateStore(Path(config.state.path))
+    store.open()
+    runtime = Runtime(config, store, emitter_factory=lambda name, cfg: recorder)
+    await runtime.start()
+    return runtime, recorder
+
+
+async def stop_runtime(runtime: Runtime) -> None:
+    await runtime.close()
+    runtime.store.close()
+
+
+async def truth(url: str, name: str, field: str, after: datetime, before: datetime,
+                market: str | None = None) -> list[dict[str, Any]]:
+    """Ground truth rows (with data) still current, so that the API serves them."""
+    query = {"type": name, "field": field, "after": iso(after), "before": iso(before), "data": "1"}
+    if market:
+        query["marketplace"] = market
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/_sim/objects", params=query) as resp:
+            body = await resp.json()
+    assert resp.status == 200, body
+    return [o for o in body["objects"] if o["superseded_at"] is None]
+
+
+@pytest.fixture(scope="module")
+def sim_settings() -> SimSettings:
+    return SimSettings(orders=300, purchase_orders=150, objects_per_type=260, start=NOW - timedelta(days=20),
+                       end=NOW, live=False, rate_limit=False,
+                       marketplaces=("ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"))
+
+
+@pytest.fixture
+async def sim(sim_settings: SimSettings) -> AsyncIterator[Simulator]:
+    async with Simulator(sim_settings) as simulator:
+        yield simulator
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+async def test_every_type_loses_nothing_and_advances(tmp_path: Path, sim: Simulator, name: str) -> None:
+    ot = resolve_object_type(name)
+    field = ot.timestamp_fields()[-1]  # "updated" where the type has it
+    runtime, recorder = await start_runtime(tmp_path, sim.url, {"p": {
+        "object": name, "timestamp_field": field, "start_time": iso(START),
+        "params": NEEDED.get(name, {})}})
+    try:
+        result = await asyncio.wait_for(runtime.pollers["p"].run(), 120)
+        state = runtime.store.get("p")
+    finally:
+        await stop_runtime(runtime)
+    assert result.caught_up and state is not None and state.watermark > START + timedelta(days=14)
+    market = "ATVPDKIKX0DER" if ot.marketplace_param else None
+    expected = {object_id(ot, row["data"]) for row in
+                await truth(sim.url, name, field, START, state.watermark, market)}
+    emitted = {m["id"] for m in recorder.messages}
+    assert len(expected) > 20, name  # the window holds data
+    assert expected <= emitted, (name, len(expected - emitted))
+    anywhere = {object_id(ot, row["data"]) for row in
+                await truth(sim.url, name, field, START - timedelta(days=1), NOW + timedelta(days=1), market)}
+    assert emitted <= anywhere  # nothing invented, nothing from another marketplace
+    assert all(m["object_type"] == name and m["poller"] == "p" for m in recorder.messages)
+
+
+def test_the_registry_covers_the_issue() -> None:
+    names = {ot.name for ot in object_types() if ot.supported}
+    assert len(names) == 39
+    for wanted in ("financesV0.listFinancialEvents", "financesV0.listFinancialEventsByGroupId",
+                   "finances_2024-06-19.listTransactions", "transfers_2024-06-01.listPayouts",
+                   "reports_2021-06-30.getReports", "feeds_2021-06-30.getFeeds",
+                   "dataKiosk_2023-11-15.getQueries", "fbaInventory.getInventorySummaries",
+                   "vendorDirectFulfillmentShipping_2021-12-28.getShippingLabels"):
+        assert wanted in names
+
+
+def test_declarations_prose_only_facts() -> None:
+    inv = resolve_object_type("fbaInventory.getInventorySummaries")
+    assert inv.updated_bounds == ("startDateTime", None) and not inv.has_upper_bound("updated")
+    assert inv.single_marketplace and inv.token_ttl == timedelta(seconds=30)
+    assert inv.max_age == timedelta(days=540)
+    assert resolve_object_type("reports_2021-06-30.getReports").token_alone
+    assert resolve_object_type("vendorDirectFulfillmentOrders_2021-12-28.getOrders").max_window == timedelta(days=7)
+    assert resolve_object_type("listingsItems_2021-08-01.searchListingsItems").page_size_max == 20
+    fin = resolve_object_type("financesV0.listFinancialEvents")
+    assert fin.flatten == "financial_events" and fin.id_field is None and fin.lag == timedelta(minutes=2)
+    listed = {row["name"]: row for row in list_object_types()}
+    assert listed["feeds_2021-06-30.getFeeds"]["only"] == "created only"
+    assert "no upper bound" in listed["fbaInventory.getInventorySummaries"]["only"]
+    assert listed["ordersV0.getOrders"]["only"] is None
+
+
+def test_financial_event_schema_names_the_event_type() -> None:
+    schema = object_schema("financesV0.listFinancialEvents")
+    consts = {v["allOf"][1]["properties"]["eventType"]["const"] for v in schema["anyOf"]}
+    assert {"ShipmentEvent", "RefundEvent", "ServiceFeeEvent"} <= consts
+
+
+async def test_missing_needed_params_is_a_config_error(tmp_path: Path, sim: Simulator) -> None:
+    with pytest.raises(ConfigError, match="eventGroupId"):
+        await start_runtime(tmp_path, sim.url, {"p": {"object": "financesV0.listFinancialEventsByGroupId"}})
+
+
+async def test_an_unsupported_type_is_refused_by_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from spd import objects
+
+    registry = dict(objects._registry())
+    registry["feeds_2021-06-30.getFeeds"] = replace(registry["feeds_2021-06-30.getFeeds"], supported=False)
+    monkeypatch.setattr(objects, "_REGISTRY", registry)
+    with pytest.raises(ConfigError, match="getFeeds is not supported in this version"):
+        load_config(write_config(tmp_path, "http://127.0.0.1:9", {"p": {"object": "feeds_2021-06-30.getFeeds"}}))
