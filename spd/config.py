@@ -34,7 +34,6 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 UNSUPPORTED: dict[str, str] = {
     "pollers.*.report_types": "report_types is not supported in this version; remove it",
     "pollers.*.download": "download (report documents) is not supported in this version; remove it",
-    "jobs.*": "jobs are not supported in this version; remove the job or leave jobs empty",
 }
 
 __all__ = [

@@ -86,6 +86,13 @@ class Daemon:
                 max_instances=1, coalesce=True, misfire_grace_time=None,
                 jitter=min(5.0, seconds * 0.05), next_run_time=now, replace_existing=True,
             )
+        for name, cfg in config.jobs.items():  # ids cannot clash: names never contain ":"
+            seconds = cfg.interval.total_seconds()
+            self.scheduler.add_job(
+                self.run_job, "interval", seconds=seconds, args=[name], id=f"job:{name}",
+                max_instances=1, coalesce=True, misfire_grace_time=None,
+                jitter=min(5.0, seconds * 0.05), next_run_time=now, replace_existing=True,
+            )
 
     async def run_poller(self, name: str) -> None:
         """One scheduled run; errors are recorded and logged, the next run tries again."""
@@ -111,6 +118,26 @@ class Daemon:
             log.warning("poll_abandoned", poller=name)
         except Exception as exc:  # a bug must not kill the daemon; the next run retries
             log.exception("poll_crashed", poller=name, error=repr(exc))
+        finally:
+            self.inflight.discard(task)
+
+    async def run_job(self, name: str) -> None:
+        """One scheduled job run: call the operation, emit the result; failures wait for the next run."""
+        runtime = self.runtime
+        if runtime is None or name not in runtime.jobs or self.stopped.is_set():
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self.inflight.add(task)
+        try:
+            await runtime.jobs[name].run()
+            log.info("job_completed", job=name)
+        except SpdError as exc:
+            log.error("job_failed", job=name, error=str(exc), retriable=exc.retriable)
+        except asyncio.CancelledError:
+            log.warning("job_abandoned", job=name)
+        except Exception as exc:  # a bug must not kill the daemon; the next run retries
+            log.exception("job_crashed", job=name, error=repr(exc))
         finally:
             self.inflight.discard(task)
 

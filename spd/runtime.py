@@ -35,6 +35,7 @@ class Runtime:
     client: SpClient | None = None
     emitters: dict[str, Emitter] = field(default_factory=dict)
     pollers: dict[str, Poller] = field(default_factory=dict)
+    jobs: dict[str, Any] = field(default_factory=dict)  # name -> spd.jobs.Job
 
     async def start(self) -> None:
         """Checks every poller's identity, then opens the client and the emitters."""
@@ -55,6 +56,9 @@ class Runtime:
                 operation=catalog.operation(ot.api, ot.operation), store=self.store,
                 emitters=[self.emitters[e] for e in cfg.emitters], config_path=str(self.config.path),
             )
+        from spd.jobs import build_jobs
+
+        self.jobs = build_jobs(self.config, catalog, self.client, self.emitters)
 
     def check_identities(self) -> None:
         """Raises IdentityChangedError before anything runs when a poller changed under its watermark."""

@@ -1,0 +1,340 @@
+"""`spd exec`: parameter and body validation (exact messages), --all-pages against the simulator's
+ground truth, API errors, and the conformance run of every 2xx static sandbox case of Amazon's
+models through `spd exec` against the simulator in sandbox mode."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SHARED_MODELS, SimThread, run_spd
+from spd.catalog import Operation, load_catalog
+from spd.config import load_config
+from spd.errors import ApiError, SpdError, UsageError
+from spd.execute import ExecRequest, exec_command, prepare, read_body
+from spd.params import parse_pairs, validate_schema
+from test_sandbox import NO_MATCH, sandbox, static_cases, write_sandbox_config  # noqa: F401
+
+R = "reports_2021-06-30"
+MARKETS = {"MarketplaceIds": "ATVPDKIKX0DER"}
+
+# (api, operation, params, body, all_pages) -> the exact one-line message
+VALIDATION = [
+    (("sellers", "getMarketplaceParticipations", {"Foo": "1"}),
+     "sellers.getMarketplaceParticipations: unknown parameter 'Foo'; parameters: none"),
+    ((R, "getReport", {"reportid": "1"}),
+     f"{R}.getReport: unknown parameter 'reportid'; parameters: reportId"),
+    ((R, "getReport", {}),
+     f"{R}.getReport: missing required parameter reportId (path); see `spd ops {R} getReport`"),
+    (("ordersV0", "getOrders", {**MARKETS, "MaxResultsPerPage": "abc"}),
+     "ordersV0.getOrders: parameter MaxResultsPerPage must be an integer, not 'abc'"),
+    (("ordersV0", "getOrders", {**MARKETS, "IsISPU": "maybe"}),
+     "ordersV0.getOrders: parameter IsISPU must be true or false, not 'maybe'"),
+    (("fulfillmentInboundV0", "getShipmentItems", {"QueryType": "SHIPMENT", "MarketplaceId": "A"}),
+     "fulfillmentInboundV0.getShipmentItems: parameter QueryType must be one of DATE_RANGE, "
+     "NEXT_TOKEN; got 'SHIPMENT'"),
+    ((R, "getReports", {"processingStatuses": "DONE,NOPE"}),
+     f"{R}.getReports: parameter processingStatuses must be one of CANCELLED, DONE, FATAL, "
+     "IN_PROGRESS, IN_QUEUE; got 'NOPE'"),
+    (("ordersV0", "getOrders", {"MarketplaceIds": ",".join(f"M{i}" for i in range(51))}),
+     "ordersV0.getOrders: parameter MarketplaceIds takes at most 50 values, got 51"),
+    (("awd_2024-05-09", "listInventory", {"maxResults": "0"}),
+     "awd_2024-05-09.listInventory: parameter maxResults must be at least 1, got 0"),
+    (("awd_2024-05-09", "listInventory", {"maxResults": "201"}),
+     "awd_2024-05-09.listInventory: parameter maxResults must be at most 200, got 201"),
+    (("easyShip_2022-03-23", "getScheduledPackage", {"amazonOrderId": "x" * 256, "marketplaceId": "A"}),
+     "easyShip_2022-03-23.getScheduledPackage: parameter amazonOrderId must be at most 255 "
+     "characters, got 256"),
+    ((R, "getReport", {"reportId": ["a", "b"]}),
+     f"{R}.getReport: parameter reportId takes one value, got 2"),
+    ((R, "createReport", {}),
+     f"{R}.createReport: a request body is required; give it with --body JSON (its schema: "
+     f"`spd ops {R} createReport --schema`)"),
+    ((R, "createReport", {"body": "{}"}),
+     f"{R}.createReport: body is the request body; give it with --body JSON"),
+    ((R, "getReport", {"reportId": "1"}, {}),
+     f"{R}.getReport: takes no request body; remove --body"),
+    ((R, "createReport", {}, {"marketplaceIds": ["A"]}),
+     f"{R}.createReport: body: missing required property reportType"),
+    ((R, "createReport", {}, {"reportType": "X", "marketplaceIds": "A"}),
+     f"{R}.createReport: body.marketplaceIds: must be an array, not 'A'"),
+    ((R, "createReport", {}, {"reportType": "X", "marketplaceIds": ["A"] * 26}),
+     f"{R}.createReport: body.marketplaceIds: takes at most 25 items, got 26"),
+    ((R, "createReport", {}, {"reportType": "X", "marketplaceIds": []}),
+     f"{R}.createReport: body.marketplaceIds: takes at least 1 items, got 0"),
+    ((R, "createReport", {}, {"reportType": "X", "marketplaceIds": ["A"], "reportOptions": {"a": 1}}),
+     f"{R}.createReport: body.reportOptions.a: must be a string, not 1"),
+    ((R, "createReportSchedule", {}, {"reportType": "X", "marketplaceIds": ["A"], "period": "PT1S"}),
+     f"{R}.createReportSchedule: body.period: must be one of PT5M, PT15M, PT30M, PT1H, PT2H, PT4H, "
+     "PT8H, PT12H, P1D, P2D, P3D, PT84H, P7D, P14D, P15D, P18D, P30D, P1M; got 'PT1S'"),
+    ((R, "getReport", {"reportId": "1"}, None, True),
+     f"{R}.getReport does not page; remove --all-pages"),
+    (("ordersV0", "getOrderz", {}),
+     "unknown operation 'getOrderz' of API ordersV0; did you mean getOrder, getOrders, getOrderItems, "
+     "getOrderAddress, getOrderBuyerInfo? (see `spd ops ordersV0`)"),
+    (("orderz", "getOrders", {}), "unknown API 'orderz'; did you mean ordersV0? (see `spd ops`)"),
+]
+
+
+@pytest.mark.parametrize("args, message", VALIDATION, ids=[m.split(": ", 1)[-1][:40] for _, m in VALIDATION])
+def test_validation_errors(args: tuple[Any, ...], message: str) -> None:
+    api, op, params, *rest = args
+    body = rest[0] if rest else None
+    all_pages = rest[1] if len(rest) > 1 else False
+    with pytest.raises(UsageError) as err:
+        prepare(load_catalog(), ExecRequest(api, op, params, body, all_pages))
+    assert str(err.value) == message
+
+
+def test_command_line_text_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"^-p 'novalue' is not NAME=VALUE$"):
+        parse_pairs(["novalue"])
+    with pytest.raises(UsageError) as err:
+        read_body('{"a":')
+    assert str(err.value) == "--body is not valid JSON: unexpected end of data: line 1 column 6 (char 5)"
+    missing = tmp_path / "nope.json"
+    with pytest.raises(UsageError) as err:
+        read_body(f"@{missing}")
+    assert str(err.value) == f"--body @{missing}: cannot read {missing}: No such file or directory"
+    good = tmp_path / "body.json"
+    good.write_text('{"reportType": "X"}')
+    assert read_body(f"@{good}") == {"reportType": "X"}
+
+
+def test_parameters_are_converted_to_their_types() -> None:
+    op, params = prepare(load_catalog(), ExecRequest("ordersV0", "getOrders", parse_pairs([
+        "MarketplaceIds=A,B", "MarketplaceIds=C", "MaxResultsPerPage=5", "IsISPU=true",
+        "CreatedAfter=2025-01-01T00:00:00Z"])))
+    assert params == {"MarketplaceIds": ["A", "B", "C"], "MaxResultsPerPage": 5, "IsISPU": True,
+                      "CreatedAfter": "2025-01-01T00:00:00Z"}
+    _, params = prepare(load_catalog(), ExecRequest("ordersV0", "getOrders",
+                                                    {"MarketplaceIds": '["A,1", "B"]'}))
+    assert params == {"MarketplaceIds": ["A,1", "B"]}  # a JSON array keeps commas in items
+
+
+def test_schema_validator_keywords() -> None:
+    defs = {"Item": {"type": "object", "required": ["sku"], "additionalProperties": False,
+                     "properties": {"sku": {"type": "string", "pattern": "^[A-Z]+$"},
+                                    "qty": {"type": "integer", "minimum": 1}}}}
+    schema = {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/definitions/Item"}},
+                                               "note": {"allOf": [{"type": "string", "maxLength": 3}]}}}
+
+    def problem(value: Any) -> str | None:
+        try:
+            validate_schema(value, schema, defs, "op")
+        except UsageError as exc:
+            return str(exc)
+        return None
+
+    assert problem({"items": [{"sku": "AB", "qty": 2}], "note": "ok"}) is None
+    assert problem({"items": [{"qty": 2}]}) == "op: body.items[0]: missing required property sku"
+    assert problem({"items": [{"sku": "AB", "x": 1}]}) == "op: body.items[0].x: unknown property; allowed: sku, qty"
+    assert problem({"items": [{"sku": "ab"}]}) == "op: body.items[0].sku: 'ab' does not match the pattern ^[A-Z]+$"
+    assert problem({"items": [{"sku": "AB", "qty": 0}]}) == "op: body.items[0].qty: must be at least 1, got 0"
+    assert problem({"items": [{"sku": "AB", "qty": True}]}) == "op: body.items[0].qty: must be an integer, not True"
+    assert problem({"note": "long"}) == "op: body.note: must be at most 3 characters, got 4"
+
+
+def test_ops_schema_prints_the_body_schema() -> None:
+    result = run_spd("ops", R, "createReport", "--schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["required"] == ["marketplaceIds", "reportType"]
+    assert schema["definitions"]["ReportOptions"]["additionalProperties"] == {"type": "string"}
+
+
+def test_invalid_parameters_exit_2_before_any_request(tmp_path: Path) -> None:
+    # no config exists: validation comes first, so the message is about the parameter
+    result = run_spd("exec", "ordersV0", "getOrders", "-p", "MarketplaceIds=A", "-p", "IsISPU=maybe",
+                     "-c", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2
+    assert result.stderr == "spd: ordersV0.getOrders: parameter IsISPU must be true or false, not 'maybe'\n"
+
+
+def test_exec_needs_a_config(tmp_path: Path) -> None:
+    result = run_spd("exec", "sellers", "getMarketplaceParticipations", "-c", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 78
+    assert "no such file" in result.stderr
+
+
+# --- against the simulator --------------------------------------------------------------------
+
+
+def test_api_error_exits_1_with_amazons_error_json(sandbox: SimThread, tmp_path: Path) -> None:
+    config = write_sandbox_config(tmp_path, sandbox.url)
+    result = run_spd("exec", "ordersV0", "getOrders", "-p", "MarketplaceIds=ATVPDKIKX0DER",
+                     "-p", "CreatedAfter=2020-01-01T00:00:00Z", "-c", str(config))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert json.loads(result.stderr) == NO_MATCH
+
+
+async def test_all_pages_follows_next_tokens_and_merges_results(sim_factory: Any, tmp_path: Path) -> None:
+    end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    start = end - timedelta(days=2)
+    sim = sim_factory(orders=450, start=start - timedelta(days=1), end=end, rate_limit=False)
+    config = load_config(write_sandbox_config(tmp_path, sim.url))
+    iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    params = {"MarketplaceIds": "ATVPDKIKX0DER", "CreatedAfter": iso(start), "CreatedBefore": iso(end),
+              "MaxResultsPerPage": "50"}
+    merged = await exec_command(config, ExecRequest("ordersV0", "getOrders", params, all_pages=True))
+    first = await exec_command(config, ExecRequest("ordersV0", "getOrders", params))
+    truth = sim.get("/_sim/objects", type="ordersV0.getOrders", field="created",
+                    after=iso(start), before=iso(end))
+    ids = [o["AmazonOrderId"] for o in merged["payload"]["Orders"]]
+    assert len(ids) == len(set(ids)) == truth["count"] > 100
+    assert set(ids) == {o["id"] for o in truth["objects"]}
+    assert "NextToken" not in merged["payload"] and "NextToken" in first["payload"]
+    assert len(first["payload"]["Orders"]) == 50
+    stats = sim.get("/_sim/stats")["operations"]["ordersV0.getOrders"]
+    assert stats["requests"] == -(-truth["count"] // 50) + 1
+
+
+# --- conformance with Amazon's static sandbox -------------------------------------------------
+
+
+def placeholder(param: Any) -> str:
+    """A valid value for a required parameter a case leaves open (any value matches it)."""
+    if param.enum:
+        return str(param.enum[0])
+    kind = param.items_type if param.type == "array" else param.type
+    if kind in ("integer", "number"):
+        return str(int(param.minimum) if param.minimum is not None else 1)
+    if kind == "boolean":
+        return "true"
+    return "X" * param.min_length if param.min_length else "TEST"
+
+
+def minimal_body(schema: Any, defs: dict[str, Any]) -> Any:
+    """The smallest value a schema accepts: required properties only, placeholder scalars."""
+    if not isinstance(schema, dict):
+        return {}
+    if "$ref" in schema:
+        return minimal_body(defs.get(schema["$ref"].rsplit("/", 1)[-1]), defs)
+    if "allOf" in schema:
+        out: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            value = minimal_body(part, defs)
+            out.update(value if isinstance(value, dict) else {})
+        return out
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object" if "properties" in schema else None)
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: minimal_body(props.get(name, {}), defs) for name in schema.get("required") or ()}
+    if kind == "array":
+        return [minimal_body(schema.get("items"), defs) for _ in range(schema.get("minItems") or 0)]
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return True
+    if kind == "string":
+        return "X" * schema["minLength"] if schema.get("minLength") else "TEST"
+    return {}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def case_request(api: str, method: str, path: str, case: dict[str, Any]) -> tuple[Operation, dict[str, Any], Any]:
+    """What a user would type for a case: its values, placeholders for the required parameters it
+    leaves open, and the smallest valid body when it names none."""
+    op = next(o for o in load_catalog().api(api).operations.values() if (o.method, o.path) == (method, path))
+    params: dict[str, Any] = {}
+    body = None
+    for name, spec in ((case.get("request") or {}).get("parameters") or {}).items():
+        if isinstance(spec, dict) and "value" in spec:
+            value = spec["value"]
+        elif spec in ({}, None):
+            continue  # matches anything
+        else:
+            value = spec  # the value written without its wrapper
+        param = op.param(name)
+        if param is not None and param.location != "body":
+            params[name] = [_text(v) for v in value] if isinstance(value, list) else _text(value)
+        else:
+            body = value
+    for param in op.params:
+        if param.required and param.location != "body" and param.name not in params:
+            params[param.name] = placeholder(param)
+    body_param = next((p for p in op.params if p.location == "body"), None)
+    if body is None and body_param is not None and body_param.required:
+        body = minimal_body(op.body_schema, op.definitions)
+    return op, params, body
+
+
+def expected_output(status: int, case: dict[str, Any]) -> Any:
+    """What `spd exec` prints for a case: its response; nothing for a 204 (no content on the wire)."""
+    return None if status == 204 else case.get("response")
+
+
+def exec_argv(op: Operation, params: dict[str, Any], body: Any, config: Path) -> list[str]:
+    argv = ["exec", op.api, op.id, "-c", str(config)]
+    for name, value in params.items():
+        if isinstance(value, list):
+            if any("," in v for v in value):
+                argv += ["-p", f"{name}={json.dumps(value)}"]
+            else:
+                argv += [arg for v in value for arg in ("-p", f"{name}={v}")]
+        else:
+            argv += ["-p", f"{name}={value}"]
+    if body is not None:
+        argv += ["--body", json.dumps(body)]
+    return argv
+
+
+SUCCESS_CASES = [c for c in static_cases() if 200 <= c[3] < 300] if SHARED_MODELS else []
+SUBPROCESS_SAMPLE = [
+    ("ordersV0", "GET", "/orders/v0/orders"),                                   # query arrays
+    ("reports_2021-06-30", "POST", "/reports/2021-06-30/reports"),               # JSON body
+    ("ordersV0", "PATCH", "/orders/v0/orders/{orderId}/regulatedInfo"),          # 204
+    ("reports_2021-06-30", "GET", "/reports/2021-06-30/schedules"),              # csv array
+    ("fulfillmentInbound_2024-03-20", "GET",
+     "/inbound/fba/2024-03-20/inboundPlans/{inboundPlanId}/shipments/{shipmentId}/selfShipAppointmentSlots"),
+]
+
+
+@pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
+async def test_conformance_with_amazons_static_sandbox(sandbox: SimThread, tmp_path: Path) -> None:
+    config = load_config(write_sandbox_config(tmp_path, sandbox.url))
+    matched, misses = 0, []
+    for api, method, path, status, index, case in SUCCESS_CASES:
+        op, params, body = case_request(api, method, path, case)
+        try:
+            got = await exec_command(config, ExecRequest(api, op.id, params, body))
+        except SpdError as exc:
+            misses.append(f"{api}.{op.id} {status} case {index}: {type(exc).__name__}: {exc}")
+            continue
+        if got == expected_output(status, case):
+            matched += 1
+        else:
+            misses.append(f"{api}.{op.id} {status} case {index}: different output {json.dumps(got)[:200]}")
+    total = len(SUCCESS_CASES)
+    print(f"\nconformance: {matched} of {total} static 2xx sandbox cases match exactly "
+          f"({100 * matched / total:.1f}%)")
+    print("\n".join(misses))
+    assert total == 411
+    assert matched >= 0.95 * total
+    # Every miss is spd refusing, before any request, an example that breaks Amazon's own schema.
+    assert all(": UsageError: " in m for m in misses), misses
+
+
+@pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
+@pytest.mark.parametrize("api, method, path", SUBPROCESS_SAMPLE, ids=[s[2] for s in SUBPROCESS_SAMPLE])
+def test_conformance_sample_as_real_subprocesses(sandbox: SimThread, tmp_path: Path, api: str,
+                                                 method: str, path: str) -> None:
+    config = write_sandbox_config(tmp_path, sandbox.url)
+    for _, _, _, status, _, case in [c for c in SUCCESS_CASES if c[:3] == (api, method, path)]:
+        op, params, body = case_request(api, method, path, case)
+        result = run_spd(*exec_argv(op, params, body, config))
+        assert result.returncode == 0, result.stderr
+        expected = expected_output(status, case)
+        assert (json.loads(result.stdout) if result.stdout else None) == expected

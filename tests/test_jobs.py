@@ -1,0 +1,138 @@
+"""Scheduled jobs: the message they emit, their checks at start, a merged --all-pages result
+against the simulator's ground truth, and a real `spd run` emitting a job to a file on schedule."""
+
+from __future__ import annotations
+
+import signal
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from conftest import SHARED_MODELS, SimThread, read_jsonl, start_spd, stop_spd, wait_for
+from spd.catalog import load_catalog
+from spd.client import SpClient
+from spd.config import load_config
+from spd.emitters.base import Emitter
+from spd.errors import ApiError, ConfigError, DeliveryError
+from spd.jobs import build_job_message, build_jobs
+from spd.messages import Message
+from test_sandbox import sandbox, static_cases, write_sandbox_config  # noqa: F401
+
+
+class Recorder(Emitter):
+    """Keeps what it is sent; fails when told to."""
+
+    def __init__(self, name: str = "rec", fail: bool = False) -> None:
+        super().__init__(name)
+        self.sent: list[Message] = []
+        self.fail = fail
+
+    async def send(self, messages: list[Message]) -> None:
+        if self.fail:
+            raise DeliveryError("receiver is down")
+        self.sent.extend(messages)
+
+
+def job_config(tmp_path: Path, url: str, job: str) -> Any:
+    path = write_sandbox_config(tmp_path, url, "jobs:\n" + job)
+    return load_config(path)
+
+
+def test_job_message_shape() -> None:
+    at = datetime(2025, 3, 1, 10, 0, 0, 123000, tzinfo=timezone.utc)
+    msg = build_job_message(job="inventory", account="acme", api="fbaInventory",
+                            operation="getInventorySummaries", result={"payload": [1]}, emitted_at=at)
+    assert orjson.loads(msg.body) == {
+        "job": "inventory", "account": "acme", "api": "fbaInventory",
+        "operation": "getInventorySummaries", "emitted_at": "2025-03-01T10:00:00.123Z",
+        "result": {"payload": [1]}}
+    assert list(orjson.loads(msg.body)) == ["job", "account", "api", "operation", "emitted_at", "result"]
+    assert (msg.key, msg.poller, msg.account, msg.object_type) == (
+        "inventory", "inventory", "acme", "fbaInventory.getInventorySummaries")
+
+
+@pytest.mark.parametrize("job, message", [
+    ("  j: {api: sellers, operation: getMarketplaceParticipationz, emitters: [archive]}\n",
+     "jobs.j: unknown operation 'getMarketplaceParticipationz' of API sellers; did you mean "
+     "getMarketplaceParticipations? (see `spd ops sellers`)"),
+    ("  j: {api: reports_2021-06-30, operation: getReport, emitters: [archive]}\n",
+     "jobs.j: reports_2021-06-30.getReport: missing required parameter reportId (path); "
+     "see `spd ops reports_2021-06-30 getReport`"),
+    ("  j: {api: reports_2021-06-30, operation: getReport, params: {reportId: x}, all_pages: true, "
+     "emitters: [archive]}\n",
+     "jobs.j: reports_2021-06-30.getReport does not page; remove all_pages"),
+    ("  j: {api: ordersV0, operation: getOrders, params: {MarketplaceIds: [A], MaxResultsPerPage: many}, "
+     "emitters: [archive]}\n",
+     "jobs.j: ordersV0.getOrders: parameter MaxResultsPerPage must be an integer, not 'many'"),
+])
+async def test_jobs_are_checked_against_the_catalog_at_start(tmp_path: Path, job: str, message: str) -> None:
+    config = job_config(tmp_path, "http://127.0.0.1:9", job)
+    async with SpClient(config.accounts, load_catalog()) as client:
+        with pytest.raises(ConfigError) as err:
+            build_jobs(config, load_catalog(), client, {"archive": Recorder()})
+    assert str(err.value) == f"{config.path}: {message}"
+
+
+async def test_typed_yaml_params_and_all_pages(sim_factory: Any, tmp_path: Path) -> None:
+    end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    start = end - timedelta(days=1)
+    sim = sim_factory(orders=300, start=start - timedelta(days=1), end=end, rate_limit=False)
+    iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    config = job_config(tmp_path, sim.url, (
+        "  orders:\n    api: ordersV0\n    operation: getOrders\n    all_pages: true\n"
+        f"    params: {{MarketplaceIds: [ATVPDKIKX0DER], CreatedAfter: '{iso(start)}', "
+        f"CreatedBefore: '{iso(end)}', MaxResultsPerPage: 20}}\n    emitters: [archive]\n"))
+    recorder = Recorder()
+    async with SpClient(config.accounts, load_catalog()) as client:
+        jobs = build_jobs(config, load_catalog(), client, {"archive": recorder})
+        await jobs["orders"].run()
+    [msg] = recorder.sent
+    body = orjson.loads(msg.body)
+    truth = sim.get("/_sim/objects", type="ordersV0.getOrders", field="created", after=iso(start), before=iso(end))
+    assert {o["AmazonOrderId"] for o in body["result"]["payload"]["Orders"]} == {o["id"] for o in truth["objects"]}
+    assert len(body["result"]["payload"]["Orders"]) == truth["count"] > 40
+    assert (body["job"], body["account"], body["api"], body["operation"]) == ("orders", "sandbox", "ordersV0", "getOrders")
+
+
+@pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
+async def test_failures_emit_nothing(sandbox: SimThread, tmp_path: Path) -> None:
+    config = job_config(tmp_path, sandbox.url, (
+        "  bad: {api: reports_2021-06-30, operation: getReport, params: {reportId: nope}, emitters: [archive]}\n"
+        "  down: {api: sellers, operation: getMarketplaceParticipations, emitters: [archive]}\n"))
+    ok, broken = Recorder(), Recorder(fail=True)
+    async with SpClient(config.accounts, load_catalog()) as client:
+        jobs = build_jobs(config, load_catalog(), client, {"archive": ok})
+        with pytest.raises(ApiError) as err:
+            await jobs["bad"].run()
+        assert err.value.status == 400 and ok.sent == []
+        jobs["down"].emitters = [ok, broken]
+        with pytest.raises(DeliveryError, match="^job down: result not delivered: receiver is down$"):
+            await jobs["down"].run()
+
+
+@pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
+def test_spd_run_emits_a_job_to_a_file_on_schedule(sandbox: SimThread, tmp_path: Path) -> None:
+    expected = next(c["response"] for api, m, p, s, i, c in static_cases()
+                    if (api, m, s) == ("sellers", "GET", 200) and p.endswith("marketplaceParticipations"))
+    config = write_sandbox_config(tmp_path, sandbox.url, (
+        "jobs:\n  participations:\n    api: sellers\n    operation: getMarketplaceParticipations\n"
+        "    interval: 1s\n    emitters: [archive]\n"))
+    out = tmp_path / "out" / "participations.jsonl"
+    proc = start_spd("run", "-c", str(config))
+    try:
+        messages = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(read_jsonl(out)), timeout=30)
+    finally:
+        code = stop_spd(proc, signal.SIGTERM)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 0, stderr
+    for msg in messages:
+        assert set(msg) == {"job", "account", "api", "operation", "emitted_at", "result"}
+        assert (msg["job"], msg["account"], msg["api"], msg["operation"]) == (
+            "participations", "sandbox", "sellers", "getMarketplaceParticipations")
+        assert msg["result"] == expected
+    stamps = [datetime.fromisoformat(m["emitted_at"].replace("Z", "+00:00")) for m in messages]
+    assert stamps[1] - stamps[0] >= timedelta(milliseconds=800)  # on its interval, not in a burst
+    assert "job_failed" not in stderr and "job_crashed" not in stderr
