@@ -159,7 +159,12 @@ def _api_output(call: Callable[[Any], Any], args: argparse.Namespace) -> int:
     """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1)."""
     from spd.errors import ApiError
 
+    from spd.logging import configure_logging
+
     config = load(args)
+    # stdout is the answer and stderr the error JSON: only warnings (retries) join them
+    configure_logging(config.log.level if config.log.level in ("debug", "error") else "warning",
+                      config.log.format)
     try:
         result = asyncio.run(call(config))
     except ApiError as exc:

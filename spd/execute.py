@@ -106,20 +106,26 @@ async def _call(client: SpClient, account: str, op: Operation, params: dict[str,
 
 
 def _next_params(op: Operation, params: dict[str, Any], token: str) -> dict[str, Any]:
-    """The next page's parameters: the same ones plus the token, or the token alone where the
-    API wants that (declared in the object registry)."""
+    """The next page's parameters: the same ones plus the token, or the token alone (with the
+    path parameters and marketplace) where the API wants that, as the object registry declares."""
     assert op.pagination is not None
-    if _token_alone(op):
-        kept = {k: v for k, v in params.items()
-                if (p := op.param(k)) is not None and p.location in ("path", "header")}
+    alone = _token_alone(op)
+    if alone is not None:
+        kept = {k: v for k, v in params.items() if k == alone or (
+            (p := op.param(k)) is not None and p.location in ("path", "header"))}
         return {**kept, op.pagination.token_param: token}
     return {**params, op.pagination.token_param: token}
 
 
-def _token_alone(op: Operation) -> bool:
+def _token_alone(op: Operation) -> str | None:
+    """None when the token goes with every parameter, else the marketplace parameter kept with it
+    ("" when there is none)."""
     from spd.objects import object_types
 
-    return any(t.token_alone for t in object_types() if (t.api, t.operation) == (op.api, op.id))
+    for t in object_types():
+        if (t.api, t.operation) == (op.api, op.id) and t.token_alone:
+            return t.marketplace_param or ""
+    return None
 
 
 def _get(body: Any, path: tuple[str, ...]) -> Any:
