@@ -297,6 +297,7 @@ SUBPROCESS_SAMPLE = [
     ("reports_2021-06-30", "POST", "/reports/2021-06-30/reports"),               # JSON body
     ("ordersV0", "PATCH", "/orders/v0/orders/{orderId}/regulatedInfo"),          # 204
     ("reports_2021-06-30", "GET", "/reports/2021-06-30/schedules"),              # csv array
+    ("fulfillmentInbound_2024-03-20", "GET", "/inbound/fba/2024-03-20/items/prepDetails"),  # multi array
     ("fulfillmentInbound_2024-03-20", "GET",
      "/inbound/fba/2024-03-20/inboundPlans/{inboundPlanId}/shipments/{shipmentId}/selfShipAppointmentSlots"),
 ]
@@ -338,3 +339,22 @@ def test_conformance_sample_as_real_subprocesses(sandbox: SimThread, tmp_path: P
         assert result.returncode == 0, result.stderr
         expected = expected_output(status, case)
         assert (json.loads(result.stdout) if result.stdout else None) == expected
+
+
+async def test_restricted_sends_a_restricted_data_token(sim_factory: Any, tmp_path: Path) -> None:
+    end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    sim = sim_factory(orders=50, start=end - timedelta(days=1), end=end, rate_limit=False)
+    config = write_sandbox_config(tmp_path, sim.url)
+    args = ["exec", "ordersV0", "getOrders", "-p", "MarketplaceIds=ATVPDKIKX0DER",
+            "-p", f"CreatedAfter={(end - timedelta(days=2)).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            "-c", str(config)]
+    plain = run_spd(*args)
+    restricted = run_spd(*args, "--restricted", "buyerInfo,shippingAddress")
+    assert plain.returncode == restricted.returncode == 0, plain.stderr + restricted.stderr
+    plain_orders = json.loads(plain.stdout)["payload"]["Orders"]
+    full_orders = json.loads(restricted.stdout)["payload"]["Orders"]
+    assert [o["AmazonOrderId"] for o in plain_orders] == [o["AmazonOrderId"] for o in full_orders]
+    assert all(o["BuyerInfo"] == {} for o in plain_orders)
+    assert all(o["BuyerInfo"].get("BuyerEmail") and o["ShippingAddress"].get("AddressLine1")
+               for o in full_orders)
+    assert sim.get("/_sim/stats")["lwa"]["rdt_issued"] == 1

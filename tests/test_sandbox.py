@@ -199,3 +199,9 @@ def test_sim_command_serves_the_sandbox(tmp_path: Path) -> None:
         proc.wait(10)
     assert lines[0].startswith("spd simulator listening on http://127.0.0.1:")
     assert f"static sandbox: 913 cases of 290 operations from {SHARED_MODELS}" in "".join(lines)
+
+
+def test_multi_arrays_are_repeated_parameters(sandbox: SimThread) -> None:
+    base = "/inbound/fba/2024-03-20/items/prepDetails?marketplaceId=ATVPDKIKX0DER&"
+    assert call(sandbox, "GET", base + "mskus=msku1&mskus=msku2")[0] == 200
+    assert call(sandbox, "GET", base + "mskus=msku1%2Cmsku2")[0] == 400  # one value with a comma
