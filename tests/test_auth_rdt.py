@@ -211,3 +211,16 @@ def test_poller_with_restricted_emits_personal_data(tmp_path, sim_factory):
     messages = read_jsonl(tmp_path / "out" / "orders.jsonl")
     assert messages and all(m["data"]["BuyerInfo"].get("BuyerEmail") for m in messages)
     assert sim.get("/_sim/stats")["lwa"]["rdt_issued"] == 1
+
+
+def test_refusal_of_a_resource_without_elements_names_the_operation():
+    from spd.client.rdt import rdt_error
+
+    exc = ApiError("HTTP 400", status=400, errors=[{
+        "code": "InvalidInput",
+        "message": "Application do not have access to some or all requested resource"}])
+    err = rdt_error("acme", "GET", "/orders/v0/orders/1/address", (), exc)
+    assert isinstance(err, AuthError)
+    assert str(err) == ("account acme: the application may not read restricted data "
+                        "(GET /orders/v0/orders/1/address); request the restricted role it "
+                        "needs for the app, then re-authorize the selling partner")

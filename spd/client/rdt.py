@@ -122,13 +122,15 @@ def rdt_error(name: str, method: str, path: str, elements: tuple[str, ...],
               exc: ApiError) -> Exception:
     """A refusal because the application lacks a restricted role names the role to request."""
     text = " ".join(str(e.get("message", "")) for e in exc.errors) or exc.message
-    if exc.status in (400, 403) and "does not have access" in text.lower():
+    # "Application does not have access to one or more requested data elements: [...]", or
+    # "Application do not have access to some or all requested resource"
+    if exc.status in (400, 403) and "not have access" in text.lower():
         wanted = [e for e in elements if e.lower() in text.lower()] or list(elements)
         roles = sorted({ROLES[e] for e in wanted if e in ROLES})
-        role = " and ".join(roles) if roles else "the restricted role of this operation"
+        role = f"the {' and '.join(roles)} role" if roles else "the restricted role it needs"
         what = ", ".join(wanted) if wanted else f"{method} {path}"
         return AuthError(f"account {name}: the application may not read restricted data "
-                         f"({what}); request the {role} role for the app, then re-authorize "
-                         "the selling partner")
+                         f"({what}); request {role} for the app, then re-authorize the "
+                         "selling partner")
     exc.message = f"account {name}: no restricted data token for {method} {path}: {exc.message}"
     return exc
