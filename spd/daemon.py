@@ -198,6 +198,10 @@ class Daemon:
             config = load_config(self.config_path)
             probe = Runtime(config, self.store)  # type: ignore[arg-type]
             probe.check_identities()
+            from spd.catalog import load_catalog
+            from spd.jobs import check_jobs
+
+            check_jobs(config, load_catalog())
         except SpdError as exc:
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
             return
@@ -262,3 +266,6 @@ def quiet_library_logs() -> None:
     """APScheduler logs through the standard library; only its errors are worth a line."""
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    # While a broker is down aiokafka logs plain-text ERRORs on every reconnect attempt (dozens
+    # a second), breaking JSON logs; spd logs kafka_unavailable / kafka_delivery_failed itself.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
