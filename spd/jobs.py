@@ -85,11 +85,10 @@ def supports_restricted(client: SpClient) -> bool:
     return "restricted" in inspect.signature(client.call).parameters
 
 
-def build_jobs(config: Any, catalog: Catalog, client: SpClient,
-               emitters: dict[str, Emitter]) -> dict[str, Job]:
-    """Every job of the config, its operation and parameters checked against the catalog
-    (ConfigError naming `jobs.NAME` when they do not fit)."""
-    jobs = {}
+def check_jobs(config: Any, catalog: Catalog) -> dict[str, tuple[ExecRequest, Operation, dict[str, Any]]]:
+    """Every job's request, operation and typed parameters; ConfigError naming `jobs.NAME` when
+    they do not fit the catalog (also run before a SIGHUP reload swaps configs)."""
+    checked = {}
     for name, cfg in config.jobs.items():
         request = ExecRequest(cfg.api, cfg.operation, dict(cfg.params), cfg.body, cfg.all_pages,
                               list(cfg.restricted) if cfg.restricted else None)
@@ -98,9 +97,19 @@ def build_jobs(config: Any, catalog: Catalog, client: SpClient,
         except SpdError as exc:
             message = str(exc).replace("--all-pages", "all_pages")
             raise ConfigError(f"{config.path}: jobs.{name}: {message}") from None
+        checked[name] = (request, op, params)
+    return checked
+
+
+def build_jobs(config: Any, catalog: Catalog, client: SpClient,
+               emitters: dict[str, Emitter]) -> dict[str, Job]:
+    """Every job of the config, checked against the catalog, with its client and emitters."""
+    jobs = {}
+    for name, (request, op, params) in check_jobs(config, catalog).items():
         if request.restricted and not supports_restricted(client):
             raise ConfigError(f"{config.path}: jobs.{name}.restricted: restricted data tokens are "
                               "not supported in this version; remove it")
+        cfg = config.jobs[name]
         jobs[name] = Job(name, request, op, params, cfg.account, client,
                          [emitters[e] for e in cfg.emitters])
     return jobs

@@ -136,3 +136,30 @@ def test_spd_run_emits_a_job_to_a_file_on_schedule(sandbox: SimThread, tmp_path:
     stamps = [datetime.fromisoformat(m["emitted_at"].replace("Z", "+00:00")) for m in messages]
     assert stamps[1] - stamps[0] >= timedelta(milliseconds=800)  # on its interval, not in a burst
     assert "job_failed" not in stderr and "job_crashed" not in stderr
+
+
+@pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
+def test_sighup_with_a_bad_job_keeps_the_old_config(sandbox: SimThread, tmp_path: Path) -> None:
+    job = ("jobs:\n  participations:\n    api: sellers\n    operation: getMarketplaceParticipations\n"
+           "    interval: 1s\n    emitters: [archive]\n")
+    config = write_sandbox_config(tmp_path, sandbox.url, job)
+    out = tmp_path / "out"
+    proc = start_spd("run", "-c", str(config))
+    try:
+        wait_for(lambda: len(read_jsonl(out / "participations.jsonl")) >= 1)
+        write_sandbox_config(tmp_path, sandbox.url, job + (
+            "  broken: {api: sellers, operation: getNothing, interval: 1s, emitters: [archive]}\n"))
+        proc.send_signal(signal.SIGHUP)
+        seen = len(read_jsonl(out / "participations.jsonl"))
+        wait_for(lambda: len(read_jsonl(out / "participations.jsonl")) >= seen + 2)  # still running
+        write_sandbox_config(tmp_path, sandbox.url, job + (
+            "  account:\n    api: sellers\n    operation: getAccount\n    interval: 1s\n"
+            "    emitters: [archive]\n"))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: read_jsonl(out / "account.jsonl"))
+    finally:
+        code = stop_spd(proc, signal.SIGTERM)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 0, stderr
+    assert "reload_failed" in stderr and "jobs.broken: unknown operation 'getNothing'" in stderr
+    assert read_jsonl(out / "account.jsonl")[0]["operation"] == "getAccount"
