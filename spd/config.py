@@ -32,8 +32,6 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 # Keys of the contract this version rejects: key path pattern (`*` = any name, `key=value` = that
 # value) -> the message. Shipping a feature means deleting its entry here.
 UNSUPPORTED: dict[str, str] = {
-    "pollers.*.report_types": "report_types is not supported in this version; remove it",
-    "pollers.*.download": "download (report documents) is not supported in this version; remove it",
 }
 
 __all__ = [

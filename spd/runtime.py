@@ -18,6 +18,7 @@ from spd.emitters import build_emitter
 from spd.emitters.base import Emitter
 from spd.logging import redact_secrets
 from spd.poller import Poller
+from spd.reports.poller import poller_class
 from spd.state import StateStore
 
 log = structlog.get_logger("spd.runtime")
@@ -50,7 +51,7 @@ class Runtime:
             self.emitters[name] = emitter
         for name, cfg in self.config.pollers.items():
             ot = cfg.object_type
-            self.pollers[name] = Poller(
+            self.pollers[name] = poller_class(cfg)(
                 name=name, config=cfg, account_name=cfg.account,
                 account=self.config.accounts[cfg.account], object_type=ot, client=self.client,
                 operation=catalog.operation(ot.api, ot.operation), store=self.store,

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spd.sim import generic, lwa, order_items, orders, sigv4, vendor
+from spd.sim import generic, lwa, order_items, orders, reports, sigv4, vendor
 from spd.sim.common import ApiReject, Call, TokenCodec, error_body, iso, parse_time, to_epoch
 from spd.sim.data import Dataset, order_factory, po_factory
 from spd.sim.render import render_2026, render_po, render_v0
@@ -35,6 +35,7 @@ OPERATIONS: dict[str, tuple[str, str, Handler]] = {
                                   order_items.get_order_items),
 }
 OPERATIONS.update(generic.operations())  # every other pollable object type (spd.sim.generic)
+OPERATIONS.update(reports.operations(OPERATIONS))  # the reports flow (spd.sim.reports)
 
 
 @dataclass
@@ -341,6 +342,7 @@ def make_app(settings: SimSettings | None = None) -> web.Application:
         return app
     for op, (method, path, handler) in OPERATIONS.items():
         app.router.add_route(method, path, _endpoint(op, handler))
+    reports.add_routes(app, state)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
 

@@ -1,0 +1,292 @@
+"""Report pollers: `report:REPORT_TYPE` (a report per window) and, in spd.reports.settlements,
+getReports with `download: true` (reports Amazon generates itself).
+
+Per window: createReport (dataStartTime/dataEndTime, the account's marketplace) → getReport
+until DONE, backing off between checks → getReportDocument → stream the document → pages of at
+most 100 rows, each checkpointed with next_token "<reportId>:<rows done>", so a crash resumes
+inside the same report. FATAL and CANCELLED are recorded (last_error, note) and the window is
+retried after a cool-down, never skipped — except that Amazon cancels reports that have no
+data, so a window cancelled `CANCELLED_AS_EMPTY` times in a row completes with no rows (noted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+
+from spd.catalog import load_catalog
+from spd.durations import format_ts, parse_ts
+from spd.errors import ApiError, DeliveryError, SpdError
+from spd.messages import build_messages
+from spd.poller import Poller, RunResult, Window
+from spd.poller_support import utcnow
+from spd.reports.document import DocumentStream, iter_pages, iter_rows
+from spd.reports.formats import Row
+from spd.reports.ledger import Ledger
+from spd.reports.registry import API, ReportSpec, report_spec, report_type_of, row_cursor, row_id
+from spd.state import PollerState
+
+log = structlog.get_logger("spd.reports")
+T = TypeVar("T")
+
+FINISHED = ("DONE", "FATAL", "CANCELLED")
+CANCELLED_AS_EMPTY = 2
+PAGE_SIZE = 100
+
+
+class ReportFailedError(SpdError):
+    """A report ended FATAL or CANCELLED, or its window is cooling down before a retry."""
+
+    exit_code = 1
+    retriable = True
+
+
+class Stopped(Exception):
+    """Internal: the poller is stopping; nothing was delivered for the work abandoned."""
+
+
+def parse_token(token: str | None) -> tuple[str | None, int]:
+    """("<reportId>", rows done) of a checkpoint token, (None, 0) when there is none."""
+    if not token or ":" not in token:
+        return None, 0
+    report_id, _, done = token.rpartition(":")
+    return (report_id, int(done)) if done.isdigit() else (None, 0)
+
+
+@dataclass
+class ReportPoller(Poller):
+    """A `report:REPORT_TYPE` poller; see the module docstring."""
+
+    status_delay: float = 2.0  # first wait between getReport checks; doubles up to the cap
+    status_delay_cap: float = 60.0
+    cooldown: timedelta = timedelta(minutes=15)  # before a FATAL/CANCELLED window is retried
+    ledger: Ledger | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        catalog = load_catalog()
+        self.ops = {name: catalog.operation(API, name) for name in
+                    ("createReport", "getReport", "getReportDocument", "getReports")}
+        if self.ledger is None:
+            self.ledger = Ledger(self.store.path)
+
+    @property
+    def spec(self) -> ReportSpec:
+        return report_spec(report_type_of(self.object_type))
+
+    async def poll_window(self, state: PollerState, window: Window, result: RunResult) -> PollerState:
+        """One report for the window: request (or resume) it, wait, stream its rows."""
+        key, end = self.state_key, window.end
+        assert end is not None, "report windows always have an end"
+        result.windows += 1
+        report_id, done = parse_token(state.next_token)
+        try:
+            if report_id is None:
+                report_id = await self.request_report(window)
+            report = await self.wait_for(report_id)
+            if report["processingStatus"] != "DONE":
+                return await self.report_failed(window, report)
+            page_no = state.page
+            async with contextlib.aclosing(self.report_pages(report, done)) as pages:
+                async for rows in pages:
+                    page_no, done = page_no + 1, done + len(rows)
+                    await self.deliver_rows(window.start, end, page_no, rows, self.spec)
+                    self.store.save_page(key, window.start, end, f"{report_id}:{done}", page_no,
+                                         len(rows))
+                    result.pages, result.objects = result.pages + 1, result.objects + len(rows)
+                    if self.over_cap(result) or self.stopping.is_set():
+                        result.capped = self.over_cap(result)
+                        return self.store.get(key)  # type: ignore[return-value]
+        except Stopped:
+            return self.store.get(key)  # type: ignore[return-value]
+        self.complete(window.start, end, report_id, done)
+        return self.store.get(key)  # type: ignore[return-value]
+
+    def complete(self, start: datetime, end: datetime, report_id: str, rows: int) -> None:
+        """Moves the watermark past a finished window and forgets its report."""
+        assert self.ledger is not None
+        self.store.finish_window(self.state_key, end)
+        self.ledger.clear_attempt(self.state_key)
+        state = self.store.get(self.state_key)
+        if state is not None and (state.note or "").startswith("report "):
+            self.store.set_note(self.state_key, None)
+        self.log.info("report_window_completed", report_id=report_id, rows=rows,
+                      window=[format_ts(start), format_ts(end)])
+
+    async def request_report(self, window: Window) -> str:
+        """The report of this window: the one already requested, or a new one once any
+        cool-down after a FATAL/CANCELLED outcome is over."""
+        assert self.ledger is not None
+        attempt = self.ledger.attempt(self.state_key)
+        if attempt is not None and attempt.window_start == window.start:
+            if attempt.status == "PENDING":
+                return attempt.report_id
+            if attempt.retry_at is not None and utcnow() < attempt.retry_at:
+                raise ReportFailedError(
+                    f"poller {self.state_key}: report {attempt.report_id} ended {attempt.status} for "
+                    f"the window from {format_ts(window.start)}; retrying after "
+                    f"{format_ts(attempt.retry_at)}")
+        body: dict[str, Any] = {"reportType": report_type_of(self.object_type),
+                                "marketplaceIds": self.marketplaces()}
+        if not self.spec.snapshot:
+            body["dataStartTime"] = format_ts(window.start)
+            body["dataEndTime"] = format_ts(window.end)  # type: ignore[arg-type]
+        response = await self.unless_stopped(
+            self.client.call(self.account_name, self.ops["createReport"], None, body))
+        report_id = str((response.body or {}).get("reportId") or "")
+        if not report_id:
+            raise ApiError(f"{API}.createReport: malformed response, no reportId", retriable=True)
+        self.ledger.requested(self.state_key, window.start, report_id)
+        self.log.info("report_requested", report_id=report_id, window_start=format_ts(window.start))
+        return report_id
+
+    def marketplaces(self) -> list[str]:
+        if self.market is not None:
+            return [self.market]
+        return list(self.config.params.get("marketplaceIds") or self.account.marketplace_ids or ())
+
+    async def wait_for(self, report_id: str) -> dict[str, Any]:
+        """getReport until the report is DONE, FATAL or CANCELLED, backing off between checks."""
+        delay = self.status_delay
+        while True:
+            response = await self.unless_stopped(
+                self.client.call(self.account_name, self.ops["getReport"], {"reportId": report_id}))
+            report = response.body if isinstance(response.body, dict) else {}
+            status = report.get("processingStatus")
+            if status in FINISHED:
+                return report
+            if status not in ("IN_QUEUE", "IN_PROGRESS"):
+                raise ApiError(f"{API}.getReport: report {report_id} has unknown status {status!r}",
+                               retriable=True)
+            await self.sleep_unless_stopped(delay)
+            delay = min(delay * 2, self.status_delay_cap)
+
+    async def report_failed(self, window: Window, report: dict[str, Any]) -> PollerState:
+        """Records a FATAL/CANCELLED report; raises unless a CANCELLED window counts as empty."""
+        assert self.ledger is not None and window.end is not None
+        status, report_id = report["processingStatus"], str(report.get("reportId"))
+        retry_at = utcnow() + self.cooldown
+        failures = self.ledger.failed(self.state_key, status, retry_at)
+        span = f"{format_ts(window.start)}..{format_ts(window.end)}"
+        if status == "CANCELLED" and failures >= CANCELLED_AS_EMPTY:
+            self.complete(window.start, window.end, report_id, 0)
+            self.store.set_note(self.state_key, f"report {report_id} CANCELLED {failures} times for "
+                                f"{span}: Amazon cancels reports without data; window completed empty")
+            return self.store.get(self.state_key)  # type: ignore[return-value]
+        detail = await self.failure_detail(report)
+        note = (f"report {report_id} {status} for {span}{detail}; the window is retried after "
+                f"{format_ts(retry_at)}")
+        self.store.set_note(self.state_key, note)
+        self.log.error("report_failed", report_id=report_id, status=status, window=span,
+                       retry_at=format_ts(retry_at))
+        raise ReportFailedError(f"poller {self.state_key}: {note}")
+
+    async def failure_detail(self, report: dict[str, Any]) -> str:
+        """Amazon's explanation from a FATAL report's document, if it has one (best effort)."""
+        doc_id = report.get("reportDocumentId")
+        if not doc_id:
+            return ""
+        try:
+            doc = await self.client.call(self.account_name, self.ops["getReportDocument"],
+                                         {"reportDocumentId": doc_id})
+            async with self.client.download_stream(doc.body["url"]) as download:
+                text = b"".join([c async for c in download.chunks()])[:2000]
+            stream = DocumentStream(compression=doc.body.get("compressionAlgorithm"),
+                                    content_type=download.content_type)
+            rows = [r for batch in stream.feed(text) for r in batch] + stream.close()
+            message = rows[0].get("errorDetails") if rows else None
+            return f" ({str(message or rows[0])[:200]})" if rows else ""
+        except (SpdError, KeyError, TypeError) as exc:
+            self.log.warning("report_failure_detail_unavailable", error=str(exc))
+            return ""
+
+    async def report_pages(self, report: dict[str, Any], skip: int) -> AsyncIterator[list[Row]]:
+        """The report's rows in pages of PAGE_SIZE, after the first `skip` (already delivered)."""
+        doc_id = report.get("reportDocumentId")
+        if not doc_id:
+            raise ApiError(f"{API}.getReport: DONE report {report.get('reportId')} has no "
+                           "reportDocumentId", retriable=True)
+        response = await self.unless_stopped(self.client.call(
+            self.account_name, self.ops["getReportDocument"], {"reportDocumentId": doc_id}))
+        doc = response.body if isinstance(response.body, dict) else {}
+        if not doc.get("url"):
+            raise ApiError(f"{API}.getReportDocument: malformed response, no url", retriable=True)
+        spec = report_spec(str(report.get("reportType") or ""))
+        markets = report.get("marketplaceIds") or self.marketplaces()
+        async with self.client.download_stream(doc["url"]) as download:
+            stream = DocumentStream(compression=doc.get("compressionAlgorithm"),
+                                    content_type=download.content_type,
+                                    marketplace_ids=markets, fmt=spec.fmt)
+            async for page in iter_pages(iter_rows(download.chunks(), stream), size=PAGE_SIZE,
+                                         skip=skip):
+                yield page
+        self.log.info("report_document_read", report_id=report.get("reportId"),
+                      bytes=stream.bytes_in, inflated=stream.bytes_out, encoding=stream.encoding,
+                      format=stream.fmt)
+
+    async def deliver_rows(self, start: datetime, end: datetime, page_no: int, rows: list[Row],
+                           spec: ReportSpec, type_name: str | None = None) -> None:
+        """Hands one page of rows to every emitter; returns once all acknowledged it."""
+        field_name = self.config.timestamp_field
+        triples = [(row_id(spec, r), row_cursor(spec, r, field_name), r) for r in rows]
+        messages = build_messages(poller=self.name, account=self.account_name,
+                                  object_type=type_name or self.object_type.name,
+                                  emit=self.config.emit, window=(start, end), page=page_no,
+                                  objects=triples)
+        if not messages:
+            return
+        results = await asyncio.gather(*(e.send(messages) for e in self.emitters),
+                                       return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            if isinstance(failures[0], SpdError):
+                raise DeliveryError(f"poller {self.name}: page {page_no} not delivered: {failures[0]}")
+            raise failures[0]
+
+    async def unless_stopped(self, work: Awaitable[T]) -> T:
+        """Awaits a request, abandoning it at once when the poller is told to stop."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+        if task.cancelled() or not task.done():
+            raise Stopped()
+        return task.result()
+
+    async def sleep_unless_stopped(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return
+        raise Stopped()
+
+
+def report_time(value: Any) -> datetime | None:
+    """A report's createdTime as an aware datetime, or None."""
+    try:
+        return parse_ts(value) if isinstance(value, str) else None
+    except (ValueError, SpdError):
+        return None
+
+
+def poller_class(cfg: Any) -> type[Poller]:
+    """The poller class for a poller config: report types and getReports + download get theirs."""
+    ot = cfg.object_type
+    if getattr(ot, "kind", "operation") == "report":
+        return ReportPoller
+    if getattr(cfg, "download", False):
+        from spd.reports.settlements import SettlementPoller, check_download
+
+        check_download(cfg)
+        return SettlementPoller
+    return Poller
