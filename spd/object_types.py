@@ -67,7 +67,7 @@ TYPES: dict[str, dict[str, Any]] = {
     # -- Reports, feeds, queries (retained 90 days; reports/feeds want the token alone) -------
     "reports_2021-06-30.getReports": dict(
         supported=True, id_field="reportId", created_field="createdTime", max_age=DAYS_90,
-        token_alone=True),
+        token_alone=True, needs_params=("reportTypes",)),
     "feeds_2021-06-30.getFeeds": dict(
         supported=True, id_field="feedId", created_field="createdTime", max_age=DAYS_90,
         token_alone=True),

@@ -293,6 +293,8 @@ class Poller:
         ot = self.object_type
         params: dict[str, Any] = self.market_params()
         if token and ot.token_alone:
+            if not self.market_required():
+                params = {}
             params.update(fill_fixed(ot.token_params, self.market))
             params[ot.token_param] = token
             return params
@@ -308,6 +310,12 @@ class Poller:
             params.update(fill_fixed(ot.token_params, self.market))
             params[ot.token_param] = token
         return params
+
+    def market_required(self) -> bool:
+        """Whether the marketplace parameter must come even with a next token sent alone."""
+        name = self.object_type.marketplace_param
+        param = self.operation.param(name) if name else None
+        return bool(param is not None and param.required)
 
     def market_params(self) -> dict[str, Any]:
         """The marketplace filter: this series' one id, the params' own, or the account's."""

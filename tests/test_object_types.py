@@ -31,6 +31,7 @@ NEEDED = {
     "vehicles_2024-11-01.getVehicles": {"vehicleType": "CAR"},
     "fulfillmentOutbound_2020-07-01.getFeatureInventory": {"featureName": "BLANK_BOX"},
     "externalFulfillmentShipments_2024-09-11.getShipments": {"status": "CREATED"},
+    "reports_2021-06-30.getReports": {"reportTypes": ["GET_SPD_GENERIC_TEST_DATA"]},
 }
 
 
