@@ -236,8 +236,13 @@ async def get_reports(call: Call, fallback: Callable[[Call], Any] | None = None)
         if len(q) > 1:
             raise invalid(details="nextToken must be the only parameter.")
         st = call.state
-        payload = st.codec.decode(token, op=GET_REPORTS, now=call.now, ttl=st.token_ttl,
-                                  name="nextToken")
+        try:
+            payload = st.codec.decode(token, op=GET_REPORTS, now=call.now, ttl=st.token_ttl,
+                                      name="nextToken")
+        except ApiReject:
+            if fallback is None:
+                raise
+            return await fallback(call)  # the generic type's token, or a bad one it will refuse
         if "reports_filter" not in payload and fallback is not None:
             return await fallback(call)
         flt, offset = payload["reports_filter"], payload["o"]

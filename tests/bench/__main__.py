@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = {"emitters": "tests.bench.emitters"}
+BENCHES = {"emitters": "tests.bench.emitters", "report_memory": "tests.bench.report_memory"}
 
 
 def main(argv: list[str]) -> int:
