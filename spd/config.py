@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from spd.client.rdt import DATA_ELEMENTS
 from spd.config_fields import Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
 from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, EmitterConfig,
                                  FileEmitterConfig, HttpConfig, KafkaEmitterConfig, KafkaSaslConfig,
@@ -43,6 +44,7 @@ __all__ = [
 
 
 EmitterNames = Annotated[UniqueTexts, Field(min_length=1)]
+RestrictedElement = Literal[DATA_ELEMENTS]  # type: ignore[valid-type]  # the Tokens API's data elements
 
 
 class PollerConfig(ConfigModel):
@@ -59,7 +61,7 @@ class PollerConfig(ConfigModel):
     params: dict[str, Any] = {}
     emitters: EmitterNames
     overlap: Duration | None = None
-    restricted: list[Text] | None = None
+    restricted: list[RestrictedElement] | None = None
     include: list[Text] | None = None
     report_types: list[Text] | None = None
     download: bool = False
@@ -130,7 +132,7 @@ class JobConfig(ConfigModel):
     params: dict[str, Any] = {}
     body: Any = None
     all_pages: bool = False
-    restricted: list[Text] | None = None
+    restricted: list[RestrictedElement] | None = None
     interval: Interval = timedelta(hours=1)
     emitters: EmitterNames
 

@@ -148,14 +148,14 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
      'log.level (line 18): "loud" is not allowed; use one of: debug, info, warning, error'),
     ("not a boolean", replace("out: {type: stdout}", "out: {type: file, path: x, fsync: maybe}"),
      'emitters.out.fsync (line 11): "maybe" is not true or false; use true or false'),
-    ("unsupported poller key", replace("interval: 2m", "restricted: [buyerInfo]"),
-     "pollers.orders.restricted (line 16): restricted (restricted data tokens) is not supported in this version; remove it"),
-    ("unsupported aws", replace("    lwa:", "    aws: {role_arn: x}\n    lwa:"),
-     "accounts.acme.aws (line 6): aws (SigV4 signing) is not supported in this version; remove it, "
-     "Amazon no longer requires it"),
-    ("unsupported jobs", append("jobs:\n  inventory: {api: fbaInventory}\n"),
-     "jobs.inventory (line 19): jobs are not supported in this version; remove the job or leave "
-     "jobs empty"),
+    ("unknown restricted data element", replace("interval: 2m", "restricted: [buyerInfo, creditCard]"),
+     'pollers.orders.restricted[1] (line 16): "creditCard" is not allowed; use one of: buyerInfo, '
+     "shippingAddress, buyerTaxInformation"),
+    ("aws without a role", replace("    lwa:", "    aws: {access_key_id: x, secret_access_key: y}\n    lwa:"),
+     'accounts.acme.aws (line 6): missing required key "role_arn"; required keys: access_key_id, '
+     "secret_access_key, role_arn"),
+    ("job without an operation", append("jobs:\n  inventory: {api: fbaInventory}\n"),
+     'jobs.inventory (line 19): missing required key "operation"; required keys: api, operation, emitters'),
     ("rate limit on an unknown operation",
      replace("    lwa:", "    rate_limits:\n      ordersV0.getOrderz: {rate: 1}\n    lwa:"),
      "accounts.acme.rate_limits.ordersV0.getOrderz (line 7): unknown operation 'getOrderz' of API "
