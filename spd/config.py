@@ -218,8 +218,11 @@ class Config(ConfigModel):
             lines.append(f"poller {name}: {object_name} by {p.timestamp_field}, every "
                          f"{format_duration(p.interval)} from {format_ts(p.start_time)} → "
                          f"{', '.join(p.emitters)} (account {p.account}, emit {p.emit})")
-        if not self.pollers:
-            lines.append("no pollers")
+        for name, job in self.jobs.items():
+            lines.append(f"job {name}: {job.api}.{job.operation}, every {format_duration(job.interval)} → "
+                         f"{', '.join(job.emitters)} (account {job.account})")
+        if not self.pollers and not self.jobs:
+            lines.append("no pollers or jobs")
         return lines
 
 
