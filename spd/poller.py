@@ -8,7 +8,8 @@ newest window sends none and takes the echo as the next watermark. Where the fil
 bound at all, the window ends at the request time - lag.
 
 Types whose marketplace parameter takes one id poll each of the account's marketplaces as its
-own series with its own watermark (state key "POLLER@MARKETPLACE"). `overlap` starts every
+own series with its own watermark (state key "POLLER@MARKETPLACE"); the poller's own row then
+holds the oldest of them, and a `spd reset` of it restarts every marketplace from it. `overlap` starts every
 window that much before the watermark (never before start_time): objects Amazon indexes late
 are still found, and objects in the overlap are emitted again (consumers deduplicate on
 (account, object_type, id, cursor)).
@@ -31,8 +32,8 @@ from spd.messages import build_messages
 from spd.object_hooks import flatten
 from spd.objects import ObjectType, object_cursor, object_id
 from spd.poller_support import (attach_order_items, check_poller_params, clamp_note, clamp_start,
-                                dig, fan_out_markets, fill_fixed, is_expired_token_error,
-                                market_value, utcnow)
+                                dig, fan_out_markets, fill_fixed, fold_fanned_out,
+                                is_expired_token_error, market_value, sync_fanned_out, utcnow)
 from spd.state import PollerState, StateStore
 
 __all__ = ["Poller", "RunResult", "Window", "dig", "is_expired_token_error", "utcnow"]
@@ -129,11 +130,14 @@ class Poller:
 
     async def run(self) -> RunResult:
         """Polls every series window after window until caught up, stopped, or capped."""
-        self.store.ensure(self.name, self.config.identity(), self.config.start_time,
-                          config_path=self.config_path)
+        parent = self.store.ensure(self.name, self.config.identity(), self.config.start_time,
+                                   config_path=self.config_path)
+        series = self.series()
+        fanned = [one.state_key for one in series if one.state_key != self.name]
+        sync_fanned_out(self.store, parent, fanned)
         total = RunResult(caught_up=True)
         try:
-            for one in self.series():
+            for one in series:
                 result = await one.run_series(total.objects)
                 total.add(result)
                 if result.capped or self.stopping.is_set():
@@ -141,6 +145,8 @@ class Poller:
         except SpdError as exc:
             self.store.record_run(self.name, error=str(exc))
             raise
+        finally:
+            fold_fanned_out(self.store, self.name, fanned)
         self.store.record_run(self.name, error=None)
         return total
 

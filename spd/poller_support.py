@@ -56,6 +56,33 @@ def fan_out_markets(ot: ObjectType, params: dict[str, Any], marketplace_ids: Any
     return list(marketplace_ids or ())
 
 
+def sync_fanned_out(store: Any, parent: Any, keys: list[str]) -> None:
+    """`spd reset` moves only the poller's own row, which otherwise holds the oldest watermark
+    of its marketplaces: when it no longer does (or its identity changed), every marketplace
+    restarts from it."""
+    existing = [s for s in (store.get(k) for k in keys) if s is not None]
+    if not existing:
+        return
+    if (all(s.identity == parent.identity for s in existing)
+            and parent.watermark == min(s.watermark for s in existing)):
+        return
+    log.info("marketplaces_reset", poller=parent.poller, watermark=format_ts(parent.watermark))
+    for s in existing:
+        store.delete(s.poller)
+        store.ensure(s.poller, parent.identity, parent.watermark)
+
+
+def fold_fanned_out(store: Any, name: str, keys: list[str]) -> None:
+    """The poller's own row takes the oldest marketplace watermark; its note lists them all."""
+    states = [s for s in (store.get(k) for k in keys) if s is not None]
+    if not states:
+        return
+    store.finish_window(name, min(s.watermark for s in states))
+    parts = [f"{s.poller.split('@', 1)[1]} at {format_ts(s.watermark)}" + (f" ({s.note})" if s.note else "")
+             for s in states]
+    store.set_note(name, "per marketplace: " + ", ".join(parts))
+
+
 def market_value(op: Any, name: str, market: str) -> Any:
     """One marketplace id shaped as the parameter wants it (a string, or a list of one)."""
     param = op.param(name)

@@ -50,7 +50,26 @@ async def test_single_marketplace_types_fan_out_with_their_own_watermarks(tmp_pa
         assert {object_id(ot, r["data"]) for r in rows} <= emitted
         assert all(r["marketplace_id"] == market for r in rows)
     assert states[f"inv@{US}"].objects_emitted + states[f"inv@{CA}"].objects_emitted == len(recorder.messages)
-    assert any(line.startswith("inv:") for line in lines)
+    parent = states["inv"]  # the poller's own row: the oldest marketplace, and all of them in the note
+    assert parent.watermark == min(states[f"inv@{m}"].watermark for m in (US, CA))
+    assert f"{US} at " in parent.note and f"{CA} at " in parent.note
+    assert any(line.startswith("inv: watermark") and "per marketplace" in line for line in lines)
+
+
+async def test_resetting_a_fanned_out_poller_restarts_every_marketplace(tmp_path: Path, sim: Simulator) -> None:
+    runtime, recorder = await start_runtime(tmp_path, sim.url, {"inv": {
+        "object": "fbaInventory.getInventorySummaries", "timestamp_field": "updated",
+        "start_time": iso(NOW - timedelta(days=10))}}, markets=(US, CA))
+    try:
+        await runtime.pollers["inv"].run()
+        first = len(recorder.messages)
+        runtime.store.reset("inv", NOW - timedelta(days=10))  # what `spd reset` does
+        await runtime.pollers["inv"].run()
+        states = {s.poller: s for s in runtime.store.all()}
+    finally:
+        await stop_runtime(runtime)
+    assert len(recorder.messages) == 2 * first  # both marketplaces polled again from the reset
+    assert states["inv"].watermark == min(states[f"inv@{m}"].watermark for m in (US, CA))
 
 
 async def test_one_marketplace_keeps_the_plain_state_key(tmp_path: Path, sim: Simulator) -> None:
