@@ -197,3 +197,49 @@ async def test_an_unsupported_type_is_refused_by_config(tmp_path: Path, monkeypa
     monkeypatch.setattr(objects, "_REGISTRY", registry)
     with pytest.raises(ConfigError, match="getFeeds is not supported in this version"):
         load_config(write_config(tmp_path, "http://127.0.0.1:9", {"p": {"object": "feeds_2021-06-30.getFeeds"}}))
+
+
+@pytest.mark.parametrize("path,query,message", [
+    ("/vendor/directFulfillment/orders/2021-12-28/purchaseOrders",
+     {"createdAfter": iso(NOW - timedelta(days=9)), "createdBefore": iso(NOW - timedelta(days=1))}, "must not exceed 7 days"),
+    ("/vendor/directFulfillment/orders/2021-12-28/purchaseOrders", {"createdAfter": iso(NOW - timedelta(days=1))},
+     "Missing required parameter(s): createdBefore"),
+    ("/feeds/2021-06-30/feeds", {"createdSince": iso(NOW - timedelta(days=100))}, "no earlier than 90 days"),
+    ("/feeds/2021-06-30/feeds", {"pageSize": "101"}, "pageSize must be an integer from 1 to 100"),
+    ("/listings/2021-08-01/items/A2SELLER", {"marketplaceIds": "ATVPDKIKX0DER,A2EUQ1WTGCTBG2"},
+     "takes exactly one marketplace id"),
+    ("/finances/v0/financialEvents", {"PostedAfter": iso(NOW - timedelta(days=1)), "PostedBefore": iso(NOW)},
+     "more than 2 minutes before"),
+    ("/fba/inventory/v1/summaries", {"granularityType": "Marketplace", "granularityId": "A2EUQ1WTGCTBG2",
+                                     "marketplaceIds": "ATVPDKIKX0DER"}, "granularityId must be the marketplace"),
+])
+async def test_the_simulator_enforces_amazons_rules(sim: Simulator, path: str, query: dict[str, str],
+                                                    message: str) -> None:
+    token = await _access_token(sim.url)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(sim.url + path, params=query, headers={"x-amz-access-token": token}) as resp:
+            body = await resp.json()
+    assert resp.status == 400, body
+    assert message in body["errors"][0]["details"], body
+
+
+async def test_a_token_sent_with_filters_is_refused_where_amazon_wants_it_alone(sim: Simulator) -> None:
+    token = await _access_token(sim.url)
+    headers = {"x-amz-access-token": token}
+    since = {"createdSince": iso(NOW - timedelta(days=15)), "pageSize": "10"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.get(f"{sim.url}/feeds/2021-06-30/feeds", params=since) as resp:
+            next_token = (await resp.json())["nextToken"]
+        async with session.get(f"{sim.url}/feeds/2021-06-30/feeds", params={**since, "nextToken": next_token}) as resp:
+            refused = await resp.json()
+        async with session.get(f"{sim.url}/feeds/2021-06-30/feeds", params={"nextToken": next_token}) as resp:
+            alone = await resp.json()
+    assert "must be the only parameter" in refused["errors"][0]["details"]
+    assert len(alone["feeds"]) == 10
+
+
+async def _access_token(url: str) -> str:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{url}/auth/o2/token", data={
+                "grant_type": "refresh_token", "refresh_token": "r", "client_id": "c", "client_secret": "s"}) as resp:
+            return (await resp.json())["access_token"]
