@@ -69,9 +69,12 @@ def _page_max(ot: ObjectType, op: Operation) -> int:
 
 
 def usage_plans() -> dict[str, tuple[float, int]]:
-    """The catalog's rate and burst of every generic type that has a Usage Plan."""
-    return {name: (t.op.rate, t.op.burst) for name, t in sim_types().items()
-            if t.op.rate is not None and t.op.burst is not None}
+    """The catalog's rate and burst of every generic type (and of getOrderItems, which
+    `include: [items]` calls) that has a Usage Plan."""
+    ops = [t.op for t in sim_types().values()]
+    ops.append(load_catalog().operation("ordersV0", "getOrderItems"))
+    return {op.name: (op.rate, op.burst) for op in ops
+            if op.rate is not None and op.burst is not None}
 
 
 Handler = Callable[[Call], Awaitable[dict[str, Any]]]
