@@ -248,16 +248,27 @@ async def test_report_flow_emits_every_row_of_every_window(tmp_path: Path, sim: 
     assert datetime.now(timezone.utc) - state.watermark < timedelta(minutes=3)
 
 
-async def test_japanese_report_is_shift_jis(tmp_path: Path, sim: Simulator) -> None:
-    h = Harness(tmp_path, sim, orders_poller(20), market=JP)
+async def test_each_marketplace_gets_its_own_report_and_the_japanese_one_is_shift_jis(
+        tmp_path: Path, sim: Simulator) -> None:
+    h = Harness(tmp_path, sim, orders_poller(20), market=f"ATVPDKIKX0DER, {JP}")
     poller = await h.start()
-    await poller.run()
+    result = await poller.run()
     await h.stop()
+    assert result.caught_up
     rows = [m["data"] for m in h.recorder.messages]
-    assert rows and {r["amazon-order-id"] for r in rows} == await truth_ids(sim, NOW - timedelta(days=20), JP)
-    assert all(r["product-name"] in JP_TITLES and r["ship-city"] == "東京都渋谷区" for r in rows)
-    report = (await sim_get(sim, "/_sim/reports"))["reports"][-1]
-    assert report["marketplaceIds"] == [JP]
+    jp = [r for r in rows if r["sales-channel"] == "Amazon.co.jp"]
+    us = [r for r in rows if r["sales-channel"] == "Amazon.com"]
+    assert len(jp) + len(us) == len(rows)
+    assert {r["amazon-order-id"] for r in jp} == await truth_ids(sim, NOW - timedelta(days=20), JP)
+    assert {r["amazon-order-id"] for r in us} == await truth_ids(sim, NOW - timedelta(days=20), "ATVPDKIKX0DER")
+    assert jp and all(r["product-name"] in JP_TITLES and r["ship-city"] == "東京都渋谷区" for r in jp)
+    assert us and all(r["ship-city"] in EU_CITIES for r in us)
+    reports = [r for r in (await sim_get(sim, "/_sim/reports"))["reports"]
+               if r["reportType"] == ORDERS_REPORT.split(":")[1]]
+    assert sorted(r["marketplaceIds"][0] for r in reports) == sorted(["ATVPDKIKX0DER", JP])
+    with StateStore(Path(h.config.state.path)) as store:
+        keys = {s.poller for s in store.all()}
+    assert {f"p@{JP}", "p@ATVPDKIKX0DER"} <= keys
 
 
 async def test_fatal_report_is_recorded_and_retried_after_cool_down(tmp_path: Path, sim: Simulator) -> None:
@@ -344,30 +355,44 @@ async def test_stop_while_processing_then_restart_waits_for_the_same_report(tmp_
 # -- settlements: real `spd once` twice ---------------------------------------------------------
 
 def test_settlements_are_processed_exactly_once_across_runs(tmp_path: Path, sim_factory: Any) -> None:
+    """Four real `spd once` runs: the newest US settlement is still IN_PROGRESS at first and holds
+    the watermark, so the German one created after it is listed again by later runs; each report
+    is downloaded and emitted exactly once."""
     sim = sim_factory(orders=400, start=NOW - timedelta(days=4), end=NOW, live=False,
                       marketplaces=("ATVPDKIKX0DER", "A1PA6795UKMFR9"))
     sim.post("/_sim/reports", {"processing_seconds": 0.1})
+    listed = [r for r in sim.get("/_sim/reports")["reports"] if r["reportType"] == SETTLEMENTS]
+    assert len(listed) >= 6  # 3+ daily settlement periods x 2 marketplaces
+    newest_us = max((r for r in listed if r["marketplaceIds"] == ["ATVPDKIKX0DER"]),
+                    key=lambda r: r["createdTime"])
+    sim.post("/_sim/reports", {"hold": [newest_us["reportId"]]})
     config = write_config(tmp_path, sim.url, {
         "object": "reports_2021-06-30.getReports", "download": "true",
         "report_types": f"[{SETTLEMENTS}]", "emit": "page",
         "start_time": iso(NOW - timedelta(days=10))})
     out = tmp_path / "out" / "p.jsonl"
-    first = run_spd("once", "-c", str(config))
-    assert first.returncode == 0, first.stderr
-    pages = read_jsonl(out)
-    listed = [r for r in sim.get("/_sim/reports")["reports"] if r["reportType"] == SETTLEMENTS]
-    assert len(listed) >= 6  # 3+ settlement periods x 2 marketplaces
-    rows = [row for page in pages for row in page["results"]]
-    assert {r["settlement-id"] for r in rows} == {r["reportId"] for r in listed}
-    assert {p["object_type"] for p in pages} == {f"report:{SETTLEMENTS}"}
-    assert any("." in r["posted-date-time"][:5] for r in rows)  # the German report's dates
-    downloads = sim.get("/_sim/reports")["downloads"]
-    assert downloads == len(listed)
 
-    second = run_spd("once", "-c", str(config))
-    assert second.returncode == 0, second.stderr
-    assert read_jsonl(out) == pages  # nothing new
+    def once() -> set[str]:
+        result = run_spd("once", "-c", str(config))
+        assert result.returncode == 0, result.stderr
+        pages = read_jsonl(out)
+        assert {p["object_type"] for p in pages} == {f"report:{SETTLEMENTS}"}
+        ids = [row["settlement-id"] for page in pages for row in page["results"]
+               if row.get("settlement-start-date")]  # one summary row per settlement
+        assert len(ids) == len(set(ids)), "a settlement was emitted twice"
+        return set(ids)
+
+    everything = {r["reportId"] for r in listed}
+    assert once() == everything - {newest_us["reportId"]}
+    downloads = sim.get("/_sim/reports")["downloads"]
+    assert downloads == len(listed) - 1
+    assert once() == everything - {newest_us["reportId"]}  # held: the DE one is listed, not redone
     assert sim.get("/_sim/reports")["downloads"] == downloads
-    with sqlite3.connect(tmp_path / "state.db") as db:
-        done = {r[0] for r in db.execute("SELECT report_id FROM report_done")}
-    assert done <= {r["reportId"] for r in listed}
+    sim.post("/_sim/reports", {"release": [newest_us["reportId"]]})
+    assert once() == everything
+    lines = out.read_text().count("\n")
+    assert once() == everything and out.read_text().count("\n") == lines  # nothing new
+    assert sim.get("/_sim/reports")["downloads"] == len(listed)
+    rows = [row for page in read_jsonl(out) for row in page["results"]]
+    assert any(r["posted-date-time"].endswith("UTC") and "." in r["posted-date-time"][:5]
+               for r in rows)  # the German report's dates, as Amazon writes them

@@ -17,6 +17,7 @@ from spd.objects import ObjectType, content_hash, dig, normalize_timestamp
 API = "reports_2021-06-30"
 REPORT_PREFIX = "report:"
 SETTLEMENT_V2 = "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"
+MAX_AGE = timedelta(days=730)  # how far back Amazon's report data reaches
 _NAME = re.compile(r"[A-Z][A-Z0-9_]{2,127}")
 _ORDERS = dict(fmt="tsv", id_fields=("amazon-order-id", "sku"), created_field="purchase-date",
                updated_field="last-updated-date")
@@ -91,7 +92,8 @@ def resolve_report_type(name: str) -> ObjectType:
         created_field=spec.created_field, updated_field=spec.updated_field,
         max_window=None if spec.snapshot else spec.max_window, lag=timedelta(minutes=2),
         echo_before=None, marketplace_param="marketplaceIds", token_alone=False,
-        aliases=(), supported=True, kind="report",
+        aliases=(), supported=True, kind="report", max_age=None if spec.snapshot else MAX_AGE,
+        single_marketplace=True,  # one report (and one watermark, one encoding) per marketplace
     )
 
 

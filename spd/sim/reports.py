@@ -5,7 +5,7 @@ Documents are gzipped TSV encoded as Amazon does per marketplace: Cp1252 for Nor
 Europe, Shift_JIS for Japan, with the charset in the Content-Type. Settlement reports are made by
 "Amazon" on its own, one per marketplace and period, and are only listed by getReports. Knobs
 (`POST /_sim/reports`): processing_seconds, fatal / cancelled (the next N created reports end so),
-settlement_hours, document_ttl_seconds.
+settlement_hours, document_ttl_seconds, and hold / release: [report ids] kept IN_PROGRESS.
 """
 
 from __future__ import annotations
@@ -75,8 +75,11 @@ class SimReport:
     processing: float  # seconds from creation to the outcome
     document_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    held: bool = False  # kept IN_PROGRESS by a test (POST /_sim/reports {"hold": [ids]})
 
     def status(self, now: float) -> str:
+        if self.held:
+            return "IN_PROGRESS"
         if now >= self.created + self.processing:
             return self.outcome
         return "IN_PROGRESS" if now >= self.created + self.processing / 3 else "IN_QUEUE"
@@ -145,9 +148,9 @@ class ReportWorld:
             end = (k + 1) * period
             if end <= self._settled_until or end < first:
                 continue
-            for market in self.state.settings.marketplaces:
-                self.add(SimReport(self.next_id(), SETTLEMENT, [market], end + 60, end - period,
-                                   end, "DONE", self.knobs.processing_seconds))
+            for i, market in enumerate(self.state.settings.marketplaces):  # a few minutes apart
+                self.add(SimReport(self.next_id(), SETTLEMENT, [market], end + 60 + 300 * i,
+                                   end - period, end, "DONE", self.knobs.processing_seconds))
             self._settled_until = end
 
     def document(self, doc_id: str) -> tuple[bytes, str]:
@@ -440,6 +443,9 @@ def add_routes(app: web.Application, state: Any) -> None:
     async def control(request: web.Request) -> web.Response:
         if request.method == "POST":
             changes = orjson.loads(await request.read() or b"{}")
+            for key, flag in (("hold", True), ("release", False)):
+                for report_id in changes.pop(key, ()):
+                    w.reports[report_id].held = flag
             for key, value in changes.items():
                 if not hasattr(w.knobs, key):
                     return web.json_response({"error": f"unknown knob {key}"}, status=400)
