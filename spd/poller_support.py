@@ -78,9 +78,9 @@ def fold_fanned_out(store: Any, name: str, keys: list[str]) -> None:
     if not states:
         return
     store.finish_window(name, min(s.watermark for s in states))
-    parts = [f"{s.poller.split('@', 1)[1]} at {format_ts(s.watermark)}" + (f" ({s.note})" if s.note else "")
-             for s in states]
-    store.set_note(name, "per marketplace: " + ", ".join(parts))
+    parts = [f"{s.poller.split('@', 1)[1]} at {format_ts(s.watermark)}" for s in states]
+    notes = sorted({s.note for s in states if s.note})  # a clamped start is the same for all
+    store.set_note(name, "; ".join(["per marketplace: " + ", ".join(parts), *notes]))
 
 
 def market_value(op: Any, name: str, market: str) -> Any:
