@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from spd.reports.poller import ReportFailedError, ReportPoller, parse_token
 from spd.reports.registry import normalize_report_time, resolve_report_type
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator
-from spd.sim.reports import EU_CITIES, JP_TITLES
+from spd.sim.report_documents import EU_CITIES, JP_TITLES
 from spd.state import StateStore
 from test_e2e import iso
 from test_poller import RecordingEmitter
@@ -332,6 +331,25 @@ async def test_crash_mid_report_resumes_inside_the_same_report(tmp_path: Path, s
     rows = [json.dumps(m["data"], sort_keys=True) for m in first + h2.recorder.messages]
     assert rows == [json.dumps(m["data"], sort_keys=True) for m in clean.recorder.messages]
     assert report_id  # nothing repeated, nothing lost, in the same order
+
+
+async def test_resumed_report_that_is_gone_is_requested_again(tmp_path: Path, sim: Simulator) -> None:
+    h = Harness(tmp_path, sim, orders_poller(25))
+    poller = await h.start()
+    h.recorder.fail_on = {2}
+    with pytest.raises(Exception):
+        await poller.run()
+    await h.stop()
+    report_id, done = parse_token(h.state().next_token)
+    assert done == 100
+    await sim_post(sim, "/_sim/reports", {"forget": [report_id]})
+    h2 = Harness(tmp_path, sim, orders_poller(25))
+    poller = await h2.start()
+    result = await poller.run()
+    await h2.stop()
+    assert result.caught_up and await calls(sim, "createReport") == 2
+    emitted = {m["data"]["amazon-order-id"] for m in h2.recorder.messages}
+    assert emitted == await truth_ids(sim, NOW - timedelta(days=25), "ATVPDKIKX0DER")
 
 
 async def test_stop_while_processing_then_restart_waits_for_the_same_report(tmp_path: Path, sim: Simulator) -> None:

@@ -89,7 +89,17 @@ class ReportPoller(Poller):
         try:
             if report_id is None:
                 report_id = await self.request_report(window)
-            report = await self.wait_for(report_id)
+            try:
+                report = await self.wait_for(report_id)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                # the report expired (Amazon keeps them 90 days) or never existed: a new one
+                self.log.warning("report_gone", report_id=report_id, rows_done=done)
+                self.store.restart_window(key)
+                self.ledger.clear_attempt(key)  # type: ignore[union-attr]
+                report_id, done, state.page = await self.request_report(window), 0, 0
+                report = await self.wait_for(report_id)
             if report["processingStatus"] != "DONE":
                 return await self.report_failed(window, report)
             page_no = state.page
