@@ -269,7 +269,8 @@ class Poller:
     async def fetch_page(self, window: Window, token: str | None) -> Page:
         """One request: the window's filters, or the next token (alone where the API wants it)."""
         params = self.request_params(window, token)
-        response = await self.client.call(self.account_name, self.operation, params)
+        response = await self.client.call(self.account_name, self.operation, params,
+                                          restricted=self.config.restricted)
         body = response.body
         ot = self.object_type
         objects = dig(body, ot.results_path)

@@ -4,7 +4,6 @@ for the exact method and path, cached until expiresIn, a clear error without the
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -190,14 +189,6 @@ def test_exec_restricted_subprocess(tmp_path, sim_factory):
     assert sim.get("/_sim/stats")["lwa"]["rdt_issued"] == 1
 
 
-def _poller_passes_restricted() -> bool:
-    from spd.poller import Poller
-
-    return "restricted" in inspect.getsource(Poller)
-
-
-@pytest.mark.xfail(not _poller_passes_restricted(),
-                   reason="the poller does not pass restricted= to client.call yet", strict=False)
 def test_poller_with_restricted_emits_personal_data(tmp_path, sim_factory):
     now = datetime.now(timezone.utc).replace(microsecond=0)
     sim = sim_factory(orders=60, purchase_orders=0, start=now - timedelta(days=1), end=now,
