@@ -173,8 +173,8 @@ def consume(broker: TansuBroker, topic: str, idle: float = 1.5) -> list[Any]:
 
 def test_receiver_down_then_back_delivers_everything_once(tmp_path: Path, sim_factory: Any,
                                                           hook: WebhookReceiver) -> None:
-    """Receiver down mid-run: the poller stalls with the reason in `spd status`, holds its
-    checkpoint, and resumes by itself; only the page in flight is repeated."""
+    """Receiver down mid-run, then answering 500: the poller stalls with the reason in `spd
+    status`, holds its checkpoint, and resumes by itself; only the page in flight is repeated."""
     scene = Scene(sim_factory, tmp_path, orders=1200)
     hook.set("slow", delay=0.003)
     scene.write({"hook": webhook(hook.url)})
@@ -182,13 +182,13 @@ def test_receiver_down_then_back_delivers_everything_once(tmp_path: Path, sim_fa
     try:
         wait_for(lambda: hook.count() >= 250, timeout=30)
         hook.down()
-        stalled = wait_for(lambda: "last error:" in (line := scene.status_line()) and line, timeout=20)
-        assert "POST" in stalled and "failed" in stalled and "ClientConnectorError" in stalled, stalled
-        held, got = scene.state(), hook.count()
-        time.sleep(2.5)  # at least one more failed run: nothing moves while the receiver is down
-        assert (scene.state()["watermark"], scene.state()["page"]) == (held["watermark"], held["page"])
-        assert hook.count() == got and not scene.caught_up()
+        held = assert_stalled(scene, "ClientConnectorError")
+        got = hook.count()
+        hook.set(500)
         hook.up()
+        assert_stalled(scene, "HTTP 500: receiver says 500", held)
+        assert hook.count() == got and hook.received(500)
+        hook.set("ok")
         wait_for(scene.caught_up, timeout=30)
         wait_for(lambda: scene.state()["last_error"] is None, timeout=10)
     finally:
@@ -196,11 +196,25 @@ def test_receiver_down_then_back_delivers_everything_once(tmp_path: Path, sim_fa
     truth, found = scene.truth(), ids([r.doc for r in hook.accepted()])
     missing = truth - set(found)
     assert not missing, f"{len(missing)} of {len(truth)} lost, e.g. {sorted(missing)[:3]}"
-    assert 0 < duplicates(found) <= PAGE, f"{duplicates(found)} duplicates for one outage"
+    assert 0 < duplicates(found) <= PAGE, f"{duplicates(found)} duplicates, more than the page in flight"
     # X-SPD-Delivery is an idempotency key: one per object version, also across re-emission.
     assert len(hook.by_delivery()) == len(set(found))
     assert hook.bad_signatures == 0
     assert "last error:" not in scene.status_line()
+
+
+def assert_stalled(scene: Scene, reason: str, held: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Waits until `spd status` gives `reason` as the last error, then checks that the checkpoint
+    holds over more failed runs; returns it."""
+    wait_for(lambda: reason in scene.status_line(), timeout=20)
+    assert "POST" in scene.status_line() and "failed" in scene.status_line()
+    held = held or scene.state()
+    time.sleep(2.2)  # at least one more failed run (interval 1s, max_retry_time 1.5s)
+    now = scene.state()
+    assert (now["watermark"], now["window_start"], now["page"]) == (
+        held["watermark"], held["window_start"], held["page"])
+    assert not scene.caught_up()
+    return held
 
 
 def test_sigkill_during_webhook_delivery_loses_nothing(tmp_path: Path, sim_factory: Any,
