@@ -13,10 +13,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from conftest import read_jsonl, run_spd
+from spd.client import SpClient
 from spd.config import load_config
-from spd.reports.document import DocumentStream, parse_bytes
+from spd.errors import ApiError
+from spd.reports.document import DocumentStream, iter_rows, parse_bytes
 from spd.reports.formats import ReportFormatError
 from spd.reports.poller import ReportFailedError, ReportPoller, parse_token
 from spd.reports.registry import normalize_report_time, resolve_report_type
@@ -414,3 +417,49 @@ def test_settlements_are_processed_exactly_once_across_runs(tmp_path: Path, sim_
     rows = [row for page in read_jsonl(out) for row in page["results"]]
     assert any(r["posted-date-time"].endswith("UTC") and "." in r["posted-date-time"][:5]
                for r in rows)  # the German report's dates, as Amazon writes them
+
+
+# -- SpClient.download_stream ----------------------------------------------------------------------
+
+async def test_download_stream_retries_opening_and_streams_in_chunks() -> None:
+    hits: list[str] = []
+    body = gzip.compress(("sku\tname\n" + "".join(f"S{i}\tCafé {i}\n" for i in range(5000))).encode("cp1252"))
+
+    async def doc(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path)
+        if len(hits) == 1:
+            return web.Response(status=503)
+        if request.path == "/cut":  # the connection drops in the middle of the body
+            response = web.StreamResponse(headers={"Content-Length": str(len(body))})
+            await response.prepare(request)
+            await response.write(body[:1000])
+            request.transport.close()
+            return response
+        response = web.StreamResponse(headers={"Content-Type": "text/plain;charset=Cp1252"})
+        await response.prepare(request)
+        for i in range(0, len(body), 4096):
+            await response.write(body[i:i + 4096])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{name}", doc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with SpClient({}, None, backoff_base=0.01) as client:
+            async with client.download_stream(f"http://{host}:{port}/doc") as download:
+                stream = DocumentStream(compression="GZIP", content_type=download.content_type)
+                rows = [r async for batch in iter_rows(download.chunks(), stream) for r in batch]
+            assert len(rows) == 5000 and rows[-1] == {"sku": "S4999", "name": "Café 4999"}
+            assert hits == ["/doc", "/doc"]  # a 503 on opening is retried
+            with pytest.raises(ApiError) as failure:
+                async with client.download_stream(f"http://{host}:{port}/cut") as download:
+                    async for _chunk in download.chunks():
+                        pass
+            assert failure.value.retriable
+    finally:
+        await runner.cleanup()
+
