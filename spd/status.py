@@ -17,8 +17,18 @@ def collect_status(config: Any) -> list[dict[str, Any]]:
     if path.exists():
         with StateStore(path) as store:
             states = {s.poller: s for s in store.all()}
-    rows = [status_row(name, cfg, states.get(name)) for name, cfg in config.pollers.items()]
-    rows += [status_row(name, None, state) for name, state in states.items() if name not in config.pollers]
+    rows = []
+    for name, cfg in config.pollers.items():
+        row = status_row(name, cfg, states.get(name))
+        markets = [status_row(key, cfg, state) for key, state in states.items() if key.startswith(f"{name}@")]
+        if markets:  # a poller fanned out per marketplace: its counts live on those rows
+            row["marketplaces"] = markets
+            row["objects_emitted"] = sum(m["objects_emitted"] for m in markets)
+            row["pages_emitted"] = sum(m["pages_emitted"] for m in markets)
+            row["last_error"] = row["last_error"] or next((m["last_error"] for m in markets if m["last_error"]), None)
+        rows.append(row)
+    known = {r["poller"] for r in rows} | {m["poller"] for r in rows for m in r.get("marketplaces", [])}
+    rows += [status_row(name, None, state) for name, state in states.items() if name not in known]
     return rows
 
 
@@ -60,6 +70,9 @@ def format_status(rows: list[dict[str, Any]]) -> list[str]:
         if not row["in_config"]:
             parts.append("(no longer in the config)")
         lines.append(f"{row['poller']}: " + ", ".join(parts))
+        lines += [f"  {m['poller']}: watermark {m['watermark'] or '-'}, {m['objects_emitted']} objects emitted"
+                  + (f", last error: {m['last_error']}" if m["last_error"] else "")
+                  for m in row.get("marketplaces", [])]
     return lines
 
 

@@ -54,6 +54,9 @@ async def test_single_marketplace_types_fan_out_with_their_own_watermarks(tmp_pa
     assert parent.watermark == min(states[f"inv@{m}"].watermark for m in (US, CA))
     assert f"{US} at " in parent.note and f"{CA} at " in parent.note
     assert any(line.startswith("inv: watermark") and "per marketplace" in line for line in lines)
+    assert f"{len(recorder.messages)} objects emitted" in lines[0]  # the marketplaces' sum
+    assert sorted(line.split(":")[0] for line in lines[1:3]) == sorted([f"  inv@{US}", f"  inv@{CA}"])
+    assert not any("no longer in the config" in line for line in lines)
 
 
 async def test_resetting_a_fanned_out_poller_restarts_every_marketplace(tmp_path: Path, sim: Simulator) -> None:
