@@ -107,6 +107,9 @@ class Poller:
     market: str | None = None  # the one marketplace this series polls (fan-out)
     state_key: str = ""  # the state row: the poller's name, or "name@MARKETPLACE"
     items_operation: Any = None  # ordersV0.getOrderItems when `include: [items]`
+    # Emitters that already acknowledged a page whose delivery failed elsewhere, so a retry of
+    # the same page goes only to the others: (state key, window start, page, content) -> indexes.
+    acked: dict[tuple, set[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state_key = self.state_key or self.name
@@ -352,10 +355,18 @@ class Poller:
                                   objects=triples)
         if not messages:
             return
-        results = await asyncio.gather(*(e.send(messages) for e in self.emitters),
+        key = (self.state_key, start, page_no, hash(tuple((i, c) for i, c, _ in triples)))
+        if len(self.acked) > 64:  # pages that were never retried (window restarted, config reloaded)
+            self.acked.clear()
+        done = self.acked.setdefault(key, set())
+        pending = [i for i in range(len(self.emitters)) if i not in done]
+        results = await asyncio.gather(*(self.emitters[i].send(messages) for i in pending),
                                        return_exceptions=True)
+        done.update(i for i, r in zip(pending, results) if not isinstance(r, BaseException))
         failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
+        if not failures:
+            self.acked.pop(key, None)
+        else:
             first = failures[0]
             if isinstance(first, SpdError):
                 raise DeliveryError(f"poller {self.name}: page {page_no} not delivered: {first}")

@@ -153,3 +153,29 @@ async def test_max_items_per_run_stops_at_a_page_boundary(tmp_path: Path, sim: S
     assert second.objects == 300
     ids = [m["id"] for m in recorder.messages]
     assert len(ids) == len(set(ids)) == 600
+
+
+async def test_a_retried_page_goes_only_to_the_emitters_that_did_not_acknowledge_it(
+        tmp_path: Path, sim: Simulator) -> None:
+    start = NOW - timedelta(days=21)
+    config = load_config(write_config(tmp_path, sim.url, {"p": {
+        "object": "ordersV0.getOrders", "start_time": iso(start), "emit": "page"}}))
+    config = config.model_copy(update={"emitters": {**config.emitters, "second": config.emitters["archive"]}})
+    config.pollers["p"].emitters.append("second")  # type: ignore[attr-defined]
+    healthy, flaky = RecordingEmitter("archive"), RecordingEmitter("second")
+    flaky.fail_on = {2, 3}  # page 2 fails twice, then goes through
+    store = StateStore(Path(config.state.path))
+    store.open()
+    runtime = Runtime(config, store, emitter_factory=lambda name, cfg: healthy if name == "archive" else flaky)
+    await runtime.start()
+    try:
+        for _ in range(2):
+            with pytest.raises(DeliveryError):
+                await runtime.pollers["p"].run()
+        await runtime.pollers["p"].run()
+    finally:
+        await runtime.close()
+        store.close()
+    pages = [m["page"] for m in healthy.messages]
+    assert pages == sorted(set(pages))  # the healthy emitter got page 2 once, not three times
+    assert [m["page"] for m in flaky.messages] == pages
