@@ -68,10 +68,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from spd.catalog import load_catalog
-    from spd.jobs import check_jobs
+    from spd.runtime import check_config
 
     config = load(args)
-    check_jobs(config, load_catalog())
+    check_config(config, load_catalog())
     print(f"{config.path}: ok")
     for line in config.describe():
         print(f"  {line}")

@@ -24,7 +24,7 @@ from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsCon
                                  StdoutEmitterConfig, WebhookEmitterConfig, ConfigModel)
 from spd.durations import format_duration, format_ts
 from spd.errors import ConfigError, SpdError, UsageError
-from spd.yamlload import KeyPath, YamlDoc, load_yaml
+from spd.yamlload import KeyPath, YamlDoc, format_error, load_yaml
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DEFAULT_INTERVAL = timedelta(minutes=2)
@@ -86,10 +86,13 @@ class PollerConfig(ConfigModel):
         return self
 
     def identity(self) -> str:
-        """Stable short hash of what the watermark means: account, object type, field, params."""
+        """Stable short hash of what the watermark means: account, object type, field, params
+        (and the report types and download flag of a settlements poller)."""
         name = self.object_type.name if self.object_type is not None else self.object
-        blob = json.dumps([self.account, name, self.timestamp_field, self.params],
-                          sort_keys=True, separators=(",", ":"), default=str)
+        parts: list[Any] = [self.account, name, self.timestamp_field, self.params]
+        if self.report_types or self.download:  # only when set, so older identities stay valid
+            parts += [sorted(self.report_types or []), self.download]
+        blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -138,8 +141,9 @@ class JobConfig(ConfigModel):
 
 
 class Config(ConfigModel):
-    internal_keys: ClassVar[frozenset[str]] = frozenset({"path"})
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"path", "lines"})
     path: Path | None = None  # the file it was loaded from
+    lines: dict[tuple, int] = Field(default_factory=dict, exclude=True, repr=False)  # key path -> line
     state: StateConfig
     log: LogConfig = LogConfig()
     http: HttpConfig | None = None
@@ -203,6 +207,12 @@ class Config(ConfigModel):
             raise UsageError(f"several accounts ({', '.join(self.accounts)}) and none is marked "
                              "default: true; choose one with --account NAME")
         return chosen, self.accounts[chosen]
+
+    def error(self, key_path: str, problem: str) -> ConfigError:
+        """A ConfigError at a dotted key path (`pollers.orders.params`), with the file and line."""
+        path = tuple(key_path.split("."))
+        doc = YamlDoc(str(self.path), None, self.lines)
+        return ConfigError(format_error(doc.file, path, doc.line(path), problem))
 
     def describe(self) -> list[str]:
         """Human lines for `spd validate`: accounts, emitters and pollers, without any secret."""
@@ -287,7 +297,7 @@ def load_config(path: str | Path) -> Config:
     _check_internal_keys(doc)
     _check_emitter_types(doc)
     try:
-        config = Config.model_validate({**doc.data, "path": file})
+        config = Config.model_validate({**doc.data, "path": file, "lines": doc.lines})
     except ValidationError as exc:
         raise translate(exc, doc, Config) from None
     return _absolute_paths(config, file.parent.absolute())

@@ -28,7 +28,8 @@ from spd.state import StateStore
 
 log = structlog.get_logger("spd.daemon")
 
-DRAIN_TIMEOUT = 25.0  # in-flight pages get this long to finish; the whole stop stays under 30 s
+DRAIN_TIMEOUT = 15.0  # in-flight pages get this long to finish; with the emitters' bounded close
+# (CLOSE_TIMEOUT each) the whole stop stays under 30 s
 
 
 class Daemon:

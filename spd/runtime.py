@@ -6,6 +6,8 @@ reload closes one and builds the next over the same state store.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,6 +18,7 @@ from spd.catalog import load_catalog
 from spd.client import SpClient
 from spd.emitters import build_emitter
 from spd.emitters.base import Emitter
+from spd.errors import ConfigError
 from spd.logging import redact_secrets
 from spd.poller import Poller
 from spd.reports.poller import poller_class
@@ -24,6 +27,10 @@ from spd.state import StateStore
 log = structlog.get_logger("spd.runtime")
 
 EmitterFactory = Callable[[str, Any], Emitter]
+
+# "pollers.orders.params: problem": a check's message, to be given the file and line.
+KEY_PATH_MESSAGE = re.compile(r"^((?:pollers|jobs)\.[^\s:]+): (.*)$")
+CLOSE_TIMEOUT = 8.0  # flushing an emitter whose peer is down must not hold up the stop
 
 
 @dataclass
@@ -41,8 +48,9 @@ class Runtime:
     async def start(self) -> None:
         """Checks every poller's identity, then opens the client and the emitters."""
         register_config_secrets(self.config)
-        self.check_identities()
         catalog = load_catalog()
+        check_config(self.config, catalog)
+        self.check_identities()
         self.client = SpClient(self.config.accounts, catalog)
         await self.client.start()
         for name, cfg in self.config.emitters.items():
@@ -73,15 +81,39 @@ class Runtime:
 
     async def close(self) -> None:
         """Flushes and closes the emitters, then the client; safe to call twice."""
-        for name, emitter in list(self.emitters.items()):
+        async def close_one(name: str, emitter: Emitter) -> None:
             try:
-                await emitter.close()
+                await asyncio.wait_for(emitter.close(), CLOSE_TIMEOUT)
             except Exception as exc:  # one emitter failing to close must not keep the others open
-                log.error("emitter_close_failed", emitter=name, error=str(exc))
+                log.error("emitter_close_failed", emitter=name, error=str(exc) or type(exc).__name__)
+
+        await asyncio.gather(*(close_one(n, e) for n, e in self.emitters.items()))
         self.emitters.clear()
         if self.client is not None:
             await self.client.close()
             self.client = None
+
+
+def check_config(config: Any, catalog: Any) -> None:
+    """What a config can only be checked for against the object types and the catalog: each
+    poller's required params, `include` and `download`, and each job's operation and params.
+    `spd validate` runs it too, so these errors show before the daemon starts."""
+    from spd.jobs import check_jobs
+    from spd.poller_support import check_poller_params
+    from spd.reports.settlements import check_download
+
+    try:
+        for name, cfg in config.pollers.items():
+            if getattr(cfg, "download", False):
+                check_download(cfg)  # settlements: report_types stand for params.reportTypes
+            else:
+                check_poller_params(name, cfg.object_type, cfg)
+        check_jobs(config, catalog)
+    except ConfigError as exc:
+        located = KEY_PATH_MESSAGE.match(str(exc))
+        if located is None or not hasattr(config, "error"):
+            raise
+        raise config.error(located.group(1), located.group(2)) from None
 
 
 def register_config_secrets(config: BaseModel) -> None:

@@ -156,3 +156,13 @@ def test_demo_runs_without_credentials() -> None:
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("spd demo: ") and " objects emitted (" in summary
     assert "Traceback" not in result.stderr
+
+
+def test_validate_checks_what_the_object_type_needs(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", {
+        "features": {"object": "fulfillmentOutbound_2020-07-01.getFeatureInventory",
+                     "timestamp_field": "updated"}})
+    result = run_spd("validate", "-c", str(config))
+    assert_one_line_error(result, 78, (
+        f"spd: {config}: pollers.features.params (line 11): fulfillmentOutbound_2020-07-01.getFeatureInventory needs "
+        "featureName; add featureName: VALUE to params"))
