@@ -18,7 +18,7 @@ DEFAULT_BURST = 1
 # full bucket therefore starts our refill a little later, to absorb latency jitter. With a burst
 # above 1 that happens once per busy period (no throughput cost); with burst 1 the bucket is full
 # at every take, so there the guard is paid per request and capped at 2 % of the interval.
-DEFAULT_GUARD = 0.05
+DEFAULT_GUARD = 0.15  # tolerates 150 ms of jitter between our send and Amazon seeing it
 GUARD_SHARE = 0.02
 _EPSILON = 1e-9
 
