@@ -303,6 +303,8 @@ def test_sigkilled_writer_keeps_every_returned_checkpoint(tmp_path: Path, db: Pa
         child.kill()
         child.wait()
     assert last >= 120, child.stderr.read()
+    # The writer may have returned from more checkpoints than the test had read before the kill.
+    last = max([last] + [int(line) for line in child.stdout.read().split()])
     with StateStore(db, daemon=True) as s:  # the lock died with the writer
         st = s.get("orders")
     assert last <= st.pages_emitted <= last + 1
