@@ -6,6 +6,9 @@ import importlib
 import sys
 
 BENCHES = {"emitters": "tests.bench.emitters", "report_memory": "tests.bench.report_memory"}
+BENCHES["throughput"] = "tests.bench.throughput"
+BENCHES["ratelimit"] = "tests.bench.ratelimit"
+BENCHES["scale"] = "tests.bench.scale"
 
 
 def main(argv: list[str]) -> int:

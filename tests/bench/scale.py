@@ -1,0 +1,212 @@
+"""`python -m tests.bench scale [--accounts 200] [--interval 60] [--idle 70]`: one `spd run` process
+with accounts x 5 object types pollers (1,000 by default) against the simulator (its own process,
+Amazon's usage plans enforced, one bucket per account): peak RSS, CPU share while idle and the p99
+lateness of scheduled runs.
+
+- Catch-up: from start until every poller has completed its first run (`poll_completed` in the
+  daemon's JSON logs); each starts one hour back, so that is one or two pages per poller.
+- Idle: the next `--idle` seconds (default interval + 10 s: one full round of scheduled runs;
+  between rounds the daemon uses no measurable CPU at all); pollers keep running on their
+  interval (jitter 5 % of it, at most 5 s), finding little new. CPU share = CPU seconds of the
+  daemon / wall seconds.
+- Lateness: the daemon runs in a process that is exactly `spd run` except that APScheduler's
+  coroutine-job runner is wrapped to log `poll_started` with the scheduled (jittered) run time and
+  the moment the run actually began; lateness = began - scheduled, for the runs scheduled inside
+  the idle window. The first runs (all due at start) are reported apart as `catch_up`.
+- Peak RSS: VmHWM of the daemon process at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from tests.bench.throughput import ROOT, SimProcess, account_yaml, iso
+
+# (object type, timestamp field): two Orders APIs, vendor orders and two generic types.
+OBJECT_TYPES = (
+    ("ordersV0.getOrders", "updated"),
+    ("orders_2026-01-01.searchOrders", "updated"),
+    ("vendorOrders.getPurchaseOrders", "created"),
+    ("financesV0.listFinancialEventGroups", "created"),
+    ("fulfillmentInboundV0.getShipments", "updated"),
+)
+
+
+def write_config(tmp: Path, url: str, accounts: int, interval: int) -> tuple[Path, int]:
+    """accounts x OBJECT_TYPES pollers, each account with its own refresh token (own buckets)."""
+    start = iso(datetime.now(timezone.utc) - timedelta(hours=1))
+    lines = [f"state: {{path: {tmp / 'state.db'}}}", "log: {level: info, format: json}", "accounts:"]
+    for a in range(accounts):
+        lines += account_yaml(f"acct{a:03d}", url, refresh_token=f"bench-refresh-{a:03d}")
+    lines += ["emitters:", f"  file: {{type: file, path: \"{tmp / 'out'}/{{account}}.jsonl\"}}",
+              "pollers:"]
+    for a in range(accounts):
+        for n, (object_type, field) in enumerate(OBJECT_TYPES):
+            lines += [f"  acct{a:03d}-t{n}:", f"    account: acct{a:03d}", f"    object: {object_type}",
+                      f"    timestamp_field: {field}", "    emit: page", f"    start_time: {start}",
+                      f"    interval: {interval}s", "    emitters: [file]"]
+    path = tmp / "spd.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path, accounts * len(OBJECT_TYPES)
+
+
+def instrumented_run(config: str) -> int:
+    """`spd run -c CONFIG`, with `poll_started` (scheduled vs began) and `poll_skipped` logged."""
+    import structlog
+    from apscheduler.executors import asyncio as executor
+    from apscheduler.executors.base import MaxInstancesReachedError
+
+    from spd.cli import main as spd_main
+
+    log = structlog.get_logger("bench.scale")
+    run_job = executor.run_coroutine_job
+
+    async def timed(job: Any, alias: str, run_times: list[datetime], logger_name: str) -> Any:
+        log.info("poll_started", poller=job.id, scheduled=run_times[-1].timestamp(), began=time.time())
+        return await run_job(job, alias, run_times, logger_name)
+
+    submit = executor.AsyncIOExecutor.submit_job
+
+    def counted(self: Any, job: Any, run_times: list[datetime]) -> None:
+        try:
+            submit(self, job, run_times)
+        except MaxInstancesReachedError:
+            log.info("poll_skipped", poller=job.id, scheduled=run_times[-1].timestamp())
+            raise
+
+    executor.run_coroutine_job = timed
+    executor.AsyncIOExecutor.submit_job = counted
+    return spd_main(["run", "-c", config])
+
+
+class LogReader:
+    """Reads the daemon's JSON log lines as they are appended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.events: list[dict[str, Any]] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        new = []
+        for line in data[:end].splitlines():
+            try:
+                new.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                new.append({"event": "not_json", "line": line.decode(errors="replace")[:200]})
+        self.events += new
+        return new
+
+
+def wait_catch_up(proc: psutil.Process, logs: LogReader, pollers: int, timeout: float) -> float:
+    """Seconds until every poller completed (or failed) a first run."""
+    began = time.monotonic()
+    done: set[str] = set()
+    while len(done) < pollers:
+        if not proc.is_running() or time.monotonic() - began > timeout:
+            raise SystemExit(f"catch-up incomplete: {len(done)}/{pollers} pollers ran; see the log")
+        time.sleep(0.5)
+        done |= {e["poller"] for e in logs.read() if e.get("event") in ("poll_completed", "poll_failed")}
+    return time.monotonic() - began
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def lateness(events: list[dict[str, Any]], since: float, until: float) -> dict[str, Any]:
+    late = [e["began"] - e["scheduled"] for e in events
+            if e.get("event") == "poll_started" and since <= e["scheduled"] < until]
+    skipped = sum(1 for e in events
+                  if e.get("event") == "poll_skipped" and since <= e["scheduled"] < until)
+    ms = lambda v: None if v is None else round(v * 1000, 1)  # noqa: E731
+    return {"runs": len(late), "skipped_still_running": skipped, "p50_ms": ms(percentile(late, 50)),
+            "p99_ms": ms(percentile(late, 99)), "max_ms": ms(max(late, default=None))}
+
+
+def counts(events: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e in events:
+        if e.get("level") in ("error", "warning") or e.get("event") == "not_json":
+            out[e.get("event", "?")] = out.get(e.get("event", "?"), 0) + 1
+    return out
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run(accounts: int, interval: int, idle: float, tmp: Path) -> dict[str, Any]:
+    with SimProcess() as sim:
+        config, pollers = write_config(tmp, sim.url, accounts, interval)
+        log_path = tmp / "spd.log"
+        cmd = [sys.executable, "-m", "tests.bench.scale", "--daemon", str(config)]
+        popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"))
+        proc, logs = psutil.Process(popen.pid), LogReader(log_path)
+        try:
+            started = time.time()
+            catch_up = wait_catch_up(proc, logs, pollers, timeout=600)
+            cpu0, wall0, since = sum(proc.cpu_times()[:2]), time.monotonic(), time.time()
+            time.sleep(idle)
+            cpu1, wall1, until = sum(proc.cpu_times()[:2]), time.monotonic(), time.time()
+            rss = peak_rss_mb(popen.pid)
+            logs.read()
+        finally:
+            popen.send_signal(signal.SIGTERM)
+            code = popen.wait(60)
+        stats = sim.get("/_sim/stats")["operations"]
+    return {
+        "bench": "scale", "accounts": accounts, "pollers": pollers, "interval_s": interval,
+        "catch_up_s": round(catch_up, 1), "peak_rss_mb": round(rss, 1),
+        "idle_window_s": round(wall1 - wall0, 1),
+        "idle_cpu_share": round((cpu1 - cpu0) / (wall1 - wall0), 3),
+        "lateness_idle": lateness(logs.events, since, until),
+        "lateness_catch_up": lateness(logs.events, started - 5, since),
+        "warnings_errors": counts(logs.events), "exit_code": code,
+        "sim_requests": sum(s.get("requests", 0) for s in stats.values()),
+        "sim_throttled_429": sum(s.get("throttled", 0) for s in stats.values()),
+    }
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--daemon"]:
+        return instrumented_run(argv[1])
+    parser = argparse.ArgumentParser(prog="python -m tests.bench scale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=200, help="accounts (x 5 object types)")
+    parser.add_argument("--interval", type=int, default=60, help="poll interval, seconds")
+    parser.add_argument("--idle", type=float, default=None,
+                        help="idle window, seconds (default: interval + 10, so it holds one full "
+                             "round of scheduled runs; a shorter one can hold none at all)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        idle = args.interval + 10.0 if args.idle is None else args.idle
+        result = run(args.accounts, args.interval, idle, Path(tmp))
+    print(orjson.dumps(result).decode(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,46 @@
+"""The benchmarks still run: each at a tiny size, checked for sane figures (never for speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("sp_api", reason="the benchmarks' peer: pip install -e '.[bench]'")
+pytest.importorskip("psutil", reason="pip install -e '.[bench]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-m", "tests.bench", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
+
+
+def test_throughput_runs_every_client_over_the_same_pages() -> None:
+    out = bench("throughput", "--orders", "300")
+    counts = [out[c]["objects"] for c in ("spd", "sp_api", "ceiling")]
+    assert min(counts) > 250 and max(counts) - min(counts) <= 3  # live data may add an order
+    assert out["objects_per_s_spd_over_ceiling"] > 0 and out["cpu_per_object_spd_over_sp_api"] > 0
+
+
+def test_ratelimit_counts_requests_and_429s_of_each_client() -> None:
+    out = bench("ratelimit", "--seconds", "1", "--purchase-orders", "2000")
+    for client in ("spd", "sp_api", "sp_api_paced"):
+        assert out[client]["ok"] > 0 and out[client]["quota"] > 10, out
+    assert out["spd"]["throttled_429"] == 0, out
+
+
+def test_scale_reports_rss_cpu_and_lateness() -> None:
+    out = bench("scale", "--accounts", "2", "--interval", "2", "--idle", "2")
+    assert out["pollers"] == 10 and out["exit_code"] == 0, out
+    assert out["peak_rss_mb"] > 10 and out["lateness_idle"]["runs"] > 0, out
+    assert out["warnings_errors"] == {}, out
