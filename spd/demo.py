@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -56,17 +57,23 @@ class PrettyEmitter(Emitter):
 def describe_object(doc: dict[str, Any], obj: dict[str, Any]) -> str:
     """`poller  id  status  amount  time` from whichever fields the object has."""
     oid = doc.get("id") or first(obj, "AmazonOrderId", "orderId", "purchaseOrderNumber") or "?"
-    status = first(obj, "OrderStatus", "purchaseOrderState", "fulfillmentStatus") or ""
-    if not status and isinstance(obj.get("fulfillment"), dict):
-        status = obj["fulfillment"].get("fulfillmentStatus", "")
-    total = obj.get("OrderTotal") or {}
-    amount = f"{total.get('CurrencyCode', '')} {total.get('Amount', '')}".strip() if total else ""
-    when = doc.get("cursor") or (doc.get("window") or ["", ""])[1]
+    status = first(obj, "OrderStatus", "purchaseOrderState") or dig(obj, "fulfillment", "fulfillmentStatus") or ""
+    total = obj.get("OrderTotal") or dig(obj, "proceeds", "grandTotal") or {}
+    currency = total.get("CurrencyCode") or total.get("currencyCode") or ""
+    amount = f"{currency} {total.get('Amount') or total.get('amount') or ''}".strip()
+    when = doc.get("cursor") or first(obj, "LastUpdateDate", "lastUpdatedTime") \
+        or dig(obj, "orderDetails", "purchaseOrderDate") or ""
     return f"{doc['poller']:<16} {oid:<22} {status:<18} {amount:<14} {when}"
 
 
 def first(obj: dict[str, Any], *keys: str) -> Any:
     return next((obj[k] for k in keys if obj.get(k)), None)
+
+
+def dig(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
 
 
 async def demo(seconds: float | None) -> int:
@@ -77,6 +84,8 @@ async def demo(seconds: float | None) -> int:
                 as_file(files("spd._config") / "demo.yaml") as config_path:
             os.environ["SPD_SIM_URL"] = sim.url
             os.environ["SPD_STATE_DIR"] = state_dir
+            start = datetime.now(timezone.utc) - timedelta(days=4)
+            os.environ["SPD_DEMO_START"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
             print(f"spd demo: simulator at {sim.url}; polling (Ctrl-C to stop)", file=sys.stderr)
             daemon = Daemon(Path(config_path), emitter_factory=lambda name, cfg: PrettyEmitter(name, counts))
             await daemon.start()

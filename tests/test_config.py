@@ -573,6 +573,7 @@ def test_example_config_mentions_every_key() -> None:
 def test_demo_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPD_SIM_URL", "http://127.0.0.1:18080")
     monkeypatch.setenv("SPD_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("SPD_DEMO_START", "2026-01-01T00:00:00Z")
     config = load_config(ROOT / "config" / "demo.yaml")
     account = config.accounts["demo"]
     assert account.base_url == "http://127.0.0.1:18080"
@@ -587,7 +588,7 @@ def test_demo_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_demo_config_needs_the_simulator_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPD_STATE_DIR", str(tmp_path))
     path = ROOT / "config" / "demo.yaml"
-    assert error_of(path) == (f"{path}: accounts.demo.endpoint (line 13): environment variable SPD_SIM_URL "
+    assert error_of(path) == (f"{path}: accounts.demo.endpoint (line 14): environment variable SPD_SIM_URL "
                               "is not set; set it, or give a default with ${SPD_SIM_URL:-default}")
 
 
