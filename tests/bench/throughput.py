@@ -1,15 +1,21 @@
-"""`python -m tests.bench throughput [--orders 100000]`: objects/s and CPU seconds per 10,000
-objects from the simulator (no rate limits, its own process) to JSON lines in a file, for
+"""`python -m tests.bench throughput [--orders 100000] [--rounds 3]`: objects/s and CPU seconds
+per 10,000 objects from the simulator (no rate limits, its own process) to JSON lines in a file,
+for
 
 - spd: a real `spd once` subprocess, one ordersV0.getOrders poller, file emitter (one message per
   object, fsync per page, the default);
+- spd_burst1000: the same with `rate_limits: {ordersV0.getOrders: {rate: 1000, burst: 1000}}`:
+  the simulator advertises 1000 requests/s, but with the Usage Plan's burst of 20 spd's bucket
+  is full at almost every request and pauses its refill for the 150 ms latency guard each time,
+  which caps it near 20 requests per ~150 ms; a big burst shows the pipeline without that cap;
 - python-amazon-sp-api (`sp_api`): OrdersV0.get_orders paged with NextToken, one JSON line per
   order, fsync per page; its endpoint and LWA token URL pointed at the simulator;
 - the ceiling: a bare aiohttp + orjson loop that only fetches and writes the same pages.
 
 Each client runs in its own subprocess; wall time and CPU (user + system, from the rusage of the
-reaped child) cover that process from start to exit, interpreter start-up included. Prints one
-JSON line with the figures and the ratios spd/peer and spd/ceiling.
+reaped child) cover that process from start to exit, interpreter start-up included. The clients
+take turns, `--rounds` times; each figure is the client's median round. Prints one JSON line with
+the figures and the ratios spd/peer and spd/ceiling.
 """
 
 from __future__ import annotations
@@ -74,9 +80,12 @@ def account_yaml(name: str, url: str, refresh_token: str = LWA["refresh_token"])
             f"refresh_token: {refresh_token}, token_url: {url}/auth/o2/token}}"]
 
 
-def spd_config(tmp: Path, url: str, after: datetime, out: Path) -> Path:
+def spd_config(tmp: Path, url: str, after: datetime, out: Path, burst: int | None = None) -> Path:
+    """One getOrders poller into a file; `burst` overrides the Usage Plan's burst of 20."""
+    limits = [f"    rate_limits: {{ordersV0.getOrders: {{rate: 1000, burst: {burst}}}}}"]
+    limits = limits if burst else []
     lines = [f"state: {{path: {tmp / 'state.db'}}}", "log: {level: warning, format: json}",
-             "accounts:", *account_yaml("sim", url), "emitters:",
+             "accounts:", *account_yaml("sim", url), *limits, "emitters:",
              f"  file: {{type: file, path: \"{out}\"}}", "pollers:", "  orders:",
              "    object: ordersV0.getOrders", "    timestamp_field: updated",
              "    emit: individually", f"    start_time: {iso(after)}", "    interval: 1h",
@@ -175,26 +184,33 @@ def client_main(name: str, url: str, after: str, out: str) -> int:
 
 # --- the benchmark ------------------------------------------------------------------------------
 
-def measure(sim: SimProcess, tmp: Path, after: datetime) -> dict[str, dict[str, Any]]:
-    """Runs spd, the peer and the ceiling once each against the same simulator."""
-    results: dict[str, dict[str, Any]] = {}
-    out = tmp / "spd.jsonl"
-    config = spd_config(tmp, sim.url, after, out)
-    wall, cpu = run_child([sys.executable, "-m", "spd.cli", "once", "-c", str(config)])
-    results["spd"] = figures(count_lines(out), wall, cpu)
-    # The same process with nothing to fetch (start_time = now, inside the 2-minute lag): its
-    # start-up and shutdown, to tell them from the per-object cost.
-    (tmp / "idle").mkdir()
-    idle = spd_config(tmp / "idle", sim.url, datetime.now(timezone.utc), tmp / "idle" / "out.jsonl")
-    wall, cpu = run_child([sys.executable, "-m", "spd.cli", "once", "-c", str(idle)])
-    results["spd_startup"] = {"seconds": round(wall, 2), "cpu_s": round(cpu, 2)}
-    for name in ("sp_api", "ceiling"):
-        out = tmp / f"{name}.jsonl"
-        cmd = [sys.executable, "-m", "tests.bench.throughput", "--client", name, sim.url,
-               iso(after), str(out)]
-        wall, cpu = run_child(cmd)
-        results[name] = figures(count_lines(out), wall, cpu)
-    return results
+def client_cmd(name: str, tmp: Path, url: str, after: datetime) -> tuple[list[str], Path]:
+    """The command of one client and the file it writes (fresh state and output each time)."""
+    work = Path(tempfile.mkdtemp(dir=tmp))
+    out = work / "out.jsonl"
+    if name.startswith("spd"):
+        config = spd_config(work, url, after, out, burst=1000 if name == "spd_burst1000" else None)
+        return [sys.executable, "-m", "spd.cli", "once", "-c", str(config)], out
+    return [sys.executable, "-m", "tests.bench.throughput", "--client", name, url, iso(after),
+            str(out)], out
+
+
+def measure(sim: SimProcess, tmp: Path, after: datetime, rounds: int) -> dict[str, dict[str, Any]]:
+    """Runs the clients in turn, `rounds` times, against the same simulator; per client the
+    round with the median wall time. `spd_startup` is `spd once` with nothing to fetch
+    (start_time = now, inside the 2-minute lag): its start-up and shutdown alone."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(rounds):
+        for name in ("spd", "sp_api", "ceiling", "spd_burst1000", "spd_startup"):
+            since = datetime.now(timezone.utc) if name == "spd_startup" else after
+            cmd, out = client_cmd(name, tmp, sim.url, since)
+            wall, cpu = run_child(cmd)
+            objects = count_lines(out) if out.exists() else 0
+            if name == "spd_startup":
+                runs.setdefault(name, []).append({"seconds": round(wall, 2), "cpu_s": round(cpu, 2)})
+            else:
+                runs.setdefault(name, []).append(figures(objects, wall, cpu))
+    return {name: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for name, rs in runs.items()}
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -202,18 +218,21 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for peer in ("sp_api", "ceiling"):
         other = results[peer]
+        out[f"objects_per_s_spd_burst1000_over_{peer}"] = round(
+            results["spd_burst1000"]["objects_per_s"] / other["objects_per_s"], 3)
         out[f"objects_per_s_spd_over_{peer}"] = round(spd["objects_per_s"] / other["objects_per_s"], 3)
         out[f"cpu_per_object_spd_over_{peer}"] = round(spd["cpu_s_per_10k"] / other["cpu_s_per_10k"], 3)
     return out
 
 
-def run(orders: int) -> dict[str, Any]:
+def run(orders: int, rounds: int) -> dict[str, Any]:
     after = datetime.now(timezone.utc) - timedelta(days=4)  # before the seeded period (now-3d)
     sim_args = ("--no-rate-limit", "--orders", str(orders))
     with tempfile.TemporaryDirectory() as tmp, SimProcess(*sim_args) as sim:
-        results = measure(sim, Path(tmp), after)
+        results = measure(sim, Path(tmp), after, rounds)
         stats = sim.get("/_sim/stats")["operations"]["ordersV0.getOrders"]
-    return {"bench": "throughput", "orders": orders, "spd_mode": "spd once subprocess, file emitter",
+    return {"bench": "throughput", "orders": orders, "rounds": rounds,
+            "spd_mode": "spd once subprocess, file emitter",
             **results, **ratios(results), "sim_getOrders": stats}
 
 
@@ -223,8 +242,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=100_000, help="orders the simulator seeds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each client, interleaved; the median one is reported")
     args = parser.parse_args(argv)
-    print(orjson.dumps(run(args.orders)).decode(), flush=True)
+    print(orjson.dumps(run(args.orders, args.rounds)).decode(), flush=True)
     return 0
 
 
