@@ -118,6 +118,16 @@ async def test_guard_with_larger_burst_shifts_once_per_busy_period():
     assert t.sleeps[3:] == [pytest.approx(0.51)]
 
 
+async def test_guard_never_stalls_a_sender_far_below_a_high_rate():
+    # 1000/s burst 20 (the simulator without limits): a request every 3 ms finds the bucket full
+    # again each time; an uncapped 150 ms guard would stop refills and stall every ~20 requests.
+    bucket, t = make_bucket(1000.0, 20, guard=0.15)
+    for _ in range(500):
+        await bucket.acquire()
+        t.now += 0.003
+    assert t.sleeps == []
+
+
 async def test_waiters_are_served_in_arrival_order():
     bucket, t = make_bucket(100.0, 1)
     order: list[int] = []

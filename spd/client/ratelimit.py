@@ -16,8 +16,9 @@ DEFAULT_RATE = 0.5
 DEFAULT_BURST = 1
 # Amazon's bucket starts refilling when a request *arrives*; ours when it is sent. Taking from a
 # full bucket therefore starts our refill a little later, to absorb latency jitter. With a burst
-# above 1 that happens once per busy period (no throughput cost); with burst 1 the bucket is full
-# at every take, so there the guard is paid per request and capped at 2 % of the interval.
+# above 1 that happens once per busy period (no throughput cost) and is capped at the time the
+# burst takes to refill; with burst 1 the bucket is full at every take, so there the guard is paid
+# per request and capped at 2 % of the interval.
 DEFAULT_GUARD = 0.15  # tolerates 150 ms of jitter between our send and Amazon seeing it
 GUARD_SHARE = 0.02
 _EPSILON = 1e-9
@@ -138,9 +139,15 @@ class TokenBucket:
         was_full = self._tokens >= self._burst - _EPSILON
         self._tokens -= 1.0
         if was_full and self._guard > 0:
-            # refill starts when Amazon sees the request
-            guard = self._guard if self._burst > 1 else min(self._guard, GUARD_SHARE / self._rate)
-            self._stamp = now + guard
+            self._stamp = now + self._guard_for_this_take()
+
+    def _guard_for_this_take(self) -> float:
+        # Refill starts when Amazon sees the request. A pause longer than the time the whole
+        # burst takes to refill adds no cushion, and at high rates (the bucket is full again
+        # before every request) it would stall the sender, so it is capped there.
+        if self._burst == 1:
+            return min(self._guard, GUARD_SHARE / self._rate)
+        return min(self._guard, self._burst / self._rate)
 
     def _wake_waiter(self) -> None:
         if self._wake is not None and not self._wake.done():
