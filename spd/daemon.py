@@ -8,11 +8,13 @@ SIGHUP: reload the config; a bad one is reported and the old one keeps running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import signal
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,6 +30,7 @@ from spd.state import StateStore
 
 log = structlog.get_logger("spd.daemon")
 
+FIRST_RUN_SPREAD = 5.0  # seconds; also the most jitter any run gets
 DRAIN_TIMEOUT = 15.0  # in-flight pages get this long to finish; with the emitters' bounded close
 # (CLOSE_TIMEOUT each) the whole stop stays under 30 s
 
@@ -77,68 +80,63 @@ class Daemon:
         return runtime
 
     def schedule(self, config: Any) -> None:
-        """One interval job per poller: one run at a time, missed runs coalesced, small jitter."""
+        """One interval job per poller and per job: one run at a time, missed runs coalesced,
+        small jitter, first runs spread over a few seconds rather than all at once."""
         assert self.scheduler is not None
-        now = datetime.now(timezone.utc)
         for name, cfg in config.pollers.items():
-            seconds = cfg.interval.total_seconds()
-            self.scheduler.add_job(
-                self.run_poller, "interval", seconds=seconds, args=[name], id=name,
-                max_instances=1, coalesce=True, misfire_grace_time=None,
-                jitter=min(5.0, seconds * 0.05), next_run_time=now, replace_existing=True,
-            )
+            self.add_interval_job(self.run_poller, name, name, cfg.interval.total_seconds())
         for name, cfg in config.jobs.items():  # ids cannot clash: names never contain ":"
-            seconds = cfg.interval.total_seconds()
-            self.scheduler.add_job(
-                self.run_job, "interval", seconds=seconds, args=[name], id=f"job:{name}",
-                max_instances=1, coalesce=True, misfire_grace_time=None,
-                jitter=min(5.0, seconds * 0.05), next_run_time=now, replace_existing=True,
-            )
+            self.add_interval_job(self.run_job, name, f"job:{name}", cfg.interval.total_seconds())
+
+    def add_interval_job(self, func: Any, name: str, job_id: str, seconds: float) -> None:
+        jitter = min(FIRST_RUN_SPREAD, seconds * 0.05)
+        first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, jitter))
+        self.scheduler.add_job(  # type: ignore[union-attr]
+            func, "interval", seconds=seconds, args=[name], id=job_id, max_instances=1,
+            coalesce=True, misfire_grace_time=None, jitter=jitter, next_run_time=first,
+            replace_existing=True,
+        )
 
     async def run_poller(self, name: str) -> None:
-        """One scheduled run; errors are recorded and logged, the next run tries again."""
+        """One scheduled poller run; errors are recorded and logged, the next run tries again."""
         runtime = self.runtime
         if runtime is None or name not in runtime.pollers or self.stopped.is_set():
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self.inflight.add(task)
-        try:
+        async with self.tracked("poll", poller=name):
             result = await runtime.pollers[name].run()
             log.info("poll_completed", poller=name, pages=result.pages, objects=result.objects,
                      watermark=format_ts(result.watermark) if result.watermark else None,
                      caught_up=result.caught_up)
-        except IdentityChangedError as exc:
-            log.error("poller_identity_changed", poller=name, error=str(exc))
-            self.exit_code = EXIT_CONFIG
-            self.request_stop()
-        except SpdError as exc:
-            log.error("poll_failed", poller=name, error=str(exc), retriable=exc.retriable)
-        except asyncio.CancelledError:
-            # Abandoned at shutdown without a checkpoint; the restart repeats that page.
-            log.warning("poll_abandoned", poller=name)
-        except Exception as exc:  # a bug must not kill the daemon; the next run retries
-            log.exception("poll_crashed", poller=name, error=repr(exc))
-        finally:
-            self.inflight.discard(task)
 
     async def run_job(self, name: str) -> None:
         """One scheduled job run: call the operation, emit the result; failures wait for the next run."""
         runtime = self.runtime
         if runtime is None or name not in runtime.jobs or self.stopped.is_set():
             return
+        async with self.tracked("job", job=name):
+            await runtime.jobs[name].run()
+            log.info("job_completed", job=name)
+
+    @contextlib.asynccontextmanager
+    async def tracked(self, kind: str, **context: str) -> AsyncIterator[None]:
+        """Counts the run as in flight (the stop drains it) and turns its errors into log
+        events: `{kind}_failed`, `_abandoned` at shutdown, `_crashed` for a bug."""
         task = asyncio.current_task()
         assert task is not None
         self.inflight.add(task)
         try:
-            await runtime.jobs[name].run()
-            log.info("job_completed", job=name)
+            yield
+        except IdentityChangedError as exc:
+            log.error("poller_identity_changed", error=str(exc), **context)
+            self.exit_code = EXIT_CONFIG
+            self.request_stop()
         except SpdError as exc:
-            log.error("job_failed", job=name, error=str(exc), retriable=exc.retriable)
+            log.error(f"{kind}_failed", error=str(exc), retriable=exc.retriable, **context)
         except asyncio.CancelledError:
-            log.warning("job_abandoned", job=name)
+            # Abandoned at shutdown without a checkpoint; the restart repeats that page.
+            log.warning(f"{kind}_abandoned", **context)
         except Exception as exc:  # a bug must not kill the daemon; the next run retries
-            log.exception("job_crashed", job=name, error=repr(exc))
+            log.exception(f"{kind}_crashed", error=repr(exc), **context)
         finally:
             self.inflight.discard(task)
 
