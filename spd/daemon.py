@@ -24,7 +24,8 @@ from spd.config import load_config
 from spd.durations import format_ts
 from spd.errors import EXIT_CONFIG, IdentityChangedError, SpdError
 from spd.logging import configure_logging
-from spd.runtime import EmitterFactory, Runtime
+from spd.catalog import load_catalog
+from spd.runtime import EmitterFactory, Runtime, check_config
 from spd.emitters import build_emitter
 from spd.state import StateStore
 
@@ -195,12 +196,8 @@ class Daemon:
         """SIGHUP: swaps in the new config after draining; a bad config keeps the old one."""
         try:
             config = load_config(self.config_path)
-            probe = Runtime(config, self.store)  # type: ignore[arg-type]
-            probe.check_identities()
-            from spd.catalog import load_catalog
-            from spd.jobs import check_jobs
-
-            check_jobs(config, load_catalog())
+            check_config(config, load_catalog())
+            Runtime(config, self.store).check_identities()  # type: ignore[arg-type]
         except SpdError as exc:
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
             return
@@ -210,7 +207,12 @@ class Daemon:
         if self.runtime is not None:
             await self.runtime.close()
         configure_logging(config.log.level, config.log.format)
-        self.runtime = await self.open_runtime(config)
+        try:
+            self.runtime = await self.open_runtime(config)
+        except SpdError as exc:  # e.g. an emitter that cannot start: go back to the old config
+            log.error("reload_failed", error=str(exc), config=str(self.config_path))
+            config = self.config
+            self.runtime = await self.open_runtime(config)
         self.config = config
         self.schedule(config)
         log.info("config_reloaded", pollers=sorted(config.pollers))
