@@ -29,7 +29,7 @@ log = structlog.get_logger("spd.runtime")
 EmitterFactory = Callable[[str, Any], Emitter]
 
 # "pollers.orders.params: problem": a check's message, to be given the file and line.
-KEY_PATH_MESSAGE = re.compile(r"^((?:pollers|jobs)\.[^\s:]+): (.*)$")
+KEY_PATH_MESSAGE = re.compile(r"^((?:emitters|pollers|jobs)\.[^\s:]+): (.*)$")
 CLOSE_TIMEOUT = 8.0  # flushing an emitter whose peer is down must not hold up the stop
 
 
@@ -95,14 +95,17 @@ class Runtime:
 
 
 def check_config(config: Any, catalog: Any) -> None:
-    """What a config can only be checked for against the object types and the catalog: each
-    poller's required params, `include` and `download`, and each job's operation and params.
+    """What a config can only be checked for by the emitters, the object types and the catalog:
+    emitter options, each poller's required params, `include` and `download`, each job's
+    operation and params.
     `spd validate` runs it too, so these errors show before the daemon starts."""
     from spd.jobs import check_jobs
     from spd.poller_support import check_poller_params
     from spd.reports.settlements import check_download
 
     try:
+        for name, cfg in config.emitters.items():
+            build_emitter(name, cfg)  # options that only the emitter checks; opens nothing
         for name, cfg in config.pollers.items():
             if getattr(cfg, "download", False):
                 check_download(cfg)  # settlements: report_types stand for params.reportTypes

@@ -166,3 +166,14 @@ def test_validate_checks_what_the_object_type_needs(tmp_path: Path) -> None:
     assert_one_line_error(result, 78, (
         f"spd: {config}: pollers.features.params (line 11): fulfillmentOutbound_2020-07-01.getFeatureInventory needs "
         "featureName; add featureName: VALUE to params"))
+
+
+def test_validate_checks_emitter_options(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", {"orders": {"object": "ordersV0.getOrders"}})
+    config.write_text(config.read_text().replace("emitters:\n", (
+        "emitters:\n  bus: {type: kafka, bootstrap_servers: [127.0.0.1:9], topic: t, "
+        "sasl: {mechanism: PLAIN, username: u, password: p}}\n"), 1))
+    result = run_spd("validate", "-c", str(config))
+    assert_one_line_error(result, 78, (
+        f"spd: {config}: emitters.bus.sasl (line 9): needs security_protocol SASL_PLAINTEXT or "
+        "SASL_SSL, not PLAINTEXT"))

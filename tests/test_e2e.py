@@ -3,6 +3,7 @@ SQLite. SIGKILL at random moments loses nothing; SIGTERM exits 0 and the restart
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sqlite3
@@ -222,3 +223,28 @@ def test_sighup_reloads_pollers_and_keeps_running_on_a_bad_config(tmp_path: Path
     assert len(ids) - len(set(ids)) <= 100  # the reload did not start the orders poller over
     for secret in ("test-secret-value", "test-refresh-token", "Atza|"):
         assert secret not in stderr
+
+
+def test_sighup_with_an_emitter_that_cannot_start_keeps_the_old_config(tmp_path: Path, sim_factory: Any) -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    sim = sim_factory(orders=200, purchase_orders=10, start=now - DAY, end=now, rate_limit=False)
+    config = write_config(tmp_path, sim.url, {"orders": {**POLLERS["orders"], "start_time": iso(now - DAY)}})
+    proc = start_spd("run", "-c", str(config))
+    try:
+        wait_for(lambda: len(read_jsonl(tmp_path / "out" / "orders.jsonl")) >= 190, timeout=60)
+        # Valid YAML and keys, but the Kafka emitter refuses SASL over PLAINTEXT.
+        config.write_text(config.read_text().replace("emitters:\n", (
+            "emitters:\n  bus: {type: kafka, bootstrap_servers: [127.0.0.1:9], topic: t, "
+            "sasl: {mechanism: PLAIN, username: u, password: p}}\n"), 1))
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert proc.poll() is None
+        status = run_spd("status", "-c", str(config), "--json")
+        before = json.loads(status.stdout)[0]["last_run"]
+        wait_for(lambda: json.loads(run_spd("status", "-c", str(config), "--json").stdout)[0]["last_run"] != before,
+                 timeout=30)  # the orders poller still runs on its interval
+    finally:
+        code = stop_spd(proc, signal.SIGTERM)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 0, stderr
+    assert stderr.count('"event":"reload_failed"') == 1 and "sasl" in stderr.lower()
