@@ -153,6 +153,14 @@ async def test_max_items_per_run_stops_at_a_page_boundary(tmp_path: Path, sim: S
     assert second.objects == 300
     ids = [m["id"] for m in recorder.messages]
     assert len(ids) == len(set(ids)) == 600
+    # No page was fetched ahead past the cap: 6 pages delivered, 6 requests spent.
+    assert (await sim_stats(sim))["ordersV0.getOrders"]["requests"] == 6
+
+
+async def sim_stats(sim: Simulator) -> dict[str, Any]:
+    async with __import__("aiohttp").ClientSession() as session:
+        async with session.get(f"{sim.url}/_sim/stats") as resp:
+            return (await resp.json())["operations"]
 
 
 async def test_a_retried_page_goes_only_to_the_emitters_that_did_not_acknowledge_it(
