@@ -87,3 +87,13 @@ def _show(value: object) -> str:
     if value is None:
         return "nothing"
     return str(value)
+
+
+# UTC RFC 3339 to the second with Z: what most SP-API timestamps already are, so they can pass
+# through without a parse and a format per object.
+_CANONICAL_TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def is_canonical_ts(value: str) -> bool:
+    """True for `YYYY-MM-DDTHH:MM:SSZ`, the form spd emits, which needs no normalizing."""
+    return _CANONICAL_TS.fullmatch(value) is not None

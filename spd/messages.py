@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from spd.durations import is_canonical_ts
+
 EMIT_INDIVIDUALLY = "individually"
 EMIT_PAGE = "page"
 # Datetimes inside raw objects (report rows parsed by spd) also serialize as UTC with Z.
@@ -43,6 +45,8 @@ def normalize_cursor(cursor: str | datetime | None) -> str | None:
     """An object's timestamp as UTC RFC 3339 with Z; text that is not a timestamp passes as is."""
     if cursor is None or isinstance(cursor, datetime):
         return rfc3339(cursor) if cursor is not None else None
+    if is_canonical_ts(cursor):
+        return cursor
     try:
         parsed = datetime.fromisoformat(cursor)
     except ValueError:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from spd.catalog import Catalog, Operation, bundle_schema, load_catalog
+from spd.durations import is_canonical_ts
 from spd.errors import CatalogError, UsageError
 from spd.object_hooks import SCHEMAS
 from spd.object_types import TYPES
@@ -307,6 +308,8 @@ def normalize_timestamp(value: Any) -> str | None:
     """An ISO 8601 timestamp as UTC RFC 3339 with `Z` (naive means UTC); None if unparseable."""
     if not isinstance(value, str) or not value.strip():
         return None
+    if is_canonical_ts(value):
+        return value
     try:
         ts = datetime.fromisoformat(value.strip().replace("z", "Z"))
     except ValueError:

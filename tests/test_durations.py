@@ -119,3 +119,16 @@ def test_format_ts_refuses_naive_datetimes() -> None:
 @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)))
 def test_format_ts_round_trips(value: datetime) -> None:
     assert parse_ts(format_ts(value)) == value
+
+
+@pytest.mark.parametrize("value,canonical", [
+    ("2026-01-01T00:00:00Z", True),
+    ("2026-01-01T00:00:00.000Z", False),
+    ("2026-01-01T00:00:00+00:00", False),
+    ("2026-01-01T00:00:00", False),
+    ("2026-01-01T00:00:00Z ", False),
+])
+def test_canonical_timestamps_are_recognized(value: str, canonical: bool) -> None:
+    from spd.durations import is_canonical_ts
+
+    assert is_canonical_ts(value) is canonical
