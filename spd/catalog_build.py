@@ -388,7 +388,7 @@ def build_catalog(src: Path, dest: Path) -> BuildReport:
     index: dict[str, Any] = {}
     for api_id, doc in _read_models(src).items():
         api = build_api(api_id, doc, report)
-        name = f"{api_id}.json"
+        name = f"{api_id}.catalog.json"  # not `<api>.json`: never mistaken for Amazon's model files
         outputs[name] = dumps(api)
         index[api_id] = {"file": name, "title": api["title"], "version": api["version"],
                          "operations": len(api["operations"])}

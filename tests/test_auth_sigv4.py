@@ -158,7 +158,7 @@ def expire_in_moto(access_key_id: str) -> None:
 async def test_role_that_cannot_be_assumed_is_a_one_line_error(moto, sim, catalog, tmp_path,
                                                                which, code):
     keys = {"wrong_secret": (moto.good[0], "wrong-secret-value"),
-            "unknown_key": ("AKIAUNKNOWNKEY000000", "whatever-secret"),
+            "unknown_key": ("AKIA_FAKE_UNKNOWN_KEY", "whatever-secret"),
             "denied": moto.denied}[which]
     op = catalog.operation("ordersV0", "getOrders")
     async with SpClient(accounts(tmp_path, sim.url, **aws_keys(moto, keys)), catalog) as c:

@@ -51,7 +51,7 @@ def test_rebuild_removes_files_of_apis_that_are_gone(tmp_path: Path) -> None:
     report = build_catalog(subset, dest)
     assert report.apis == 2
     assert sorted(p.name for p in dest.glob("*.json")) == [
-        "index.json", "ordersV0.json", "vendorOrders.json"]
+        "index.json", "ordersV0.catalog.json", "vendorOrders.catalog.json"]
 
 
 def test_build_refuses_a_directory_without_models(tmp_path: Path) -> None:
@@ -263,6 +263,6 @@ def test_load_from_a_directory_is_cached(tmp_path: Path, cat: Catalog) -> None:
     assert fresh is not cat and len(list(fresh.operations())) == 370
     with pytest.raises(CatalogError, match="spd models build"):
         load_catalog(tmp_path / "empty")
-    (copy / "ordersV0.json").write_bytes(b"{broken")
-    with pytest.raises(CatalogError, match="ordersV0.json"):
+    (copy / "ordersV0.catalog.json").write_bytes(b"{broken")
+    with pytest.raises(CatalogError, match="ordersV0.catalog.json"):
         load_catalog(copy / ".." / "copy")

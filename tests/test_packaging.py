@@ -17,4 +17,4 @@ def test_every_subpackage_is_listed_in_pyproject() -> None:
 def test_catalog_and_configs_are_package_data() -> None:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert data == {"spd._models": ["*.json"], "spd._config": ["*.yaml"]}
-    assert (ROOT / "models" / "ordersV0.json").is_file() and (ROOT / "config" / "demo.yaml").is_file()
+    assert (ROOT / "models" / "ordersV0.catalog.json").is_file() and (ROOT / "config" / "demo.yaml").is_file()
