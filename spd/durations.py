@@ -70,14 +70,20 @@ parse_timestamp = parse_ts
 
 
 def format_ts(value: datetime) -> str:
-    """`YYYY-MM-DDTHH:MM:SSZ` in UTC, with fractional seconds only when they are not zero."""
+    """UTC RFC 3339 with `Z`: to the second, or to the ms or µs when the time has them.
+
+    The one timestamp format spd writes (messages, logs, status), so that a window end in a
+    message and the watermark in `spd status` read the same."""
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value.isoformat()} has no time zone")
-    utc = value.astimezone(timezone.utc)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    utc = value.astimezone(timezone.utc).replace(tzinfo=None)
+    if utc.microsecond == 0:
+        spec = "seconds"
+    elif utc.microsecond % 1000 == 0:
+        spec = "milliseconds"
+    else:
+        spec = "microseconds"
+    return utc.isoformat(timespec=spec) + "Z"
 
 
 def _show(value: object) -> str:

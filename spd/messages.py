@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from spd.durations import is_canonical_ts
+from spd.durations import format_ts, is_canonical_ts
 
 EMIT_INDIVIDUALLY = "individually"
 EMIT_PAGE = "page"
@@ -28,17 +28,8 @@ class Message:
 
 
 def rfc3339(dt: datetime) -> str:
-    """UTC RFC 3339 with `Z`; fractions only when present (ms, or µs when needed)."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)  # spd's own datetimes are UTC
-    dt = dt.astimezone(timezone.utc)
-    if dt.microsecond == 0:
-        spec = "seconds"
-    elif dt.microsecond % 1000 == 0:
-        spec = "milliseconds"
-    else:
-        spec = "microseconds"
-    return dt.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    """UTC RFC 3339 with `Z` (spd's own naive datetimes are UTC); see `format_ts`."""
+    return format_ts(dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc))
 
 
 def normalize_cursor(cursor: str | datetime | None) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from spd.catalog import Catalog, Operation, bundle_schema, load_catalog
-from spd.durations import is_canonical_ts
+from spd.durations import format_ts, is_canonical_ts
 from spd.errors import CatalogError, UsageError
 from spd.object_hooks import SCHEMAS
 from spd.object_types import TYPES
@@ -314,9 +314,7 @@ def normalize_timestamp(value: Any) -> str | None:
         ts = datetime.fromisoformat(value.strip().replace("z", "Z"))
     except ValueError:
         return None
-    ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
-    fraction = f".{ts.microsecond:06d}".rstrip("0") if ts.microsecond else ""
-    return ts.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+    return format_ts(ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc))
 
 
 def object_cursor(obj_type: ObjectType, obj: dict[str, Any], timestamp_field: str) -> str | None:

@@ -105,7 +105,8 @@ def test_parse_ts_rejects_impossible_dates() -> None:
 
 def test_format_ts() -> None:
     assert format_ts(datetime(2025, 3, 1, 10, 0, tzinfo=UTC)) == "2025-03-01T10:00:00Z"
-    assert format_ts(datetime(2025, 3, 1, 10, 0, 0, 120000, tzinfo=UTC)) == "2025-03-01T10:00:00.12Z"
+    assert format_ts(datetime(2025, 3, 1, 10, 0, 0, 120000, tzinfo=UTC)) == "2025-03-01T10:00:00.120Z"
+    assert format_ts(datetime(2025, 3, 1, 10, 0, 0, 144350, tzinfo=UTC)) == "2025-03-01T10:00:00.144350Z"
     assert format_ts(datetime(2025, 3, 1, 10, 0, 0, 1, tzinfo=UTC)) == "2025-03-01T10:00:00.000001Z"
     plus2 = timezone(timedelta(hours=2))
     assert format_ts(datetime(2025, 3, 1, 12, 0, tzinfo=plus2)) == "2025-03-01T10:00:00Z"

@@ -142,7 +142,7 @@ def test_cursor_is_normalised_to_utc_z() -> None:
     ot = resolve_object_type("ordersV0.getOrders")
     order = {"PurchaseDate": "2025-03-01T12:00:00+02:00", "LastUpdateDate": "2025-03-01T10:00:00.250Z"}
     assert object_cursor(ot, order, "created") == "2025-03-01T10:00:00Z"
-    assert object_cursor(ot, order, "updated") == "2025-03-01T10:00:00.25Z"
+    assert object_cursor(ot, order, "updated") == "2025-03-01T10:00:00.250Z"
     assert object_cursor(ot, {"PurchaseDate": "2025-03-01T10:00:00"}, "created") == "2025-03-01T10:00:00Z"
     assert object_cursor(ot, {"PurchaseDate": "yesterday"}, "created") is None
     assert object_cursor(ot, {"PurchaseDate": 17}, "created") is None
