@@ -15,7 +15,7 @@ from typing import Any, Callable
 import orjson
 
 from spd import __version__
-from spd.errors import EXIT_FAILURE, EXIT_USAGE, SpdError, UsageError
+from spd.errors import EXIT_FAILURE, SpdError, UsageError
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
 

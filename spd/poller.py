@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timedelta
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import structlog
 
@@ -39,6 +40,7 @@ from spd.state import PollerState, StateStore
 __all__ = ["Poller", "RunResult", "Window", "dig", "is_expired_token_error", "utcnow"]
 
 log = structlog.get_logger("spd.poller")
+T = TypeVar("T")
 
 # A window shorter than this is not worth a request: quotas like getOrders' one per minute are
 # precious, and the next run picks the time up anyway.
@@ -281,16 +283,21 @@ class Poller:
         """The fetched page, or PollStopped at once when the daemon stops first: nothing was
         delivered for it yet, and a request can wait minutes for quota (getOrders refills one
         token a minute)."""
+        return await self.unless_stopped(fetch)
+
+    async def unless_stopped(self, work: Awaitable[T]) -> T:
+        """Awaits `work`, abandoning it (PollStopped) at once when the poller is told to stop."""
+        task = asyncio.ensure_future(work)
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
-            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-            if not fetch.done():
-                fetch.cancel()
-        if fetch.cancelled() or not fetch.done():
+            if not task.done():
+                task.cancel()
+        if task.cancelled() or not task.done():
             raise PollStopped()
-        return fetch.result()
+        return task.result()
 
     def over_cap(self, result: RunResult) -> bool:
         cap = self.config.max_items_per_run
@@ -377,7 +384,13 @@ class Poller:
         field_name = self.config.timestamp_field
         ot = self.object_type
         triples = [(object_id(ot, obj), object_cursor(ot, obj, field_name), obj) for obj in objects]
-        messages = build_messages(poller=self.name, account=self.account_name, object_type=ot.name,
+        await self.deliver_triples(start, end, page_no, triples, ot.name)
+
+    async def deliver_triples(self, start: datetime, end: datetime, page_no: int,
+                              triples: list[tuple[str, str | None, dict]], object_type: str) -> None:
+        """Delivers `(id, cursor, data)` as one page's messages. A page that some emitters
+        acknowledged and others refused goes, when retried unchanged, only to the others."""
+        messages = build_messages(poller=self.name, account=self.account_name, object_type=object_type,
                                   emit=self.config.emit, window=(start, end), page=page_no,
                                   objects=triples)
         if not messages:

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import orjson
 
+from spd.durations import format_ts
 from spd.errors import ApiError, UsageError
 
 _PATH_PARAM = re.compile(r"\{([^{}]+)\}")
@@ -50,14 +51,7 @@ def format_value(value: Any) -> str:
 
 def format_datetime(value: datetime) -> str:
     """ISO 8601 in UTC with `Z`; naive datetimes are taken as UTC. Never rounds the value."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if value.microsecond == 0:
-        spec = "seconds"
-    elif value.microsecond % 1000 == 0:
-        spec = "milliseconds"
-    else:
-        spec = "microseconds"
-    return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    return format_ts(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
 def fill_path(

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
 from spd.catalog import load_catalog
 from spd.durations import format_ts, parse_ts
-from spd.errors import ApiError, DeliveryError, SpdError
-from spd.messages import build_messages
-from spd.poller import Poller, RunResult, Window
+from spd.errors import ApiError, SpdError
+from spd.poller import Poller, PollStopped, RunResult, Window
 from spd.poller_support import utcnow
 from spd.reports.document import DocumentStream, iter_pages, iter_rows
 from spd.reports.formats import Row
@@ -33,7 +32,6 @@ from spd.reports.registry import API, ReportSpec, report_spec, report_type_of, r
 from spd.state import PollerState
 
 log = structlog.get_logger("spd.reports")
-T = TypeVar("T")
 
 FINISHED = ("DONE", "FATAL", "CANCELLED")
 CANCELLED_AS_EMPTY = 2
@@ -47,9 +45,7 @@ class ReportFailedError(SpdError):
     retriable = True
 
 
-class Stopped(Exception):
-    """Internal: the poller is stopping; nothing was delivered for the work abandoned."""
-
+Stopped = PollStopped  # the poller is stopping; nothing was delivered for the work abandoned
 
 def parse_token(token: str | None) -> tuple[str | None, int]:
     """("<reportId>", rows done) of a checkpoint token, (None, 0) when there is none."""
@@ -245,33 +241,7 @@ class ReportPoller(Poller):
         """Hands one page of rows to every emitter; returns once all acknowledged it."""
         field_name = self.config.timestamp_field
         triples = [(row_id(spec, r), row_cursor(spec, r, field_name), r) for r in rows]
-        messages = build_messages(poller=self.name, account=self.account_name,
-                                  object_type=type_name or self.object_type.name,
-                                  emit=self.config.emit, window=(start, end), page=page_no,
-                                  objects=triples)
-        if not messages:
-            return
-        results = await asyncio.gather(*(e.send(messages) for e in self.emitters),
-                                       return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            if isinstance(failures[0], SpdError):
-                raise DeliveryError(f"poller {self.name}: page {page_no} not delivered: {failures[0]}")
-            raise failures[0]
-
-    async def unless_stopped(self, work: Awaitable[T]) -> T:
-        """Awaits a request, abandoning it at once when the poller is told to stop."""
-        task = asyncio.ensure_future(work)
-        stop = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not task.done():
-                task.cancel()
-        if task.cancelled() or not task.done():
-            raise Stopped()
-        return task.result()
+        await self.deliver_triples(start, end, page_no, triples, type_name or self.object_type.name)
 
     async def sleep_unless_stopped(self, seconds: float) -> None:
         try:
