@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
+from datetime import datetime
+from typing import Any
 from pathlib import Path
 
 import structlog
@@ -43,10 +46,16 @@ async def catch_up(config_path: Path, names: list[str]) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, runtime.stop_pollers)
+            if sys.stderr.isatty():
+                progress = Progress(sys.stderr)
+                for name in selected:
+                    runtime.pollers[name].on_page = progress.update
             results = await asyncio.gather(*(runtime.pollers[n].run() for n in selected),
                                            return_exceptions=True)
         finally:
             await runtime.close()
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")  # clear the progress line
     failed = 0
     for name, result in zip(selected, results):
         if isinstance(result, SpdError):
@@ -58,6 +67,24 @@ async def catch_up(config_path: Path, names: list[str]) -> int:
             print(f"{name}: {result.objects} objects in {result.pages} pages, watermark "
                   f"{format_ts(result.watermark) if result.watermark else '-'}", file=sys.stderr)
     return EXIT_FAILURE if failed else 0
+
+
+class Progress:
+    """One line on a terminal, rewritten at most every half second: pages and objects per
+    poller and the end of the window each is in."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.seen: dict[str, str] = {}
+        self.last = 0.0
+
+    def update(self, key: str, result: Any, window_end: datetime) -> None:
+        self.seen[key] = f"{key} {result.objects} objects/{result.pages} pages to {format_ts(window_end)}"
+        now = time.monotonic()
+        if now - self.last >= 0.5:
+            self.last = now
+            self.out.write("\r\033[K" + "; ".join(self.seen.values()))
+            self.out.flush()
 
 
 def run_once(config_path: Path, names: list[str]) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -109,6 +109,7 @@ class Poller:
     market: str | None = None  # the one marketplace this series polls (fan-out)
     state_key: str = ""  # the state row: the poller's name, or "name@MARKETPLACE"
     items_operation: Any = None  # ordersV0.getOrderItems when `include: [items]`
+    on_page: Callable[[str, RunResult, datetime], None] | None = None  # progress: key, run, window end
     # Emitters that already acknowledged a page whose delivery failed elsewhere, so a retry of
     # the same page goes only to the others: (state key, window start, page, content) -> indexes.
     acked: dict[tuple, set[int]] = field(default_factory=dict)
@@ -254,6 +255,8 @@ class Poller:
                                  len(page.objects))
             result.pages += 1
             result.objects += len(page.objects)
+            if self.on_page is not None:
+                self.on_page(self.state_key, result, end)
             token = page.next_token
             if token is None:
                 self.store.finish_window(self.state_key, end)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import signal
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from conftest import run_spd, spd_env, start_spd, stop_spd, wait_for
+from conftest import run_spd, spd_cmd, spd_env, start_spd, stop_spd, wait_for
 from test_e2e import iso, write_config
 
 
@@ -177,3 +180,30 @@ def test_validate_checks_emitter_options(tmp_path: Path) -> None:
     assert_one_line_error(result, 78, (
         f"spd: {config}: emitters.bus.sasl (line 9): needs security_protocol SASL_PLAINTEXT or "
         "SASL_SSL, not PLAINTEXT"))
+
+
+def test_once_shows_progress_on_a_terminal(tmp_path: Path, sim_factory: Any) -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    sim = sim_factory(orders=3000, purchase_orders=10, start=now - timedelta(days=1), end=now,
+                      rate_limit=False, latency_ms=5)
+    config = write_config(tmp_path, sim.url, {"orders": {
+        "object": "ordersV0.getOrders", "start_time": iso(now - timedelta(days=2))}})
+    config.write_text(config.read_text().replace("level: info", "level: warning"))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(spd_cmd("once", "-c", str(config)), stderr=follower, stdout=subprocess.DEVNULL,
+                            env=spd_env())
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(60) == 0
+    text = seen.decode()
+    assert "\r\x1b[K" in text and "objects/" in text and " pages to " in text
+    final = text.split("\r\x1b[K")[-1].strip()  # the summary, after the progress line is cleared
+    assert final.startswith("orders: ") and " objects in " in final and ", watermark " in final
