@@ -54,6 +54,7 @@ class TokenBucket:
         self._clock = clock
         self._sleep = sleep or self._wakeable_sleep
         self._tokens = float(burst)
+        self._first_take = True
         self._stamp = clock()  # tokens were counted at this time; may lie in the future (guard)
         self._lock = asyncio.Lock()  # FIFO: the holder waits for the next token, others queue
         self._wake: asyncio.Future[None] | None = None
@@ -144,8 +145,11 @@ class TokenBucket:
     def _guard_for_this_take(self) -> float:
         # Refill starts when Amazon sees the request. A pause longer than the time the whole
         # burst takes to refill adds no cushion, and at high rates (the bucket is full again
-        # before every request) it would stall the sender, so it is capped there.
-        if self._burst == 1:
+        # before every request) it would stall the sender, so it is capped there. The very first
+        # request also opens the connection (TLS), so it reaches Amazon later than the next one:
+        # that one take gets the whole guard whatever the burst.
+        first, self._first_take = self._first_take, False
+        if self._burst == 1 and not first:
             return min(self._guard, GUARD_SHARE / self._rate)
         return min(self._guard, self._burst / self._rate)
 
