@@ -251,15 +251,16 @@ class Poller:
                 if fetching is not None:
                     fetching.cancel()
                 raise
-            self.store.save_page(self.state_key, window.start, end, page.next_token, page_no,
-                                 len(page.objects))
+            # The checkpoint's fsync runs off the event loop, so the next page keeps arriving.
+            await asyncio.to_thread(self.store.save_page, self.state_key, window.start, end,
+                                    page.next_token, page_no, len(page.objects))
             result.pages += 1
             result.objects += len(page.objects)
             if self.on_page is not None:
                 self.on_page(self.state_key, result, end)
             token = page.next_token
             if token is None:
-                self.store.finish_window(self.state_key, end)
+                await asyncio.to_thread(self.store.finish_window, self.state_key, end)
                 self.log.info("window_completed", window=[format_ts(window.start), format_ts(end)],
                               pages=page_no)
                 return self.store.get(self.state_key)  # type: ignore[return-value]
