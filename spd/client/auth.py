@@ -6,7 +6,6 @@ ones. Tokens and secrets never reach a log event or an error message.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import aiohttp
 import orjson
 import structlog
 
+from spd.client.singleflight import SingleFlight
 from spd.errors import AuthError, ConfigError
 
 log = structlog.get_logger(__name__)
@@ -85,7 +85,7 @@ class LwaAuth:
         self._clock = clock
         self._margin = margin
         self._cache: dict[tuple[str, str | None], _Token] = {}
-        self._inflight: dict[tuple[str, str | None], asyncio.Future[str]] = {}
+        self._flights: SingleFlight = SingleFlight()
         self.refreshes = 0  # token requests sent, for tests and metrics
         self.gate = FailureGate(clock=clock)
 
@@ -96,13 +96,7 @@ class LwaAuth:
         if cached is not None and cached.expires_at > self._clock():
             return cached.value
         self.gate.check(key)
-        fut = self._inflight.get(key)
-        if fut is None:
-            fut = asyncio.ensure_future(self._refresh(key, account))
-            self._inflight[key] = fut
-            fut.add_done_callback(lambda f: self._settle(key, f))
-        # shield: a cancelled caller must not cancel the refresh others are waiting for
-        return await asyncio.shield(fut)
+        return await self._flights.run(key, lambda: self._refresh(key, account))
 
     def invalidate(self, name: str, token: str, scope: str | None = None) -> None:
         """Forget `token` if it is still the cached one (SP-API said it expired)."""
@@ -112,15 +106,7 @@ class LwaAuth:
 
     def close(self) -> None:
         """Cancel refreshes in flight."""
-        for fut in list(self._inflight.values()):
-            fut.cancel()
-        self._inflight.clear()
-
-    def _settle(self, key: tuple[str, str | None], fut: asyncio.Future[str]) -> None:
-        if self._inflight.get(key) is fut:
-            del self._inflight[key]
-        if not fut.cancelled():
-            fut.exception()  # retrieved: no "never retrieved" warning if every waiter left
+        self._flights.close()
 
     async def _refresh(self, key: tuple[str, str | None], account: Any) -> str:
         name, scope = key

@@ -7,7 +7,6 @@ generic `/orders/v0/orders`, so one token serves every page.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from spd.client.singleflight import SingleFlight
 from spd.errors import ApiError, AuthError, UsageError
 
 log = structlog.get_logger(__name__)
@@ -57,7 +57,7 @@ class RestrictedTokens:
         self._create = create
         self._clock = clock
         self._cache: dict[Key, _Rdt] = {}
-        self._inflight: dict[Key, asyncio.Future[str]] = {}
+        self._flights: SingleFlight = SingleFlight()
         self.requested = 0  # createRestrictedDataToken calls, for tests and metrics
 
     async def token(self, name: str, method: str, path: str, elements: tuple[str, ...]) -> str:
@@ -66,12 +66,7 @@ class RestrictedTokens:
         cached = self._cache.get(key)
         if cached is not None and self._clock() < cached.expires_at:
             return cached.value
-        fut = self._inflight.get(key)
-        if fut is None:
-            fut = asyncio.ensure_future(self._request(key))
-            self._inflight[key] = fut
-            fut.add_done_callback(lambda f: self._settle(key, f))
-        return await asyncio.shield(fut)
+        return await self._flights.run(key, lambda: self._request(key))
 
     def invalidate(self, name: str, token: str) -> bool:
         """Forget `token` if it is a cached RDT of `name`; True when it was one."""
@@ -82,15 +77,7 @@ class RestrictedTokens:
         return False
 
     def close(self) -> None:
-        for fut in list(self._inflight.values()):
-            fut.cancel()
-        self._inflight.clear()
-
-    def _settle(self, key: Key, fut: asyncio.Future[str]) -> None:
-        if self._inflight.get(key) is fut:
-            del self._inflight[key]
-        if not fut.cancelled():
-            fut.exception()
+        self._flights.close()
 
     async def _request(self, key: Key) -> str:
         name, method, path, elements = key

@@ -6,7 +6,6 @@ Only imported when an account has `aws:`; accounts without it never load boto.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from botocore.exceptions import (
 )
 
 from spd.client.auth import FailureGate
+from spd.client.singleflight import SingleFlight
 from spd.errors import AuthError
 
 log = structlog.get_logger(__name__)
@@ -70,7 +70,7 @@ class AssumedRoles:
         self._margin = margin
         self._duration = duration
         self._cache: dict[str, TempCredentials] = {}
-        self._inflight: dict[str, asyncio.Future[TempCredentials]] = {}
+        self._flights: SingleFlight = SingleFlight()
         self.gate = FailureGate()
         self.assumed = 0  # AssumeRole calls sent, for tests and metrics
 
@@ -80,12 +80,7 @@ class AssumedRoles:
         if cached is not None and self._clock() < cached.expires_at - self._margin:
             return cached
         self.gate.check(name)
-        fut = self._inflight.get(name)
-        if fut is None:
-            fut = asyncio.ensure_future(self._refresh(name, account))
-            self._inflight[name] = fut
-            fut.add_done_callback(lambda f: self._settle(name, f))
-        return await asyncio.shield(fut)
+        return await self._flights.run(name, lambda: self._refresh(name, account))
 
     def invalidate(self, name: str, access_key_id: str | None = None) -> None:
         """Forget the account's credentials (SP-API said the security token expired)."""
@@ -94,15 +89,7 @@ class AssumedRoles:
             del self._cache[name]
 
     def close(self) -> None:
-        for fut in list(self._inflight.values()):
-            fut.cancel()
-        self._inflight.clear()
-
-    def _settle(self, name: str, fut: asyncio.Future[TempCredentials]) -> None:
-        if self._inflight.get(name) is fut:
-            del self._inflight[name]
-        if not fut.cancelled():
-            fut.exception()
+        self._flights.close()
 
     async def _refresh(self, name: str, account: Any) -> TempCredentials:
         try:
