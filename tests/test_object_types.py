@@ -13,13 +13,12 @@ import orjson
 import pytest
 
 from spd.config import load_config
-from spd.emitters.base import Emitter
 from spd.errors import ConfigError
-from spd.messages import Message
 from spd.objects import list_object_types, object_id, object_schema, object_types, resolve_object_type
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.state import StateStore
+from test_poller import RecordingEmitter
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 START = NOW - timedelta(days=15)
@@ -37,29 +36,6 @@ NEEDED = {
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Recorder(Emitter):
-    """Keeps every message it is sent."""
-
-    def __init__(self, name: str = "archive") -> None:
-        self.name = name
-        self.messages: list[dict[str, Any]] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def send(self, messages: list[Message]) -> None:
-        self.messages += [orjson.loads(m.body) for m in messages]
-
-    async def flush(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def reopen(self) -> None:
-        return None
 
 
 def write_config(tmp_path: Path, url: str, pollers: dict[str, dict[str, Any]],
@@ -82,10 +58,10 @@ def write_config(tmp_path: Path, url: str, pollers: dict[str, dict[str, Any]],
 
 
 async def start_runtime(tmp_path: Path, url: str, pollers: dict[str, dict[str, Any]],
-                        markets: tuple[str, ...] = ("ATVPDKIKX0DER",)) -> tuple[Runtime, Recorder]:
+                        markets: tuple[str, ...] = ("ATVPDKIKX0DER",)) -> tuple[Runtime, RecordingEmitter]:
     """A started runtime whose pollers all send to one recorder."""
     config = load_config(write_config(tmp_path, url, pollers, markets))
-    recorder = Recorder()
+    recorder = RecordingEmitter("archive")
     store = StateStore(Path(config.state.path))
     store.open()
     runtime = Runtime(config, store, emitter_factory=lambda name, cfg: recorder)

@@ -15,7 +15,8 @@ from spd.errors import ConfigError
 from spd.objects import object_id, resolve_object_type
 from spd.sim import SimSettings, Simulator
 from spd.status import collect_status, format_status
-from test_object_types import NOW, Recorder, iso, start_runtime, stop_runtime, truth, write_config
+from test_object_types import NOW, iso, start_runtime, stop_runtime, truth, write_config
+from test_poller import RecordingEmitter
 
 US, CA = "ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"
 
@@ -184,17 +185,15 @@ async def test_financial_events_are_one_event_per_object(tmp_path: Path, sim: Si
     assert {object_id(ot, r["data"]) for r in rows} == {m["id"] for m in recorder.messages}
 
 
-class ClockStepper(Recorder):
+class ClockStepper(RecordingEmitter):
     """Moves the simulator's clock 31 s ahead on its first send: the next token has expired."""
 
     def __init__(self, shift: list[timedelta]) -> None:
-        super().__init__()
+        super().__init__("archive")
         self.shift = shift
-        self.sends = 0
 
     async def send(self, messages: Any) -> None:
-        self.sends += 1
-        if self.sends == 1:
+        if self.sends == 0:  # counted by RecordingEmitter.send
             self.shift[0] += timedelta(seconds=31)
         await super().send(messages)
 
