@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -130,6 +130,24 @@ def stop(proc: subprocess.Popen, scene: Scene) -> None:
     assert code == 0, scene.log.read_text()[-3000:]
 
 
+def kill_then_catch_up(scene: Scene, kill_points: list[Callable[[], bool]],
+                       at_kill: Callable[[], None] = lambda: None) -> int:
+    """Starts `spd run` and SIGKILLs it once each point is reached (`at_kill` checks the moment),
+    then runs it until caught up; returns the number of kills."""
+    for reached in kill_points:
+        proc = scene.spd()
+        wait_for(reached, timeout=30, interval=0.02)
+        at_kill()
+        proc.kill()
+        proc.wait(10)
+    proc = scene.spd()
+    try:
+        wait_for(scene.caught_up, timeout=40)
+    finally:
+        stop(proc, scene)
+    return len(kill_points)
+
+
 @pytest.fixture
 def hook() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver(SECRET).start()
@@ -223,19 +241,10 @@ def test_sigkill_during_webhook_delivery_loses_nothing(tmp_path: Path, sim_facto
     scene = Scene(sim_factory, tmp_path, orders=500)
     hook.set("slow", delay=0.008)
     scene.write({"hook": webhook(hook.url)})
-    kills = 0
-    for kill_at in (150, 330):
-        proc = scene.spd()
-        wait_for(lambda: hook.count() >= kill_at, timeout=30, interval=0.02)
+    def inside_a_page() -> None:
         assert hook.count() % PAGE, "the kill must land inside a page"
-        proc.kill()
-        proc.wait(10)
-        kills += 1
-    proc = scene.spd()
-    try:
-        wait_for(scene.caught_up, timeout=40)
-    finally:
-        stop(proc, scene)
+
+    kills = kill_then_catch_up(scene, [lambda n=n: hook.count() >= n for n in (150, 330)], inside_a_page)
     truth, found = scene.truth(), ids([r.doc for r in hook.accepted()])
     missing = truth - set(found)
     assert not missing, f"{len(missing)} of {len(truth)} lost, e.g. {sorted(missing)[:3]}"
@@ -305,18 +314,7 @@ def test_sigkill_during_kafka_delivery_loses_nothing(tmp_path: Path, sim_factory
     scene = Scene(sim_factory, tmp_path, orders=2500, latency_ms=10)
     scene.write({"bus": kafka(broker)})
     requests = lambda: scene.sim.get("/_sim/stats")["operations"].get(OBJECT, {}).get("requests", 0)  # noqa: E731
-    kills = 0
-    for kill_after in (5, 14):
-        proc = scene.spd()
-        wait_for(lambda: requests() >= kill_after, timeout=30, interval=0.02)
-        proc.kill()
-        proc.wait(10)
-        kills += 1
-    proc = scene.spd()
-    try:
-        wait_for(scene.caught_up, timeout=40)
-    finally:
-        stop(proc, scene)
+    kills = kill_then_catch_up(scene, [lambda n=n: requests() >= n for n in (5, 14)])
     records = consume(broker, "spd.orders")
     truth, found = scene.truth(), ids([json.loads(r.value) for r in records])
     missing = truth - set(found)
