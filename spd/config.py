@@ -24,6 +24,7 @@ from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsCon
                                  StdoutEmitterConfig, WebhookEmitterConfig, ConfigModel)
 from spd.durations import format_duration, format_ts
 from spd.errors import ConfigError, SpdError, UsageError
+from spd.systemd import state_directory
 from spd.yamlload import KeyPath, YamlDoc, format_error, load_yaml
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -297,10 +298,19 @@ def load_config(path: str | Path) -> Config:
     _check_internal_keys(doc)
     _check_emitter_types(doc)
     try:
-        config = Config.model_validate({**doc.data, "path": file, "lines": doc.lines})
+        config = Config.model_validate({**doc.data, **_default_state(doc.data), "path": file,
+                                        "lines": doc.lines})
     except ValidationError as exc:
         raise translate(exc, doc, Config) from None
     return _absolute_paths(config, file.parent.absolute())
+
+
+def _default_state(data: dict[str, Any]) -> dict[str, Any]:
+    """Under systemd, an omitted `state:` means $STATE_DIRECTORY/state.db (StateDirectory=)."""
+    directory = state_directory()
+    if data.get("state") is not None or directory is None:
+        return {}
+    return {"state": {"path": str(directory / "state.db")}}
 
 
 def _read(file: Path) -> str:

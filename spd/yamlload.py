@@ -24,7 +24,8 @@ _DROPPED_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value", "tag:
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SUBST = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _ENV_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
-SUBST_HINT = "use ${NAME}, ${NAME:-default} or ${file:PATH}"
+_CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+SUBST_HINT = "use ${NAME}, ${NAME:-default}, ${file:PATH} or ${credential:NAME}"
 
 
 class _Loader(yaml.SafeLoader):
@@ -155,6 +156,8 @@ class _Builder:
     def resolve(self, expr: str, node: Node, path: KeyPath) -> str:
         if expr.startswith("file:"):
             return self.read_file(expr[5:].strip(), node, path)
+        if expr.startswith("credential:"):
+            return self.read_credential(expr[11:].strip(), node, path)
         match = _ENV_NAME.fullmatch(expr.strip())
         if not match:
             self.fail(node, path, f"${{{expr}}} is not a valid substitution; {SUBST_HINT}")
@@ -167,14 +170,26 @@ class _Builder:
                                   f"or give a default with ${{{name}:-default}}")
         return value
 
-    def read_file(self, name: str, node: Node, path: KeyPath) -> str:
+    def read_file(self, name: str, node: Node, path: KeyPath, expr: str = "") -> str:
         target = self.base / Path(name).expanduser()  # an absolute name replaces the base
         try:
             return target.read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            self.fail(node, path, f"${{file:{name}}}: cannot read {target}: {reason}; "
+            self.fail(node, path, f"${{{expr or 'file:' + name}}}: cannot read {target}: {reason}; "
                                   "point it at a readable UTF-8 file")
+
+    def read_credential(self, name: str, node: Node, path: KeyPath) -> str:
+        """A systemd credential (LoadCredential=): the file NAME in $CREDENTIALS_DIRECTORY."""
+        if not _CREDENTIAL_NAME.fullmatch(name):
+            self.fail(node, path, f"${{credential:{name}}}: {name!r} is not a credential name; "
+                                  "use letters, digits, _, . and -")
+        directory = self.env.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            self.fail(node, path, f"${{credential:{name}}}: CREDENTIALS_DIRECTORY is not set; systemd "
+                                  "sets it from LoadCredential=, elsewhere set it to the folder of the "
+                                  "credential files (such as /etc/spd/credentials)")
+        return self.read_file(str(Path(directory) / name), node, path, f"credential:{name}")
 
     def fail(self, node: Node, path: KeyPath, problem: str) -> None:
         raise ConfigError(format_error(self.file, path, node.start_mark.line + 1, problem))
