@@ -2,7 +2,8 @@
 
 Startup: load config → open state → client → emitters → schedule → READY=1. SIGTERM/SIGINT:
 stop scheduling, let in-flight pages finish and checkpoint, flush emitters, exit 0 within 30 s.
-SIGHUP: reload the config; a bad one is reported and the old one keeps running.
+SIGHUP: reload the config (RELOADING=1 … READY=1); a bad one is reported and the old one keeps
+running. Under systemd, STATUS= says how the pollers are doing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from spd import systemd
 from spd.config import load_config
 from spd.durations import format_ts
-from spd.errors import EXIT_CONFIG, IdentityChangedError, SpdError
+from spd.errors import EXIT_CONFIG, DeliveryError, IdentityChangedError, SpdError
 from spd.logging import configure_logging
 from spd.catalog import load_catalog
 from spd.runtime import EmitterFactory, Runtime, check_config
@@ -34,6 +35,7 @@ log = structlog.get_logger("spd.daemon")
 FIRST_RUN_SPREAD = 5.0  # seconds; also the most jitter any run gets
 DRAIN_TIMEOUT = 15.0  # in-flight pages get this long to finish; with the emitters' bounded close
 # (CLOSE_TIMEOUT each) the whole stop stays under 30 s
+STATUS_INTERVAL = 5.0  # seconds between checks whether systemd's STATUS= line needs an update
 
 
 class Daemon:
@@ -48,10 +50,14 @@ class Daemon:
         self.store: StateStore | None = None
         self.runtime: Runtime | None = None
         self.scheduler: AsyncIOScheduler | None = None
-        self.inflight: set[asyncio.Task] = set()
+        self.inflight: dict[asyncio.Task, str] = {}  # run in flight -> poller name or "job:NAME"
         self.stopped = asyncio.Event()
         self.exit_code = 0
         self._watchdog: asyncio.Task | None = None
+        self._status_task: asyncio.Task | None = None
+        self._reloading = asyncio.Lock()
+        self.board = systemd.StatusBoard()
+        self._status_sent = ""
         self.http: Any = None
 
     async def start(self) -> None:
@@ -68,7 +74,9 @@ class Daemon:
             self.add_signal_handlers()
         self.start_watchdog()
         await self.start_http()
-        systemd.notify("READY=1\nSTATUS=polling")
+        self.notify_ready()
+        if systemd.under_systemd():
+            self._status_task = asyncio.ensure_future(self._refresh_status())
         log.info("daemon_started", pollers=sorted(self.config.pollers), config=str(self.config_path))
 
     async def open_runtime(self, config: Any) -> Runtime:
@@ -103,7 +111,7 @@ class Daemon:
         runtime = self.runtime
         if runtime is None or name not in runtime.pollers or self.stopped.is_set():
             return
-        async with self.tracked("poll", poller=name):
+        async with self.tracked("poll", name, poller=name):
             result = await runtime.pollers[name].run()
             log.info("poll_completed", poller=name, pages=result.pages, objects=result.objects,
                      watermark=format_ts(result.watermark) if result.watermark else None,
@@ -114,32 +122,37 @@ class Daemon:
         runtime = self.runtime
         if runtime is None or name not in runtime.jobs or self.stopped.is_set():
             return
-        async with self.tracked("job", job=name):
+        async with self.tracked("job", f"job:{name}", job=name):
             await runtime.jobs[name].run()
             log.info("job_completed", job=name)
 
     @contextlib.asynccontextmanager
-    async def tracked(self, kind: str, **context: str) -> AsyncIterator[None]:
-        """Counts the run as in flight (the stop drains it) and turns its errors into log
-        events: `{kind}_failed`, `_abandoned` at shutdown, `_crashed` for a bug."""
+    async def tracked(self, kind: str, key: str, **context: str) -> AsyncIterator[None]:
+        """Counts the run of `key` as in flight (the stop drains it), turns its errors into log
+        events (`{kind}_failed`, `_abandoned` at shutdown, `_crashed` for a bug) and its outcome
+        into the status line."""
         task = asyncio.current_task()
         assert task is not None
-        self.inflight.add(task)
+        self.inflight[task] = key
         try:
             yield
+            self.board.succeeded(key)
         except IdentityChangedError as exc:
             log.error("poller_identity_changed", error=str(exc), **context)
             self.exit_code = EXIT_CONFIG
             self.request_stop()
         except SpdError as exc:
             log.error(f"{kind}_failed", error=str(exc), retriable=exc.retriable, **context)
+            self.board.failure(key, str(exc), stalled=isinstance(exc, DeliveryError))
         except asyncio.CancelledError:
             # Abandoned at shutdown without a checkpoint; the restart repeats that page.
             log.warning(f"{kind}_abandoned", **context)
         except Exception as exc:  # a bug must not kill the daemon; the next run retries
             log.exception(f"{kind}_crashed", error=repr(exc), **context)
+            self.board.failure(key, repr(exc), stalled=False)
         finally:
-            self.inflight.discard(task)
+            self.inflight.pop(task, None)
+            self.report_status()
 
     def add_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -151,7 +164,7 @@ class Daemon:
         """Begins a graceful stop (signal handlers, identity errors, the demo's timer)."""
         if not self.stopped.is_set():
             log.info("daemon_stopping")
-            systemd.notify("STOPPING=1")
+            systemd.notify(f"STOPPING=1\nSTATUS=stopping: {len(self.inflight)} runs in flight finish their page")
             self.stopped.set()
 
     async def wait(self) -> int:
@@ -181,8 +194,9 @@ class Daemon:
         await self.drain()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for task in (self._watchdog, self._status_task):
+            if task is not None:
+                task.cancel()
         if self.runtime is not None:
             await self.runtime.close()
             self.runtime = None
@@ -193,13 +207,26 @@ class Daemon:
         log.info("daemon_stopped", exit_code=self.exit_code)
 
     async def reload(self) -> None:
-        """SIGHUP: swaps in the new config after draining; a bad config keeps the old one."""
+        """SIGHUP: swaps in the new config after draining; a bad config keeps the old one.
+        systemd sees RELOADING=1 until READY=1, whatever the outcome; one reload at a time."""
+        async with self._reloading:
+            if self.stopped.is_set():
+                return
+            systemd.notify_reloading("reloading the config")
+            try:
+                await self._reload()
+            finally:
+                if not self.stopped.is_set():  # a stop meanwhile said STOPPING=1 instead
+                    self.notify_ready()
+
+    async def _reload(self) -> None:
         try:
             config = load_config(self.config_path)
             check_config(config, load_catalog())
             Runtime(config, self.store).check_identities()  # type: ignore[arg-type]
         except SpdError as exc:
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
+            self.board.error("reload (old config kept)", str(exc))
             return
         assert self.scheduler is not None
         self.scheduler.remove_all_jobs()
@@ -211,6 +238,7 @@ class Daemon:
             self.runtime = await self.open_runtime(config)
         except SpdError as exc:  # e.g. an emitter that cannot start: go back to the old config
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
+            self.board.error("reload (old config kept)", str(exc))
             config = self.config
             self.runtime = await self.open_runtime(config)
         self.config = config
@@ -234,6 +262,50 @@ class Daemon:
     def is_ready(self) -> bool:
         """Ready while the pollers are scheduled and no stop was requested."""
         return self.runtime is not None and not self.stopped.is_set()
+
+    def status_line(self) -> str:
+        """The one-line summary systemd shows: pollers ok / waiting for quota / stalled, last error."""
+        runtime = self.runtime
+        if runtime is None:
+            return "starting"
+        return self.board.line(list(runtime.pollers), list(runtime.jobs), self.waiting_for_quota())
+
+    def waiting_for_quota(self) -> set[str]:
+        """Pollers in flight whose operation's token bucket has a request waiting for a token."""
+        runtime = self.runtime
+        if runtime is None or runtime.client is None:
+            return set()
+        buckets = runtime.client.bucket_stats()
+        waiting = set()
+        for key in self.inflight.values():
+            poller = runtime.pollers.get(key)
+            if poller is None:
+                continue
+            op = poller.operation
+            snap = buckets.get(poller.account_name, {}).get(f"{op.api}.{op.id}")
+            if snap and snap["waiting"] and snap["tokens"] < 1:
+                waiting.add(key)
+        return waiting
+
+    def notify_ready(self) -> None:
+        """READY=1 with the current status line (at startup and after each reload)."""
+        self._status_sent = self.status_line()
+        systemd.notify(f"READY=1\nSTATUS={self._status_sent}")
+
+    def report_status(self) -> None:
+        """Sends STATUS= when the line changed (and only under systemd)."""
+        if not systemd.under_systemd() or self.stopped.is_set() or self._reloading.locked():
+            return
+        line = self.status_line()
+        if line != self._status_sent:
+            self._status_sent = line
+            systemd.notify(f"STATUS={line}")
+
+    async def _refresh_status(self) -> None:
+        # Waiting for quota starts and ends between runs' outcomes: look every few seconds.
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            self.report_status()
 
     def start_watchdog(self) -> None:
         interval = systemd.watchdog_interval()
