@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
+import ssl
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 import pydantic
 import pytest
+import yaml
 
 from spd import config as config_module
 from spd.config import Config, FileEmitterConfig, StdoutEmitterConfig, load_config
+from spd.catalog import load_catalog
 from spd.errors import ConfigError, UsageError
+from spd.runtime import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC = timezone.utc
@@ -212,7 +218,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
      "${file:PATH} is not empty)"),
     ("bad substitution", replace("csecret-value", "${not a name}"),
      "accounts.acme.lwa.client_secret (line 8): ${not a name} is not a valid substitution; use ${NAME}, "
-     "${NAME:-default} or ${file:PATH}"),
+     "${NAME:-default}, ${file:PATH} or ${credential:NAME}"),
     ("broken YAML", replace("out: {type: stdout}", "out: {type: stdout"),
      "line 12: invalid YAML: expected ',' or '}', but got ':'; fix the YAML syntax"),
     ("tab indentation", replace("  out:", "\tout:"),
@@ -300,6 +306,26 @@ def test_env_and_file_substitution(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert lwa.client_secret.get_secret_value() == "fallback-was-empty"
     assert lwa.refresh_token.get_secret_value() == "Atzr|secret-token"  # trailing newline stripped
     assert config.state.path == tmp_path / "${HOME}" / "spd.db"  # $${ is a literal ${
+
+
+def test_credential_substitution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = BASE.replace("rtoken-value", "${credential:refresh_token}")
+    path = write(tmp_path, text)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert error_of(path) == (
+        f"{path}: accounts.acme.lwa.refresh_token (line 9): ${{credential:refresh_token}}: "
+        "CREDENTIALS_DIRECTORY is not set; systemd sets it from LoadCredential=, elsewhere set it to "
+        "the folder of the credential files (such as /etc/spd/credentials)")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "credentials"))
+    assert error_of(path) == (
+        f"{path}: accounts.acme.lwa.refresh_token (line 9): ${{credential:refresh_token}}: cannot read "
+        f"{tmp_path / 'credentials' / 'refresh_token'}: No such file or directory; point it at a "
+        "readable UTF-8 file")
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "refresh_token").write_text("Atzr|from-systemd\n")
+    assert load_config(path).accounts["acme"].lwa.refresh_token.get_secret_value() == "Atzr|from-systemd"
+    bad = write(tmp_path, BASE.replace("rtoken-value", "${credential:../etc/passwd}"))
+    assert "is not a credential name" in error_of(bad)
 
 
 def test_substitution_applies_to_values_not_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -542,30 +568,110 @@ def test_describe(tmp_path: Path) -> None:
 # --- shipped configs --------------------------------------------------------------------------------
 
 
+EXAMPLE = ROOT / "config" / "spd.example.yaml"
+COMMENTED_KEY = re.compile(r"^(\s*)# ((\s*)[A-Za-z_][\w.-]*:(\s.*)?)$", re.M)  # `# key: value`
+
+
+def example_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"SPD_LWA_CLIENT_ID": "amzn1.application-oa2-client.example",
+                        "SPD_WEBHOOK_SECRET": "example-webhook-secret", "SPD_WEBHOOK_TOKEN": "example-webhook-token",
+                        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example-aws-secret",
+                        "SPD_KAFKA_PASSWORD": "example-kafka-password"}.items():
+        monkeypatch.setenv(name, value)
+
+
+def example_copy(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The example with its systemd credentials in tmp_path and a real CA file for Kafka."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "lwa_client_secret").write_text("example-lwa-secret\n")
+    (credentials / "refresh_token").write_text("Atzr|example\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert "/etc/spd/kafka-ca.pem" in text
+    return write(tmp_path, text.replace("/etc/spd/kafka-ca.pem", a_ca_file()))
+
+
+def a_ca_file() -> str:
+    """A real CA bundle for the Kafka emitter's `ssl.cafile`, which validation loads."""
+    paths = ssl.get_default_verify_paths()
+    found = [p for p in (paths.cafile, paths.openssl_cafile) if p and Path(p).is_file()]
+    return found[0] if found else pytest.importorskip("certifi").where()
+
+
+def uncomment_optional_keys(text: str) -> str:
+    """The example with every `# key: value` line (an optional key left out) written in."""
+    return COMMENTED_KEY.sub(lambda m: m.group(1) + m.group(2), text)
+
+
 def test_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SPD_LWA_CLIENT_ID", "amzn1.application-oa2-client.example")
-    monkeypatch.setenv("SPD_LWA_CLIENT_SECRET", "example-secret")
-    monkeypatch.setenv("SPD_WEBHOOK_SECRET", "example-webhook-secret")
-    monkeypatch.setenv("SPD_WEBHOOK_TOKEN", "example-webhook-token")
-    token = tmp_path / "refresh_token"
-    token.write_text("Atzr|example\n")
-    text = (ROOT / "config" / "spd.example.yaml").read_text()
-    assert "/run/credentials/spd.service/refresh_token" in text
-    text = text.replace("/run/credentials/spd.service/refresh_token", str(token))
-    config = load_config(write(tmp_path, text))
+    example_env(monkeypatch)
+    config = load_config(example_copy(tmp_path, EXAMPLE.read_text(), monkeypatch))
     assert set(config.pollers) == {"orders", "vendor-po"}
-    assert config.accounts["acme-us"].lwa.refresh_token.get_secret_value() == "Atzr|example"
+    lwa = config.accounts["acme-us"].lwa
+    assert (lwa.client_secret.get_secret_value(), lwa.refresh_token.get_secret_value()) == (
+        "example-lwa-secret", "Atzr|example")
     assert config.pollers["vendor-po"].account == "acme-us"
     assert config.pollers["vendor-po"].object_type.name == "vendorOrders.getPurchaseOrders"
-    assert (config.emitters["hook"].type, config.emitters["bus"].type) == ("webhook", "kafka")
+    assert config.emitters["hook"].type == "webhook"
+    check_config(config, load_catalog())  # what `spd validate` runs after loading
+
+
+def test_example_config_validates_without_the_extras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's install (`pip install .`) has neither aiokafka nor aioboto3."""
+    example_env(monkeypatch)
+    monkeypatch.setitem(sys.modules, "aiokafka", None)  # `import aiokafka` now raises ImportError
+    monkeypatch.setitem(sys.modules, "aioboto3", None)
+    check_config(load_config(example_copy(tmp_path, EXAMPLE.read_text(), monkeypatch)), load_catalog())
+
+
+def test_example_config_with_every_optional_key_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example_env(monkeypatch)
+    text = EXAMPLE.read_text()
+    assert "not supported" not in text
+    full = uncomment_optional_keys(text)
+    assert COMMENTED_KEY.search(full) is None and len(COMMENTED_KEY.findall(text)) >= 40
+    config = load_config(example_copy(tmp_path, full, monkeypatch))
+    check_config(config, load_catalog())
+    account = config.accounts["acme-us"]
+    assert account.aws is not None and account.aws.role_session_name == "spd"
+    assert {name: e.type for name, e in config.emitters.items()} == {
+        "out": "stdout", "archive": "file", "hook": "webhook", "bus": "kafka", "secure-bus": "kafka"}
+    secure = config.emitters["secure-bus"]
+    assert (secure.sasl.mechanism, secure.ssl.check_hostname) == ("SCRAM-SHA-512", True)
+    orders = config.pollers["orders"]
+    assert (orders.overlap, orders.restricted, orders.include) == (
+        timedelta(minutes=10), ["buyerInfo", "shippingAddress"], ["items"])
+    settlements = config.pollers["settlements"]
+    assert (settlements.report_types, settlements.download) == (["GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE"], True)
+    assert config.pollers["order-report"].object_type.name.startswith("report:")
+
+
+def test_example_config_documents_every_key_the_readme_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"`([a-z_]+):", readme)) | set(re.findall(r"^\s*([a-z_]+):", readme, re.M))
+    example_env(monkeypatch)
+    keys: set[str] = set()
+
+    def collect(value: object) -> None:
+        if isinstance(value, dict):
+            keys.update(value)
+            for item in value.values():
+                collect(item)
+
+    text = uncomment_optional_keys(EXAMPLE.read_text())
+    collect(yaml.safe_load(text))
+    assert {"overlap", "include", "restricted", "report_types", "download", "aws"} <= named
+    assert sorted(named - keys) == []
 
 
 def test_example_config_mentions_every_key() -> None:
-    text = (ROOT / "config" / "spd.example.yaml").read_text()
+    text = EXAMPLE.read_text()
     models = [config_module.Config, config_module.PollerConfig, config_module.AccountConfig,
               config_module.LwaConfig, config_module.AwsConfig, config_module.WebhookEmitterConfig,
               config_module.KafkaEmitterConfig, config_module.FileEmitterConfig, config_module.JobConfig,
-              config_module.LogConfig, config_module.HttpConfig, config_module.RateLimitConfig]
+              config_module.LogConfig, config_module.HttpConfig, config_module.RateLimitConfig,
+              config_module.StateConfig, config_module.KafkaSaslConfig, config_module.KafkaSslConfig,
+              config_module.StdoutEmitterConfig]
     missing = [f"{m.__name__}.{k}" for m in models for k in m.allowed_keys() if f"{k}:" not in text]
     assert missing == []
 
