@@ -41,6 +41,10 @@ class Param:
     max_items: int | None = None
     pattern: str | None = None
     greedy: bool = False  # a path parameter whose value may contain "/" (do not escape it)
+    default: Any = field(default=None, compare=False)  # what Amazon assumes when it is left out
+    item_min_length: int | None = None  # arrays: limits of each item
+    item_max_length: int | None = None
+    item_pattern: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Operation:
     restricted: bool = False
     usage_plan: bool = False  # the model has a Usage Plan table (rate may still be None)
     sandbox: bool = False  # the model has x-amzn-api-sandbox for this operation
+    sandbox_only: bool = False  # x-amzn-api-sandbox-only: must be sent to a sandbox endpoint
     deprecated: bool = False
     safe: bool = False  # read-only: retrying after a 5xx or timeout cannot do harm
     body_schema: dict[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -241,7 +246,8 @@ def _operation(api_id: str, op_id: str, data: dict[str, Any], defs: dict[str, An
         has_body=data.get("has_body", False), rate=data.get("rate"), burst=data.get("burst"),
         pagination=pagination, grantless_scope=data.get("grantless_scope"),
         restricted=data.get("restricted", False), usage_plan=data.get("usage_plan", False),
-        sandbox=data.get("sandbox", False), deprecated=data.get("deprecated", False),
+        sandbox=data.get("sandbox", False), sandbox_only=data.get("sandbox_only", False),
+        deprecated=data.get("deprecated", False),
         safe=data.get("safe", False),
         body_schema=data.get("body_schema"), response_schema=data.get("response_schema"),
         definitions=defs)

@@ -32,8 +32,10 @@ _SCHEMA_KEYS = frozenset({
 _PARAM_LIMITS = {
     "minimum": "minimum", "maximum": "maximum", "minLength": "min_length",
     "maxLength": "max_length", "minItems": "min_items", "maxItems": "max_items",
-    "pattern": "pattern",
+    "pattern": "pattern", "default": "default",
 }
+_ITEM_LIMITS = {"minLength": "item_min_length", "maxLength": "item_max_length",
+                "pattern": "item_pattern"}
 _PLAN_RE = re.compile(r"usage plans?:", re.IGNORECASE)
 _NEXT_RE = re.compile(r"next|pag", re.IGNORECASE)
 _NOT_RESULTS = frozenset({"errors", "warnings"})
@@ -202,6 +204,9 @@ def _param_entry(model: _Model, raw: dict[str, Any]) -> dict[str, Any]:
     for key, name in _PARAM_LIMITS.items():
         if raw.get(key) is not None:
             entry[name] = raw[key]
+    for key, name in _ITEM_LIMITS.items():
+        if items.get(key) is not None:
+            entry[name] = items[key]
     if raw.get("x-amazon-spds-greedy-path-parameter"):
         entry["greedy"] = True
     return entry
@@ -251,19 +256,34 @@ def find_pagination(model: _Model, params: list[dict], schema: Any) -> dict | No
     exact = [p for p in tokens if p[-1] == token_param]
     token_path = min(exact or tokens, key=len)
     return {"token_param": token_param, "token_path": list(token_path),
-            "result_path": _result_path(props, token_path)}
+            "result_path": _result_path(model, props, token_path)}
 
 
-def _result_path(props: list, token_path: tuple[str, ...]) -> list[str] | None:
-    """The array beside the token or one of its ancestors, else the only shallowest one."""
+def _result_path(model: _Model, props: list, token_path: tuple[str, ...]) -> list[str] | None:
+    """The array beside the token or one of its ancestors, else an object of arrays beside the
+    token (financial events: one list per event type), else the only shallowest array."""
     arrays = [path for path, s in props
               if s.get("type") == "array" and path[-1] not in _NOT_RESULTS]
     for level in range(len(token_path) - 1, -1, -1):
         beside = [p for p in arrays if len(p) == level + 1 and p[:level] == token_path[:level]]
         if beside:
             return list(beside[0])
+    level = len(token_path) - 1
+    for path, schema in props:
+        if len(path) == level + 1 and path[:level] == token_path[:level] and _all_arrays(model, schema):
+            return list(path)
     shallowest = [p for p in arrays if len(p) == min(map(len, arrays), default=0)]
     return list(shallowest[0]) if len(shallowest) == 1 else None
+
+
+def _all_arrays(model: _Model, schema: dict[str, Any]) -> bool:
+    """An object whose properties are all arrays (several result lists in one object)."""
+    props = model.properties(schema)
+    return len(props) > 1 and all(model.resolve(s).get("type") == "array" for s in props.values())
+
+
+def _sandbox_only(item: dict[str, Any], op: dict[str, Any]) -> bool:
+    return bool(item.get("x-amzn-api-sandbox-only") or op.get("x-amzn-api-sandbox-only"))
 
 
 def _has_sandbox(item: dict[str, Any], op: dict[str, Any]) -> bool:
@@ -299,6 +319,7 @@ def _operation_entry(model: _Model, path: str, method: str, item: dict[str, Any]
         "grantless_scope": _grantless(model.api_id, op, report),
         "restricted": op["operationId"] in RESTRICTED.get(model.api_id, ()),
         "sandbox": _has_sandbox(item, op),
+        "sandbox_only": _sandbox_only(item, op),
         "deprecated": bool(op.get("deprecated")),
         "safe": method == "get" or bool(_READ_ONLY.match(op["operationId"])),
         "body_schema": clean_schema(body["schema"]) if body and "schema" in body else None,

@@ -26,7 +26,8 @@ def _param(param: Param) -> dict[str, Any]:
     out: dict[str, Any] = {"name": param.name, "location": param.location,
                            "required": param.required}
     for key in ("type", "format", "items_type", "collection_format", "minimum", "maximum",
-                "min_length", "max_length", "min_items", "max_items", "pattern"):
+                "min_length", "max_length", "min_items", "max_items", "pattern", "default",
+                "item_min_length", "item_max_length", "item_pattern"):
         value = getattr(param, key)
         if value is not None:
             out[key] = value
@@ -50,7 +51,8 @@ def describe_operation(cat: Catalog, api: str, op: str) -> dict[str, Any]:
             "token_param": pag.token_param, "token_path": ".".join(pag.token_path),
             "result_path": None if pag.result_path is None else ".".join(pag.result_path)},
         "grantless_scope": operation.grantless_scope, "restricted": operation.restricted,
-        "sandbox": operation.sandbox, "deprecated": operation.deprecated,
+        "sandbox": operation.sandbox, "sandbox_only": operation.sandbox_only,
+        "deprecated": operation.deprecated,
         "safe": operation.safe,
     }
 

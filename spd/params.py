@@ -71,7 +71,7 @@ def convert_param(label: str, param: Param, value: Any) -> Any:
             raise UsageError(f"{where} takes at most {param.max_items} values, got {len(items)}")
         if param.min_items is not None and len(items) < param.min_items:
             raise UsageError(f"{where} takes at least {param.min_items} values, got {len(items)}")
-        return [_scalar(where, param, param.items_type, item) for item in items]
+        return [_item(where, param, item) for item in items]
     if isinstance(value, list):
         if len(value) != 1:
             raise UsageError(f"{where} takes one value, got {len(value)}")
@@ -118,6 +118,18 @@ def _scalar(where: str, param: Param, kind: str | None, value: Any) -> Any:
             raise UsageError(f"{where} must be at most {_num(param.maximum)}, got {converted}")
     if isinstance(converted, str):
         _check_length(where, converted, param.min_length, param.max_length)
+    return converted
+
+
+def _item(where: str, param: Param, value: Any) -> Any:
+    """One element of an array parameter: its type, enum, then the model's item limits."""
+    converted = _scalar(where, param, param.items_type, value)
+    if isinstance(converted, str):
+        _check_length(f"{where} item {converted!r}", converted, param.item_min_length,
+                      param.item_max_length)
+        if param.item_pattern and not _matches(param.item_pattern, converted):
+            raise UsageError(f"{where} item {converted!r} does not match the pattern "
+                             f"{param.item_pattern}")
     return converted
 
 
