@@ -2,8 +2,9 @@
 
 Everything else (token parameter and location, result location, marketplace parameter, bound
 parameters the names give away) is derived from the catalog by `spd.objects`. One row per type;
-keys are `ObjectType` field names. Sources are the parameter descriptions of Amazon's models and
-the SP-API developer guides (page-size maxima, retention, window limits, token rules).
+keys are `ObjectType` field names. These are spd's declarations: `tests/test_contract.py` checks
+each against Amazon's models and the reviewed table of prose rules (`spd.contract`), which quotes
+the sentence behind each limit, and the simulator enforces that table, not this one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ DAYS_7 = timedelta(days=7)
 DAYS_90 = timedelta(days=90)
 DAYS_180 = timedelta(days=180)
 
+# Windows of 7 days only where Amazon says so: the DF shipping and vendor orders models. The DF
+# orders guides give no window, only "six months" of reach.
 _VENDOR_DF = dict(supported=True, max_window=DAYS_7, page_size_max=100, id_field="purchaseOrderNumber")
+_VENDOR_DF_ORDERS = dict(supported=True, page_size_max=100, id_field="purchaseOrderNumber",
+                         created_field="orderDetails.orderDate", max_age=DAYS_180)
 _FIN_EVENTS = dict(
     supported=True, created_bounds=("PostedAfter", "PostedBefore"), page_size_max=100,
     results_path=("payload", "FinancialEvents"), flatten="financial_events", id_field=None,
@@ -24,7 +29,7 @@ _FIN_EVENTS = dict(
 _INBOUND_V0 = dict(
     supported=True, updated_bounds=("LastUpdatedAfter", "LastUpdatedBefore"), token_alone=True,
     fixed_params=(("QueryType", "DATE_RANGE"),), token_params=(("QueryType", "NEXT_TOKEN"),))
-_AWD = dict(supported=True, page_size_max=100, created_field="createdAt", updated_field="updatedAt")
+_AWD = dict(supported=True, created_field="createdAt", updated_field="updatedAt")
 
 TYPES: dict[str, dict[str, Any]] = {
     # -- Orders -----------------------------------------------------------------------------
@@ -50,16 +55,18 @@ TYPES: dict[str, dict[str, Any]] = {
         supported=True, created_bounds=("FinancialEventGroupStartedAfter", "FinancialEventGroupStartedBefore"),
         id_field="FinancialEventGroupId", created_field="FinancialEventGroupStart", lag=LAG_2M,
         max_window=DAYS_180),
+    # US MFN transactions come only without marketplaceId: one series for the whole account;
+    # `params: {marketplaceId: X}` filters.
     "finances_2024-06-19.listTransactions": dict(
         supported=True, id_field="transactionId", created_field="postedDate", lag=LAG_2M,
-        max_window=DAYS_180),
+        max_window=DAYS_180, marketplace_param=None, single_marketplace=False),
     "transfers_2024-06-01.listPayouts": dict(supported=True, id_field="id", created_field="creationDate"),
     "financesInvoices_2026-06-25.getInvoiceHeaders": dict(
         supported=True, created_bounds=("fromIssueDate", "toIssueDate"),
         updated_bounds=("invoicesModifiedAfter", None), max_window=DAYS_90,
         id_field="invoiceNumber", created_field="issueDate", updated_field="lastUpdatedDate"),
     "InvoicesApiModel_2024-06-19.getInvoices": dict(
-        supported=True, created_bounds=("dateStart", "dateEnd"), page_size_max=100, id_field="id",
+        supported=True, created_bounds=("dateStart", "dateEnd"), page_size_max=200, id_field="id",
         created_field="date"),
     "InvoicesApiModel_2024-06-19.getInvoicesExports": dict(
         supported=True, created_bounds=("dateStart", "dateEnd"), page_size_max=100,
@@ -70,9 +77,9 @@ TYPES: dict[str, dict[str, Any]] = {
         token_alone=True, needs_params=("reportTypes",)),
     "feeds_2021-06-30.getFeeds": dict(
         supported=True, id_field="feedId", created_field="createdTime", max_age=DAYS_90,
-        token_alone=True),
+        token_alone=True, needs_params=("feedTypes",)),
     "dataKiosk_2023-11-15.getQueries": dict(
-        supported=True, id_field="queryId", created_field="createdTime", max_age=DAYS_90),
+        supported=True, id_field="queryId", created_field="createdTime"),
     # -- Listings, inventory, catalog -------------------------------------------------------
     "listingsItems_2021-08-01.searchListingsItems": dict(
         supported=True, page_size_max=20, id_field="sku", created_field="summaries.0.createdDate",
@@ -103,7 +110,8 @@ TYPES: dict[str, dict[str, Any]] = {
     "externalFulfillmentReturns_2024-09-11.listReturns": dict(
         supported=True, created_bounds=("createdSince", "createdUntil"),
         updated_bounds=("lastUpdatedSince", "lastUpdatedUntil"), id_field="id",
-        created_field="creationDateTime", updated_field="lastUpdatedDateTime"),
+        created_field="creationDateTime", updated_field="lastUpdatedDateTime",
+        field_needs=(("updated", ("returnLocationId", "status")),)),
     "externalFulfillmentShipments_2024-09-11.getShipments": dict(
         supported=True, id_field="id", created_field="creationDateTime",
         updated_field="lastUpdatedDateTime", needs_params=("status",)),
@@ -124,13 +132,11 @@ TYPES: dict[str, dict[str, Any]] = {
         supported=True, id_field="purchaseOrderNumber", created_field="purchaseOrderDate",
         updated_field="lastUpdatedDate", max_window=DAYS_7),
     "vendorShipments.GetShipmentDetails": dict(
-        supported=True, id_field="vendorShipmentIdentifier", created_field="shipmentCreateDate",
-        max_window=DAYS_7),
+        supported=True, id_field="vendorShipmentIdentifier", created_field="shipmentCreateDate"),
     "vendorShipments.GetShipmentLabels": dict(
-        supported=True, id_field=None, created_field="labelCreateDateTime", max_window=DAYS_7),
-    "vendorDirectFulfillmentOrdersV1.getOrders": dict(_VENDOR_DF, created_field="orderDetails.orderDate"),
-    "vendorDirectFulfillmentOrders_2021-12-28.getOrders": dict(
-        _VENDOR_DF, created_field="orderDetails.orderDate"),
+        supported=True, id_field=None, created_field="labelCreateDateTime"),
+    "vendorDirectFulfillmentOrdersV1.getOrders": dict(_VENDOR_DF_ORDERS),
+    "vendorDirectFulfillmentOrders_2021-12-28.getOrders": dict(_VENDOR_DF_ORDERS),
     "vendorDirectFulfillmentShippingV1.getShippingLabels": dict(_VENDOR_DF),
     "vendorDirectFulfillmentShippingV1.getPackingSlips": dict(_VENDOR_DF),
     "vendorDirectFulfillmentShippingV1.getCustomerInvoices": dict(_VENDOR_DF),

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from spd import contract
 from spd.catalog import Catalog, Operation, bundle_schema, load_catalog
 from spd.durations import format_ts, is_canonical_ts
 from spd.errors import CatalogError, UsageError
@@ -63,15 +64,30 @@ class ObjectType:
     fixed_params: tuple[tuple[str, Any], ...] = ()  # always sent; "{marketplace}" is replaced
     token_params: tuple[tuple[str, Any], ...] = ()  # sent with a next token (instead of fixed)
     needs_params: tuple[str, ...] = ()  # the poller's `params` must give these
+    field_needs: tuple[tuple[str, tuple[str, ...]], ...] = ()  # the same, by timestamp_field
     flatten: str | None = None  # hook turning the result object into a list (financial events)
     includes: tuple[str, ...] = ()  # what `include:` may name ("items" for Orders v0)
     token_ttl: timedelta | None = None  # how long a next token lives, where Amazon says so
+    # (timestamp_field, "after"/"before", inclusive or None when Amazon does not say), from the
+    # contract table (spd.contract): what the bounds mean is Amazon's, not a choice of spd's
+    inclusive: tuple[tuple[str, str, bool | None], ...] = ()
 
     def has_upper_bound(self, timestamp_field: str) -> bool:
         """Whether the `timestamp_field` filter takes an upper bound; if not, the API returns
         everything since the lower bound and the new watermark is the request time - lag."""
         bounds = self.created_bounds if timestamp_field == "created" else self.updated_bounds
         return bool(bounds and bounds[1])
+
+    def needs(self, timestamp_field: str) -> tuple[str, ...]:
+        """The parameters a poller by `timestamp_field` must be given in `params`."""
+        extra = [names for name, names in self.field_needs if name == timestamp_field]
+        return self.needs_params + tuple(n for names in extra for n in names)
+
+    def boundary_overlap(self, timestamp_field: str) -> bool:
+        """Whether consecutive windows must overlap by an instant: neither the lower bound nor
+        the upper one (or the request time, without one) is said to include its own instant."""
+        ends = {end: inc for name, end, inc in self.inclusive if name == timestamp_field}
+        return "after" in ends and ends["after"] is not True and ends.get("before") is not True
 
     def timestamp_fields(self) -> list[str]:
         """The `timestamp_field` values a poller may use: "created" and/or "updated"."""
@@ -157,7 +173,7 @@ def _guess_fields(op: Operation, results_path: tuple[str, ...]) -> dict[str, Any
 def _page_size(op: Operation) -> tuple[str | None, int | None]:
     for p in op.params:
         if p.location == "query" and p.type == "integer" and _PAGE_SIZE.match(p.name):
-            return p.name, None if p.maximum is None else min(int(p.maximum), 100)
+            return p.name, None if p.maximum is None else int(p.maximum)
     return None, None
 
 
@@ -188,10 +204,16 @@ def _single(param: Any) -> bool:
     return param.type != "array" or param.max_items == 1
 
 
+def _inclusive(name: str) -> tuple[tuple[str, str, bool | None], ...]:
+    return tuple((field_name, end, bound.inclusive) for field_name, ends in contract.bounds(name).items()
+                 for end, (_, bound) in sorted(ends.items()))
+
+
 def _check(ot: ObjectType, op: Operation) -> None:
     """Every parameter the type names must exist in the operation (catches model drift)."""
     names = {p.name for p in op.params}
-    wanted = [ot.page_size_param, ot.marketplace_param, ot.token_param, *ot.needs_params]
+    wanted = [ot.page_size_param, ot.marketplace_param, ot.token_param, *ot.needs_params,
+              *(n for _, names in ot.field_needs for n in names)]
     wanted += [name for name, _ in ot.fixed_params + ot.token_params]
     for bounds in (ot.created_bounds, ot.updated_bounds):
         wanted.extend(bounds or ())
@@ -212,7 +234,7 @@ def build_registry(cat: Catalog) -> dict[str, ObjectType]:
         unknown = set(override) - valid
         if unknown:
             raise ValueError(f"TYPES[{ot.name!r}] has unknown keys {sorted(unknown)}")
-        ot = replace(ot, **override)
+        ot = replace(ot, **override, inclusive=_inclusive(ot.name))
         if ot.created_bounds or ot.updated_bounds:
             _check(ot, op)
             registry[ot.name] = ot
@@ -375,7 +397,9 @@ def describe_object_type(name: str) -> dict[str, Any]:
         if bounds:
             stamps[field_name] = {"after_param": bounds[0], "before_param": bounds[1],
                                   "upper_bound": bounds[1] is not None,
-                                  "object_field": _field_spec(spec)}
+                                  "object_field": _field_spec(spec),
+                                  "bounds": _bound_text(ot, field_name),
+                                  "needs_params": list(ot.needs(field_name)) or None}
     return {
         "name": ot.name, "aliases": list(ot.aliases), "api": ot.api, "operation": ot.operation,
         "supported": ot.supported, "timestamp_fields": stamps,
@@ -391,6 +415,19 @@ def describe_object_type(name: str) -> dict[str, Any]:
         "needs_params": list(ot.needs_params) or None, "flatten": ot.flatten,
         "includes": list(ot.includes) or None, "token_ttl": _duration(ot.token_ttl),
     }
+
+
+_INCLUSIVE = {True: "inclusive", False: "exclusive", None: "not stated (spd overlaps windows by 1s)"}
+
+
+def _bound_text(ot: ObjectType, field_name: str) -> dict[str, str] | None:
+    """How Amazon documents each end of a filter: inclusive, exclusive or not stated."""
+    ends = {end: inc for name, end, inc in ot.inclusive if name == field_name}
+    if not ends:
+        return None
+    overlap = ot.boundary_overlap(field_name)
+    return {end: _INCLUSIVE[inc] if inc is not None or overlap else "not stated"
+            for end, inc in sorted(ends.items())}
 
 
 def object_schema(name: str, cat: Catalog | None = None) -> dict[str, Any]:

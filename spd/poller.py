@@ -2,10 +2,12 @@
 checkpoints only after every emitter acknowledged it (DESIGN.md §4).
 
 A window runs from the watermark to min(now - lag, watermark + max_window). Bounds are sent as
-they are: Amazon's are inclusive at both ends, so an object on a boundary may come twice, and
-that is what consumers deduplicate on. Where the API echoes the upper bound it applied, the
-newest window sends none and takes the echo as the next watermark. Where the filter has no upper
-bound at all, the window ends at the request time - lag.
+they are; what each includes is Amazon's (`spd objects TYPE` shows it): where both ends include
+their instant an object on a boundary may come twice, where neither is said to, windows overlap
+by one second so that none is lost; consumers deduplicate on (account, object_type, id, cursor).
+Where the API echoes the upper bound it applied, the newest window sends none and takes the echo
+as the next watermark. Where the filter has no upper bound at all, the window ends at the request
+time - lag (and max_window does not apply: without an upper bound there is nothing to split).
 
 Types whose marketplace parameter takes one id poll each of the account's marketplaces as its
 own series with its own watermark (state key "POLLER@MARKETPLACE"); the poller's own row then
@@ -45,6 +47,8 @@ T = TypeVar("T")
 # A window shorter than this is not worth a request: quotas like getOrders' one per minute are
 # precious, and the next run picks the time up anyway.
 MIN_WINDOW = timedelta(seconds=5)
+# Where Amazon does not say whether a bound includes its own instant, windows overlap this much.
+BOUNDARY_OVERLAP = timedelta(seconds=1)
 
 
 class PollStopped(Exception):
@@ -202,7 +206,8 @@ class Poller:
         if newest - state.watermark < MIN_WINDOW:
             return None
         start = self.window_start(state.watermark)
-        if ot.max_window is not None and start + ot.max_window < newest:
+        bounded = ot.has_upper_bound(self.config.timestamp_field)
+        if ot.max_window is not None and bounded and start + ot.max_window < newest:
             return Window(start, start + ot.max_window, echo=False)
         echo = bool(ot.echo_before and self.config.timestamp_field in ot.echo_before)
         return Window(start, None if echo else newest, echo=echo)
@@ -210,7 +215,9 @@ class Poller:
     def window_start(self, watermark: datetime) -> datetime:
         """The watermark, or `overlap` before it (never before start_time); the overlap is at
         most half the maximum window so that every window still moves the watermark."""
-        overlap = getattr(self.config, "overlap", None)
+        overlap = getattr(self.config, "overlap", None) or timedelta(0)
+        if self.object_type.boundary_overlap(self.config.timestamp_field):
+            overlap = max(overlap, BOUNDARY_OVERLAP)
         if not overlap:
             return watermark
         if self.object_type.max_window is not None:

@@ -104,9 +104,11 @@ def fill_fixed(pairs: tuple[tuple[str, Any], ...], market: str | None) -> dict[s
 def check_poller_params(name: str, ot: ObjectType, cfg: Any) -> None:
     """ConfigError when the poller's params lack what the type needs, or `include` names
     something the type cannot include."""
-    missing = [p for p in ot.needs_params if p not in cfg.params]
+    field_name = getattr(cfg, "timestamp_field", "created")
+    missing = [p for p in ot.needs(field_name) if p not in cfg.params]
     if missing:
-        raise ConfigError(f"pollers.{name}.params: {ot.name} needs {', '.join(missing)}; "
+        by = f" by {field_name}" if missing[0] not in ot.needs_params else ""
+        raise ConfigError(f"pollers.{name}.params: {ot.name}{by} needs {', '.join(missing)}; "
                           f"add {', '.join(f'{p}: VALUE' for p in missing)} to params")
     extra = [i for i in (getattr(cfg, "include", None) or ()) if i not in ot.includes]
     if extra:

@@ -31,6 +31,8 @@ NEEDED = {
     "fulfillmentOutbound_2020-07-01.getFeatureInventory": {"featureName": "BLANK_BOX"},
     "externalFulfillmentShipments_2024-09-11.getShipments": {"status": "CREATED"},
     "reports_2021-06-30.getReports": {"reportTypes": ["GET_SPD_GENERIC_TEST_DATA"]},
+    "feeds_2021-06-30.getFeeds": {"feedTypes": ["POST_PRODUCT_DATA"]},
+    "externalFulfillmentReturns_2024-09-11.listReturns": {"returnLocationId": "LOC-1", "status": "CREATED"},
 }
 
 
@@ -142,7 +144,8 @@ def test_declarations_prose_only_facts() -> None:
     assert inv.single_marketplace and inv.token_ttl == timedelta(seconds=30)
     assert inv.max_age == timedelta(days=540)
     assert resolve_object_type("reports_2021-06-30.getReports").token_alone
-    assert resolve_object_type("vendorDirectFulfillmentOrders_2021-12-28.getOrders").max_window == timedelta(days=7)
+    assert resolve_object_type("vendorDirectFulfillmentShipping_2021-12-28.getPackingSlips").max_window == timedelta(days=7)
+    assert resolve_object_type("vendorDirectFulfillmentOrders_2021-12-28.getOrders").max_window is None
     assert resolve_object_type("listingsItems_2021-08-01.searchListingsItems").page_size_max == 20
     fin = resolve_object_type("financesV0.listFinancialEvents")
     assert fin.flatten == "financial_events" and fin.id_field is None and fin.lag == timedelta(minutes=2)
@@ -176,14 +179,18 @@ async def test_an_unsupported_type_is_refused_by_config(tmp_path: Path, monkeypa
 
 
 @pytest.mark.parametrize("path,query,message", [
-    ("/vendor/directFulfillment/orders/2021-12-28/purchaseOrders",
+    ("/vendor/directFulfillment/shipping/2021-12-28/packingSlips",
      {"createdAfter": iso(NOW - timedelta(days=9)), "createdBefore": iso(NOW - timedelta(days=1))}, "must not exceed 7 days"),
     ("/vendor/directFulfillment/orders/2021-12-28/purchaseOrders", {"createdAfter": iso(NOW - timedelta(days=1))},
      "Missing required parameter(s): createdBefore"),
-    ("/feeds/2021-06-30/feeds", {"createdSince": iso(NOW - timedelta(days=100))}, "no earlier than 90 days"),
-    ("/feeds/2021-06-30/feeds", {"pageSize": "101"}, "pageSize must be an integer from 1 to 100"),
-    ("/listings/2021-08-01/items/A2SELLER", {"marketplaceIds": "ATVPDKIKX0DER,A2EUQ1WTGCTBG2"},
-     "takes exactly one marketplace id"),
+    ("/feeds/2021-06-30/feeds", {"feedTypes": "X", "createdSince": iso(NOW - timedelta(days=100))},
+     "no earlier than 90 days"),
+    ("/feeds/2021-06-30/feeds", {"feedTypes": "X", "pageSize": "101"}, "pageSize must be an integer from 1 to 100"),
+    ("/feeds/2021-06-30/feeds", {"createdSince": iso(NOW - timedelta(days=1))}, "Either feedTypes or nextToken is required."),
+    ("/externalFulfillment/2024-09-11/returns", {"lastUpdatedSince": iso(NOW - timedelta(days=1)), "status": "CREATED"},
+     "you must also supply `returnLocationId` and `status`"),
+    ("/service/v1/serviceJobs", {"marketplaceIds": "ATVPDKIKX0DER,A2EUQ1WTGCTBG2",
+                                 "createdAfter": iso(NOW - timedelta(days=1))}, "takes exactly one marketplace id"),
     ("/finances/v0/financialEvents", {"PostedAfter": iso(NOW - timedelta(days=1)), "PostedBefore": iso(NOW)},
      "more than 2 minutes before"),
     ("/fba/inventory/v1/summaries", {"granularityType": "Marketplace", "granularityId": "A2EUQ1WTGCTBG2",
@@ -202,7 +209,7 @@ async def test_the_simulator_enforces_amazons_rules(sim: Simulator, path: str, q
 async def test_a_token_sent_with_filters_is_refused_where_amazon_wants_it_alone(sim: Simulator) -> None:
     token = await _access_token(sim.url)
     headers = {"x-amz-access-token": token}
-    since = {"createdSince": iso(NOW - timedelta(days=15)), "pageSize": "10"}
+    since = {"feedTypes": "POST_PRODUCT_DATA", "createdSince": iso(NOW - timedelta(days=15)), "pageSize": "10"}
     async with aiohttp.ClientSession(headers=headers) as session:
         async with session.get(f"{sim.url}/feeds/2021-06-30/feeds", params=since) as resp:
             next_token = (await resp.json())["nextToken"]
