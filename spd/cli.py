@@ -145,8 +145,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from spd.execute import build_exec_request, exec_command, prepare
 
     req = build_exec_request(args.api, args.operation, args.params, args.body, args.all_pages,
-                             args.restricted)
-    prepare(load_catalog(), req)  # bad parameters are reported before a config is needed
+                             args.restricted, validate=not args.no_validate)
+    if req.validate:
+        prepare(load_catalog(), req)  # bad parameters are reported before a config is needed
     return _api_output(lambda config: exec_command(config, req, args.account), args)
 
 
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", metavar="JSON|@FILE", help="the request body")
     p.add_argument("--all-pages", action="store_true", help="follow next tokens and merge the results")
     p.add_argument("--restricted", metavar="ELEMENTS", help="use a restricted data token for these data elements (comma-separated)")
+    p.add_argument("--no-validate", action="store_true",
+                   help="send the request even where the catalog refuses it (a warning says why)")
     p.add_argument("--account", metavar="NAME", help="account (default: the only or the default one)")
     p = command("request", cmd_request, "send a raw SP-API request and print status, headers and body", config=True)
     p.add_argument("method", metavar="METHOD", help="GET, POST, PUT, PATCH or DELETE")

@@ -145,11 +145,11 @@ class Config(ConfigModel):
     internal_keys: ClassVar[frozenset[str]] = frozenset({"path", "lines"})
     path: Path | None = None  # the file it was loaded from
     lines: dict[tuple, int] = Field(default_factory=dict, exclude=True, repr=False)  # key path -> line
-    state: StateConfig
+    state: StateConfig | None = None  # needed by pollers and jobs; `exec` and `request` need only accounts
     log: LogConfig = LogConfig()
     http: HttpConfig | None = None
     accounts: dict[str, AccountConfig]
-    emitters: dict[str, EmitterConfig]
+    emitters: dict[str, EmitterConfig] = {}
     pollers: dict[str, PollerConfig] = {}
     jobs: dict[str, JobConfig] = {}
 
@@ -169,9 +169,8 @@ class Config(ConfigModel):
     @classmethod
     def _names(cls, value: Any, info: Any) -> Any:
         if isinstance(value, dict):
-            if not value and info.field_name in ("accounts", "emitters"):
-                example = "out: {type: stdout}" if info.field_name == "emitters" else "one with endpoint and lwa"
-                raise fail(f"no {info.field_name} are configured; add at least one, such as {example}")
+            if not value and info.field_name == "accounts":
+                raise fail("no accounts are configured; add at least one, such as one with endpoint and lwa")
             for key in value:
                 if not NAME_RE.fullmatch(key):
                     raise fail(f"{show(key)} is not a valid name; use letters, digits, _, . and -", key)
@@ -183,10 +182,26 @@ class Config(ConfigModel):
         if len(defaults) > 1:
             raise fail(f"only one account may be default: true, and {defaults[0]} already is; "
                         "remove one of them", "accounts", defaults[1], "default")
+        if self.pollers or self.jobs:
+            if self.state is None:
+                raise fail('missing required key "state"; pollers and jobs keep their watermarks '
+                           "there: add state: {path: /var/lib/spd/state.db}")
+            if not self.emitters:
+                raise fail("no emitters are configured; add at least one, such as out: {type: stdout}",
+                           "emitters")
         for section, entries in (("pollers", self.pollers), ("jobs", self.jobs)):
             for name, entry in entries.items():
                 self._check_refs(section, name, entry)
         return self
+
+    def state_path(self) -> Path:
+        """The state database's path; ConfigError when the config has no `state` (a config for
+        `exec` and `request` only)."""
+        if self.state is None:
+            raise ConfigError(f"{self.path}: missing required key \"state\"; `spd run`, `once`, "
+                              "`status` and `reset` keep watermarks there: add state: {path: "
+                              "/var/lib/spd/state.db}")
+        return Path(self.state.path)
 
     def _check_refs(self, section: str, name: str, entry: PollerConfig | JobConfig) -> None:
         if entry.account not in self.accounts:
@@ -217,7 +232,7 @@ class Config(ConfigModel):
 
     def describe(self) -> list[str]:
         """Human lines for `spd validate`: accounts, emitters and pollers, without any secret."""
-        lines = [f"state: {self.state.path}"]
+        lines = [f"state: {self.state.path}" if self.state else "state: none (exec and request only)"]
         for name, acc in self.accounts.items():
             markets = ", ".join(acc.marketplace_ids) or "none"
             lines.append(f"account {name}: {_public_url(acc.base_url)}, region {acc.region}, marketplaces {markets}"
@@ -386,5 +401,5 @@ def _absolute_paths(config: Config, base: Path) -> Config:
         name: e.model_copy(update={k: absolute(getattr(e, k)) for k in ("path", "dead_letter") if hasattr(e, k)})
         for name, e in config.emitters.items()
     }
-    state = config.state.model_copy(update={"path": base / config.state.path.expanduser()})
+    state = config.state and config.state.model_copy(update={"path": base / config.state.path.expanduser()})
     return config.model_copy(update={"state": state, "emitters": emitters})

@@ -64,7 +64,7 @@ class Daemon:
         """Opens everything in order and schedules the pollers; ready when it returns."""
         self.config = load_config(self.config_path)
         configure_logging(self.config.log.level, self.config.log.format)
-        self.store = StateStore(Path(self.config.state.path), daemon=True)
+        self.store = StateStore(self.config.state_path(), daemon=True)
         self.store.open()
         self.runtime = await self.open_runtime(self.config)
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)

@@ -299,6 +299,19 @@ def _resolve_report(name: str) -> ObjectType:
         raise UnknownObjectType(str(exc.args[0]) if exc.args else name) from None
 
 
+def next_page_params(op: Operation, params: dict[str, Any], token: str) -> dict[str, Any]:
+    """A next page's parameters: the same ones and the token, or, where the registry declares
+    the token alone, the token with what every request must carry (path and header parameters,
+    required ones) and the type's `token_params` (QueryType=NEXT_TOKEN)."""
+    assert op.pagination is not None
+    ot = _registry().get(op.name)
+    if ot is None or not ot.token_alone:
+        return {**params, op.pagination.token_param: token}
+    kept = {k: v for k, v in params.items() if (p := op.param(k)) is not None
+            and (p.location in ("path", "header") or p.required)}
+    return {**kept, **dict(ot.token_params), op.pagination.token_param: token}
+
+
 def dig(obj: Any, path: str | tuple[str, ...]) -> Any:
     """The value at a dotted path (or key tuple) in nested dicts, or None; a numeric key
     indexes a list ("summaries.0.createdDate")."""

@@ -20,9 +20,11 @@ TYPE_NAMES = {"integer": "an integer", "number": "a number", "boolean": "true or
 MAX_ENUM_SHOWN = 30
 
 
-def check_request(op: Operation, params: Mapping[str, Any] | None, body: Any) -> dict[str, Any]:
-    """Typed parameters for `op` from `params` (strings are converted); UsageError on any problem."""
-    checked = check_params(op, params or {})
+def check_request(op: Operation, params: Mapping[str, Any] | None, body: Any,
+                  fillable: Iterable[str] = ()) -> dict[str, Any]:
+    """Typed parameters for `op` from `params` (strings are converted); UsageError on any problem.
+    Required parameters named in `fillable` may still be missing (they are filled in later)."""
+    checked = check_params(op, params or {}, fillable)
     check_body(op, body)
     return checked
 
@@ -42,7 +44,7 @@ def parse_pairs(pairs: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def check_params(op: Operation, params: Mapping[str, Any]) -> dict[str, Any]:
+def check_params(op: Operation, params: Mapping[str, Any], fillable: Iterable[str] = ()) -> dict[str, Any]:
     """Unknown names, missing required parameters, then each value's type and limits."""
     label = op.name
     known = {p.name: p for p in op.params if p.location != "body"}
@@ -53,7 +55,9 @@ def check_params(op: Operation, params: Mapping[str, Any]) -> dict[str, Any]:
                 raise UsageError(f"{label}: {name} is the request body; give it with --body JSON")
             allowed = ", ".join(known) or "none"
             raise UsageError(f"{label}: unknown parameter {name!r}; parameters: {allowed}")
-    missing = [p for p in known.values() if p.required and params.get(p.name) is None]
+    later = set(fillable)
+    missing = [p for p in known.values()
+               if p.required and params.get(p.name) is None and p.name not in later]
     if missing:
         names = ", ".join(f"{p.name} ({p.location})" for p in missing)
         raise UsageError(f"{label}: missing required parameter {names}; "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from spd.durations import format_ts, parse_ts
@@ -12,7 +11,7 @@ from spd.state import PollerState, StateStore
 
 def collect_status(config: Any) -> list[dict[str, Any]]:
     """One row per configured poller (and per orphaned state row), JSON-able, no secrets."""
-    path = Path(config.state.path)
+    path = config.state_path()
     states: dict[str, PollerState] = {}
     if path.exists():
         with StateStore(path) as store:
@@ -86,6 +85,6 @@ def reset_poller(config: Any, name: str, to: str | None) -> str:
         target = parse_ts(to) if to else cfg.start_time
     except (SpdError, ValueError) as exc:
         raise UsageError(f"--to {to!r} is not an ISO 8601 time with a zone, such as 2025-01-01T00:00:00Z ({exc})") from None
-    with StateStore(Path(config.state.path)) as store:
+    with StateStore(config.state_path()) as store:
         store.reset(name, target, identity=cfg.identity())
     return f"poller {name}: watermark set to {format_ts(target)}"

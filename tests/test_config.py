@@ -181,7 +181,8 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
     ("missing required key", replace("    object: ordersV0.getOrders\n", ""),
      'pollers.orders (line 13): missing required key "object"; required keys: object, emitters'),
     ("missing top-level section", replace("state: {path: state.db}\n", ""),
-     'missing required key "state"; required keys: state, accounts, emitters'),
+     'missing required key "state"; pollers and jobs keep their watermarks there: add state: '
+     '{path: /var/lib/spd/state.db}'),
     ("no emitters", replace("emitters:\n  out: {type: stdout}\n", "emitters: {}\n"),
      "emitters (line 10): no emitters are configured; add at least one, such as out: {type: stdout}"),
     ("emitter without type", replace("out: {type: stdout}", "out: {path: x}"),
