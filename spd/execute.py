@@ -123,8 +123,9 @@ def check_paging(op: Operation, params: dict[str, Any], body: Any) -> None:
             name = offset.total[len("param:"):]
             raise UsageError(f"{op.name}: --all-pages needs {name} (how many there are to page "
                              f"through) and {offset.limit.split(':', 1)[1]}")
-        if offset.limit.startswith("query:") and params.get(offset.limit[len("query:"):]) is None:
-            raise UsageError(f"{op.name}: --all-pages needs {offset.limit[len('query:'):]}")
+        if _value(offset.limit, params, body) is None:
+            where = offset.limit.replace("query:", "").replace("body:", "the body's ")
+            raise UsageError(f"{op.name}: --all-pages needs {where} (the page size)")
         return
     if op.pagination is None:
         raise UsageError(f"{op.name} does not page; remove --all-pages")

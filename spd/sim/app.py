@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spd.sim import generic, lwa, order_items, orders, reports, sigv4, vendor
+from spd.sim import generic, lwa, order_items, orders, pager, reports, sigv4, vendor
 from spd.sim.common import ApiReject, Call, TokenCodec, error_body, iso, parse_time, to_epoch
 from spd.sim.data import Dataset, order_factory, po_factory
 from spd.sim.render import render_2026, render_po, render_v0
@@ -74,6 +74,7 @@ class SimSettings:
     aws_region: str | None = None  # set: the signature's credential scope must name it
     denied_data_elements: frozenset[str] = frozenset()  # RDT elements the app has no role for
     sandbox_models: Path | None = None  # static sandbox of these model files (spd.sim.sandbox)
+    pager: bool = False  # every paged operation answers two pages (spd.sim.pager)
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "drop_rate", "truncate_rate"):
@@ -339,6 +340,9 @@ def make_app(settings: SimSettings | None = None) -> web.Application:
         from spd.sim.sandbox import add_sandbox_routes  # answers every path itself
 
         add_sandbox_routes(app, state.settings.sandbox_models)
+        return app
+    if state.settings.pager:
+        pager.add_pager_routes(app, state)
         return app
     for op, (method, path, handler) in OPERATIONS.items():
         app.router.add_route(method, path, _endpoint(op, handler))

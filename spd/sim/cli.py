@@ -60,6 +60,8 @@ def build_parser(prog: str = "spd sim") -> argparse.ArgumentParser:
     p.add_argument("--next-token-ttl", type=_non_negative, default=1800.0,
                    help="seconds a next token stays valid (default 1800)")
     p.add_argument("--no-auth", action="store_true", help="accept calls without access tokens")
+    p.add_argument("--pager", action="store_true",
+                   help="every paged operation answers two pages; the second must follow Amazon's rules")
     p.add_argument("--sandbox", action="store_true",
                    help="answer like Amazon's static sandbox, from the models' x-amzn-api-sandbox examples")
     p.add_argument("--models", metavar="DIR", type=Path,
@@ -77,7 +79,7 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         rate_limit=not args.no_rate_limit,
         next_token_ttl=timedelta(seconds=args.next_token_ttl), require_auth=not args.no_auth,
-        sandbox_models=_sandbox_models(args),
+        sandbox_models=_sandbox_models(args), pager=args.pager,
     )
 
 

@@ -162,7 +162,7 @@ def serve(call: Call, st: SimType) -> dict[str, Any]:
     if token:
         ttl = st.token_ttl(state.token_ttl)
         payload = state.codec.decode(token, op=st.name, now=call.now, ttl=ttl, name=st.token_param)
-        rules.check_page2(st, call.query, payload["a"])
+        rules.check_page2(st.token_param, st.page2, call.query, payload["a"])
         query, pos, size = Query(**payload["q"]), tuple(payload["pos"]), payload["n"]
     else:
         query, pos, size = _query(call, st), None, _size(call, st)
@@ -173,7 +173,7 @@ def serve(call: Call, st: SimType) -> dict[str, Any]:
     _put(body, st.results_path, _group(objects, rows) if st.lists else objects)
     if nxt is not None:
         token_payload = {"op": st.name, "iat": call.now, "q": query.__dict__, "pos": list(nxt),
-                         "n": size, "a": rules.page2_args(st, call.query)}
+                         "n": size, "a": rules.page2_args(st.token_param, st.page2, call.query)}
         _put(body, st.token_path, state.codec.encode(token_payload))
     return body
 

@@ -216,10 +216,10 @@ def time_param(name: str, q: Mapping[str, str]) -> float | None:
 # -- checks of a next-page request ------------------------------------------------------------
 
 
-def page2_args(st: SimType, q: Any) -> list[tuple[str, str]]:
+def page2_args(token_param: str, mode: Page2, q: Any) -> list[tuple[str, str]]:
     """The arguments a next-page request must repeat: every query parameter but the token and
     those Amazon lets change, normalized (arrays as sorted values)."""
-    skip = {st.token_param, *st.page2.except_}
+    skip = {token_param, *mode.except_}
     out = []
     for name in sorted(set(q.keys()) - skip):
         values = sorted(query_list(q, name)) if len(q.getall(name)) > 1 or "," in q[name] else [q[name]]
@@ -227,9 +227,8 @@ def page2_args(st: SimType, q: Any) -> list[tuple[str, str]]:
     return out
 
 
-def check_page2(st: SimType, q: Any, first: list[list[str]]) -> None:
+def check_page2(token: str, mode: Page2, q: Any, first: list[list[str]]) -> None:
     """A next token sent as Amazon says: alone, with the same arguments, or with set values."""
-    mode, token = st.page2, st.token_param
     for name, value in mode.set:
         if q.get(name) != value:
             raise invalid(BAD_INPUT, f"{name} must be {value} when {token} is given.")
@@ -237,6 +236,6 @@ def check_page2(st: SimType, q: Any, first: list[list[str]]) -> None:
         extra = sorted(set(q.keys()) - {token})
         if extra:
             raise invalid(BAD_INPUT, f"{token} must be the only parameter; got {extra}.")
-    elif mode.mode == "same" and page2_args(st, q) != [tuple(a) for a in first]:
+    elif mode.mode == "same" and [list(a) for a in page2_args(token, mode, q)] != [list(a) for a in first]:
         raise invalid(BAD_INPUT, f"Send {token} with the same arguments as the request that "
                                  "produced it.")
