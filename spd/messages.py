@@ -12,6 +12,9 @@ from spd.durations import format_ts, is_canonical_ts
 
 EMIT_INDIVIDUALLY = "individually"
 EMIT_PAGE = "page"
+# A page message holds at most this many objects; a larger API page (getInvoices and AWD inbound
+# shipments page by 200) becomes several messages with the same `page` number.
+MAX_PAGE_RESULTS = 100
 # Datetimes inside raw objects (report rows parsed by spd) also serialize as UTC with Z.
 _DUMPS_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
@@ -68,16 +71,17 @@ def build_messages(
     """
     stamp = rfc3339(emitted_at or _emitted_now())
     if emit == EMIT_PAGE and objects:
-        body = {
+        head = {
             "poller": poller,
             "account": account,
             "object_type": object_type,
             "window": [rfc3339(window[0]), rfc3339(window[1]) if window[1] else None],
             "page": page,
             "emitted_at": stamp,
-            "results": [data for _, _, data in objects],
         }
-        return [Message(_dumps(body), poller, poller, account, object_type)]
+        return [Message(_dumps({**head, "results": [data for _, _, data in objects[i:i + MAX_PAGE_RESULTS]]}),
+                        poller, poller, account, object_type)
+                for i in range(0, len(objects), MAX_PAGE_RESULTS)]
     if emit not in (EMIT_INDIVIDUALLY, EMIT_PAGE):
         raise ValueError(f"emit must be {EMIT_INDIVIDUALLY!r} or {EMIT_PAGE!r}, not {emit!r}")
     return [

@@ -63,6 +63,15 @@ def test_page_is_one_message_with_raw_results() -> None:
     assert msg.key == "orders"
 
 
+def test_a_page_of_200_objects_is_two_messages_of_at_most_100() -> None:
+    objects = [(str(i), None, {"n": i}) for i in range(200)]
+    messages = _build("page", objects)
+    bodies = [orjson.loads(m.body) for m in messages]
+    assert [len(b["results"]) for b in bodies] == [100, 100]
+    assert [r["n"] for b in bodies for r in b["results"]] == list(range(200))
+    assert {b["page"] for b in bodies} == {3}
+
+
 def test_empty_page_gives_no_message() -> None:
     assert _build("page", []) == []
     assert _build("individually", []) == []
