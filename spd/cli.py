@@ -112,15 +112,20 @@ def confirm_reset(poller: str, to: str | None) -> None:
 
 def cmd_objects(args: argparse.Namespace) -> int:
     from spd import objects
+    from spd.reports import registry
 
     if args.schema:
         if not args.type:
             raise UsageError("spd objects --schema needs an object type")
         print_json(objects.object_schema(args.type))
     elif args.type:
-        print_json(objects.describe_object_type(args.type))
+        described = objects.describe_object_type(args.type)
+        if described["kind"] == "report":  # what Amazon documents of the report type
+            described["report"] = registry.describe_report_spec(registry.report_spec(
+                described["name"][len(registry.REPORT_PREFIX):]))
+        print_json(described)
     else:
-        print_json(objects.list_object_types())
+        print_json(objects.list_object_types() + registry.list_report_types())
     return 0
 
 

@@ -66,6 +66,7 @@ class PollerConfig(ConfigModel):
     include: list[Text] | None = None
     report_types: list[Text] | None = None
     download: bool = False
+    report_options: dict[str, Any] | None = None  # report:TYPE pollers: createReport's reportOptions
 
     @model_validator(mode="before")
     @classmethod
@@ -93,6 +94,8 @@ class PollerConfig(ConfigModel):
         parts: list[Any] = [self.account, name, self.timestamp_field, self.params]
         if self.report_types or self.download:  # only when set, so older identities stay valid
             parts += [sorted(self.report_types or []), self.download]
+        if self.report_options:
+            parts.append({"report_options": self.report_options})
         blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -21,7 +21,7 @@ from spd.emitters.base import Emitter
 from spd.errors import ConfigError
 from spd.logging import redact_secrets
 from spd.poller import Poller
-from spd.reports.poller import poller_class
+from spd.reports.poller import check_report_poller, poller_class
 from spd.state import StateStore
 
 log = structlog.get_logger("spd.runtime")
@@ -111,6 +111,7 @@ def check_config(config: Any, catalog: Any) -> None:
                 check_download(cfg)  # settlements: report_types stand for params.reportTypes
             else:
                 check_poller_params(name, cfg.object_type, cfg)
+            check_report_poller(name, cfg)
         check_jobs(config, catalog)
     except ConfigError as exc:
         located = KEY_PATH_MESSAGE.match(str(exc))

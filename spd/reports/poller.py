@@ -1,12 +1,16 @@
 """Report pollers: `report:REPORT_TYPE` (a report per window) and, in spd.reports.settlements,
 getReports with `download: true` (reports Amazon generates itself).
 
-Per window: createReport (dataStartTime/dataEndTime, the account's marketplace) → getReport
+Per window: createReport (dataStartTime/dataEndTime, the account's marketplace, the poller's
+`report_options` as reportOptions) → getReport
 until DONE, backing off between checks → getReportDocument → stream the document → pages of at
 most 100 rows, each checkpointed with next_token "<reportId>:<rows done>", so a crash resumes
 inside the same report. FATAL and CANCELLED are recorded (last_error, note) and the window is
 retried after a cool-down, never skipped — except that Amazon cancels reports that have no
 data, so a window cancelled `CANCELLED_AS_EMPTY` times in a row completes with no rows (noted).
+Reports with a reportPeriod option get windows of whole periods (a WEEK runs Sunday to Saturday)
+and are requested once a period is over; snapshot reports are requested once per run, without
+data times.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import structlog
 
 from spd.catalog import load_catalog
 from spd.durations import format_ts, parse_ts
-from spd.errors import ApiError, SpdError
+from spd.errors import ApiError, ConfigError, SpdError
 from spd.poller import Poller, PollStopped, RunResult, Window
 from spd.poller_support import utcnow
 from spd.reports.document import DocumentStream, iter_pages, iter_rows
 from spd.reports.formats import Row
 from spd.reports.ledger import Ledger
-from spd.reports.registry import API, ReportSpec, report_spec, report_type_of, row_cursor, row_id
+from spd.reports.periods import aligned_window, last_day
+from spd.reports.registry import (API, PERIOD_OPTION, ReportSpec, check_report_options, report_spec,
+                                  report_type_of, row_cursor, row_id)
 from spd.state import PollerState
 
 log = structlog.get_logger("spd.reports")
@@ -75,6 +81,21 @@ class ReportPoller(Poller):
     @property
     def spec(self) -> ReportSpec:
         return report_spec(report_type_of(self.object_type))
+
+    @property
+    def options(self) -> dict[str, str]:
+        return dict(getattr(self.config, "report_options", None) or {})
+
+    def next_window(self, state: PollerState) -> Window | None:
+        """Whole reporting periods where the report has a reportPeriod; else the base windows."""
+        period = self.options.get(PERIOD_OPTION)
+        if period is None or state.window_start is not None or self.spec.snapshot:
+            return super().next_window(state)
+        ot, now = self.object_type, utcnow()
+        oldest = now - ot.max_age if ot.max_age is not None else None
+        found = aligned_window(state.watermark, period, now - ot.lag, self.spec.max_window,
+                               self.spec.span_periods, oldest)
+        return None if found is None else Window(found[0], found[1], echo=False)
 
     async def poll_window(self, state: PollerState, window: Window, result: RunResult) -> PollerState:
         """One report for the window: request (or resume) it, wait, stream its rows."""
@@ -140,9 +161,13 @@ class ReportPoller(Poller):
                     f"{format_ts(attempt.retry_at)}")
         body: dict[str, Any] = {"reportType": report_type_of(self.object_type),
                                 "marketplaceIds": self.marketplaces()}
+        if self.options:
+            body["reportOptions"] = self.options
         if not self.spec.snapshot:
+            assert window.end is not None
+            aligned = PERIOD_OPTION in self.options  # the last day, not the next period's first
             body["dataStartTime"] = format_ts(window.start)
-            body["dataEndTime"] = format_ts(window.end)  # type: ignore[arg-type]
+            body["dataEndTime"] = format_ts(last_day(window.end) if aligned else window.end)
         response = await self.unless_stopped(
             self.client.call(self.account_name, self.ops["createReport"], None, body))
         report_id = str((response.body or {}).get("reportId") or "")
@@ -257,6 +282,23 @@ def report_time(value: Any) -> datetime | None:
         return parse_ts(value) if isinstance(value, str) else None
     except (ValueError, SpdError):
         return None
+
+
+def check_report_poller(name: str, cfg: Any) -> None:
+    """ConfigError (key path pollers.NAME.report_options[.KEY]) when `report_options` does not fit
+    the report type as Amazon documents it, or is given to a poller of another kind."""
+    options = getattr(cfg, "report_options", None)
+    ot = cfg.object_type
+    if options is None:
+        options = {}
+    elif getattr(ot, "kind", "operation") != "report":
+        raise ConfigError(f"pollers.{name}.report_options: only report:TYPE objects take "
+                          "report options; remove it")
+    if getattr(ot, "kind", "operation") != "report":
+        return
+    for key, problem in check_report_options(report_type_of(ot), options):
+        where = f"pollers.{name}.report_options" + (f".{key}" if key else "")
+        raise ConfigError(f"{where}: {problem}")
 
 
 def poller_class(cfg: Any) -> type[Poller]:

@@ -1,8 +1,12 @@
 """Report object types: `report:REPORT_TYPE` names resolve here (spd.objects delegates).
 
 Every report type Amazon lets a seller request can be polled; the `REPORTS` table declares what
-the documents do not say: the format, which columns identify a row, the row's own timestamps
-(the cursor), and whether the report takes a data time range or is a snapshot of "now".
+Amazon documents in its guides and report schemas rather than its models, one row per report
+type with its source: the kind (windowed: a report per data time range; snapshot: the current
+state, requested once per interval without dataStartTime/dataEndTime), the report options and
+their values, whether the dates must align with a reporting period (a WEEK report runs Sunday to
+Saturday), the format, which columns identify a row and the row's own timestamps (the cursor).
+Report types not listed still work: windowed, format sniffed, rows identified by content.
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ API = "reports_2021-06-30"
 REPORT_PREFIX = "report:"
 SETTLEMENT_V2 = "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"
 MAX_AGE = timedelta(days=730)  # how far back Amazon's report data reaches
+PERIOD_OPTION = "reportPeriod"
 _NAME = re.compile(r"[A-Z][A-Z0-9_]{2,127}")
 _ORDERS = dict(fmt="tsv", id_fields=("amazon-order-id", "sku"), created_field="purchase-date",
                updated_field="last-updated-date")
+GUIDE = "https://developer-docs.amazon.com/sp-api/docs/report-type-values-"
+SCHEMA = "https://github.com/amzn/selling-partner-api-models/blob/main/schemas/reports/"
+PERIODS = ("DAY", "WEEK", "MONTH", "QUARTER", "YEAR")
+DISTRIBUTOR = ("distributorView", ("MANUFACTURING", "SOURCING"))
 
 
 @dataclass(frozen=True)
 class ReportSpec:
-    """What spd knows about one report type."""
+    """What spd knows about one report type, and where Amazon says so (`source`)."""
 
     report_type: str
     fmt: str | None = None  # tsv | csv | json | xml; None: sniffed from the document
@@ -35,37 +44,142 @@ class ReportSpec:
     snapshot: bool = False  # no data time range: each run requests the current state once
     creatable: bool = True  # False: Amazon generates it (settlements): poll getReports instead
     max_window: timedelta = timedelta(days=30)
+    options: tuple[tuple[str, tuple[str, ...]], ...] = ()  # reportOptions keys -> allowed values
+    required_options: tuple[str, ...] = ()
+    span_periods: bool = True  # False: one report covers exactly one reporting period
+    source: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "snapshot" if self.snapshot else "windowed"
+
+
+def _snapshot(report_type: str, section: str, **kw: Any) -> ReportSpec:
+    return ReportSpec(report_type, snapshot=True, source=GUIDE + section, **kw)
+
+
+def _analytics(report_type: str, schema: str, periods: tuple[str, ...], *extra: tuple[str, tuple[str, ...]],
+               span: bool = True, ids: tuple[str, ...] = ("_section", "asin", "startDate")) -> ReportSpec:
+    """A report whose reportOptions.reportPeriod aligns its dates (vendor and Brand Analytics)."""
+    options = ((PERIOD_OPTION, periods), *extra)
+    return ReportSpec(report_type, fmt="json", id_fields=ids, created_field="startDate",
+                      options=options, required_options=tuple(k for k, _ in options),
+                      span_periods=span, source=SCHEMA + schema)
 
 
 REPORTS: dict[str, ReportSpec] = {spec.report_type: spec for spec in (
-    ReportSpec("GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", **_ORDERS),
-    ReportSpec("GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", **_ORDERS),
+    # -- windowed: a report per data time range ------------------------------------------------
+    ReportSpec("GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", **_ORDERS, source=GUIDE + "order"),
+    ReportSpec("GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", **_ORDERS, source=GUIDE + "order"),
     ReportSpec("GET_XML_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", fmt="xml",
                id_fields=("Order.AmazonOrderID",), created_field="Order.PurchaseDate",
-               updated_field="Order.LastUpdatedDate"),
+               updated_field="Order.LastUpdatedDate", source=GUIDE + "order"),
     ReportSpec("GET_XML_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", fmt="xml",
                id_fields=("Order.AmazonOrderID",), created_field="Order.PurchaseDate",
-               updated_field="Order.LastUpdatedDate"),
+               updated_field="Order.LastUpdatedDate", source=GUIDE + "order"),
     ReportSpec("GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", fmt="tsv",
                id_fields=("amazon-order-id", "shipment-item-id"), created_field="purchase-date",
-               updated_field="reporting-date"),
+               updated_field="reporting-date", source=GUIDE + "fba"),
     ReportSpec("GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE", fmt="tsv",
                id_fields=("Order ID", "Merchant SKU", "Return request date"),
-               created_field="Return request date"),
-    ReportSpec("GET_MERCHANT_LISTINGS_ALL_DATA", fmt="tsv", id_fields=("listing-id",),
-               created_field="open-date", snapshot=True),
-    ReportSpec("GET_MERCHANT_LISTINGS_DATA", fmt="tsv", id_fields=("listing-id",),
-               created_field="open-date", snapshot=True),
-    ReportSpec("GET_FBA_MYI_UNSUPPRESSED_INVENTORY_DATA", fmt="tsv", id_fields=("sku",),
-               snapshot=True),
-    ReportSpec("GET_FBA_MYI_ALL_INVENTORY_DATA", fmt="tsv", id_fields=("sku",), snapshot=True),
-    ReportSpec("GET_SALES_AND_TRAFFIC_REPORT", fmt="json", created_field="date"),
+               created_field="Return request date", source=GUIDE + "returns"),
+    ReportSpec("GET_XML_RETURNS_DATA_BY_RETURN_DATE", fmt="xml", source=GUIDE + "returns"),
+    ReportSpec("GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA", fmt="tsv", created_field="return-date",
+               source=GUIDE + "fba"),
+    ReportSpec("GET_FBA_REIMBURSEMENTS_DATA", fmt="tsv", id_fields=("reimbursement-id", "sku"),
+               created_field="approval-date", source=GUIDE + "fba"),
+    ReportSpec("GET_LEDGER_DETAIL_VIEW_DATA", fmt="tsv", created_field="Date", source=GUIDE + "fba"),
+    ReportSpec("GET_LEDGER_SUMMARY_VIEW_DATA", fmt="tsv", created_field="Date", source=GUIDE + "fba",
+               options=(("aggregateByLocation", ("COUNTRY", "FC")),
+                        ("aggregatedByTimePeriod", ("DAILY", "WEEKLY", "MONTHLY")))),
+    ReportSpec("GET_SELLER_FEEDBACK_DATA", fmt="tsv", created_field="Date", source=GUIDE + "performance"),
+    ReportSpec("GET_SALES_AND_TRAFFIC_REPORT", fmt="json", created_field="date",
+               options=(("dateGranularity", ("DAY", "WEEK", "MONTH")),
+                        ("asinGranularity", ("PARENT", "CHILD", "SKU"))),
+               source=SCHEMA + "sellerSalesAndTrafficReport.json"),
+    _analytics("GET_VENDOR_SALES_REPORT", "vendorSalesReport.json", PERIODS, DISTRIBUTOR,
+               ("sellingProgram", ("RETAIL", "BUSINESS", "FRESH"))),
+    _analytics("GET_VENDOR_TRAFFIC_REPORT", "vendorTrafficReport.json", PERIODS),
+    _analytics("GET_VENDOR_INVENTORY_REPORT", "vendorInventoryReport.json", PERIODS, DISTRIBUTOR,
+               ("sellingProgram", ("RETAIL", "FRESH"))),
+    _analytics("GET_VENDOR_NET_PURE_PRODUCT_MARGIN_REPORT", "vendorNetPureProductMarginReport.json", PERIODS),
+    _analytics("GET_BRAND_ANALYTICS_SEARCH_TERMS_REPORT", "sellingPartnerSearchTermsReport.json",
+               PERIODS[:4], span=False, ids=("departmentName", "searchTerm", "clickedAsin")),
+    _analytics("GET_BRAND_ANALYTICS_MARKET_BASKET_REPORT", "sellingPartnerMarketBasketAnalysisReport.json",
+               PERIODS[:4], ids=("asin", "purchasedWithAsin", "startDate")),
+    _analytics("GET_BRAND_ANALYTICS_REPEAT_PURCHASE_REPORT", "sellingPartnerRepeatPurchaseReport.json",
+               PERIODS[1:4]),
+    # -- snapshots: the current state, no data time range -------------------------------------
+    _snapshot("GET_MERCHANT_LISTINGS_ALL_DATA", "inventory", fmt="tsv", id_fields=("listing-id",),
+              created_field="open-date"),
+    _snapshot("GET_MERCHANT_LISTINGS_DATA", "inventory", fmt="tsv", id_fields=("listing-id",),
+              created_field="open-date"),
+    _snapshot("GET_MERCHANT_LISTINGS_INACTIVE_DATA", "inventory", fmt="tsv", id_fields=("listing-id",)),
+    _snapshot("GET_MERCHANT_LISTINGS_DATA_BACK_COMPAT", "inventory", fmt="tsv", id_fields=("listing-id",)),
+    _snapshot("GET_MERCHANT_LISTINGS_DATA_LITE", "inventory", fmt="tsv", id_fields=("seller-sku",)),
+    _snapshot("GET_MERCHANT_LISTINGS_DATA_LITER", "inventory", fmt="tsv", id_fields=("seller-sku",)),
+    _snapshot("GET_MERCHANT_CANCELLED_LISTINGS_DATA", "inventory", fmt="tsv"),
+    _snapshot("GET_FLAT_FILE_OPEN_LISTINGS_DATA", "inventory", fmt="tsv", id_fields=("sku",)),
+    _snapshot("GET_FBA_MYI_UNSUPPRESSED_INVENTORY_DATA", "fba", fmt="tsv", id_fields=("sku",)),
+    _snapshot("GET_FBA_MYI_ALL_INVENTORY_DATA", "fba", fmt="tsv", id_fields=("sku",)),
+    _snapshot("GET_AFN_INVENTORY_DATA", "fba", fmt="tsv", id_fields=("seller-sku",)),
+    _snapshot("GET_AFN_INVENTORY_DATA_BY_COUNTRY", "fba", fmt="tsv", id_fields=("seller-sku", "country")),
+    _snapshot("GET_RESERVED_INVENTORY_DATA", "fba", fmt="tsv", id_fields=("sku",)),
+    _snapshot("GET_STRANDED_INVENTORY_UI_DATA", "fba", fmt="tsv", id_fields=("sku",)),
+    _snapshot("GET_FBA_INVENTORY_PLANNING_DATA", "fba", fmt="tsv", id_fields=("sku",)),
+    _snapshot("GET_RESTOCK_INVENTORY_RECOMMENDATIONS_REPORT", "fba", fmt="tsv", id_fields=("Merchant SKU",)),
+    _snapshot("GET_FBA_ESTIMATED_FBA_FEES_TXT_DATA", "fba", fmt="tsv", id_fields=("sku",)),
+    _snapshot("GET_REFERRAL_FEE_PREVIEW_REPORT", "fba", fmt="tsv", id_fields=("seller-sku",)),
+    _snapshot("GET_FLAT_FILE_ACTIONABLE_ORDER_DATA_SHIPPING", "order", fmt="tsv",
+              id_fields=("order-id", "order-item-id")),
+    _snapshot("GET_V2_SELLER_PERFORMANCE_REPORT", "performance", fmt="json"),
+    ReportSpec("GET_VENDOR_FORECASTING_REPORT", fmt="json", snapshot=True,
+               options=(("sellingProgram", ("RETAIL", "FRESH")),), required_options=("sellingProgram",),
+               source=SCHEMA + "vendorForecastingReport.json"),
+    # -- generated by Amazon (poll getReports with download: true) ------------------------------
     ReportSpec(SETTLEMENT_V2, fmt="tsv", created_field=("posted-date-time", "posted-date"),
-               creatable=False),
+               creatable=False, source=GUIDE + "settlement"),
     ReportSpec("GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE", fmt="tsv",
-               created_field=("posted-date-time", "posted-date"), creatable=False),
-    ReportSpec("GET_V2_SETTLEMENT_REPORT_DATA_XML", fmt="xml", creatable=False),
+               created_field=("posted-date-time", "posted-date"), creatable=False, source=GUIDE + "settlement"),
+    ReportSpec("GET_V2_SETTLEMENT_REPORT_DATA_XML", fmt="xml", creatable=False, source=GUIDE + "settlement"),
 )}
+
+
+def check_report_options(report_type: str, options: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """Problems of a poller's `report_options` as (key or None, message); [] when they fit what
+    Amazon documents for the report type (any string keys and values for types not listed)."""
+    spec = report_spec(report_type)
+    problems: list[tuple[str | None, str]] = []
+    allowed = dict(spec.options)
+    for key, value in options.items():
+        if not isinstance(value, str):
+            problems.append((key, f"{value!r} is not text; reportOptions values are strings"))
+        elif spec.options and key not in allowed:
+            problems.append((key, f"{report_type} takes no option {key}; options: {', '.join(allowed)}"))
+        elif allowed.get(key) and value not in allowed[key]:
+            problems.append((key, f"{value!r} is not a {key} of {report_type}; use one of "
+                                  f"{', '.join(allowed[key])}"))
+    missing = [k for k in spec.required_options if k not in options]
+    if missing:
+        problems.append((None, f"{report_type} needs {', '.join(missing)}; add "
+                               + ", ".join(f"{k}: {allowed[k][0]}" for k in missing)))
+    return problems
+
+
+def list_report_types() -> list[dict[str, Any]]:
+    """`spd objects`: the report types spd knows, with their kind, options and source."""
+    return [describe_report_spec(spec) for spec in REPORTS.values()]
+
+
+def describe_report_spec(spec: ReportSpec) -> dict[str, Any]:
+    """One report type as JSON: name, kind, options, what identifies a row, where Amazon says so."""
+    return {"name": REPORT_PREFIX + spec.report_type, "kind": "report", "report_kind": spec.kind,
+            "requestable": spec.creatable, "supported": spec.creatable,
+            "options": {k: list(v) for k, v in spec.options} or None,
+            "required_options": list(spec.required_options) or None,
+            "period_aligned": PERIOD_OPTION in dict(spec.options),
+            "spans_periods": spec.span_periods if PERIOD_OPTION in dict(spec.options) else None,
+            "format": spec.fmt, "row_id": list(spec.id_fields) or None, "source": spec.source}
 
 
 def report_spec(report_type: str) -> ReportSpec:

@@ -17,6 +17,7 @@ ORDER_REPORTS = {"GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL": "update
                  "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL": "created"}
 LISTINGS = "GET_MERCHANT_LISTINGS_ALL_DATA"
 SETTLEMENT = "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"
+ANALYTICS = ("GET_VENDOR_", "GET_BRAND_ANALYTICS_", "GET_SALES_AND_TRAFFIC")
 
 # Localized text, so that documents carry what each encoding must get right.
 JP_TITLES = ("エコードット 第4世代 スマートスピーカー", "ステンレス製 真空断熱ボトル 1リットル",
@@ -36,6 +37,17 @@ SETTLEMENT_COLUMNS = ("settlement-id", "settlement-start-date", "settlement-end-
 
 
 
+def analytics_document(report: Any) -> dict[str, Any]:
+    """A JSON analytics report: its specification and one row per product for its dates."""
+    start = iso(report.data_start)[:10] if report.data_start is not None else None
+    end = iso(report.data_end)[:10] if report.data_end is not None else None
+    spec = {"reportType": report.report_type, "reportOptions": report.options,
+            "dataStartTime": start, "dataEndTime": end, "marketplaceIds": report.marketplace_ids}
+    rows = [{"startDate": start, "endDate": end, "asin": asin, "orderedUnits": i + 1}
+            for i, (asin, _title, _price) in enumerate(PRODUCTS[:5])]
+    return {"reportSpecification": spec, "dataByAsin": rows}
+
+
 def encoding_for(markets: list[str]) -> tuple[str, str]:
     """(Python codec, charset as Amazon names it) of a report's marketplaces."""
     return ("shift_jis", "Shift_JIS") if JP in markets else ("cp1252", "Cp1252")
@@ -47,6 +59,8 @@ def render_document(state: Any, report: Any) -> tuple[bytes, str]:
         body = orjson.dumps({"errorDetails": f"Report {report.report_id} could not be "
                              "generated: an internal error occurred."})
         return body, "application/json"
+    if report.options.get("reportPeriod") or report.report_type.startswith(ANALYTICS):
+        return gzip.compress(orjson.dumps(analytics_document(report))), "application/json"
     codec, charset = encoding_for(report.marketplace_ids)
     if report.report_type == SETTLEMENT:
         rows = settlement_rows(state, report)

@@ -15,6 +15,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -166,15 +167,37 @@ async def create_report(call: Call) -> dict[str, Any]:
         raise invalid(details="dataStartTime must be before dataEndTime.")
     if end is not None and end > call.now:
         raise invalid(details="dataEndTime must not be in the future.")
+    options = body.get("reportOptions") or {}
+    if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+        raise invalid(details="reportOptions must map option names to strings.")
     outcome = "DONE"
-    if w.knobs.fatal > 0:
+    if not _period_aligned(options.get("reportPeriod"), start, end):
+        outcome = "FATAL"  # "must correspond to the first day ... or else a fatal error is returned"
+    elif w.knobs.fatal > 0:
         w.knobs.fatal, outcome = w.knobs.fatal - 1, "FATAL"
     elif w.knobs.cancelled > 0:
         w.knobs.cancelled, outcome = w.knobs.cancelled - 1, "CANCELLED"
     report = w.add(SimReport(w.next_id(), report_type, [str(m) for m in markets], call.now,
                              start, end, outcome, w.knobs.processing_seconds,
-                             options=body.get("reportOptions") or {}))
+                             options=options))
     return {"reportId": report.report_id}
+
+
+def _period_aligned(period: str | None, start: float | None, end: float | None) -> bool:
+    """Whether the dates run from the first day of a reportPeriod to the last day of one, as
+    the contract's REPORT_PERIOD row (Amazon's report schemas) demands; True without a period."""
+    if period is None or period == "DAY":
+        return True
+    if start is None or end is None:
+        return False
+    first = datetime.fromtimestamp(start, timezone.utc).date()
+    after = datetime.fromtimestamp(end, timezone.utc).date() + timedelta(days=1)  # the day after the last
+    if period == "WEEK":  # Sunday to Saturday
+        return first.isoweekday() == 7 and after.isoweekday() == 7
+    months = {"MONTH": range(1, 13), "QUARTER": (1, 4, 7, 10), "YEAR": (1,)}.get(period)
+    if months is None:
+        return False
+    return all(day.day == 1 and day.month in months for day in (first, after))
 
 
 def _body_time(body: dict[str, Any], name: str) -> float | None:
