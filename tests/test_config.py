@@ -52,7 +52,7 @@ accounts:
 """
 
 POLLER_KEYS = ("account, object, timestamp_field, emit, start_time, interval, max_items_per_run, params, "
-               "emitters, overlap, restricted, include, report_types, download")
+               "emitters, overlap, restricted, include, report_types, download, report_options")
 
 
 def write(tmp_path: Path, text: str, name: str = "spd.yaml") -> Path:

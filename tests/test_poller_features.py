@@ -90,7 +90,8 @@ async def test_one_marketplace_keeps_the_plain_state_key(tmp_path: Path, sim: Si
 
 async def test_old_start_time_is_clamped_and_status_says_so(tmp_path: Path, sim: Simulator) -> None:
     runtime, recorder = await start_runtime(tmp_path, sim.url, {"rep": {
-        "object": "feeds_2021-06-30.getFeeds", "start_time": "2020-01-01T00:00:00Z"}})
+        "object": "feeds_2021-06-30.getFeeds", "start_time": "2020-01-01T00:00:00Z",
+        "params": {"feedTypes": ["POST_PRODUCT_DATA"]}}})
     try:
         result = await runtime.pollers["rep"].run()  # the simulator refuses createdSince > 90 days ago
         state = runtime.store.get("rep")
@@ -127,7 +128,7 @@ async def test_overlap_rescans_the_end_of_the_previous_window(tmp_path: Path, si
 
 async def test_overlap_is_at_most_half_a_maximum_window(tmp_path: Path, sim: Simulator) -> None:
     runtime, recorder = await start_runtime(tmp_path, sim.url, {"df": {
-        "object": "vendorDirectFulfillmentOrders_2021-12-28.getOrders", "emit": "page",
+        "object": "vendorDirectFulfillmentShipping_2021-12-28.getPackingSlips", "emit": "page",
         "start_time": iso(NOW - timedelta(days=12)), "overlap": "10d"}})
     try:
         result = await runtime.pollers["df"].run()
