@@ -21,7 +21,7 @@ from spd.catalog import Catalog, Operation
 from spd.client import SpClient
 from spd.emitters.base import Emitter
 from spd.errors import ConfigError, DeliveryError, SpdError
-from spd.execute import ExecRequest, prepare, run_operation
+from spd.execute import ExecRequest, check_sandbox_only, prepare, run_operation
 from spd.messages import Message, rfc3339
 
 log = structlog.get_logger(__name__)
@@ -93,7 +93,9 @@ def check_jobs(config: Any, catalog: Catalog) -> dict[str, tuple[ExecRequest, Op
         request = ExecRequest(cfg.api, cfg.operation, dict(cfg.params), cfg.body, cfg.all_pages,
                               list(cfg.restricted) if cfg.restricted else None)
         try:
-            op, params = prepare(catalog, request)
+            account = config.accounts[cfg.account]
+            check_sandbox_only(catalog.operation(cfg.api, cfg.operation), str(cfg.account), account)
+            op, params = prepare(catalog, request, list(account.marketplace_ids or ()))
         except SpdError as exc:
             message = str(exc).replace("--all-pages", "all_pages")
             raise ConfigError(f"{config.path}: jobs.{name}: {message}") from None

@@ -427,6 +427,8 @@ def describe_object_type(name: str) -> dict[str, Any]:
         "fixed_params": dict(ot.fixed_params) or None, "token_params": dict(ot.token_params) or None,
         "needs_params": list(ot.needs_params) or None, "flatten": ot.flatten,
         "includes": list(ot.includes) or None, "token_ttl": _duration(ot.token_ttl),
+        "amazon_says": [{"rule": r.kind, "where": r.where, "quote": r.quote, "source": r.source}
+                        for r in contract.rules_for(ot.name)] or None,
     }
 
 
