@@ -242,8 +242,9 @@ def test_state_defaults_to_the_state_directory(tmp_path: Path, monkeypatch: pyte
     path = tmp_path / "spd.yaml"
     path.write_text(CONFIG_WITHOUT_STATE)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    config = load_config(path)  # enough for `spd exec` and `spd request`, not for the daemon
     with pytest.raises(ConfigError, match='missing required key "state"'):
-        load_config(path)
+        config.state_path()
     monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'spd'}:{tmp_path / 'other'}")
     assert load_config(path).state.path == tmp_path / "spd" / "state.db"
     path.write_text(CONFIG_WITHOUT_STATE + "state: {path: mine.db}\n")  # a state: key still wins
