@@ -39,12 +39,19 @@ def dig(value: Any, path: tuple[str, ...] | None) -> Any:
 
 
 def is_expired_token_error(exc: ApiError) -> bool:
-    """A 400 that says the next token is invalid or expired: the window must restart."""
+    """A 400 that says the next token itself expired or is invalid (the window must restart),
+    not one that refuses how it was sent ("nextToken must be the only parameter"): restarting
+    would only repeat that request forever."""
     if exc.status != 400:
         return False
-    text = " ".join(str(e.get("message", "")) + " " + str(e.get("details", ""))
-                    for e in exc.errors).lower() or exc.message.lower()
-    return "token" in text and any(w in text for w in ("expired", "invalid", "not valid"))
+    pairs = [(str(e.get("message", "")).lower(), str(e.get("details", "")).lower())
+             for e in exc.errors] or [(exc.message.lower(), "")]
+    for message, details in pairs:
+        if "token" in message + details and "expired" in message + details:
+            return True
+        if "token" in message and any(w in message for w in ("invalid", "not valid", "decode")):
+            return True
+    return False
 
 
 def fan_out_markets(ot: ObjectType, params: dict[str, Any], marketplace_ids: Any) -> list[str]:

@@ -105,3 +105,20 @@ def test_validate_demands_what_amazon_requires_in_prose(tmp_path: Path, poller: 
     by_created = write_config(tmp_path, "http://127.0.0.1:9", {"p": {
         "object": "externalFulfillmentReturns_2024-09-11.listReturns"}})
     assert run_spd("validate", "-c", str(by_created)).returncode == 0
+
+
+@pytest.mark.parametrize("message, details, expired", [
+    ("Invalid nextToken.", "The nextToken has expired; repeat the request without nextToken to start over.", True),
+    ("We could not decode your NextToken. Possible reasons include: a transmission error.", "", True),
+    ("The input you have submitted is not valid. Please check your input and try again.",
+     "nextToken must be the only parameter; got ['createdSince'].", False),
+    ("The input you have submitted is not valid. Please check your input and try again.",
+     "Send nextToken with the same arguments as the request that produced it.", False),
+])
+def test_a_refused_next_page_is_an_error_not_an_expired_token(message: str, details: str, expired: bool) -> None:
+    """Restarting the window on a refusal would repeat the refused request forever."""
+    from spd.errors import ApiError
+    from spd.poller_support import is_expired_token_error
+
+    error = ApiError("x", status=400, errors=[{"code": "InvalidInput", "message": message, "details": details}])
+    assert is_expired_token_error(error) is expired
