@@ -266,3 +266,19 @@ def test_load_from_a_directory_is_cached(tmp_path: Path, cat: Catalog) -> None:
     (copy / "ordersV0.catalog.json").write_bytes(b"{broken")
     with pytest.raises(CatalogError, match="ordersV0.catalog.json"):
         load_catalog(copy / ".." / "copy")
+
+
+def test_catalog_keeps_defaults_item_limits_and_sandbox_only() -> None:
+    """What the models say of a parameter's default and of each array item, and which
+    operations Amazon serves only in its sandbox (x-amzn-api-sandbox-only, on the operation or
+    on its path)."""
+    cat = load_catalog()
+    listings = cat.operation("listingsItems_2021-08-01", "searchListingsItems")
+    assert listings.param("includedData").default == ["summaries"]
+    assert listings.param("pageSize").default == 10
+    asins = cat.operation("services", "getServiceJobs").param("asins")
+    assert (asins.item_min_length, asins.item_max_length, asins.max_items) == (10, 10, 20)
+    assert cat.operation("services", "getServiceJobs").param("serviceOrderIds").item_pattern == "^[0-9\\-]+$"
+    only = sorted(op.name for op in cat.operations() if op.sandbox_only)
+    assert "notifications.sendTestNotification" in only and len(only) == 9
+    assert not cat.operation("ordersV0", "getOrders").sandbox_only

@@ -49,6 +49,10 @@ VALIDATION = [
     (("easyShip_2022-03-23", "getScheduledPackage", {"amazonOrderId": "x" * 256, "marketplaceId": "A"}),
      "easyShip_2022-03-23.getScheduledPackage: parameter amazonOrderId must be at most 255 "
      "characters, got 256"),
+    (("services", "getServiceJobs", {"marketplaceIds": "A", "asins": "B0SHORT"}),
+     "services.getServiceJobs: parameter asins item 'B0SHORT' must be at least 10 characters, got 7"),
+    (("services", "getServiceJobs", {"marketplaceIds": "A", "serviceOrderIds": "123,AB"}),
+     "services.getServiceJobs: parameter serviceOrderIds item 'AB' does not match the pattern ^[0-9\\-]+$"),
     ((R, "getReport", {"reportId": ["a", "b"]}),
      f"{R}.getReport: parameter reportId takes one value, got 2"),
     ((R, "createReport", {}),
