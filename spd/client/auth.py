@@ -16,6 +16,8 @@ import orjson
 import structlog
 
 from spd.client.singleflight import SingleFlight
+from spd.client.transport import (MAX_TOKEN_RESPONSE_BYTES, REDIRECTS, BodyTooLarge,
+                                  RedirectRefused, send_credentialed)
 from spd.errors import AuthError, ConfigError
 
 log = structlog.get_logger(__name__)
@@ -144,21 +146,24 @@ class LwaAuth:
 
     async def _post(self, name: str, url: str, form: dict[str, str]) -> tuple[int, Any]:
         try:
-            async with self._session().post(
-                url, data=form, timeout=LWA_TIMEOUT, headers={"Accept": "application/json"}
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
+            reply = await send_credentialed(
+                self._session(), "POST", url, data=form, timeout=LWA_TIMEOUT,
+                headers={"Accept": "application/json"}, limit=MAX_TOKEN_RESPONSE_BYTES)
+        except BodyTooLarge as exc:
+            raise AuthError(f"account {name}: LWA token endpoint {url}: {exc}; refused") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
             raise AuthError(
                 f"account {name}: LWA token endpoint {url} unreachable ({reason}); will retry",
                 retriable=True,
             ) from None
+        if reply.status in REDIRECTS:
+            raise AuthError(f"account {name}: LWA token endpoint {url} answered "
+                            f"{RedirectRefused(reply.status, reply.location)}; check lwa.token_url")
         try:
-            return status, orjson.loads(raw)
+            return reply.status, orjson.loads(reply.body)
         except orjson.JSONDecodeError:
-            return status, None
+            return reply.status, None
 
 
 def _parse_grant(name: str, status: int, payload: Any) -> tuple[str, float]:

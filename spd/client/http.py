@@ -24,6 +24,9 @@ from spd.client import encode as rsp
 from spd.client.auth import LwaAuth, make_signer
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
+from spd.client import transport
+from spd.client.transport import (REDIRECTS, BodyTooLarge, RedirectRefused, public_location,
+                                  send_credentialed)
 from spd.client.ratelimit import (
     DEFAULT_BURST,
     DEFAULT_GUARD,
@@ -354,6 +357,10 @@ class SpClient:
         return None
 
     def _final(self, req: _Request, resp: Response, raise_errors: bool, attempt: int) -> Response:
+        if resp.status in REDIRECTS and raise_errors:
+            location = public_location(rsp.header(resp.headers, "Location"))
+            raise ApiError(f"{req.label}: {RedirectRefused(resp.status, location)}",
+                           status=resp.status, request_id=resp.request_id)
         if resp.status < 400 or not raise_errors:
             return resp
         retriable = resp.status == 429 or resp.status in rsp.RETRY_STATUSES
@@ -398,21 +405,23 @@ class SpClient:
 
     async def _send(self, req: _Request, headers: dict[str, str]) -> Response:
         try:
-            async with self.session.request(
-                req.method, URL(req.url, encoded=True), data=req.body, headers=headers,
-                timeout=self._timeout, allow_redirects=False,
-            ) as r:  # fmt: skip
-                raw = await r.read()
-                resp = Response(r.status, rsp.plain_headers(r.headers), None,
-                                r.headers.get("x-amzn-RequestId"))  # fmt: skip
-                content_type = r.headers.get("Content-Type", "")
+            reply = await send_credentialed(
+                self.session, req.method, URL(req.url, encoded=True), data=req.body,
+                headers=headers, timeout=self._timeout, limit=transport.MAX_RESPONSE_BYTES,
+            )  # fmt: skip
+        except BodyTooLarge as exc:  # the same request would get the same answer: no retry
+            raise ApiError(f"{req.label}: {exc}; refused (SP-API payloads are at most 10 MB)",
+                           retriable=False) from None
         except aiohttp.ClientConnectorError as exc:
             raise _Transient(rsp.describe(exc), unsent=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(rsp.describe(exc)) from None
+        resp = Response(reply.status, rsp.plain_headers(reply.headers), None,
+                        reply.headers.get("x-amzn-RequestId"))  # fmt: skip
         self._adapt(req, resp)
         try:
-            resp.body = rsp.parse_body(raw, content_type, strict=resp.status < 300)
+            resp.body = rsp.parse_body(reply.body, reply.headers.get("Content-Type", ""),
+                                       strict=resp.status < 300)
         except ValueError as exc:
             transient = _Transient(str(exc))
             transient.request_id = resp.request_id

@@ -17,7 +17,8 @@ import aioboto3
 import structlog
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config as BotoConfig
+from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
 from botocore.credentials import Credentials
 from botocore.exceptions import (
     BotoCoreError,
@@ -28,6 +29,7 @@ from botocore.exceptions import (
 
 from spd.client.auth import FailureGate
 from spd.client.singleflight import SingleFlight
+from spd.client.transport import RedirectRefused, refuse_redirects
 from spd.errors import AuthError
 
 log = structlog.get_logger(__name__)
@@ -37,8 +39,23 @@ logging.getLogger("botocore.auth").setLevel(logging.WARNING)
 SERVICE = "execute-api"
 REFRESH_MARGIN = 300.0  # assume the role again 5 minutes before the credentials expire
 SESSION_SECONDS = 3600
-STS_CONFIG = BotoConfig(connect_timeout=10, read_timeout=30,
-                        retries={"max_attempts": 3, "mode": "standard"})
+
+
+class NoRedirectHttpSession(AIOHTTPSession):
+    """botocore's aiohttp session under spd's rule for requests carrying credentials
+    (spd.client.transport): a redirect is refused, never followed."""
+
+    async def _get_session(self, proxy_url: Any) -> Any:
+        session = await super()._get_session(proxy_url)
+        if REFUSE_REDIRECTS not in session.trace_configs:
+            session.trace_configs.append(REFUSE_REDIRECTS)
+        return session
+
+
+REFUSE_REDIRECTS = refuse_redirects()
+STS_CONFIG = AioConfig(connect_timeout=10, read_timeout=30,
+                       retries={"max_attempts": 3, "mode": "standard"},
+                       http_session_cls=NoRedirectHttpSession)
 _RETRIABLE_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded",
                               "ServiceUnavailable", "InternalFailure", "IDPCommunicationError"})
 _EXPLAIN = {
@@ -138,6 +155,9 @@ def sts_error(name: str, role_arn: str, exc: Exception) -> AuthError:
         retriable = code in _RETRIABLE_CODES or status >= 500
         detail = _EXPLAIN.get(code) or " ".join(str(err.get("Message", "")).split())
         return AuthError(f"{prefix} ({code}): {detail}", retriable=retriable)
+    refused = exc.kwargs.get("error") if isinstance(exc, HTTPClientError) else None
+    if isinstance(refused, RedirectRefused):
+        return AuthError(f"{prefix}: the STS endpoint answered {refused}; check aws.sts_endpoint")
     if isinstance(exc, (BotoConnectionError, HTTPClientError)):
         return AuthError(f"{prefix}: STS endpoint unreachable ({type(exc).__name__}); "
                          "will retry", retriable=True)

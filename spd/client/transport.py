@@ -1,0 +1,114 @@
+"""Requests that carry credentials, and bounded reads of whatever comes back.
+
+Every request with a secret in it goes through `send_credentialed`: the LWA token request
+(client secret, refresh token), every SP-API call (access token or Restricted Data Token — the
+Tokens API included), and STS AssumeRole (through `refuse_redirects`, see spd.client.sigv4).
+None of them follows a redirect: a 3xx is answered to the caller, which reports it, so a secret
+never reaches a host it was not configured for, and a token another host hands out is never used.
+
+Bodies are read up to a cap, so whatever a server sends, memory stays bounded: SP-API replies
+up to MAX_RESPONSE_BYTES (Amazon's API Gateway caps payloads at 10 MB), LWA answers up to
+MAX_TOKEN_RESPONSE_BYTES. Report documents stream (spd.reports.document) and are not capped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+MAX_RESPONSE_BYTES = 16 * 2**20
+MAX_TOKEN_RESPONSE_BYTES = 64 * 2**10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 2**10
+
+
+class BodyTooLarge(Exception):
+    """A reply body exceeded its cap; nothing more of it was read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response body is larger than {format_size(limit)}")
+        self.limit = limit
+
+
+class RedirectRefused(aiohttp.ClientError):
+    """A request that carries a credential was answered with a redirect (never followed)."""
+
+    def __init__(self, status: int, location: str | None) -> None:
+        super().__init__(f"HTTP {status} redirect to {location or 'nowhere'} (not followed: the "
+                         "request carries credentials)")
+        self.status = status
+        self.location = location
+
+
+@dataclass
+class Reply:
+    """A whole, bounded reply: status, headers and body bytes."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    @property
+    def location(self) -> str | None:
+        """Where a redirect points, without any user:password in it."""
+        return public_location(self.headers.get("Location"))
+
+
+def format_size(size: int) -> str:
+    """`16 MiB`, `64 KiB`, or bytes."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} bytes"
+
+
+def public_location(location: str | None) -> str | None:
+    """A Location header as messages show it: no credentials, no query (it may hold a token)."""
+    if not location:
+        return None
+    try:
+        url = URL(location)
+    except ValueError:
+        return "an invalid URL"
+    return str(url.with_user(None).with_query(None).with_fragment(None))
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or BodyTooLarge as soon as it is known to exceed `limit` bytes."""
+    length = response.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(limit)
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+    return bytes(body)
+
+
+async def send_credentialed(session: aiohttp.ClientSession, method: str, url: str | URL, *,
+                            limit: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> Reply:
+    """Sends a request that carries a credential: redirects are never followed, the body is
+    read up to `limit` (BodyTooLarge beyond). Transport errors propagate as aiohttp raises them."""
+    async with session.request(method, url, allow_redirects=False, **kwargs) as response:
+        if response.status in REDIRECTS:
+            return Reply(response.status, response.headers, b"")  # the body is of no use
+        return Reply(response.status, response.headers, await read_capped(response, limit))
+
+
+async def _refuse(session: Any, context: Any, params: aiohttp.TraceRequestRedirectParams) -> None:
+    params.response.close()
+    raise RedirectRefused(params.response.status, public_location(params.response.headers.get("Location")))
+
+
+def refuse_redirects() -> aiohttp.TraceConfig:
+    """A trace config that aborts a session's request before it follows any redirect (for
+    sessions spd does not call itself, such as botocore's for STS)."""
+    config = aiohttp.TraceConfig()
+    config.on_request_redirect.append(_refuse)
+    config.freeze()
+    return config
