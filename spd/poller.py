@@ -28,25 +28,23 @@ from typing import Any, TypeVar
 import structlog
 
 from spd.catalog import load_catalog
-from spd.durations import format_ts, parse_ts
+from spd.durations import format_ts
 from spd.emitters.base import Emitter
 from spd.errors import ApiError, DeliveryError, SpdError
 from spd.messages import build_messages
 from spd.object_hooks import flatten
 from spd.objects import ObjectType, object_cursor, object_id
-from spd.poller_support import (attach_order_items, check_poller_params, clamp_note, clamp_start,
-                                dig, fan_out_markets, fill_fixed, fold_fanned_out,
+from spd.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
+                                check_poller_params, clamp_note, clamp_start, dig,
+                                fan_out_markets, fill_fixed, fold_fanned_out,
                                 is_expired_token_error, market_value, sync_fanned_out, utcnow)
 from spd.state import PollerState, StateStore
 
-__all__ = ["Poller", "RunResult", "Window", "dig", "is_expired_token_error", "utcnow"]
+__all__ = ["MIN_WINDOW", "Poller", "RunResult", "Window", "dig", "is_expired_token_error", "utcnow"]
 
 log = structlog.get_logger("spd.poller")
 T = TypeVar("T")
 
-# A window shorter than this is not worth a request: quotas like getOrders' one per minute are
-# precious, and the next run picks the time up anyway.
-MIN_WINDOW = timedelta(seconds=5)
 # Where Amazon does not say whether a bound includes its own instant, windows overlap this much.
 BOUNDARY_OVERLAP = timedelta(seconds=1)
 
@@ -92,7 +90,8 @@ class Page:
 
     objects: list[dict[str, Any]]
     next_token: str | None
-    echoed_end: datetime | None
+    echo: Any  # the upper bound the API says it applied, as it came (checked before use)
+    received: datetime  # when the answer arrived: an echo cannot be later than that - lag
 
 
 @dataclass
@@ -174,7 +173,7 @@ class Poller:
                     result.caught_up = True
                     break
                 state = await self.poll_window(state, window, result)
-                if result.capped:
+                if result.capped or result.caught_up:
                     break
         except SpdError as exc:
             if key != self.name:
@@ -232,8 +231,9 @@ class Poller:
         delivery drops the fetched page and the run resumes from the last acknowledged one."""
         token = state.next_token
         page_no = state.page
-        end = window.end
+        end, stalled = window.end, False
         result.windows += 1
+        guard = TokenGuard(self.object_type.name, token)
         fetching: asyncio.Future[Page] | None = self.start_fetch(window, token)
         while True:
             try:
@@ -245,11 +245,15 @@ class Poller:
                     self.log.warning("next_token_expired", window_start=format_ts(window.start))
                     self.store.restart_window(self.state_key)
                     token, page_no = None, 0
+                    guard = TokenGuard(self.object_type.name)
                     fetching = self.start_fetch(window, None)
                     continue
                 raise
             if end is None:
-                end = page.echoed_end or (utcnow() - self.object_type.lag)
+                end, stalled = self.window_end(window, page)
+            guard.check(page.next_token, page_no + 1, len(page.objects))
+            if page.next_token:
+                guard.sent(page.next_token)
             page_no += 1
             fetching = self.prefetch(window, page, result)
             try:
@@ -270,6 +274,7 @@ class Poller:
                 await asyncio.to_thread(self.store.finish_window, self.state_key, end)
                 self.log.info("window_completed", window=[format_ts(window.start), format_ts(end)],
                               pages=page_no)
+                result.caught_up = result.caught_up or stalled  # the echo no longer advances
                 return self.store.get(self.state_key)  # type: ignore[return-value]
             if fetching is None or self.stopping.is_set():
                 if fetching is not None:
@@ -333,15 +338,28 @@ class Poller:
             raise ApiError(f"{self.object_type.name}: malformed response, "
                            f"{'.'.join(self.object_type.results_path)} is not a list", retriable=True)
         next_token = dig(body, self.object_type.token_path) or None
+        if next_token is not None and not isinstance(next_token, str):
+            raise ApiError(f"{ot.name}: malformed response, "
+                           f"{'.'.join(ot.token_path)} is not a string", retriable=True)
+        received = utcnow()
         if self.items_operation is not None and objects:
             await attach_order_items(self.client, self.account_name, self.items_operation, objects)
-        return Page(objects, next_token, self.echoed_end(body))
+        return Page(objects, next_token, self.echo_of(body), received)
 
-    def echoed_end(self, body: Any) -> datetime | None:
-        echo_paths = self.object_type.echo_before or {}
-        path = echo_paths.get(self.config.timestamp_field)
-        value = dig(body, path) if path else None
-        return parse_ts(value) if isinstance(value, str) else None
+    def echo_of(self, body: Any) -> Any:
+        """The upper bound the API echoed for this poller's timestamp field, as it came."""
+        path = (self.object_type.echo_before or {}).get(self.config.timestamp_field)
+        return dig(body, path) if path else None
+
+    def window_end(self, window: Window, page: Page) -> tuple[datetime, bool]:
+        """The end of a window the first page decides: the checked echo where the API gives
+        one (and whether it stalled: caught up), else the answer's time - lag."""
+        lag = self.object_type.lag
+        if page.echo is None:
+            return page.received - lag, False
+        path = (self.object_type.echo_before or {})[self.config.timestamp_field]
+        return check_echo(self.object_type.name, path[-1], page.echo, window.start,
+                          page.received, lag)
 
     def request_params(self, window: Window, token: str | None) -> dict[str, Any]:
         """Query parameters for a first page (filters) or a following page (token)."""

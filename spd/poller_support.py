@@ -4,12 +4,13 @@ marketplace fan-out, start_time clamping and Orders v0 `include: [items]`."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
 
-from spd.durations import format_duration, format_ts
+from spd.durations import format_duration, format_ts, parse_ts
 from spd.errors import ApiError, ConfigError
 from spd.objects import ObjectType
 
@@ -21,6 +22,17 @@ ITEM_FETCHES_IN_FLIGHT = 8
 # A start_time older than the API reaches is moved this much inside the limit, so that the
 # first request, sent a little later, is still accepted.
 CLAMP_MARGIN = timedelta(minutes=10)
+# A window shorter than this is not worth a request: quotas like getOrders' one per minute are
+# precious, and the next run picks the time up anyway.
+MIN_WINDOW = timedelta(seconds=5)
+# An echoed upper bound may be this far ahead of our own clock (Amazon's clock running ahead);
+# anything later is an error, never a watermark (a bound in the future skips every change).
+ECHO_CLOCK_SKEW = timedelta(seconds=30)
+# An echo that does not advance while the window starts this far behind now - lag is stuck (the
+# series stops with an error); closer to now it is clock skew, and the series is caught up.
+STALLED_ECHO = timedelta(minutes=10)
+# This many empty pages in a row, each with a next token, end a series: pages that never end.
+MAX_EMPTY_PAGES = 100
 
 
 def utcnow() -> datetime:
@@ -158,10 +170,12 @@ async def fetch_order_items(client: Any, account: str, items_op: Any, order_id: 
     """Every item of one order, following NextToken."""
     items: list[dict[str, Any]] = []
     token: str | None = None
+    guard = TokenGuard(f"ordersV0.getOrderItems {order_id}")
     while True:
         params: dict[str, Any] = {"orderId": order_id}
         if token:
             params["NextToken"] = token
+            guard.sent(token)
         body = (await client.call(account, items_op, params)).body
         page = dig(body, ("payload", "OrderItems"))
         if not isinstance(page, list):
@@ -171,3 +185,66 @@ async def fetch_order_items(client: Any, account: str, items_op: Any, order_id: 
         token = dig(body, ("payload", "NextToken")) or None
         if token is None:
             return items
+        guard.check(token, len(items), len(page))
+
+
+def check_echo(label: str, name: str, value: Any, start: datetime, received: datetime,
+               lag: timedelta) -> tuple[datetime, bool]:
+    """The window end an echoed upper bound gives, and whether the echo stalled (the series
+    is caught up). ApiError unless start - skew <= echo <= received - lag + skew, and when an
+    echo stays at the start of a window far behind now (the window cannot advance)."""
+    if not isinstance(value, str):
+        raise ApiError(f"{label}: malformed response, {name} {value!r} is not a timestamp",
+                       retriable=True)
+    try:
+        echo = parse_ts(value)
+    except ValueError:
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise ApiError(f'{label}: malformed response, {name} "{shown}" is not a timestamp',
+                       retriable=True) from None
+    newest = received - lag
+    if echo > newest + ECHO_CLOCK_SKEW:
+        raise ApiError(f"{label}: the echoed {name} {format_ts(echo)} is later than the request "
+                       f"time - {format_duration(lag)} ({format_ts(newest)}); it is never taken "
+                       "as a watermark (is this host's clock right?)", retriable=True)
+    if echo < start - ECHO_CLOCK_SKEW:
+        raise ApiError(f"{label}: the echoed {name} {format_ts(echo)} is before the window start "
+                       f"{format_ts(start)}; it is never taken as a watermark", retriable=True)
+    stalled = echo - start < MIN_WINDOW
+    if stalled and newest - start > STALLED_ECHO:
+        raise ApiError(f"{label}: the window from {format_ts(start)} cannot advance: the echoed "
+                       f"{name} is {format_ts(echo)}, {format_duration(newest - echo)} behind "
+                       "now; stopped this series", retriable=True)
+    return max(echo, start), stalled
+
+
+class TokenGuard:
+    """Stops a series of pages that would never end: a next token that repeats (a cycle), or
+    page after empty page with a next token. Tokens are kept as short digests."""
+
+    def __init__(self, label: str, first: str | None = None) -> None:
+        self.label = label
+        self.seen: set[bytes] = set()
+        self.empty = 0
+        if first:
+            self.sent(first)
+
+    @staticmethod
+    def _digest(token: str) -> bytes:
+        return hashlib.blake2b(token.encode("utf-8", "replace"), digest_size=16).digest()
+
+    def sent(self, token: str) -> None:
+        """Remembers a token a request was sent with."""
+        self.seen.add(self._digest(token))
+
+    def check(self, token: str | None, page: int, objects: int) -> None:
+        """ApiError when `token` (the next page's) was sent before, or pages stay empty."""
+        if not token:
+            return
+        if self._digest(token) in self.seen:
+            raise ApiError(f"{self.label}: NextToken repeats after page {page}; stopped this "
+                           "series (its pages would loop forever)", retriable=True)
+        self.empty = self.empty + 1 if objects == 0 else 0
+        if self.empty >= MAX_EMPTY_PAGES:
+            raise ApiError(f"{self.label}: {self.empty} empty pages in a row, each with a "
+                           "NextToken; stopped this series", retriable=True)

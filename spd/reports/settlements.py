@@ -19,7 +19,7 @@ from typing import Any
 from spd.durations import format_ts
 from spd.errors import ApiError, ConfigError
 from spd.poller import MIN_WINDOW, RunResult, Window
-from spd.poller_support import utcnow
+from spd.poller_support import TokenGuard, utcnow
 from spd.reports.poller import ReportPoller, Stopped, parse_token, report_time
 from spd.reports.registry import API, REPORT_PREFIX, SETTLEMENT_V2, report_spec
 from spd.state import PollerState
@@ -147,6 +147,7 @@ class SettlementPoller(ReportPoller):
             if name in self.config.params:
                 params[name] = self.config.params[name]
         found: list[dict[str, Any]] = []
+        guard = TokenGuard(GET_REPORTS)
         while True:
             response = await self.unless_stopped(
                 self.client.call(self.account_name, self.ops["getReports"], params))
@@ -158,6 +159,8 @@ class SettlementPoller(ReportPoller):
             token = body.get("nextToken")
             if not token:
                 break
+            guard.check(str(token), len(found), len(reports))
+            guard.sent(str(token))
             params = {"nextToken": token}  # Amazon wants the token alone
         oldest = datetime.min.replace(tzinfo=timezone.utc)
         return sorted(found, key=lambda r: (report_time(r.get("createdTime")) or oldest,

@@ -1,0 +1,202 @@
+"""SP-API replies that try to break spd (issue 10, items 1-4 and 9), against the hostile stub in
+tests/hostile.py over loopback: echoed bounds, redirects, endless pages, oversized bodies."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Hostile, write_config
+from spd.catalog import load_catalog
+from spd.client import SpClient
+from spd.config import load_config
+from spd.errors import ApiError, AuthError, SpdError
+from spd.runtime import Runtime
+from spd.state import StateStore
+from test_poller import RecordingEmitter
+
+RUN_LIMIT = 30  # seconds: a run that takes longer is looping
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Hostile]:
+    async with Hostile() as h:
+        yield h
+
+
+class Harness:
+    """A runtime with poller `p` against the stub, recording what it emits."""
+
+    def __init__(self, tmp_path: Path, hostile: Hostile, poller: dict[str, Any] | None = None) -> None:
+        self.config = load_config(write_config(tmp_path, hostile.url, poller))
+        self.recorder = RecordingEmitter("archive")
+        self.store = StateStore(Path(self.config.state.path))
+        self.runtime = Runtime(self.config, self.store, emitter_factory=lambda n, c: self.recorder)
+
+    async def __aenter__(self) -> Harness:
+        self.store.open()
+        await self.runtime.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runtime.close()
+        self.store.close()
+
+    async def run(self) -> Any:
+        return await asyncio.wait_for(self.runtime.pollers["p"].run(), RUN_LIMIT)
+
+    def state(self) -> Any:
+        return self.store.get("p")
+
+
+# -- 1. an echoed upper bound is checked, never trusted ---------------------------------------
+
+
+async def test_an_echo_in_the_future_is_an_error_and_never_a_watermark(tmp_path, hostile) -> None:
+    hostile.mode = "echo_future"
+    async with Harness(tmp_path, hostile) as h:
+        start = h.state().watermark if h.state() else None
+        with pytest.raises(ApiError) as info:
+            await h.run()
+        state = h.state()
+    assert "LastUpdatedBefore 2099-01-01T00:00:00Z" in str(info.value)
+    assert "later than" in str(info.value) and "ordersV0.getOrders" in str(info.value)
+    assert state.watermark == start and state.window_start is None
+    assert state.last_error == str(info.value)  # recorded: `spd status` and /metrics show it
+    assert h.recorder.messages == []  # nothing of that page was emitted
+
+
+async def test_a_valid_echo_becomes_the_watermark(tmp_path, hostile) -> None:
+    async with Harness(tmp_path, hostile) as h:
+        before = datetime.now(timezone.utc)
+        result = await h.run()
+        state = h.state()
+    assert result.caught_up and state.last_error is None
+    lag = timedelta(minutes=2)
+    assert before - lag - timedelta(seconds=10) <= state.watermark <= datetime.now(timezone.utc) - lag
+
+
+async def test_a_malformed_echo_is_a_recorded_one_line_error(tmp_path, hostile) -> None:
+    hostile.mode = "echo_malformed"
+    async with Harness(tmp_path, hostile) as h:
+        with pytest.raises(ApiError, match=r'LastUpdatedBefore "yesterday at noon" is not a timestamp'):
+            await h.run()
+        assert "not a timestamp" in h.state().last_error
+
+
+# -- 3. endless pagination and catch-up ------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["repeat_token", "token_cycle"])
+async def test_a_repeating_next_token_stops_the_series(tmp_path, hostile, mode) -> None:
+    hostile.mode = mode
+    async with Harness(tmp_path, hostile) as h:
+        start = h.state()
+        with pytest.raises(ApiError, match=r"ordersV0.getOrders: NextToken repeats after page \d"):
+            await h.run()
+        state = h.state()
+    assert state.watermark == start.watermark  # the window never completed
+    assert "NextToken repeats" in state.last_error
+    assert len(hostile.calls) <= 4 and len(h.recorder.messages) <= 3
+
+
+async def test_an_echo_equal_to_the_window_start_cannot_advance(tmp_path, hostile) -> None:
+    hostile.mode = "echo_start"
+    async with Harness(tmp_path, hostile) as h:
+        start = h.state().watermark
+        with pytest.raises(ApiError, match=r"ordersV0.getOrders: the window from .* cannot advance"):
+            await h.run()
+        assert h.state().watermark == start and "cannot advance" in h.state().last_error
+    assert len(hostile.calls) == 1 and h.recorder.messages == []
+
+
+async def test_an_echo_a_minute_behind_our_clock_counts_as_caught_up(tmp_path, hostile) -> None:
+    hostile.mode = "echo_skew"
+    async with Harness(tmp_path, hostile) as h:
+        result = await h.run()
+        state = h.state()
+    assert result.caught_up and state.last_error is None
+    assert len(hostile.calls) <= 3, hostile.calls  # one catch-up window, at most one more
+    assert state.watermark < datetime.now(timezone.utc) - timedelta(minutes=2, seconds=50)
+
+
+# -- 2. no credential follows a redirect ------------------------------------------------------
+
+
+def account(url: str, token_url: str | None = None) -> Any:
+    from types import SimpleNamespace
+
+    from pydantic import SecretStr
+
+    return SimpleNamespace(
+        base_url=url, marketplace_ids=["ATVPDKIKX0DER"], region="us-east-1", rate_limits={},
+        lwa=SimpleNamespace(client_id="amzn1.application-oa2-client.hostile",
+                            client_secret=SecretStr(CLIENT_SECRET),
+                            refresh_token=SecretStr(REFRESH_TOKEN),
+                            token_url=token_url or f"{url}/auth/o2/token"))
+
+
+GET_ORDERS = load_catalog().operation("ordersV0", "getOrders")
+
+
+async def test_the_lwa_token_request_never_follows_a_redirect(hostile) -> None:
+    hostile.mode = "lwa_redirect"
+    async with SpClient({"acme": account(hostile.url)}, load_catalog(), backoff_base=0.01) as client:
+        with pytest.raises(AuthError) as info:
+            await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]})
+    message = str(info.value)
+    assert "redirect" in message and "HTTP 307" in message and "127.0.0.2" in message
+    assert hostile.thief.forms == [] and hostile.thief.headers == []  # the secret never left
+    assert CLIENT_SECRET not in message and STOLEN_TOKEN not in message
+    assert hostile.calls == []  # no SP-API request went out with someone else's token
+
+
+async def test_a_redirect_from_sp_api_is_reported_as_a_redirect_and_not_followed(hostile) -> None:
+    hostile.mode = "redirect"
+    async with SpClient({"acme": account(hostile.url)}, load_catalog(), backoff_base=0.01) as client:
+        with pytest.raises(ApiError) as info:
+            await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]})
+    assert str(info.value).startswith("ordersV0.getOrders: HTTP 302 redirect to http://127.0.0.2:")
+    assert "not followed" in str(info.value)
+    assert hostile.thief.headers == []  # the access token never reached the other host
+    assert ACCESS_TOKEN not in str(info.value)
+
+
+# -- 4. bounded bodies --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["huge", "chunked"])
+async def test_an_oversized_reply_is_refused_after_reading_at_most_the_cap(
+        hostile, monkeypatch, mode) -> None:
+    import spd.client.transport as transport
+
+    monkeypatch.setattr(transport, "MAX_RESPONSE_BYTES", 2**20)
+    hostile.mode, hostile.size = mode, 8 * 2**20
+    async with SpClient({"acme": account(hostile.url)}, load_catalog(), backoff_base=0.01) as client:
+        with pytest.raises(ApiError) as info:
+            await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]})
+    assert "ordersV0.getOrders: response body is larger than 1 MiB" in str(info.value)
+    assert len(hostile.calls) == 1  # refused at once, not retried 8 times
+    assert not info.value.retriable or isinstance(info.value, SpdError)
+
+
+async def test_sts_assume_role_never_follows_a_redirect(hostile) -> None:
+    from types import SimpleNamespace
+
+    from pydantic import SecretStr
+
+    acct = account(hostile.url)
+    acct.aws = SimpleNamespace(access_key_id="AKIDEXAMPLEHOSTILE", role_session_name="spd",
+                               secret_access_key=SecretStr("hostile/aws/secret/key"),
+                               role_arn="arn:aws:iam::123456789012:role/R", region="us-east-1",
+                               sts_endpoint=f"{hostile.url}/sts")
+    async with SpClient({"acme": acct}, load_catalog(), backoff_base=0.01) as client:
+        with pytest.raises(AuthError) as info:
+            await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]})
+    assert "STS endpoint answered HTTP 307 redirect to http://127.0.0.2:" in str(info.value)
+    assert not info.value.retriable
+    assert hostile.thief.headers == [] and hostile.calls == []
