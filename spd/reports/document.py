@@ -4,14 +4,16 @@ The encoding is, in order: the content type's charset (Java names such as `Cp125
 `Windows-31J` included), a byte-order mark, UTF-8 when the first bytes are valid non-ASCII UTF-8,
 then the marketplace's default (Cp1252 for North America and Europe, Cp932 — the Windows
 superset of Shift_JIS — for Japan, UTF-8 elsewhere). The format is the registry's, the content
-type's, or sniffed from the first characters. Memory stays bounded by PIECE and the longest row.
+type's, or sniffed from the first characters. Memory stays bounded by PIECE and the longest row
+(at most MAX_ROW_CHARS, see spd.reports.formats).
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any
 
 import structlog
@@ -231,11 +233,17 @@ class DocumentStream:
         return True
 
 
-async def iter_rows(chunks: AsyncIterable[bytes], stream: DocumentStream) -> AsyncIterator[list[Row]]:
-    """Row batches of a downloaded document, as its chunks arrive."""
+async def iter_rows(chunks: AsyncIterable[bytes], stream: DocumentStream,
+                    check_stop: Callable[[], None] | None = None) -> AsyncIterator[list[Row]]:
+    """Row batches of a downloaded document, as its chunks arrive. `check_stop` runs between
+    chunks (it raises to abandon the document), and the loop yields to others there, so a
+    stop is honoured even while a document brings no complete row."""
     async for chunk in chunks:
+        if check_stop is not None:
+            check_stop()
         for rows in stream.feed(chunk):
             yield rows
+        await asyncio.sleep(0)
     rows = stream.close()
     if rows:
         yield rows

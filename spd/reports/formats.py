@@ -5,7 +5,9 @@ Each parser has `feed(text) -> rows` and `close() -> rows`. Rows are dicts:
 - JSON: the elements of a top-level array, or of every array member of a top-level object
   (tagged with `_section`, e.g. `salesAndTrafficByAsin`); an object without arrays is one row;
 - XML: the children of the root element (`Message` elements of an `AmazonEnvelope`).
-Memory is bounded by the largest row, not by the document.
+Memory is bounded by the largest row, not by the document, and a row (a TSV/CSV line or
+record, a JSON element, an XML element, a JSON document's non-array members together) longer
+than MAX_ROW_CHARS fails the document: whatever a server sends, memory stays bounded.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ from typing import Any
 
 import orjson
 
+from spd.client.transport import format_size
 from spd.errors import ApiError
 
 Row = dict[str, Any]
 EXTRA_KEY = "_extra"  # values beyond the header's columns, kept rather than dropped
 SECTION_KEY = "_section"
+# Amazon's rows are a few KB (a flat file line, a settlement row, an XML Message); a row longer
+# than this is a broken or hostile document. Fields are bounded by their row.
+MAX_ROW_CHARS = 8 * 2**20
+csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW_CHARS))  # csv's default is 128 KiB
 
 
 class ReportFormatError(ApiError):
@@ -37,29 +44,53 @@ class TextRows:
     def __init__(self, delimiter: str) -> None:
         self.delimiter = delimiter
         self.header: list[str] | None = None
-        self._pending = ""  # an unterminated last line
+        self.lines = 0  # complete lines read, for messages
+        self._pending: list[str] = []  # pieces of an unterminated last line (joined once, linear)
+        self._pending_len = 0
         self._record: list[str] = []  # CSV lines of a record still inside quotes
+        self._record_len = 0
         self._quotes = 0
 
     def feed(self, text: str) -> list[Row]:
-        lines = (self._pending + text).split("\n")
-        self._pending = lines.pop()
+        if "\n" not in text:
+            self._hold(text)
+            return []
+        lines = text.split("\n")
+        if self._pending:
+            lines[0] = "".join(self._pending) + lines[0]
+            self._pending, self._pending_len = [], 0
+        self._hold(lines.pop())
         return self._rows(lines)
 
     def close(self) -> list[Row]:
-        lines = [self._pending] if self._pending else []
-        self._pending = ""
+        lines = ["".join(self._pending)] if self._pending else []
+        self._pending, self._pending_len = [], 0
         rows = self._rows(lines)
         if self._record:
             raise ReportFormatError("CSV document ends inside a quoted field")
         return rows
+
+    def _hold(self, text: str) -> None:
+        """Keeps the start of a line until its end arrives, up to MAX_ROW_CHARS."""
+        if text:
+            self._pending.append(text)
+            self._pending_len += len(text)
+            self._check(self._pending_len, "line")
+
+    def _check(self, length: int, what: str) -> None:
+        if length > MAX_ROW_CHARS:
+            raise ReportFormatError(f"report document {what} {self.lines + 1} is longer than "
+                                    f"{format_size(MAX_ROW_CHARS)}; the document is broken")
 
     def _rows(self, lines: list[str]) -> list[Row]:
         records = self._records(lines)
         if self.delimiter == "\t":
             split = [r.split("\t") for r in records]
         else:
-            split = list(csv.reader(records, delimiter=self.delimiter, strict=True))
+            try:
+                split = list(csv.reader(records, delimiter=self.delimiter, strict=True))
+            except csv.Error as exc:
+                raise ReportFormatError(f"CSV document near line {self.lines}: {exc}") from None
         if self.header is None and split:
             self.header = [h.strip().lstrip("\ufeff") for h in split.pop(0)]
         return [self._row(values) for values in split]
@@ -68,16 +99,20 @@ class TextRows:
         """Complete records without line ends; empty lines are skipped."""
         out = []
         for line in lines:
+            self._check(len(line), "line")
+            self.lines += 1
             line = line[:-1] if line.endswith("\r") else line
             if self.delimiter == "\t":
                 if line:
                     out.append(line)
                 continue
             self._record.append(line)
+            self._record_len += len(line) + 1
+            self._check(self._record_len, "record ending on line")
             self._quotes += line.count('"')
             if self._quotes % 2 == 0:  # quotes balanced: the record is complete
                 record = "\n".join(self._record)
-                self._record, self._quotes = [], 0
+                self._record, self._record_len, self._quotes = [], 0, 0
                 if record:
                     out.append(record)
         return out
@@ -114,7 +149,9 @@ class JsonRows:
         self.item_depth = 1
         self.section: str | None = None
         self.parts: list[str] = []  # text of the current item from earlier chunks
+        self.parts_len = 0
         self.context: Row = {}  # non-array members of a top-level object
+        self.context_len = 0
         self.rows_seen = 0
 
     def feed(self, text: str) -> list[Row]:
@@ -137,6 +174,10 @@ class JsonRows:
             i = j + 1
         if self.depth >= self.item_depth and not self.done:
             self.parts.append(text[start:])
+            self.parts_len += n - start
+            if self.parts_len > MAX_ROW_CHARS:
+                raise ReportFormatError(f"JSON document: element {self.rows_seen + 1} is longer "
+                                        f"than {format_size(MAX_ROW_CHARS)}; the document is broken")
         return rows
 
     def close(self) -> list[Row]:
@@ -199,13 +240,13 @@ class JsonRows:
             self.done = True
         elif self.mode == "object" and self.depth == 1 and self.item_depth == 2:
             self.item_depth, self.section = 1, None  # the section array closed
-            self.parts = []
+            self.parts, self.parts_len = [], 0
             return j + 1
         return start
 
     def _take(self, text: str, start: int, j: int) -> str:
         raw = "".join(self.parts) + text[start:j]
-        self.parts = []
+        self.parts, self.parts_len = [], 0
         return raw
 
     def _open_section(self, prefix: str) -> None:
@@ -219,6 +260,10 @@ class JsonRows:
             return
         try:
             if self.mode == "object" and self.item_depth == 1:  # a non-array member
+                self.context_len += len(raw)
+                if self.context_len > MAX_ROW_CHARS:
+                    raise ReportFormatError("JSON document: its members outside arrays are "
+                                            f"longer than {format_size(MAX_ROW_CHARS)} together")
                 self.context.update(orjson.loads("{" + raw + "}"))
                 return
             value = orjson.loads(raw)
@@ -238,13 +283,21 @@ class XmlRows:
         self.parser = ET.XMLPullParser(events=("start", "end"))
         self.depth = 0
         self.root: ET.Element | None = None
+        self.since_row = 0  # characters fed since a row last completed: bounds one element
+        self.rows_seen = 0
 
     def feed(self, text: str) -> list[Row]:
         try:
             self.parser.feed(text)
         except ET.ParseError as exc:
             raise ReportFormatError(f"XML document: {exc}") from None
-        return self._drain()
+        rows = self._drain()
+        self.since_row = 0 if rows else self.since_row + len(text)
+        if self.since_row > MAX_ROW_CHARS:
+            raise ReportFormatError(f"XML document: element {self.rows_seen + 1} is longer than "
+                                    f"{format_size(MAX_ROW_CHARS)}; the document is broken")
+        self.rows_seen += len(rows)
+        return rows
 
     def close(self) -> list[Row]:
         try:

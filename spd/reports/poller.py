@@ -40,6 +40,7 @@ from spd.state import PollerState
 log = structlog.get_logger("spd.reports")
 
 FINISHED = ("DONE", "FATAL", "CANCELLED")
+FAILURE_DETAIL_BYTES = 64 * 2**10  # of a FATAL report's document: its explanation is at the top
 CANCELLED_AS_EMPTY = 2
 PAGE_SIZE = 100
 
@@ -227,10 +228,10 @@ class ReportPoller(Poller):
             doc = await self.client.call(self.account_name, self.ops["getReportDocument"],
                                          {"reportDocumentId": doc_id})
             async with self.client.download_stream(doc.body["url"]) as download:
-                text = b"".join([c async for c in download.chunks()])[:2000]
+                text = await read_head(download.chunks(), FAILURE_DETAIL_BYTES)
             stream = DocumentStream(compression=doc.body.get("compressionAlgorithm"),
                                     content_type=download.content_type)
-            rows = [r for batch in stream.feed(text) for r in batch] + stream.close()
+            rows = [r for batch in stream.feed(text) for r in batch] or stream.close()
             message = rows[0].get("errorDetails") if rows else None
             return f" ({str(message or rows[0])[:200]})" if rows else ""
         except (SpdError, KeyError, TypeError) as exc:
@@ -254,8 +255,8 @@ class ReportPoller(Poller):
             stream = DocumentStream(compression=doc.get("compressionAlgorithm"),
                                     content_type=download.content_type,
                                     marketplace_ids=markets, fmt=spec.fmt)
-            async for page in iter_pages(iter_rows(download.chunks(), stream), size=PAGE_SIZE,
-                                         skip=skip):
+            rows = iter_rows(download.chunks(), stream, check_stop=self.check_stop)
+            async for page in iter_pages(rows, size=PAGE_SIZE, skip=skip):
                 yield page
         self.log.info("report_document_read", report_id=report.get("reportId"),
                       bytes=stream.bytes_in, inflated=stream.bytes_out, encoding=stream.encoding,
@@ -268,12 +269,27 @@ class ReportPoller(Poller):
         triples = [(row_id(spec, r), row_cursor(spec, r, field_name), r) for r in rows]
         await self.deliver_triples(start, end, page_no, triples, type_name or self.object_type.name)
 
+    def check_stop(self) -> None:
+        """Raises Stopped when the poller was told to stop (between document chunks)."""
+        if self.stopping.is_set():
+            raise Stopped()
+
     async def sleep_unless_stopped(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self.stopping.wait(), seconds)
         except TimeoutError:
             return
         raise Stopped()
+
+
+async def read_head(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The first `limit` bytes of a download; the rest is never read."""
+    head = bytearray()
+    async for chunk in chunks:
+        head += chunk
+        if len(head) >= limit:
+            break
+    return bytes(head[:limit])
 
 
 def report_time(value: Any) -> datetime | None:
