@@ -384,7 +384,7 @@ async def test_tls_is_verified_unless_disabled(self_signed, hook) -> None:
 def test_build_emitter_from_the_config_model(tmp_path: Path) -> None:
     cfg = WebhookEmitterConfig(
         url="https://user:pw@example.com/spd", secret=SECRET, timeout="3s", max_retry_time="10m",
-        headers={"Authorization": "Bearer x"}, dead_letter=str(tmp_path / "{poller}.jsonl"),
+        headers={"X-Api-Key": "k-123"}, dead_letter=str(tmp_path / "{poller}.jsonl"),
         verify_tls=False, concurrency=2,
     )
     e = build_emitter("hook", cfg)
@@ -392,6 +392,14 @@ def test_build_emitter_from_the_config_model(tmp_path: Path) -> None:
     assert (e.timeout, e.max_retry_time, e.verify_tls, e.concurrency) == (3.0, 600.0, False, 2)
     assert e.dead_letter is not None and e.shown_url == "https://example.com/spd"
     assert SECRET not in repr(e)
+
+
+def test_credentials_in_the_url_and_an_authorization_header_are_a_config_error() -> None:
+    # aiohttp refuses to send both, so every POST would fail: say so before anything runs
+    with pytest.raises(ConfigError, match=r"^emitters.hook.url: has user:password@ and headers "
+                                          r"has Authorization; HTTP sends only one"):
+        WebhookEmitter("hook", "https://user:pw@example.com/spd",
+                       headers={"authorization": "Bearer x"})
 
 
 def test_spd_headers_cannot_be_overridden() -> None:

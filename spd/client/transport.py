@@ -90,6 +90,15 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(body)
 
 
+async def discard_body(response: aiohttp.ClientResponse, limit: int) -> None:
+    """Reads and drops a body nobody needs, up to `limit` bytes so the connection can be
+    reused; a longer one closes the connection instead of being read."""
+    try:
+        await read_capped(response, limit)
+    except BodyTooLarge:
+        response.close()
+
+
 async def send_credentialed(session: aiohttp.ClientSession, method: str, url: str | URL, *,
                             limit: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> Reply:
     """Sends a request that carries a credential: redirects are never followed, the body is

@@ -49,6 +49,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from spd import __version__
+from spd.client.transport import discard_body
 from spd.emitters.base import Emitter
 from spd.emitters.deadletter import DeadLetter
 from spd.errors import ConfigError, DeliveryError
@@ -62,6 +63,9 @@ PROTECTED_HEADERS = frozenset({
     "x-spd-signature",
 })
 SNIPPET = 200  # characters of an error answer kept for logs and the dead-letter file
+# An acknowledgement's body is read (so the connection is reused) up to this much; a longer
+# one closes the connection rather than being read into memory.
+MAX_ANSWER_BYTES = 64 * 2**10
 
 
 def delivery_id(body: bytes) -> str:
@@ -140,6 +144,9 @@ class WebhookEmitter(Emitter):
         self.backoff = backoff  # (first delay, largest delay) in seconds
         self._secret = secret.encode() if secret else None
         self._headers = self._base_headers(headers or {})
+        if URL(url).user is not None and "Authorization" in self._headers:
+            raise ConfigError(f"emitters.{name}.url: has user:password@ and headers has "
+                              "Authorization; HTTP sends only one: remove one of them")
         self.dead_letter = DeadLetter(name, dead_letter) if dead_letter else None
         self._session: aiohttp.ClientSession | None = None
         self._proxy: tuple[URL | None, aiohttp.BasicAuth | None] = (None, None)
@@ -242,7 +249,7 @@ class WebhookEmitter(Emitter):
             async with session.post(self.url, data=body, headers=headers, allow_redirects=False,
                                     proxy=self._proxy[0], proxy_auth=self._proxy[1]) as resp:
                 if 200 <= resp.status < 300:
-                    await resp.read()  # drained, so the connection is reused
+                    await discard_body(resp, MAX_ANSWER_BYTES)  # bounded, whatever it sends
                     return Attempt(resp.status, None)
                 snippet = await _snippet(resp)
                 retriable = resp.status in (408, 429) or resp.status >= 500
