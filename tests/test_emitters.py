@@ -19,6 +19,7 @@ import spd.emitters.file as file_mod
 from spd.emitters import FileEmitter, StdoutEmitter, build_emitter
 from spd.errors import ConfigError, DeliveryError
 from spd.messages import Message, build_messages
+from conftest import fill_disk
 
 UTC = timezone.utc
 W = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 1, 1, tzinfo=UTC))
@@ -324,15 +325,52 @@ async def test_permission_denied_is_a_delivery_error(file_emitter, tmp_path) -> 
         await e.send(msgs(1))
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-async def test_disk_full_is_a_delivery_error_and_the_handle_is_dropped() -> None:
-    e = FileEmitter("archive", "/dev/full")
+async def test_disk_full_is_a_delivery_error_and_the_handle_is_dropped(tmpfs: Path) -> None:
+    e = FileEmitter("archive", str(tmpfs / "out" / "{poller}.jsonl"))
     try:
+        await e.send(msgs(1))
+        fill_disk(tmpfs)
         with pytest.raises(DeliveryError) as info:
-            await e.send(msgs(1))
-        assert str(info.value) == "emitter archive: cannot write /dev/full (No space left on device)"
+            await e.send(msgs(200))
+        assert str(info.value) == f"emitter archive: cannot write {tmpfs}/out/orders.jsonl (No space left on device)"
         assert e.open_files == []
         with pytest.raises(DeliveryError):  # still failing, not silently dropped
-            await e.send(msgs(1))
+            await e.send(msgs(200))
+        lines = (tmpfs / "out" / "orders.jsonl").read_bytes().split(b"\n")
+        assert lines[-1] == b"" and all(orjson.loads(line) for line in lines[:-1])  # no torn line
     finally:
         await e.close()
+
+
+async def test_a_symlinked_output_is_refused_and_its_target_left_alone(file_emitter, tmp_path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious line\nlast line without newline")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "orders.jsonl").symlink_to(victim)
+    e = file_emitter(str(out / "{poller}.jsonl"))
+    with pytest.raises(DeliveryError, match=r"orders.jsonl is a symbolic link; spd does not write "
+                                            r"through links"):
+        await e.send(msgs(2))
+    assert victim.read_bytes() == b"precious line\nlast line without newline"  # not "repaired"
+
+
+async def test_a_fifo_output_is_refused(file_emitter, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "orders.jsonl")
+    e = file_emitter(str(out / "{poller}.jsonl"))
+    with pytest.raises(DeliveryError, match="orders.jsonl is not a regular file"):
+        await e.send(msgs(1))
+
+
+async def test_directories_are_created_private(file_emitter, tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        e = file_emitter(str(tmp_path / "a" / "b" / "{poller}.jsonl"))
+        await e.send(msgs(1))
+    finally:
+        os.umask(old)
+    modes = [(tmp_path / d).stat().st_mode & 0o777 for d in ("a", "a/b")]
+    assert modes == [0o700, 0o700]
+    assert (tmp_path / "a" / "b" / "orders.jsonl").stat().st_mode & 0o777 == 0o600

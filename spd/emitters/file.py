@@ -1,13 +1,17 @@
 """The file emitter: JSON lines appended to a templated path, fsynced once per `send`.
 
-Files are created mode 0600 and kept open (one handle per resolved path). SIGHUP (`reopen`)
-closes them so logrotate's renamed files are let go. A torn last line left by a crash is cut
-away the first time a file is opened, so every line in the file is whole JSON.
+Files are created mode 0600, in directories created 0700, and kept open (one handle per
+resolved path). SIGHUP (`reopen`) closes them so logrotate's renamed files are let go. A torn
+last line left by a crash is cut away the first time a file is opened, so every line in the file
+is whole JSON. An output that is a symbolic link or not a regular file is refused (a delivery
+error naming the path): a link planted there must not make spd append to, or "repair", a file
+it points at.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import stat
@@ -53,6 +57,22 @@ def check_template(name: str, template: str) -> None:
             )
     if not template.strip():
         raise ConfigError(f"emitters.{name}.path: is empty; give a file path such as out/{{poller}}.jsonl")
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Creates `directory` and any missing parents with mode 0700 (existing ones are left)."""
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by someone else: left as it is
+        d.chmod(0o700)  # mkdir's mode is masked by the umask
 
 
 def _last_line_end(fd: int, size: int) -> int:
@@ -129,11 +149,19 @@ class FileEmitter(Emitter):
             self._handles.move_to_end(path)
             return fd
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            make_private_dirs(path.parent)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DeliveryError(f"emitter {self.name}: {path} is a symbolic link; spd does not "
+                                    "write through links: make it a regular file") from None
             raise self._error(path, exc) from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise DeliveryError(f"emitter {self.name}: {path} is not a regular file; "
+                                    "point the emitter's path at a file")
             self._repair(path, fd)
         except OSError as exc:
             os.close(fd)
