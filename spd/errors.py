@@ -50,6 +50,14 @@ class StateError(SpdError):
     exit_code = EXIT_CONFIG
 
 
+class StateWriteError(StateError):
+    """The state database cannot be written right now (disk full, I/O error): the run fails
+    and the next one tries again (exit 1)."""
+
+    exit_code = EXIT_FAILURE
+    retriable = True
+
+
 class StateLockedError(StateError):
     """Another spd process (a daemon, `once`) holds the state; try again when it stopped (exit 1)."""
 
@@ -89,6 +97,15 @@ class ApiError(SpdError):
         if isinstance(self.body, dict) and "errors" in self.body:
             return self.body
         return {"errors": self.errors or [{"code": "Error", "message": self.message}]}
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for any failure: an SpdError's message, else `internal error: Type: message`
+    (a bug in spd: its traceback is logged at debug level)."""
+    if isinstance(exc, SpdError):
+        return exc.message
+    text = " ".join(str(exc).split())
+    return f"internal error: {type(exc).__name__}" + (f": {text}" if text else "")
 
 
 class DeliveryError(SpdError):

@@ -2,17 +2,22 @@
 
 Writes are tiny and rare (one per delivered page), so the stdlib `sqlite3` is used synchronously.
 WAL mode with `synchronous=FULL`: when a checkpoint call returns, it is on disk. The file and its
--wal/-shm companions are mode 0600. A running daemon holds an exclusive `flock` on `<db>.lock`.
+-wal/-shm companions are mode 0600. A running daemon holds an exclusive `flock` on the lock file
+of the database's real path (spd.state_lock), so a symlink to the same file takes the same lock.
+
+Every SQLite failure becomes one line: a damaged file (missing table, garbage value, not a
+database) is a StateError (exit 78); a write that cannot happen now (disk full, I/O error) is a
+StateWriteError (exit 1). A small reserve file next to the database is given up when the disk is
+full, so that the failure of the run can still be recorded. `readonly=True` (spd status) never
+creates, migrates or writes anything.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,14 +25,18 @@ from typing import Any, Iterator
 
 import structlog
 
-from spd.errors import IdentityChangedError, StateError, StateLockedError
+from spd.errors import IdentityChangedError, StateError, StateWriteError
+from spd.logging import redact
+from spd.state_lock import DaemonLock
 
 log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_ERROR_CHARS = 500
-# A daemon starting while a CLI command holds the lock for a few milliseconds should not fail.
-DAEMON_LOCK_WAIT = 2.0
+RESERVE_BYTES = 256 * 2**10  # given up on a full disk so that a run's error can be recorded
+# SQLite result codes (sqlite3 errors carry them): a write that may work later, or a damaged file
+_TRANSIENT_CODES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
+                              "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_NOMEM"})
 
 _SCHEMA_V1 = """
 CREATE TABLE pollers (
@@ -92,26 +101,16 @@ def _now() -> str:
 
 
 def _row_to_state(row: tuple[Any, ...]) -> PollerState:
+    """A row as a PollerState; ValueError/TypeError when a value is not what spd wrote."""
+    if not isinstance(row[2], str):
+        raise ValueError(f"watermark {row[2]!r}")
     return PollerState(
-        poller=row[0], identity=row[1], watermark=from_iso(row[2]),  # type: ignore[arg-type]
+        poller=str(row[0]), identity=str(row[1]), watermark=from_iso(row[2]),  # type: ignore[arg-type]
         window_start=from_iso(row[3]), window_end=from_iso(row[4]), next_token=row[5],
-        page=row[6], objects_emitted=row[7], pages_emitted=row[8], runs=row[9],
+        page=int(row[6]), objects_emitted=int(row[7]), pages_emitted=int(row[8]), runs=int(row[9]),
         last_run_at=from_iso(row[10]), last_success_at=from_iso(row[11]),
         last_error=row[12], note=row[13],
     )
-
-
-def _alive(pid: int | None) -> bool:
-    """True when `pid` names a running process (a daemon holding the lock, not a CLI command)."""
-    if pid is None or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        pass
-    return True
 
 
 @contextlib.contextmanager
@@ -125,27 +124,34 @@ def _private_umask() -> Iterator[None]:
 
 
 class StateStore:
-    """The state database; `daemon=True` also takes the daemon's exclusive lock."""
+    """The state database; `daemon=True` also takes the daemon's exclusive lock, `readonly=True`
+    only reads (and never creates or migrates the file)."""
 
-    def __init__(self, path: Path | str, *, daemon: bool = False) -> None:
+    def __init__(self, path: Path | str, *, daemon: bool = False, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.lock_path = Path(str(self.path) + ".lock")
         self.daemon = daemon
+        self.readonly = readonly
+        self.lock = DaemonLock(self.path, self._unwritable)
+        self.lock_path = self.lock.path
+        self.reserve_path = Path(str(self.path) + ".reserve")
         self._conn: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None
         self._mutex = threading.RLock()
-
 
     def open(self) -> None:
         """Creates or opens the database (and takes the daemon lock when `daemon=True`)."""
         if self._conn is not None:
             return
+        if self.readonly:
+            self._conn = self._connect_readonly()
+            return
         try:
             with _private_umask():
                 self._make_parent()
                 if self.daemon:
-                    self._acquire_daemon_lock()
+                    self.lock.acquire()
                 self._conn = self._connect()
+                if self.daemon:
+                    self._keep_reserve()
             self._tighten_modes()
         except BaseException:
             self.close()
@@ -157,11 +163,7 @@ class StateStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            if self._lock_fd is not None:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._lock_fd, 0)  # no stale pid after a clean stop
-                os.close(self._lock_fd)  # releases the flock
-                self._lock_fd = None
+            self.lock.release()
 
     def __enter__(self) -> StateStore:
         self.open()
@@ -183,6 +185,17 @@ class StateStore:
             " state.path must name a writable SQLite file in a writable directory"
         )
 
+    def _damaged(self, reason: str) -> StateError:
+        return StateError(f"state {self.path}: the state database is damaged ({reason}); restore "
+                          "it from a backup, or move it away to start every poller again")
+
+    def _sql_error(self, exc: sqlite3.Error) -> StateError:
+        """One line for an SQLite failure: damaged file (78) or a write that failed now (1)."""
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if getattr(exc, "sqlite_errorname", "") in _TRANSIENT_CODES:
+            return StateWriteError(f"state {self.path}: cannot write the state database ({reason})")
+        return self._damaged(reason)
+
     def _connect(self) -> sqlite3.Connection:
         if self.path.is_dir():
             raise self._unwritable(IsADirectoryError(21, "it is a directory"))
@@ -197,26 +210,71 @@ class StateStore:
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is needed")
             conn.execute("PRAGMA synchronous=FULL")
             self._migrate(conn)
-        except sqlite3.DatabaseError as exc:
+            self._check_schema(conn)
+        except sqlite3.Error as exc:
             conn.close()
-            raise self._unwritable(exc) from None
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_READONLY", "SQLITE_CANTOPEN"):
+                raise self._unwritable(exc) from None
+            raise self._sql_error(exc) from None
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection that creates nothing: `immutable` when no daemon left a WAL
+        (the file is complete), else read-only through the existing WAL."""
+        wal = Path(str(self.path) + "-wal").exists()
+        uri = f"{self.path.absolute().as_uri()}?mode=ro" + ("" if wal else "&immutable=1")
+        try:
+            with _private_umask():
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._sql_error(exc) from None
+        try:
+            self._check_version(self._version(conn))
+            self._check_schema(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._sql_error(exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _version(self, conn: sqlite3.Connection) -> int:
+        """The schema version the file says it has (0: none yet)."""
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else 0
+        except (TypeError, ValueError):
+            raise self._damaged(f"schema version {row[0]!r}") from None
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state {self.path}: schema version {version} was written by a newer spd;"
+                f" this version reads versions up to {SCHEMA_VERSION}"
+            )
+        if version < SCHEMA_VERSION and self.readonly:
+            raise StateError(f"state {self.path}: schema version {version} is older than this "
+                             "spd's; run `spd once` or `spd run` to upgrade it first")
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """StateError (damaged) unless the pollers table is there with its columns."""
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(pollers)")}
+        missing = [c.strip() for c in _COLUMNS.split(",") if c.strip() not in columns]
+        if missing:
+            what = "table pollers is missing" if not columns else f"pollers lacks {', '.join(missing)}"
+            raise self._damaged(what)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Creates the schema on a new file, or upgrades an older one step by step."""
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StateError(
-                    f"state {self.path}: schema version {version} was written by a newer spd;"
-                    f" this version reads versions up to {SCHEMA_VERSION}"
-                )
+            version = self._version(conn)
+            self._check_version(version)
             if version == 0:
                 conn.execute(_SCHEMA_V1)
                 version = 1
@@ -234,109 +292,82 @@ class StateStore:
 
     def _tighten_modes(self) -> None:
         # Files created before this version (or by hand) are made private too.
-        for suffix in ("", "-wal", "-shm", ".lock"):
+        for suffix in ("", "-wal", "-shm", ".lock", ".reserve"):
             with contextlib.suppress(OSError):
                 p = Path(str(self.path) + suffix)
                 if p.exists() and (p.stat().st_mode & 0o777) != 0o600:
                     p.chmod(0o600)
 
-    def _acquire_daemon_lock(self) -> None:
+    def _keep_reserve(self) -> None:
+        """Grows the reserve file back to RESERVE_BYTES as far as the disk allows (written, not
+        sparse: the space is really taken, and a full disk keeps what fitted)."""
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise self._unwritable(exc) from None
-        deadline = time.monotonic() + DAEMON_LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline or _alive(self._read_lock_pid()):
-                    os.close(fd)
-                    raise self._held_error() from None
-                time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
-        self._lock_fd = fd
-
-    def _read_lock_pid(self) -> int | None:
-        try:
-            text = self.lock_path.read_text().strip()
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError:
-            return None
-        return int(text) if text.isdigit() else None
-
-    def _held_error(self) -> StateError:
-        pid = self._read_lock_pid()
-        who = f"pid {pid}" if pid is not None else "pid unknown"
-        return StateLockedError(f"state {self.path} is held by a running spd daemon ({who})")
-
-    def is_locked_by_daemon(self) -> bool:
-        """True when a daemon (this store, or another process) holds the state's lock."""
-        if self._lock_fd is not None:
-            return True
-        try:
-            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # closing also releases a lock we did take
-        return False
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Holds the daemon lock for the duration of a non-daemon write (spd reset)."""
-        if self._lock_fd is not None:
-            yield
             return
         try:
-            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise self._unwritable(exc) from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise self._held_error() from None
-            yield
+            size = os.fstat(fd).st_size
+            while size < RESERVE_BYTES:
+                size += os.write(fd, b"\0" * min(4096, RESERVE_BYTES - size))
+        except OSError:
+            pass
         finally:
             os.close(fd)
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StateError(f"state {self.path} is not open")
-        return self._conn
+    def _give_up_reserve(self) -> bool:
+        """Frees the reserve so that a write can happen on a full disk; False if there is none."""
+        try:
+            self.reserve_path.unlink()
+        except OSError:
+            return False
+        log.warning("state_reserve_used", path=str(self.path),
+                    reason="the disk is full; the reserve was freed to record the run's failure")
+        return True
+
+    def is_locked_by_daemon(self) -> bool:
+        """True when a daemon (this store, or another process) holds the state's lock."""
+        return self.lock.is_held()
+
+    @contextlib.contextmanager
+    def _sql(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the mutex, with SQLite errors as one-line StateErrors."""
+        with self._mutex:
+            if self._conn is None:
+                raise StateError(f"state {self.path} is not open")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise self._sql_error(exc) from None
+
+    def _state(self, row: tuple[Any, ...]) -> PollerState:
+        try:
+            return _row_to_state(row)
+        except (TypeError, ValueError) as exc:
+            raise self._damaged(f"poller {row[0]} has an unreadable value: {exc}; "
+                                f"`spd reset -c CONFIG {row[0]}` rewrites its watermark") from None
 
     def get(self, poller: str) -> PollerState | None:
         """The saved state of `poller`, or None when it has none."""
-        with self._mutex:
-            row = self._db().execute(
-                f"SELECT {_COLUMNS} FROM pollers WHERE poller = ?", (poller,)
-            ).fetchone()
-        return _row_to_state(row) if row else None
+        with self._sql() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM pollers WHERE poller = ?", (poller,)).fetchone()
+        return self._state(row) if row else None
 
     def all(self) -> list[PollerState]:
         """Every poller's saved state, ordered by name."""
-        with self._mutex:
-            rows = self._db().execute(f"SELECT {_COLUMNS} FROM pollers ORDER BY poller").fetchall()
-        return [_row_to_state(r) for r in rows]
+        with self._sql() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM pollers ORDER BY poller").fetchall()
+        return [self._state(r) for r in rows]
 
     def pollers(self) -> list[str]:
         """The names of every poller with saved state, sorted."""
-        with self._mutex:
-            rows = self._db().execute("SELECT poller FROM pollers ORDER BY poller").fetchall()
+        with self._sql() as db:
+            rows = db.execute("SELECT poller FROM pollers ORDER BY poller").fetchall()
         return [r[0] for r in rows]
-
 
     def _write(self, sql: str, args: tuple[Any, ...], poller: str) -> None:
         """Runs one UPDATE in its own durable transaction; the poller must exist."""
-        with self._mutex:
-            cur = self._db().execute(sql, args)
+        with self._sql() as db:
+            cur = db.execute(sql, args)
             if cur.rowcount == 0:
                 raise StateError(f"state {self.path}: poller {poller} has no saved state")
 
@@ -344,8 +375,8 @@ class StateStore:
         self, poller: str, identity: str, start: datetime, *, config_path: str | Path | None = None
     ) -> PollerState:
         """The poller's state, created at `start` when new; IdentityChangedError on a mismatch."""
-        with self._mutex:
-            self._db().execute(
+        with self._sql() as db:
+            db.execute(
                 "INSERT OR IGNORE INTO pollers (poller, identity, watermark, updated_at)"
                 " VALUES (?, ?, ?, ?)",
                 (poller, identity, to_iso(start), _now()),
@@ -392,27 +423,36 @@ class StateStore:
         )
 
     def record_run(self, poller: str, *, error: str | None) -> None:
-        """Counts a run; an error is kept (one line), a success clears the last error."""
+        """Counts a run; an error is kept (one line, secrets redacted), a success clears it.
+        On a full disk the reserve is given up so that the error is still recorded."""
         now = _now()
         if error is None:
             sql = "UPDATE pollers SET runs=runs+1, last_run_at=?, last_success_at=?, last_error=NULL"
             args: tuple[Any, ...] = (now, now)
         else:
             sql = "UPDATE pollers SET runs=runs+1, last_run_at=?, last_error=?"
-            args = (now, one_line(error))
-        self._write(sql + ", updated_at=? WHERE poller=?", (*args, now, poller), poller)
+            args = (now, one_line(redact(error)))
+        write = (sql + ", updated_at=? WHERE poller=?", (*args, now, poller), poller)
+        try:
+            self._write(*write)
+        except StateWriteError:
+            if error is None or not self._give_up_reserve():
+                raise
+            self._write(*write)  # while the disk stays full, what is left is kept for the next
+        if self.daemon:
+            self._keep_reserve()
 
     def set_note(self, poller: str, note: str | None) -> None:
         """Sets (or clears) the note `status` shows, e.g. that start_time was clamped."""
-        text = one_line(note) if note is not None else None
+        text = one_line(redact(note)) if note is not None else None
         self._write(
             "UPDATE pollers SET note=?, updated_at=? WHERE poller=?", (text, _now(), poller), poller
         )
 
     def reset(self, poller: str, to: datetime, identity: str | None = None) -> None:
         """Moves the watermark to `to` and drops the window in progress; refused under a daemon."""
-        with self._mutex, self._exclusive():
-            cur = self._db().execute(
+        with self._sql() as db, self.lock.exclusive():
+            cur = db.execute(
                 "UPDATE pollers SET watermark=?, identity=COALESCE(?, identity), window_start=NULL,"
                 " window_end=NULL, next_token=NULL, page=0, updated_at=? WHERE poller=?",
                 (to_iso(to), identity, _now(), poller),
@@ -424,6 +464,6 @@ class StateStore:
 
     def delete(self, poller: str) -> bool:
         """Forgets a poller entirely; True when it had state."""
-        with self._mutex:
-            cur = self._db().execute("DELETE FROM pollers WHERE poller = ?", (poller,))
+        with self._sql() as db:
+            cur = db.execute("DELETE FROM pollers WHERE poller = ?", (poller,))
         return cur.rowcount > 0

@@ -6,15 +6,19 @@ from typing import Any
 
 from spd.durations import format_ts, parse_ts
 from spd.errors import SpdError, UsageError
+from spd.logging import redact
+from spd.runtime import register_config_secrets
 from spd.state import PollerState, StateStore
 
 
 def collect_status(config: Any) -> list[dict[str, Any]]:
-    """One row per configured poller (and per orphaned state row), JSON-able, no secrets."""
+    """One row per configured poller (and per orphaned state row), JSON-able, no secrets.
+    The state file is only read: a missing one is not created, an old one not migrated."""
+    register_config_secrets(config)  # errors written by an older spd may still hold one
     path = config.state_path()
     states: dict[str, PollerState] = {}
     if path.exists():
-        with StateStore(path) as store:
+        with StateStore(path, readonly=True) as store:
             states = {s.poller: s for s in store.all()}
     rows = []
     for name, cfg in config.pollers.items():
@@ -43,10 +47,10 @@ def status_row(name: str, cfg: Any, state: PollerState | None) -> dict[str, Any]
         "page": state.page if state else 0,
         "last_run": ts(state.last_run_at) if state else None,
         "last_success": ts(state.last_success_at) if state else None,
-        "last_error": state.last_error if state else None,
+        "last_error": redact(state.last_error) if state and state.last_error else None,
         "objects_emitted": state.objects_emitted if state else 0,
         "pages_emitted": state.pages_emitted if state else 0,
-        "note": state.note if state else None,
+        "note": redact(state.note) if state and state.note else None,
     }
     return row
 

@@ -59,7 +59,8 @@ def test_creates_parent_in_wal_mode_with_private_files(db: Path) -> None:
             sync = s._conn.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]
     finally:
         os.umask(old)
-    assert files == {n: 0o600 for n in ("state.db", "state.db-wal", "state.db-shm", "state.db.lock")}
+    assert files == {n: 0o600 for n in ("state.db", "state.db-wal", "state.db-shm", "state.db.lock",
+                                        "state.db.reserve")}
     assert sync == 2  # FULL
     with sqlite3.connect(db) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

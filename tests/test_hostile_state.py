@@ -1,0 +1,167 @@
+"""State files that try to break spd (issue 10, items 6 and 7): real SQLite files damaged by
+the tests, a read-only `spd status`, the daemon lock through a symlink, and a real tmpfs that
+fills up under a running daemon."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import sqlite3
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import fill_disk, run_spd, start_spd, stop_spd, wait_for
+from hostile import HostileThread, write_config
+from spd.errors import StateLockedError
+from spd.state import StateStore
+
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def hostile():
+    h = HostileThread().start()
+    yield h
+    h.stop()
+
+
+def make_state(db: Path) -> None:
+    """A real state file with poller p, as `spd once` leaves it."""
+    with StateStore(db, daemon=True) as store:
+        store.ensure("p", "identity", T0)
+        store.record_run("p", error=None)
+
+
+def damage(db: Path, sql: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(sql)
+
+
+def assert_one_line(result, code: int, start: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(start), result.stderr
+
+
+def files_of(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir() if p.is_file()}
+
+
+# -- 7. damaged state: one line naming the file, exit 78 --------------------------------------
+
+
+@pytest.mark.parametrize("sql,problem", [
+    ("UPDATE pollers SET watermark = 'garbage' WHERE poller = 'p'",
+     "(poller p has an unreadable value: Invalid isoformat string: 'garbage'"),
+    ("DROP TABLE pollers", "(table pollers is missing)"),
+    ("UPDATE meta SET value = 'one' WHERE key = 'schema_version'", "(schema version 'one')"),
+], ids=["garbage-watermark", "missing-table", "garbage-version"])
+def test_damaged_state_is_one_line_and_exit_78_for_status_and_run(tmp_path, sql, problem) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    db = tmp_path / "state.db"
+    make_state(db)
+    damage(db, sql)
+    expected = f"spd: state {db}: the state database is damaged {problem}"
+    status = run_spd("status", "-c", str(config))
+    assert_one_line(status, 78, expected)
+    run = run_spd("run", "-c", str(config), timeout=60)
+    assert_one_line(run, 78, expected)
+    stopped = [json.loads(line) for line in run.stderr.splitlines() if '"daemon_stopped"' in line]
+    assert [e["exit_code"] for e in stopped] == [78]  # the log says what the process exits with
+
+
+def test_a_file_that_is_not_a_database_is_damaged_too(tmp_path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    (tmp_path / "state.db").write_bytes(b"this is not SQLite at all" * 100)
+    assert_one_line(run_spd("status", "-c", str(config)), 78,
+                    f"spd: state {tmp_path / 'state.db'}: the state database is damaged (file is not a database)")
+
+
+def test_status_never_creates_or_migrates_a_state_database(tmp_path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    missing = run_spd("status", "-c", str(config), "--json")
+    assert missing.returncode == 0 and json.loads(missing.stdout)[0]["last_run"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spd.yaml"]  # nothing created
+
+    db = tmp_path / "state.db"
+    make_state(db)
+    before = files_of(tmp_path)
+    status = run_spd("status", "-c", str(config), "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)[0]["last_run"] is not None
+    assert files_of(tmp_path) == before  # read only: no -wal, -shm or lock file, no write
+
+    sqlite3.connect(tmp_path / "empty.db").close()  # an SQLite file spd never wrote
+    other = write_config(tmp_path, "http://127.0.0.1:9", state=tmp_path / "empty.db")
+    empty_before = (tmp_path / "empty.db").read_bytes()
+    assert run_spd("status", "-c", str(other)).returncode == 78
+    assert (tmp_path / "empty.db").read_bytes() == empty_before  # no schema written into it
+
+
+def test_the_daemon_lock_follows_a_symlink_to_the_same_file(tmp_path) -> None:
+    db = tmp_path / "real" / "state.db"
+    make_state(db)
+    link = tmp_path / "link.db"
+    link.symlink_to(db)
+    with StateStore(db, daemon=True):
+        with pytest.raises(StateLockedError, match=r"is held by a running spd daemon"):
+            StateStore(link, daemon=True).open()
+    with StateStore(link, daemon=True):  # released: the link's daemon may run now
+        with pytest.raises(StateLockedError):
+            StateStore(db, daemon=True).open()
+
+
+# -- 6. a full disk under the state directory --------------------------------------------------
+
+
+def metric(port: int, name: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + "{") and 'poller="p"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_full_disk_under_the_state_is_recorded_on_the_poller(tmp_path, tmpfs, hostile) -> None:
+    port = free_port()
+    config = write_config(tmp_path, hostile.url, {"interval": "1s"}, state=tmpfs / "state.db",
+                          extra=f"http: {{listen: '0.0.0.0:{port}'}}")
+    proc = start_spd("run", "-c", str(config))
+    try:
+        wait_for(lambda: "last run never" not in run_spd("status", "-c", str(config)).stdout, 60)
+        fill_disk(tmpfs)
+        hostile.set("ok")
+
+        def failed() -> str | None:
+            rows = json.loads(run_spd("status", "-c", str(config), "--json").stdout)
+            return rows[0]["last_error"]
+
+        error = wait_for(failed, 60)
+        assert error.startswith(f"state {tmpfs / 'state.db'}: cannot write the state database")
+        assert "full" in error
+        assert metric(port, "spd_poller_failing") == 1.0
+        line = run_spd("status", "-c", str(config)).stdout
+        assert "last error: state " in line and "last run never" not in line
+    finally:
+        code = stop_spd(proc, signal.SIGTERM)
+        stderr = proc.stderr.read().decode()
+    assert "Traceback" not in stderr
+    assert '"http_listen_not_loopback"' in stderr  # item 9: 0.0.0.0 is said to be reachable
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "poll_failed" and "full" in e["error"] for e in events)
+    assert code in (0, 1)
+    once = run_spd("once", "-c", str(config))  # the disk is still full: one line, no traceback
+    assert once.returncode != 0 and "Traceback" not in once.stderr
+    assert once.stderr.strip().splitlines()[-1].startswith(("spd: state ", "p: failed: state "))
+
