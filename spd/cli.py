@@ -9,13 +9,15 @@ import argparse
 import asyncio
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import orjson
 
 from spd import __version__
-from spd.errors import EXIT_FAILURE, SpdError, UsageError
+from spd.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
+from spd.logging import debug_enabled, redact
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
 
@@ -169,7 +171,7 @@ def _api_output(call: Callable[[Any], Any], args: argparse.Namespace) -> int:
     """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1)."""
     from spd.errors import ApiError
 
-    from spd.logging import configure_logging
+    from spd.logging import configure_logging, redact_data
 
     config = load(args)
     # stdout is the answer and stderr the error JSON: only warnings (retries) join them
@@ -177,8 +179,8 @@ def _api_output(call: Callable[[Any], Any], args: argparse.Namespace) -> int:
                       config.log.format)
     try:
         result = asyncio.run(call(config))
-    except ApiError as exc:
-        sys.stderr.buffer.write(orjson.dumps(exc.error_json()) + b"\n")
+    except ApiError as exc:  # what Amazon said, without any token a server echoed back
+        sys.stderr.buffer.write(orjson.dumps(redact_data(exc.error_json())) + b"\n")
         sys.stderr.flush()
         return EXIT_FAILURE
     if result is not None:
@@ -277,13 +279,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return args.handler(args)
     except SpdError as exc:
-        print(f"spd: {exc}", file=sys.stderr)
+        print(f"spd: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # The reader went away (`spd ops | head`): silence the flush at interpreter exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug in spd: one line; the traceback only at debug level
+        print(f"spd: {redact(describe_error(exc))}", file=sys.stderr)
+        if debug_enabled():
+            traceback.print_exception(exc, file=sys.stderr)
         return EXIT_FAILURE
 
 

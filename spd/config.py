@@ -25,9 +25,12 @@ from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsCon
 from spd.durations import format_duration, format_ts
 from spd.errors import ConfigError, SpdError, UsageError
 from spd.systemd import state_directory
-from spd.yamlload import KeyPath, YamlDoc, format_error, load_yaml
+from spd.yamlload import KeyPath, YamlDoc, load_yaml
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Checked before parsing: PyYAML needs about 90 times a document's size in memory (and ~5 s per
+# MiB); 10,000 pollers take about 2.5 MiB.
+MAX_CONFIG_BYTES = 4 * 2**20
 DEFAULT_INTERVAL = timedelta(minutes=2)
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -145,9 +148,11 @@ class JobConfig(ConfigModel):
 
 
 class Config(ConfigModel):
-    internal_keys: ClassVar[frozenset[str]] = frozenset({"path", "lines"})
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"path", "lines", "from_files"})
     path: Path | None = None  # the file it was loaded from
     lines: dict[tuple, int] = Field(default_factory=dict, exclude=True, repr=False)  # key path -> line
+    # key path -> what each ${file:} put there, and the file name: never shown in an error
+    from_files: dict[tuple, tuple] = Field(default_factory=dict, exclude=True, repr=False)
     state: StateConfig | None = None  # needed by pollers and jobs; `exec` and `request` need only accounts
     log: LogConfig = LogConfig()
     http: HttpConfig | None = None
@@ -230,12 +235,14 @@ class Config(ConfigModel):
     def error(self, key_path: str, problem: str) -> ConfigError:
         """A ConfigError at a dotted key path (`pollers.orders.params`), with the file and line."""
         path = tuple(key_path.split("."))
-        doc = YamlDoc(str(self.path), None, self.lines)
-        return ConfigError(format_error(doc.file, path, doc.line(path), problem))
+        return YamlDoc(str(self.path), None, self.lines, self.from_files).error(path, problem)
 
     def describe(self) -> list[str]:
         """Human lines for `spd validate`: accounts, emitters and pollers, without any secret."""
         lines = [f"state: {self.state.path}" if self.state else "state: none (exec and request only)"]
+        if self.http is not None:
+            lines.append(f"http: {self.http.listen}" + ("" if self.http.loopback else
+                         " (not loopback: /metrics is reachable from other hosts, without auth)"))
         for name, acc in self.accounts.items():
             markets = ", ".join(acc.marketplace_ids) or "none"
             lines.append(f"account {name}: {_public_url(acc.base_url)}, region {acc.region}, marketplaces {markets}"
@@ -317,7 +324,7 @@ def load_config(path: str | Path) -> Config:
     _check_emitter_types(doc)
     try:
         config = Config.model_validate({**doc.data, **_default_state(doc.data), "path": file,
-                                        "lines": doc.lines})
+                                        "lines": doc.lines, "from_files": doc.from_files})
     except ValidationError as exc:
         raise translate(exc, doc, Config) from None
     return _absolute_paths(config, file.parent.absolute())
@@ -333,7 +340,12 @@ def _default_state(data: dict[str, Any]) -> dict[str, Any]:
 
 def _read(file: Path) -> str:
     try:
-        return file.read_text(encoding="utf-8")
+        with open(file, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{file}: is larger than {MAX_CONFIG_BYTES // 2**20} MiB; a config "
+                              "of 10,000 pollers is about 2.5 MiB (is it the right file?)") from None
+        return raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file; give an existing config with -c or $SPD_CONFIG") from None
     except IsADirectoryError:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -62,6 +63,17 @@ class LogConfig(ConfigModel):
 
 class HttpConfig(ConfigModel):
     listen: str = "127.0.0.1:9464"
+
+    @property
+    def loopback(self) -> bool:
+        """Whether `listen` is a loopback address (else /metrics is open to the network)."""
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False  # a host name, or "" (every address)
 
     @field_validator("listen")
     @classmethod

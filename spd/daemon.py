@@ -23,7 +23,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from spd import systemd
 from spd.config import load_config
 from spd.durations import format_ts
-from spd.errors import EXIT_CONFIG, DeliveryError, IdentityChangedError, SpdError
+from spd.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
+                        describe_error)
 from spd.logging import configure_logging
 from spd.catalog import load_catalog
 from spd.runtime import EmitterFactory, Runtime, check_config
@@ -148,8 +149,9 @@ class Daemon:
             # Abandoned at shutdown without a checkpoint; the restart repeats that page.
             log.warning(f"{kind}_abandoned", **context)
         except Exception as exc:  # a bug must not kill the daemon; the next run retries
-            log.exception(f"{kind}_crashed", error=repr(exc), **context)
-            self.board.failure(key, repr(exc), stalled=False)
+            log.error(f"{kind}_crashed", error=describe_error(exc), **context)
+            log.debug(f"{kind}_traceback", exc_info=exc, **context)  # one line above debug
+            self.board.failure(key, describe_error(exc), stalled=False)
         finally:
             self.inflight.pop(task, None)
             self.report_status()
@@ -206,6 +208,14 @@ class Daemon:
             self.store.close()
         log.info("daemon_stopped", exit_code=self.exit_code)
 
+    def load_checked(self) -> Any:
+        """The config file loaded and checked as at startup (runs in a thread: parsing a big or
+        hostile file must not stall the pollers)."""
+        config = load_config(self.config_path)
+        check_config(config, load_catalog())
+        Runtime(config, self.store).check_identities()  # type: ignore[arg-type]
+        return config
+
     async def reload(self) -> None:
         """SIGHUP: swaps in the new config after draining; a bad config keeps the old one.
         systemd sees RELOADING=1 until READY=1, whatever the outcome; one reload at a time."""
@@ -221,9 +231,7 @@ class Daemon:
 
     async def _reload(self) -> None:
         try:
-            config = load_config(self.config_path)
-            check_config(config, load_catalog())
-            Runtime(config, self.store).check_identities()  # type: ignore[arg-type]
+            config = await asyncio.to_thread(self.load_checked)
         except SpdError as exc:
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
             self.board.error("reload (old config kept)", str(exc))
@@ -258,6 +266,10 @@ class Daemon:
             raise SpdError(f"{self.config_path}: http.listen: cannot listen on "
                            f"{self.config.http.listen}: {exc.strerror or exc}") from None
         self.http = server
+        if not self.config.http.loopback:
+            log.warning("http_listen_not_loopback", listen=self.config.http.listen,
+                        hint="/metrics, /healthz and /readyz have no authentication and are "
+                        "reachable from other hosts; listen on 127.0.0.1 unless that is meant")
 
     def is_ready(self) -> bool:
         """Ready while the pollers are scheduled and no stop was requested."""
@@ -323,7 +335,8 @@ async def serve(config_path: Path) -> int:
     daemon = Daemon(config_path)
     try:
         await daemon.start()
-    except BaseException:
+    except BaseException as exc:
+        daemon.exit_code = exc.exit_code if isinstance(exc, SpdError) else EXIT_FAILURE
         await daemon.close()
         raise
     return await daemon.wait()

@@ -14,6 +14,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from spd.errors import SpdError
+
 log = structlog.get_logger("spd.metrics")
 
 
@@ -37,14 +39,20 @@ class DaemonCollector:
         if runtime is not None and store is not None:
             now = time.time()
             for name, poller in runtime.pollers.items():
-                state = store.get(name)
+                values = [name, poller.object_type.name]
+                try:
+                    state = store.get(name)
+                except SpdError:  # a damaged or unreadable state: the poller is failing
+                    state = None
+                failing_now = bool(poller.failure or (state is not None and state.last_error))
+                if state is None and not failing_now:
+                    continue
+                failing.add_metric(values, 1 if failing_now else 0)
                 if state is None:
                     continue
-                values = [name, poller.object_type.name]
                 objects.add_metric(values, state.objects_emitted)
                 pages.add_metric(values, state.pages_emitted)
                 lag.add_metric(values, max(0.0, now - state.watermark.timestamp()))
-                failing.add_metric(values, 1 if state.last_error else 0)
         yield from (objects, pages, lag, failing)
 
     def request_metrics(self) -> Iterator[Metric]:

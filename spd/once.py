@@ -15,8 +15,8 @@ import structlog
 from spd.config import load_config
 from spd.daemon import quiet_library_logs
 from spd.durations import format_ts
-from spd.errors import EXIT_FAILURE, SpdError, UsageError
-from spd.logging import configure_logging
+from spd.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
+from spd.logging import configure_logging, redact
 from spd.runtime import Runtime
 from spd.state import StateStore
 
@@ -58,11 +58,13 @@ async def catch_up(config_path: Path, names: list[str]) -> int:
         sys.stderr.write("\r\033[K")  # clear the progress line
     failed = 0
     for name, result in zip(selected, results):
-        if isinstance(result, SpdError):
-            failed += 1
-            print(f"{name}: failed: {result}", file=sys.stderr)
-        elif isinstance(result, BaseException):
+        if isinstance(result, (KeyboardInterrupt, SystemExit)):
             raise result
+        if isinstance(result, BaseException):  # recorded on the poller; one line here
+            failed += 1
+            print(f"{name}: failed: {redact(describe_error(result))}", file=sys.stderr)
+            if not isinstance(result, SpdError):
+                log.debug("poller_traceback", poller=name, exc_info=result)
         else:
             print(f"{name}: {result.objects} objects in {result.pages} pages, watermark "
                   f"{format_ts(result.watermark) if result.watermark else '-'}", file=sys.stderr)

@@ -30,12 +30,12 @@ import structlog
 from spd.catalog import load_catalog
 from spd.durations import format_ts
 from spd.emitters.base import Emitter
-from spd.errors import ApiError, DeliveryError, SpdError
+from spd.errors import ApiError, DeliveryError, SpdError, describe_error
 from spd.messages import build_messages
 from spd.object_hooks import flatten
 from spd.objects import ObjectType, object_cursor, object_id
 from spd.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
-                                check_poller_params, clamp_note, clamp_start, dig,
+                                check_poller_params, clamp_note, clamp_start, count_fallbacks, dig,
                                 fan_out_markets, fill_fixed, fold_fanned_out,
                                 is_expired_token_error, market_value, sync_fanned_out, utcnow)
 from spd.state import PollerState, StateStore
@@ -116,6 +116,7 @@ class Poller:
     # Emitters that already acknowledged a page whose delivery failed elsewhere, so a retry of
     # the same page goes only to the others: (state key, window start, page, content) -> indexes.
     acked: dict[tuple, set[int]] = field(default_factory=dict)
+    failure: str | None = None  # the last run's error, also when the state could not record it
 
     def __post_init__(self) -> None:
         self.state_key = self.state_key or self.name
@@ -151,13 +152,23 @@ class Poller:
                 total.add(result)
                 if result.capped or self.stopping.is_set():
                     break
-        except SpdError as exc:
-            self.store.record_run(self.name, error=str(exc))
+        except Exception as exc:
+            self.failure = describe_error(exc)
+            self.record_failure(self.name, self.failure)
             raise
         finally:
             fold_fanned_out(self.store, self.name, fanned)
+        self.failure = None
         self.store.record_run(self.name, error=None)
         return total
+
+    def record_failure(self, key: str, error: str) -> None:
+        """Records a failed run on its state row; when the state itself cannot be written (a
+        full disk), says so in the log and keeps the error for /metrics."""
+        try:
+            self.store.record_run(key, error=error)
+        except SpdError as exc:
+            self.log.error("run_not_recorded", error=str(exc), run_error=error)
 
     async def run_series(self, done: int = 0) -> RunResult:
         """Polls this series (state row `state_key`) until caught up, stopped or capped."""
@@ -175,9 +186,9 @@ class Poller:
                 state = await self.poll_window(state, window, result)
                 if result.capped or result.caught_up:
                     break
-        except SpdError as exc:
+        except Exception as exc:
             if key != self.name:
-                self.store.record_run(key, error=str(exc))
+                self.record_failure(key, describe_error(exc))
             raise
         if key != self.name:
             self.store.record_run(key, error=None)
@@ -413,6 +424,11 @@ class Poller:
         field_name = self.config.timestamp_field
         ot = self.object_type
         triples = [(object_id(ot, obj), object_cursor(ot, obj, field_name), obj) for obj in objects]
+        fallbacks = count_fallbacks(ot, objects, field_name)
+        if fallbacks:  # emitted all the same, but never silently
+            missing = any(k.startswith(("id:", "cursor: null")) for k in fallbacks)
+            (self.log.warning if missing else self.log.info)(
+                "objects_without_id_or_time", page=page_no, objects=len(objects), fallbacks=fallbacks)
         await self.deliver_triples(start, end, page_no, triples, ot.name)
 
     async def deliver_triples(self, start: datetime, end: datetime, page_no: int,

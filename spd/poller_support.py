@@ -12,7 +12,8 @@ import structlog
 
 from spd.durations import format_duration, format_ts, parse_ts
 from spd.errors import ApiError, ConfigError
-from spd.objects import ObjectType
+from spd.objects import ObjectType, normalize_timestamp
+from spd.objects import dig as dig_path
 
 log = structlog.get_logger("spd.poller")
 
@@ -186,6 +187,28 @@ async def fetch_order_items(client: Any, account: str, items_op: Any, order_id: 
         if token is None:
             return items
         guard.check(token, len(items), len(page))
+
+
+def count_fallbacks(ot: ObjectType, objects: list[dict[str, Any]],
+                    timestamp_field: str) -> dict[str, int]:
+    """How many objects of a page lack their id ("id: content hash (no F)"), every timestamp
+    ("cursor: null (no F)"), or take their cursor from a declared fallback ("cursor: G (no F)")."""
+    counts: dict[str, int] = {}
+    spec = ot.created_field if timestamp_field == "created" else ot.updated_field
+    paths = (spec,) if isinstance(spec, str) else tuple(spec or ())
+    for obj in objects:
+        keys = []
+        if ot.id_field and not isinstance(dig_path(obj, ot.id_field), (str, int, float)):
+            keys.append(f"id: content hash (no {ot.id_field})")
+        used = next((i for i, p in enumerate(paths)
+                     if normalize_timestamp(dig_path(obj, p)) is not None), 0 if not paths else None)
+        if used is None:
+            keys.append(f"cursor: null (no {'/'.join(paths)})")
+        elif used > 0:
+            keys.append(f"cursor: {paths[used]} (no {paths[0]})")
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def check_echo(label: str, name: str, value: Any, start: datetime, received: datetime,

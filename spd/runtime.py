@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -126,9 +127,11 @@ def register_config_secrets(config: BaseModel) -> None:
 
 
 def collect_secrets(value: Any) -> list[str]:
-    """All secret strings inside a (nested) pydantic model."""
+    """All secret strings inside a (nested) pydantic model, and passwords inside URLs."""
     if isinstance(value, SecretStr):
         return [value.get_secret_value()]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return [p for p in (urlsplit(value).password,) if p]
     if isinstance(value, BaseModel):
         return [s for name in type(value).model_fields for s in collect_secrets(getattr(value, name))]
     if isinstance(value, dict):

@@ -3,10 +3,16 @@
 Timestamps stay strings (YAML 1.1 would turn them into naive datetimes), only true/false are
 booleans (no `NO` → False surprise), duplicate keys are errors, and every error is a one-line
 ConfigError: `<file>: <key.path> (line N): <problem>; <what is allowed>`.
+
+Hostile input is bounded before it costs anything: aliases may add at most MAX_ALIAS_VALUES
+values to what the document itself holds (a "billion laughs" is refused at once), nesting stops
+at MAX_DEPTH, a `${file:}` or `${credential:}` is read up to MAX_FILE_VALUE bytes, and what it
+put into a value never appears in an error: the message names the key and the file instead.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,6 +32,9 @@ _SUBST = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _ENV_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 SUBST_HINT = "use ${NAME}, ${NAME:-default}, ${file:PATH} or ${credential:NAME}"
+MAX_ALIAS_VALUES = 100_000  # values aliases may add by repeating anchored nodes
+MAX_DEPTH = 100  # nesting levels (PyYAML composes recursively)
+MAX_FILE_VALUE = 64 * 2**10  # bytes of a ${file:} or ${credential:} (a credential, a token)
 
 
 class _Loader(yaml.SafeLoader):
@@ -43,11 +52,13 @@ _Loader.add_implicit_resolver(
 
 @dataclass(frozen=True)
 class YamlDoc:
-    """A loaded document: plain data plus the 1-based line of every key path."""
+    """A loaded document: plain data plus the 1-based line of every key path, and what each
+    `${file:}` put into a value (never to be shown in an error)."""
 
     file: str
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    from_files: dict[KeyPath, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def line(self, path: KeyPath) -> int | None:
         """Line of `path`, or of its longest prefix that exists (a missing key: its parent)."""
@@ -57,8 +68,24 @@ class YamlDoc:
         return None
 
     def error(self, path: KeyPath, problem: str) -> ConfigError:
-        """A ConfigError at `path` with its line."""
+        """A ConfigError at `path` with its line; no content read from a `${file:}` in it."""
+        problem = hide_file_values(problem, path, self.from_files)
         return ConfigError(format_error(self.file, path, self.line(path), problem))
+
+
+def hide_file_values(problem: str, path: KeyPath,
+                     from_files: dict[KeyPath, tuple[tuple[str, str], ...]]) -> str:
+    """`problem` with the content of every `${file:}` at, above or below `path` replaced by
+    `(content of ${file:NAME})`: a validator that quotes the value must not leak a secret."""
+    for where, values in from_files.items():
+        if where[:len(path)] != path and path[:len(where)] != where:
+            continue
+        for content, expr in values:
+            shown = f"(content of ${{{expr}}})"
+            for form in {content, json.dumps(content)[1:-1]}:
+                if form.strip():
+                    problem = problem.replace(form, shown)
+    return problem
 
 
 def format_path(path: KeyPath) -> str:
@@ -87,7 +114,12 @@ def load_yaml(path: Path, text: str, *, env: dict[str, str] | None = None) -> Ya
     try:
         node = loader.get_single_node()
         builder = _Builder(file, loader, env if env is not None else dict(os.environ), path.parent)
+        if node is not None:
+            check_expansion(file, node)
         data = builder.build(node, ()) if node is not None else None
+    except RecursionError:
+        raise ConfigError(format_error(file, (), None, f"nested more than {MAX_DEPTH} levels "
+                                                       "deep; flatten the YAML")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "cannot be parsed"
@@ -97,7 +129,41 @@ def load_yaml(path: Path, text: str, *, env: dict[str, str] | None = None) -> Ya
         raise ConfigError(format_error(file, (), None, f"invalid YAML: {exc}; fix the YAML syntax"))
     finally:
         loader.dispose()
-    return YamlDoc(file, data, builder.lines)
+    return YamlDoc(file, data, builder.lines, builder.from_files)
+
+
+def check_expansion(file: str, root: Node) -> None:
+    """ConfigError when aliases would expand the document by more than MAX_ALIAS_VALUES values
+    or it nests deeper than MAX_DEPTH; linear in the composed document, whatever it expands to."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if depth > MAX_DEPTH or key in active:
+            problem = (f"nested more than {MAX_DEPTH} levels deep; flatten the YAML"
+                       if depth > MAX_DEPTH else
+                       "refers to itself through an alias; remove the recursive alias")
+            raise ConfigError(format_error(file, (), node.start_mark.line + 1, problem))
+        active.add(key)
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        active.discard(key)
+        sizes[key] = total
+        if total - len(sizes) > MAX_ALIAS_VALUES:
+            raise ConfigError(format_error(
+                file, (), node.start_mark.line + 1,
+                f"aliases expand the document to more than {MAX_ALIAS_VALUES} extra values "
+                "(a YAML bomb?); write the values out or use fewer nested aliases"))
+        return total
+
+    size(root, 0)
 
 
 class _Builder:
@@ -106,6 +172,7 @@ class _Builder:
     def __init__(self, file: str, loader: _Loader, env: dict[str, str], base: Path) -> None:
         self.file, self.loader, self.env, self.base = file, loader, env, base
         self.lines: dict[KeyPath, int] = {}
+        self.from_files: dict[KeyPath, tuple[tuple[str, str], ...]] = {}
         self.stack: set[int] = set()
 
     def build(self, node: Node, path: KeyPath) -> Any:
@@ -155,9 +222,15 @@ class _Builder:
 
     def resolve(self, expr: str, node: Node, path: KeyPath) -> str:
         if expr.startswith("file:"):
-            return self.read_file(expr[5:].strip(), node, path)
-        if expr.startswith("credential:"):
-            return self.read_credential(expr[11:].strip(), node, path)
+            content = self.read_file(expr[5:].strip(), node, path)
+        elif expr.startswith("credential:"):
+            content = self.read_credential(expr[11:].strip(), node, path)
+        else:
+            return self.env_value(expr, node, path)
+        self.from_files[path] = self.from_files.get(path, ()) + ((content, expr.strip()),)
+        return content
+
+    def env_value(self, expr: str, node: Node, path: KeyPath) -> str:
         match = _ENV_NAME.fullmatch(expr.strip())
         if not match:
             self.fail(node, path, f"${{{expr}}} is not a valid substitution; {SUBST_HINT}")
@@ -173,7 +246,13 @@ class _Builder:
     def read_file(self, name: str, node: Node, path: KeyPath, expr: str = "") -> str:
         target = self.base / Path(name).expanduser()  # an absolute name replaces the base
         try:
-            return target.read_text(encoding="utf-8").rstrip("\r\n")
+            with open(target, "rb") as f:
+                raw = f.read(MAX_FILE_VALUE + 1)
+            if len(raw) > MAX_FILE_VALUE:
+                self.fail(node, path, f"${{{expr or 'file:' + name}}}: {target} is larger than "
+                                      f"{MAX_FILE_VALUE // 1024} KiB; point it at a file that "
+                                      "holds only the value")
+            return raw.decode("utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             self.fail(node, path, f"${{{expr or 'file:' + name}}}: cannot read {target}: {reason}; "

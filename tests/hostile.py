@@ -14,7 +14,6 @@ Every mode answers like Amazon would except for the one thing it breaks.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -41,6 +40,8 @@ MODES = {
     "lwa_redirect": "the LWA token endpoint answers 307 to the thief",
     "lwa_echo": "LWA refuses with an error_description that repeats the refresh token",
     "report_line": "a report document with one line of `size` bytes (gzipped)",
+    "report_trickle": "a report document whose second line trickles in forever",
+    "no_id": "the order has neither AmazonOrderId nor LastUpdateDate",
 }
 
 
@@ -168,6 +169,9 @@ class Hostile:
             payload["NextToken"] = "the-same-token"
         elif mode == "token_cycle":
             payload["NextToken"] = "b" if query.get("NextToken") == "a" else "a"
+        elif mode == "no_id":
+            for o in payload["Orders"]:
+                del o["AmazonOrderId"], o["LastUpdateDate"]
         payload["LastUpdatedBefore" if "LastUpdatedAfter" in query else "CreatedBefore"] = echo
         return web.json_response({"payload": payload})
 
@@ -209,11 +213,19 @@ class Hostile:
                                   "compressionAlgorithm": "GZIP"})
 
     async def document(self, request: web.Request) -> web.StreamResponse:
-        """A gzipped TSV: a header, one good row, then one line of `size` bytes without end."""
+        """A gzipped TSV: a header, one good row, then one line of `size` bytes without end
+        (or, in mode report_trickle, a line that grows a little every 20 ms, forever)."""
         response = web.StreamResponse(headers={"Content-Type": "text/plain;charset=UTF-8"})
         await response.prepare(request)
         z = zlib.compressobj(6, zlib.DEFLATED, 31)
         await response.write(z.compress(b"amazon-order-id\tsku\n902-0000001-0000000\tSKU-1\n"))
+        if self.mode == "report_trickle":
+            try:
+                while True:
+                    await response.write(z.compress(b"y" * 1024) + z.flush(zlib.Z_SYNC_FLUSH))
+                    await asyncio.sleep(0.02)
+            except (ConnectionResetError, asyncio.CancelledError):
+                return response
         block = b"x" * 2**20
         sent = 0
         try:
@@ -228,10 +240,6 @@ class Hostile:
         except (ConnectionResetError, asyncio.CancelledError):
             pass  # the client gave up on the document, as it should
         return response
-
-
-def gzipped(text: bytes) -> bytes:
-    return gzip.compress(text)
 
 
 class HostileThread:

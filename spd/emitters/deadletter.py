@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from spd.emitters.file import FileEmitter
+from spd.logging import redact
 from spd.messages import Message, rfc3339
 
 
@@ -48,7 +49,7 @@ def dead_letter_line(
     """The JSON line recorded for a message given up on (no trailing newline)."""
     record: dict[str, Any] = {
         "failed_at": rfc3339(failed_at or datetime.now(timezone.utc)),
-        "error": error,
+        "error": redact(error),  # a receiver's answer may repeat the headers it was sent
         "status": status,
         "delivery": delivery,
         "attempts": attempts,
