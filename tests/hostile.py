@@ -96,6 +96,7 @@ class Hostile:
         app.router.add_get("/reports/2021-06-30/documents/{id}", self.get_document)
         app.router.add_get("/doc", self.document)
         app.router.add_post("/sts{tail:.*}", self.sts)
+        app.router.add_post("/tokens/2021-03-01/restrictedDataToken", self.rdt)
         self.url = await self._serve(app, "127.0.0.1")
         thief = web.Application()
         thief.router.add_route("*", "/{tail:.*}", self.thief.handle)
@@ -138,6 +139,13 @@ class Hostile:
         """STS AssumeRole: always a 307 to the thief (a signed request must not follow it)."""
         await request.read()
         raise web.HTTPTemporaryRedirect(f"{self.thief.url}/")
+
+    async def rdt(self, request: web.Request) -> web.StreamResponse:
+        """createRestrictedDataToken: redirected to the thief in mode "redirect"."""
+        await request.read()
+        if self.mode == "redirect":
+            raise web.HTTPFound(f"{self.thief.url}/tokens/2021-03-01/restrictedDataToken")
+        return web.json_response({"restrictedDataToken": "Atz.sprdt|hostile", "expiresIn": 3600})
 
     # -- getOrders ------------------------------------------------------------------------------
 

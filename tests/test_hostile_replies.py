@@ -200,3 +200,54 @@ async def test_sts_assume_role_never_follows_a_redirect(hostile) -> None:
     assert "STS endpoint answered HTTP 307 redirect to http://127.0.0.2:" in str(info.value)
     assert not info.value.retriable
     assert hostile.thief.headers == [] and hostile.calls == []
+
+
+async def test_the_tokens_api_request_never_follows_a_redirect(hostile) -> None:
+    hostile.mode = "redirect"
+    async with SpClient({"acme": account(hostile.url)}, load_catalog(), backoff_base=0.01) as client:
+        with pytest.raises(ApiError) as info:
+            await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]},
+                              restricted=["buyerInfo"])
+    assert "tokens_2021-03-01.createRestrictedDataToken: HTTP 302 redirect to http://127.0.0.2:" in str(info.value)
+    assert hostile.thief.headers == [] and hostile.calls == []
+
+
+async def test_a_webhook_acknowledgement_is_read_only_up_to_its_cap() -> None:
+    from aiohttp import web
+
+    from spd.emitters.webhook import WebhookEmitter
+    from spd.messages import build_messages
+
+    total, sent = 256 * 2**20, [0]
+
+    async def flood(request: web.Request) -> web.StreamResponse:  # 200, then 256 MiB of body
+        await request.read()
+        response = web.StreamResponse(status=200)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        block = b"z" * 2**20
+        try:
+            while sent[0] < total:
+                await response.write(block)
+                sent[0] += len(block)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_post("/hook", flood)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    hook = WebhookEmitter("hook", f"http://127.0.0.1:{runner.addresses[0][1]}/hook")
+    try:
+        await hook.start()
+        messages = build_messages(poller="p", account="a", object_type="t", emit="individually",
+                                  window=(datetime.now(timezone.utc), None), page=1,
+                                  objects=[("1", None, {})])
+        await asyncio.wait_for(hook.send(messages), 30)  # acknowledged by the 200
+        await asyncio.sleep(0.2)
+    finally:
+        await hook.close()
+        await runner.cleanup()
+    assert sent[0] < total // 4  # the client stopped reading after 64 KiB and hung up
