@@ -110,8 +110,9 @@ def format_error(file: str, path: KeyPath, line: int | None, problem: str) -> st
 def load_yaml(path: Path, text: str, *, env: dict[str, str] | None = None) -> YamlDoc:
     """Parses `text` (read from `path`), substituting `${...}` relative to the file's folder."""
     file = str(path)
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters already here
         node = loader.get_single_node()
         builder = _Builder(file, loader, env if env is not None else dict(os.environ), path.parent)
         if node is not None:
@@ -128,7 +129,8 @@ def load_yaml(path: Path, text: str, *, env: dict[str, str] | None = None) -> Ya
     except yaml.YAMLError as exc:
         raise ConfigError(format_error(file, (), None, f"invalid YAML: {exc}; fix the YAML syntax"))
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDoc(file, data, builder.lines, builder.from_files)
 
 

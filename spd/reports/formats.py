@@ -289,9 +289,9 @@ class XmlRows:
     def feed(self, text: str) -> list[Row]:
         try:
             self.parser.feed(text)
+            rows = self._drain()  # the parser hands a syntax error over with the events
         except ET.ParseError as exc:
             raise ReportFormatError(f"XML document: {exc}") from None
-        rows = self._drain()
         self.since_row = 0 if rows else self.since_row + len(text)
         if self.since_row > MAX_ROW_CHARS:
             raise ReportFormatError(f"XML document: element {self.rows_seen + 1} is longer than "
@@ -302,9 +302,9 @@ class XmlRows:
     def close(self) -> list[Row]:
         try:
             self.parser.close()
+            return self._drain()
         except ET.ParseError as exc:
             raise ReportFormatError(f"XML document: {exc}") from None
-        return self._drain()
 
     def _drain(self) -> list[Row]:
         rows: list[Row] = []
