@@ -34,7 +34,7 @@ from spd.errors import ApiError, DeliveryError, SpdError, describe_error
 from spd.messages import build_messages
 from spd.object_hooks import flatten
 from spd.objects import ObjectType, object_cursor, object_id
-from spd.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
+from spd.poller_support import (MAX_PAGE_OBJECTS, MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
                                 check_poller_params, clamp_note, clamp_start, count_fallbacks, dig,
                                 fan_out_markets, fill_fixed, fold_fanned_out,
                                 is_expired_token_error, market_value, sync_fanned_out, utcnow)
@@ -348,6 +348,9 @@ class Poller:
         if not isinstance(objects, list):
             raise ApiError(f"{self.object_type.name}: malformed response, "
                            f"{'.'.join(self.object_type.results_path)} is not a list", retriable=True)
+        if len(objects) > MAX_PAGE_OBJECTS:
+            raise ApiError(f"{ot.name}: a page of {len(objects)} objects; spd accepts at most "
+                           f"{MAX_PAGE_OBJECTS} (Amazon's pages hold up to 100)", retriable=True)
         next_token = dig(body, self.object_type.token_path) or None
         if next_token is not None and not isinstance(next_token, str):
             raise ApiError(f"{ot.name}: malformed response, "

@@ -34,6 +34,9 @@ ECHO_CLOCK_SKEW = timedelta(seconds=30)
 STALLED_ECHO = timedelta(minutes=10)
 # This many empty pages in a row, each with a next token, end a series: pages that never end.
 MAX_EMPTY_PAGES = 100
+# A page holds at most 100 objects where Amazon lets spd ask; a reply with more than this is
+# refused before its objects become messages (memory grows with the number of objects).
+MAX_PAGE_OBJECTS = 10_000
 
 
 def utcnow() -> datetime:

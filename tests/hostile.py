@@ -77,6 +77,7 @@ class Hostile:
 
     mode: str = "ok"
     size: int = 4 * 2**20
+    fat: int = 0  # bytes of padding in each order of a big body
     url: str = ""
     thief: Thief = field(default_factory=Thief)
     calls: list[dict[str, str]] = field(default_factory=list)  # query of every getOrders call
@@ -97,6 +98,7 @@ class Hostile:
         app.router.add_get("/doc", self.document)
         app.router.add_post("/sts{tail:.*}", self.sts)
         app.router.add_post("/tokens/2021-03-01/restrictedDataToken", self.rdt)
+        app.router.add_post("/hook", self.hook)
         self.url = await self._serve(app, "127.0.0.1")
         thief = web.Application()
         thief.router.add_route("*", "/{tail:.*}", self.thief.handle)
@@ -147,6 +149,22 @@ class Hostile:
             raise web.HTTPFound(f"{self.thief.url}/tokens/2021-03-01/restrictedDataToken")
         return web.json_response({"restrictedDataToken": "Atz.sprdt|hostile", "expiresIn": 3600})
 
+    async def hook(self, request: web.Request) -> web.StreamResponse:
+        """A webhook receiver that acknowledges with a 200 and `size` bytes of body."""
+        await request.read()
+        response = web.StreamResponse(status=200)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        block, sent = b"a" * 2**20, 0
+        try:
+            while sent < self.size:
+                await response.write(block[: self.size - sent])
+                sent += len(block)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the emitter hung up, as it should
+        return response
+
     # -- getOrders ------------------------------------------------------------------------------
 
     async def get_orders(self, request: web.Request) -> web.StreamResponse:
@@ -186,7 +204,8 @@ class Hostile:
     async def big_body(self, request: web.Request, *, chunked: bool) -> web.StreamResponse:
         """`size` bytes of valid getOrders JSON, with or without a Content-Length."""
         now = datetime.now(timezone.utc)
-        one = orjson.dumps(order(1, now - timedelta(minutes=3)))
+        fat = {"BuyerInfo": {"Note": "n" * self.fat}} if self.fat else {}
+        one = orjson.dumps({**order(1, now - timedelta(minutes=3)), **fat})
         head, tail = b'{"payload": {"Orders": [', b"]}}"
         count = max(1, (self.size - len(head) - len(tail)) // (len(one) + 1))
         headers = {"Content-Type": "application/json"}
@@ -196,14 +215,17 @@ class Hostile:
         if chunked:
             response.enable_chunked_encoding()
         await response.prepare(request)
-        await response.write(head)
         block = 2000
-        for start in range(0, count, block):
-            items = min(block, count - start)
-            data = b",".join([one] * items)
-            await response.write((b"," if start else b"") + data)
-        await response.write(tail)
-        await response.write_eof()
+        try:
+            await response.write(head)
+            for start in range(0, count, block):
+                items = min(block, count - start)
+                data = b",".join([one] * items)
+                await response.write((b"," if start else b"") + data)
+            await response.write(tail)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the client refused the rest, as it should
         return response
 
     # -- reports --------------------------------------------------------------------------------
@@ -232,7 +254,7 @@ class Hostile:
                 while True:
                     await response.write(z.compress(b"y" * 1024) + z.flush(zlib.Z_SYNC_FLUSH))
                     await asyncio.sleep(0.02)
-            except (ConnectionResetError, asyncio.CancelledError):
+            except (ConnectionError, asyncio.CancelledError):
                 return response
         block = b"x" * 2**20
         sent = 0
@@ -245,7 +267,7 @@ class Hostile:
                     await response.write(out)
             await response.write(z.flush())
             await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.CancelledError):
             pass  # the client gave up on the document, as it should
         return response
 
@@ -266,8 +288,8 @@ class HostileThread:
         asyncio.run_coroutine_threadsafe(self.hostile.start(), self._loop).result(10)
         return self
 
-    def set(self, mode: str, size: int | None = None) -> None:
-        self.hostile.mode = mode
+    def set(self, mode: str, size: int | None = None, fat: int = 0) -> None:
+        self.hostile.mode, self.hostile.fat = mode, fat
         if size is not None:
             self.hostile.size = size
 

@@ -134,3 +134,20 @@ async def test_a_stop_is_honoured_while_a_document_trickles_in(tmp_path) -> None
             waited = time.monotonic() - stopped_at
     assert waited < 10  # between two chunks, not at the end of the document (never)
     assert h.recorder.messages == []
+
+
+async def test_big_rows_make_smaller_pages_so_they_never_pile_up() -> None:
+    from spd.reports.document import MAX_PAGE_BYTES, iter_pages, iter_rows
+
+    row = "w" * (600 * 2**10)  # under the row limit, but a hundred of them would be 60 MiB
+    data = ("a\n" + f"{row}\n" * 30).encode()
+
+    async def chunks():
+        for i in range(0, len(data), 64 * 2**10):
+            yield data[i:i + 64 * 2**10]
+
+    stream = DocumentStream(fmt="tsv")
+    pages = [page async for page in iter_pages(iter_rows(chunks(), stream), size=100,
+                                               consumed=lambda: stream.bytes_out)]
+    assert sum(len(p) for p in pages) == 30
+    assert max(len(p) for p in pages) * len(row) <= MAX_PAGE_BYTES + 2 * len(row) + 256 * 2**10

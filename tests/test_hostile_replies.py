@@ -251,3 +251,16 @@ async def test_a_webhook_acknowledgement_is_read_only_up_to_its_cap() -> None:
         await hook.close()
         await runner.cleanup()
     assert sent[0] < total // 4  # the client stopped reading after 64 KiB and hung up
+
+
+async def test_a_page_with_too_many_objects_is_refused_before_it_is_emitted(
+        tmp_path, hostile, monkeypatch) -> None:
+    import spd.poller as poller_mod
+
+    monkeypatch.setattr(poller_mod, "MAX_PAGE_OBJECTS", 100)
+    hostile.mode, hostile.size = "huge", 64 * 2**10  # about 380 small orders in one page
+    async with Harness(tmp_path, hostile) as h:
+        with pytest.raises(ApiError, match=r"ordersV0.getOrders: a page of \d+ objects; spd "
+                                           r"accepts at most 100"):
+            await h.run()
+    assert h.recorder.messages == []

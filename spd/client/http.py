@@ -410,7 +410,7 @@ class SpClient:
                 headers=headers, timeout=self._timeout, limit=transport.MAX_RESPONSE_BYTES,
             )  # fmt: skip
         except BodyTooLarge as exc:  # the same request would get the same answer: no retry
-            raise ApiError(f"{req.label}: {exc}; refused (SP-API payloads are at most 10 MB)",
+            raise ApiError(f"{req.label}: {exc}; refused (Amazon's replies are at most 10 MB)",
                            retriable=False) from None
         except aiohttp.ClientConnectorError as exc:
             raise _Transient(rsp.describe(exc), unsent=True) from None

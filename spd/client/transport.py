@@ -7,8 +7,9 @@ None of them follows a redirect: a 3xx is answered to the caller, which reports 
 never reaches a host it was not configured for, and a token another host hands out is never used.
 
 Bodies are read up to a cap, so whatever a server sends, memory stays bounded: SP-API replies
-up to MAX_RESPONSE_BYTES (Amazon's API Gateway caps payloads at 10 MB), LWA answers up to
-MAX_TOKEN_RESPONSE_BYTES. Report documents stream (spd.reports.document) and are not capped.
+up to MAX_RESPONSE_BYTES (Amazon's API Gateway caps payloads at 10 MB, so no real reply is
+refused), LWA answers up to MAX_TOKEN_RESPONSE_BYTES. Report documents stream
+(spd.reports.document) and are bounded per row instead.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-MAX_RESPONSE_BYTES = 16 * 2**20
+MAX_RESPONSE_BYTES = 10 * 2**20
 MAX_TOKEN_RESPONSE_BYTES = 64 * 2**10
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 2**10

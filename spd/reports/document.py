@@ -23,6 +23,7 @@ from spd.reports.formats import JsonRows, ReportFormatError, Row, TextRows, XmlR
 log = structlog.get_logger("spd.reports")
 
 PIECE = 256 * 1024  # decompressed bytes parsed at a time (a gzip bomb cannot inflate past it)
+MAX_PAGE_BYTES = 4 * 2**20  # a page of rows is handed over once they took this much document
 GZIP_MAGIC = b"\x1f\x8b"
 # Java charset names Amazon uses → Python codecs
 CHARSETS = {
@@ -249,17 +250,23 @@ async def iter_rows(chunks: AsyncIterable[bytes], stream: DocumentStream,
         yield rows
 
 
-async def iter_pages(batches: AsyncIterable[list[Row]], *, size: int = 100,
-                     skip: int = 0) -> AsyncIterator[list[Row]]:
-    """Pages of at most `size` rows, after skipping the first `skip` rows (a resumed report)."""
+async def iter_pages(batches: AsyncIterable[list[Row]], *, size: int = 100, skip: int = 0,
+                     consumed: Callable[[], int] | None = None,
+                     max_bytes: int = MAX_PAGE_BYTES) -> AsyncIterator[list[Row]]:
+    """Pages of at most `size` rows, after skipping the first `skip` rows (a resumed report).
+    With `consumed` (the document bytes parsed so far), a page is handed over early once its
+    rows came from `max_bytes` of document: rows of up to MAX_ROW_CHARS must not pile up."""
     page: list[Row] = []
+    start = 0
     async for rows in batches:
         if skip:
             dropped = min(skip, len(rows))
             rows, skip = rows[dropped:], skip - dropped
         for row in rows:
+            if not page and consumed is not None:
+                start = consumed()
             page.append(row)
-            if len(page) == size:
+            if len(page) == size or (consumed is not None and consumed() - start >= max_bytes):
                 yield page
                 page = []
     if page:

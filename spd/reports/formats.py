@@ -27,7 +27,7 @@ EXTRA_KEY = "_extra"  # values beyond the header's columns, kept rather than dro
 SECTION_KEY = "_section"
 # Amazon's rows are a few KB (a flat file line, a settlement row, an XML Message); a row longer
 # than this is a broken or hostile document. Fields are bounded by their row.
-MAX_ROW_CHARS = 8 * 2**20
+MAX_ROW_CHARS = 2**20
 csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW_CHARS))  # csv's default is 128 KiB
 
 

@@ -256,7 +256,8 @@ class ReportPoller(Poller):
                                     content_type=download.content_type,
                                     marketplace_ids=markets, fmt=spec.fmt)
             rows = iter_rows(download.chunks(), stream, check_stop=self.check_stop)
-            async for page in iter_pages(rows, size=PAGE_SIZE, skip=skip):
+            async for page in iter_pages(rows, size=PAGE_SIZE, skip=skip,
+                                         consumed=lambda: stream.bytes_out):
                 yield page
         self.log.info("report_document_read", report_id=report.get("reportId"),
                       bytes=stream.bytes_in, inflated=stream.bytes_out, encoding=stream.encoding,

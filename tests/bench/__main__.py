@@ -9,6 +9,7 @@ BENCHES = {"emitters": "tests.bench.emitters", "report_memory": "tests.bench.rep
 BENCHES["throughput"] = "tests.bench.throughput"
 BENCHES["ratelimit"] = "tests.bench.ratelimit"
 BENCHES["scale"] = "tests.bench.scale"
+BENCHES["hostile"] = "tests.bench.hostile"
 
 
 def main(argv: list[str]) -> int:

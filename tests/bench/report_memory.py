@@ -81,7 +81,8 @@ async def run(total: int) -> dict[str, Any]:
         async with client.download_stream(f"http://{host}:{port}/doc?bytes={total}") as download:
             stream = DocumentStream(compression="GZIP", content_type=download.content_type,
                                     marketplace_ids=["ATVPDKIKX0DER"])
-            async for page in iter_pages(iter_rows(download.chunks(), stream)):
+            async for page in iter_pages(iter_rows(download.chunks(), stream),
+                                         consumed=lambda: stream.bytes_out):
                 rows += len(page)
                 pages += 1
     seconds = time.perf_counter() - started
