@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -32,12 +32,12 @@ from spd.durations import format_ts
 from spd.emitters.base import Emitter
 from spd.errors import ApiError, DeliveryError, SpdError, describe_error
 from spd.messages import build_messages
-from spd.object_hooks import flatten
 from spd.objects import ObjectType, object_cursor, object_id
-from spd.poller_support import (MAX_PAGE_OBJECTS, MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
+from spd.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
                                 check_poller_params, clamp_note, clamp_start, count_fallbacks, dig,
                                 fan_out_markets, fill_fixed, fold_fanned_out,
-                                is_expired_token_error, market_value, sync_fanned_out, utcnow)
+                                is_expired_token_error, market_value, page_contents,
+                                sync_fanned_out, utcnow)
 from spd.state import PollerState, StateStore
 
 __all__ = ["MIN_WINDOW", "Poller", "RunResult", "Window", "dig", "is_expired_token_error", "utcnow"]
@@ -336,25 +336,7 @@ class Poller:
         response = await self.client.call(self.account_name, self.operation, params,
                                           restricted=self.config.restricted)
         body = response.body
-        ot = self.object_type
-        objects = dig(body, ot.results_path)
-        if ot.flatten is not None and objects is not None:
-            objects = flatten(ot.flatten, objects)
-        if objects is None:
-            if not isinstance(body, dict) or dig(body, self.object_type.results_path[:-1]) is None:
-                raise ApiError(f"{self.object_type.name}: malformed response, no "
-                               f"{'.'.join(self.object_type.results_path)}", retriable=True)
-            objects = []
-        if not isinstance(objects, list):
-            raise ApiError(f"{self.object_type.name}: malformed response, "
-                           f"{'.'.join(self.object_type.results_path)} is not a list", retriable=True)
-        if len(objects) > MAX_PAGE_OBJECTS:
-            raise ApiError(f"{ot.name}: a page of {len(objects)} objects; spd accepts at most "
-                           f"{MAX_PAGE_OBJECTS} (Amazon's pages hold up to 100)", retriable=True)
-        next_token = dig(body, self.object_type.token_path) or None
-        if next_token is not None and not isinstance(next_token, str):
-            raise ApiError(f"{ot.name}: malformed response, "
-                           f"{'.'.join(ot.token_path)} is not a string", retriable=True)
+        objects, next_token = page_contents(self.object_type, body)
         received = utcnow()
         if self.items_operation is not None and objects:
             await attach_order_items(self.client, self.account_name, self.items_operation, objects)

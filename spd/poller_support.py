@@ -12,6 +12,7 @@ import structlog
 
 from spd.durations import format_duration, format_ts, parse_ts
 from spd.errors import ApiError, ConfigError
+from spd.object_hooks import flatten
 from spd.objects import ObjectType, normalize_timestamp
 from spd.objects import dig as dig_path
 
@@ -190,6 +191,29 @@ async def fetch_order_items(client: Any, account: str, items_op: Any, order_id: 
         if token is None:
             return items
         guard.check(token, len(items), len(page))
+
+
+def page_contents(ot: ObjectType, body: Any) -> tuple[list[Any], str | None]:
+    """The objects of one reply (flattened where the type says) and its next token; ApiError
+    when the reply is malformed or holds more than MAX_PAGE_OBJECTS objects."""
+    results = ".".join(ot.results_path)
+    objects = dig(body, ot.results_path)
+    if ot.flatten is not None and objects is not None:
+        objects = flatten(ot.flatten, objects)
+    if objects is None:
+        if not isinstance(body, dict) or dig(body, ot.results_path[:-1]) is None:
+            raise ApiError(f"{ot.name}: malformed response, no {results}", retriable=True)
+        objects = []
+    if not isinstance(objects, list):
+        raise ApiError(f"{ot.name}: malformed response, {results} is not a list", retriable=True)
+    if len(objects) > MAX_PAGE_OBJECTS:
+        raise ApiError(f"{ot.name}: a page of {len(objects)} objects; spd accepts at most "
+                       f"{MAX_PAGE_OBJECTS} (Amazon's pages hold up to 100)", retriable=True)
+    token = dig(body, ot.token_path) or None
+    if token is not None and not isinstance(token, str):
+        raise ApiError(f"{ot.name}: malformed response, {'.'.join(ot.token_path)} is not a "
+                       "string", retriable=True)
+    return objects, token
 
 
 def count_fallbacks(ot: ObjectType, objects: list[dict[str, Any]],

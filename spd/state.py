@@ -3,12 +3,12 @@
 Writes are tiny and rare (one per delivered page), so the stdlib `sqlite3` is used synchronously.
 WAL mode with `synchronous=FULL`: when a checkpoint call returns, it is on disk. The file and its
 -wal/-shm companions are mode 0600. A running daemon holds an exclusive `flock` on the lock file
-of the database's real path (spd.state_lock), so a symlink to the same file takes the same lock.
+of the database's real path (spd.state_files), so a symlink to the same file takes the same lock.
 
 Every SQLite failure becomes one line: a damaged file (missing table, garbage value, not a
 database) is a StateError (exit 78); a write that cannot happen now (disk full, I/O error) is a
-StateWriteError (exit 1). A small reserve file next to the database is given up when the disk is
-full, so that the failure of the run can still be recorded. `readonly=True` (spd status) never
+StateWriteError (exit 1). A reserve file next to the database is given up when the disk is full,
+so that the failure of the run can still be recorded. `readonly=True` (spd status) never
 creates, migrates or writes anything.
 """
 
@@ -27,13 +27,12 @@ import structlog
 
 from spd.errors import IdentityChangedError, StateError, StateWriteError
 from spd.logging import redact
-from spd.state_lock import DaemonLock
+from spd.state_files import DaemonLock, DiskReserve
 
 log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_ERROR_CHARS = 500
-RESERVE_BYTES = 256 * 2**10  # given up on a full disk so that a run's error can be recorded
 # SQLite result codes (sqlite3 errors carry them): a write that may work later, or a damaged file
 _TRANSIENT_CODES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
                               "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_NOMEM"})
@@ -133,7 +132,7 @@ class StateStore:
         self.readonly = readonly
         self.lock = DaemonLock(self.path, self._unwritable)
         self.lock_path = self.lock.path
-        self.reserve_path = Path(str(self.path) + ".reserve")
+        self.reserve = DiskReserve(self.path)
         self._conn: sqlite3.Connection | None = None
         self._mutex = threading.RLock()
 
@@ -151,7 +150,7 @@ class StateStore:
                     self.lock.acquire()
                 self._conn = self._connect()
                 if self.daemon:
-                    self._keep_reserve()
+                    self.reserve.keep()
             self._tighten_modes()
         except BaseException:
             self.close()
@@ -298,32 +297,6 @@ class StateStore:
                 if p.exists() and (p.stat().st_mode & 0o777) != 0o600:
                     p.chmod(0o600)
 
-    def _keep_reserve(self) -> None:
-        """Grows the reserve file back to RESERVE_BYTES as far as the disk allows (written, not
-        sparse: the space is really taken, and a full disk keeps what fitted)."""
-        try:
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError:
-            return
-        try:
-            size = os.fstat(fd).st_size
-            while size < RESERVE_BYTES:
-                size += os.write(fd, b"\0" * min(4096, RESERVE_BYTES - size))
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-    def _give_up_reserve(self) -> bool:
-        """Frees the reserve so that a write can happen on a full disk; False if there is none."""
-        try:
-            self.reserve_path.unlink()
-        except OSError:
-            return False
-        log.warning("state_reserve_used", path=str(self.path),
-                    reason="the disk is full; the reserve was freed to record the run's failure")
-        return True
-
     def is_locked_by_daemon(self) -> bool:
         """True when a daemon (this store, or another process) holds the state's lock."""
         return self.lock.is_held()
@@ -436,11 +409,11 @@ class StateStore:
         try:
             self._write(*write)
         except StateWriteError:
-            if error is None or not self._give_up_reserve():
+            if error is None or not self.reserve.give_up():
                 raise
             self._write(*write)  # while the disk stays full, what is left is kept for the next
         if self.daemon:
-            self._keep_reserve()
+            self.reserve.keep()
 
     def set_note(self, poller: str, note: str | None) -> None:
         """Sets (or clears) the note `status` shows, e.g. that start_time was clamped."""

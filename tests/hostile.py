@@ -324,3 +324,36 @@ def write_config(tmp_path: Any, url: str, poller: dict[str, Any] | None = None, 
     path = tmp_path / "spd.yaml"
     path.write_text("\n".join(line for line in lines if line) + "\n")
     return path
+
+
+class Harness:
+    """A started runtime with poller `p` against the stub (`poller` overrides its keys); every
+    emitter is `emitter`. `async with Harness(...) as h:` then `h.runtime.pollers["p"]`."""
+
+    def __init__(self, tmp_path: Any, url: str, emitter: Any, poller: dict[str, Any] | None = None) -> None:
+        from pathlib import Path
+
+        from spd.config import load_config
+        from spd.runtime import Runtime
+        from spd.state import StateStore
+
+        self.config = load_config(write_config(tmp_path, url, poller))
+        self.recorder = emitter
+        self.store = StateStore(Path(self.config.state.path))
+        self.runtime = Runtime(self.config, self.store, emitter_factory=lambda n, c: emitter)
+
+    async def __aenter__(self) -> Harness:
+        self.store.open()
+        await self.runtime.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runtime.close()
+        self.store.close()
+
+    async def run(self, limit: float = 30) -> Any:
+        """One run of poller `p`; a run that takes longer than `limit` seconds is looping."""
+        return await asyncio.wait_for(self.runtime.pollers["p"].run(), limit)
+
+    def state(self) -> Any:
+        return self.store.get("p")

@@ -8,17 +8,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
-from pathlib import Path
 
 import pytest
 
 import spd.reports.formats as formats
-from hostile import Hostile, write_config
-from spd.config import load_config
+from hostile import Harness, Hostile
 from spd.reports.document import DocumentStream, parse_bytes
 from spd.reports.formats import ReportFormatError
-from spd.runtime import Runtime
-from spd.state import StateStore
 from test_poller import RecordingEmitter
 
 LIMIT = 256 * 2**10
@@ -91,28 +87,13 @@ def test_rows_below_the_limit_are_unaffected(small_rows) -> None:
 # -- the report poller against the hostile stub ----------------------------------------------
 
 
-class ReportHarness:
-    def __init__(self, tmp_path: Path, hostile: Hostile) -> None:
-        poller = {"object": "report:GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL",
-                  "timestamp_field": "updated"}
-        self.config = load_config(write_config(tmp_path, hostile.url, poller))
-        self.recorder = RecordingEmitter("archive")
-        self.store = StateStore(Path(self.config.state.path))
-        self.runtime = Runtime(self.config, self.store, emitter_factory=lambda n, c: self.recorder)
-
-    async def __aenter__(self) -> ReportHarness:
-        self.store.open()
-        await self.runtime.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runtime.close()
-        self.store.close()
+REPORT = {"object": "report:GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL",
+          "timestamp_field": "updated"}
 
 
 async def test_a_report_with_an_endless_line_fails_with_one_recorded_line(tmp_path, small_rows) -> None:
     async with Hostile(mode="report_line", size=16 * LIMIT) as hostile:
-        async with ReportHarness(tmp_path, hostile) as h:
+        async with Harness(tmp_path, hostile.url, RecordingEmitter("archive"), REPORT) as h:
             with pytest.raises(ReportFormatError):
                 await asyncio.wait_for(h.runtime.pollers["p"].run(), 30)
             state = h.store.get("p")
@@ -123,7 +104,7 @@ async def test_a_report_with_an_endless_line_fails_with_one_recorded_line(tmp_pa
 
 async def test_a_stop_is_honoured_while_a_document_trickles_in(tmp_path) -> None:
     async with Hostile(mode="report_trickle") as hostile:
-        async with ReportHarness(tmp_path, hostile) as h:
+        async with Harness(tmp_path, hostile.url, RecordingEmitter("archive"), REPORT) as h:
             poller = h.runtime.pollers["p"]
             run = asyncio.ensure_future(poller.run())
             await asyncio.sleep(1.0)  # the document is streaming, with no row complete yet

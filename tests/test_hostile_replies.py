@@ -10,17 +10,11 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Hostile, write_config
+from hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Harness, Hostile
 from spd.catalog import load_catalog
 from spd.client import SpClient
-from spd.config import load_config
 from spd.errors import ApiError, AuthError, SpdError
-from spd.runtime import Runtime
-from spd.state import StateStore
 from test_poller import RecordingEmitter
-
-RUN_LIMIT = 30  # seconds: a run that takes longer is looping
-
 
 @pytest.fixture
 async def hostile() -> AsyncIterator[Hostile]:
@@ -28,29 +22,8 @@ async def hostile() -> AsyncIterator[Hostile]:
         yield h
 
 
-class Harness:
-    """A runtime with poller `p` against the stub, recording what it emits."""
-
-    def __init__(self, tmp_path: Path, hostile: Hostile, poller: dict[str, Any] | None = None) -> None:
-        self.config = load_config(write_config(tmp_path, hostile.url, poller))
-        self.recorder = RecordingEmitter("archive")
-        self.store = StateStore(Path(self.config.state.path))
-        self.runtime = Runtime(self.config, self.store, emitter_factory=lambda n, c: self.recorder)
-
-    async def __aenter__(self) -> Harness:
-        self.store.open()
-        await self.runtime.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runtime.close()
-        self.store.close()
-
-    async def run(self) -> Any:
-        return await asyncio.wait_for(self.runtime.pollers["p"].run(), RUN_LIMIT)
-
-    def state(self) -> Any:
-        return self.store.get("p")
+def harness(tmp_path: Path, hostile: Hostile, poller: dict[str, Any] | None = None) -> Harness:
+    return Harness(tmp_path, hostile.url, RecordingEmitter("archive"), poller)
 
 
 # -- 1. an echoed upper bound is checked, never trusted ---------------------------------------
@@ -58,7 +31,7 @@ class Harness:
 
 async def test_an_echo_in_the_future_is_an_error_and_never_a_watermark(tmp_path, hostile) -> None:
     hostile.mode = "echo_future"
-    async with Harness(tmp_path, hostile) as h:
+    async with harness(tmp_path, hostile) as h:
         start = h.state().watermark if h.state() else None
         with pytest.raises(ApiError) as info:
             await h.run()
@@ -71,7 +44,7 @@ async def test_an_echo_in_the_future_is_an_error_and_never_a_watermark(tmp_path,
 
 
 async def test_a_valid_echo_becomes_the_watermark(tmp_path, hostile) -> None:
-    async with Harness(tmp_path, hostile) as h:
+    async with harness(tmp_path, hostile) as h:
         before = datetime.now(timezone.utc)
         result = await h.run()
         state = h.state()
@@ -82,7 +55,7 @@ async def test_a_valid_echo_becomes_the_watermark(tmp_path, hostile) -> None:
 
 async def test_a_malformed_echo_is_a_recorded_one_line_error(tmp_path, hostile) -> None:
     hostile.mode = "echo_malformed"
-    async with Harness(tmp_path, hostile) as h:
+    async with harness(tmp_path, hostile) as h:
         with pytest.raises(ApiError, match=r'LastUpdatedBefore "yesterday at noon" is not a timestamp'):
             await h.run()
         assert "not a timestamp" in h.state().last_error
@@ -94,7 +67,7 @@ async def test_a_malformed_echo_is_a_recorded_one_line_error(tmp_path, hostile) 
 @pytest.mark.parametrize("mode", ["repeat_token", "token_cycle"])
 async def test_a_repeating_next_token_stops_the_series(tmp_path, hostile, mode) -> None:
     hostile.mode = mode
-    async with Harness(tmp_path, hostile) as h:
+    async with harness(tmp_path, hostile) as h:
         start = h.state()
         with pytest.raises(ApiError, match=r"ordersV0.getOrders: NextToken repeats after page \d"):
             await h.run()
@@ -106,7 +79,7 @@ async def test_a_repeating_next_token_stops_the_series(tmp_path, hostile, mode) 
 
 async def test_an_echo_equal_to_the_window_start_cannot_advance(tmp_path, hostile) -> None:
     hostile.mode = "echo_start"
-    async with Harness(tmp_path, hostile) as h:
+    async with harness(tmp_path, hostile) as h:
         start = h.state().watermark
         with pytest.raises(ApiError, match=r"ordersV0.getOrders: the window from .* cannot advance"):
             await h.run()
@@ -116,7 +89,7 @@ async def test_an_echo_equal_to_the_window_start_cannot_advance(tmp_path, hostil
 
 async def test_an_echo_a_minute_behind_our_clock_counts_as_caught_up(tmp_path, hostile) -> None:
     hostile.mode = "echo_skew"
-    async with Harness(tmp_path, hostile) as h:
+    async with harness(tmp_path, hostile) as h:
         result = await h.run()
         state = h.state()
     assert result.caught_up and state.last_error is None
@@ -255,11 +228,11 @@ async def test_a_webhook_acknowledgement_is_read_only_up_to_its_cap() -> None:
 
 async def test_a_page_with_too_many_objects_is_refused_before_it_is_emitted(
         tmp_path, hostile, monkeypatch) -> None:
-    import spd.poller as poller_mod
+    import spd.poller_support as support
 
-    monkeypatch.setattr(poller_mod, "MAX_PAGE_OBJECTS", 100)
+    monkeypatch.setattr(support, "MAX_PAGE_OBJECTS", 100)
     hostile.mode, hostile.size = "huge", 64 * 2**10  # about 380 small orders in one page
-    async with Harness(tmp_path, hostile) as h:
+    async with harness(tmp_path, hostile) as h:
         with pytest.raises(ApiError, match=r"ordersV0.getOrders: a page of \d+ objects; spd "
                                            r"accepts at most 100"):
             await h.run()

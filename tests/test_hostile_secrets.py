@@ -4,7 +4,6 @@ dead letters; an unexpected error is recorded on its poller as one line."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -15,14 +14,14 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from conftest import run_spd
-from hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Hostile, HostileThread, write_config
+from hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostile, HostileThread,
+                     write_config)
 from spd.config import load_config
 from spd.daemon import Daemon
 from spd.emitters import build_emitter
 from spd.logging import REDACTED
 from spd.messages import build_messages
-from spd.runtime import Runtime, register_config_secrets
-from spd.state import StateStore
+from spd.runtime import register_config_secrets
 from test_poller import RecordingEmitter
 
 
@@ -109,21 +108,13 @@ class CrashingEmitter(RecordingEmitter):
 
 async def test_an_unexpected_error_is_recorded_on_its_poller_as_one_line(tmp_path) -> None:
     async with Hostile() as hostile:
-        config = load_config(write_config(tmp_path, hostile.url))
-        store = StateStore(Path(config.state.path))
-        store.open()
-        runtime = Runtime(config, store, emitter_factory=lambda n, c: CrashingEmitter(n))
-        await runtime.start()
-        try:
+        async with Harness(tmp_path, hostile.url, CrashingEmitter("archive")) as h:
             with pytest.raises(RuntimeError):
-                await runtime.pollers["p"].run()
-            state = store.get("p")
+                await h.run()
+            state = h.state()
             assert state.last_error == "internal error: RuntimeError: emitter bug: tuple index out of range"
             assert state.last_run_at is not None
-            assert runtime.pollers["p"].failure == state.last_error  # /metrics' failing gauge
-        finally:
-            await runtime.close()
-            store.close()
+            assert h.runtime.pollers["p"].failure == state.last_error  # /metrics' failing gauge
 
 
 async def test_the_daemon_logs_a_crash_as_one_line_and_the_traceback_at_debug(tmp_path) -> None:
@@ -153,22 +144,13 @@ def test_a_webhook_with_credentials_twice_fails_validate_not_every_run(tmp_path)
 
 
 async def test_objects_without_id_or_timestamp_are_logged_once_per_page(tmp_path) -> None:
+    recorder = RecordingEmitter("archive")
     async with Hostile(mode="no_id") as hostile:
-        config = load_config(write_config(tmp_path, hostile.url))
-        recorder = RecordingEmitter("archive")
-        store = StateStore(Path(config.state.path))
-        store.open()
-        runtime = Runtime(config, store, emitter_factory=lambda n, c: recorder)
-        await runtime.start()
-        try:
+        async with Harness(tmp_path, hostile.url, recorder) as h:
             with capture_logs() as logs:
-                await asyncio.wait_for(runtime.pollers["p"].run(), 30)
-        finally:
-            await runtime.close()
-            store.close()
+                await h.run()
     events = [e for e in logs if e["event"] == "objects_without_id_or_time"]
     assert events and events[0]["log_level"] == "warning"
     assert events[0]["fallbacks"] == {"id: content hash (no AmazonOrderId)": 1,
                                       "cursor: null (no LastUpdateDate)": 1}
     assert recorder.messages[0]["id"].startswith("sha256:") and recorder.messages[0]["cursor"] is None
-

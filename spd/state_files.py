@@ -1,8 +1,12 @@
-"""The daemon lock of a state database: an exclusive `flock` on `<real path of the db>.lock`.
+"""The files beside a state database: the daemon lock and the disk-full reserve.
 
-The lock is keyed on the database file's real path (symlinks resolved), not on the path string
-a config wrote: two daemons given the same file through a symlink take the same lock, and the
-second is refused. The lock file holds the daemon's pid for messages; a clean stop empties it.
+The lock is an exclusive `flock` on `<real path of the db>.lock`: keyed on the database file's
+real path (symlinks resolved), not on the path string a config wrote, so two daemons given the
+same file through a symlink take the same lock and the second is refused. The lock file holds
+the daemon's pid for messages; a clean stop empties it.
+
+The reserve, `<db>.reserve`, takes RESERVE_BYTES of the disk while all is well; when the disk is
+full it is given up, so that the failure of the run can still be written to the database.
 """
 
 from __future__ import annotations
@@ -14,10 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import structlog
+
 from spd.errors import StateError, StateLockedError
+
+log = structlog.get_logger("spd.state")
 
 # A daemon starting while a CLI command holds the lock for a few milliseconds should not fail.
 DAEMON_LOCK_WAIT = 2.0
+RESERVE_BYTES = 256 * 2**10
 
 
 def lock_path_for(db: Path) -> Path:
@@ -124,3 +133,37 @@ class DaemonLock:
             yield
         finally:
             os.close(fd)
+
+
+class DiskReserve:
+    """`<db>.reserve`: space given up on a full disk so that a run's failure can be recorded."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.path = Path(str(db) + ".reserve")
+
+    def keep(self) -> None:
+        """Grows the reserve back to RESERVE_BYTES as far as the disk allows (written, not
+        sparse: the space is really taken, and a full disk keeps what fitted)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            return
+        try:
+            size = os.fstat(fd).st_size
+            while size < RESERVE_BYTES:
+                size += os.write(fd, b"\0" * min(4096, RESERVE_BYTES - size))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def give_up(self) -> bool:
+        """Frees the reserve so that a write can happen on a full disk; False if there is none."""
+        try:
+            self.path.unlink()
+        except OSError:
+            return False
+        log.warning("state_reserve_used", path=str(self.db),
+                    reason="the disk is full; the reserve was freed to record the run's failure")
+        return True
