@@ -120,7 +120,7 @@ async def test_an_unexpected_error_is_recorded_on_its_poller_as_one_line(tmp_pat
 async def test_the_daemon_logs_a_crash_as_one_line_and_the_traceback_at_debug(tmp_path) -> None:
     daemon = Daemon(tmp_path / "spd.yaml", install_signals=False)
     with capture_logs() as logs:
-        async with daemon.tracked("poll", poller="p"):
+        async with daemon.tracked("poll", "p", poller="p"):
             raise KeyError("bug")
     crashed = [e for e in logs if e["event"] == "poll_crashed"]
     assert crashed == [{"event": "poll_crashed", "error": "internal error: KeyError: 'bug'",
