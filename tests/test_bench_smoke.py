@@ -44,3 +44,12 @@ def test_scale_reports_rss_cpu_and_lateness() -> None:
     assert out["pollers"] == 10 and out["exit_code"] == 0, out
     assert out["peak_rss_mb"] > 10 and out["lateness_idle"]["runs"] > 0, out
     assert out["warnings_errors"] == {}, out
+
+
+def test_hostile_measures_a_real_spd_against_the_stub() -> None:
+    out = bench("hostile", "--case", "getorders_50mb", "--case", "yaml_bomb", "--timeout", "60")
+    assert out["idle"]["exit_code"] == 0 and out["idle"]["peak_rss_mb"] > 10, out
+    assert out["getorders_50mb"]["exit_code"] == 1 and not out["getorders_50mb"]["timeout"], out
+    assert "larger than 10 MiB" in out["getorders_50mb"]["last_line"], out
+    assert out["yaml_bomb"]["exit_code"] == 78 and not out["yaml_bomb"]["traceback"], out
+    assert set(out["peak_rss_over_idle"]) == {"getorders_50mb", "yaml_bomb"}, out
