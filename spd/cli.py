@@ -17,7 +17,7 @@ import orjson
 
 from spd import __version__
 from spd.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
-from spd.logging import debug_enabled, redact
+from spd.logging import debug_enabled, redact, redact_data
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
 
@@ -171,7 +171,7 @@ def _api_output(call: Callable[[Any], Any], args: argparse.Namespace) -> int:
     """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1)."""
     from spd.errors import ApiError
 
-    from spd.logging import configure_logging, redact_data
+    from spd.logging import configure_logging
 
     config = load(args)
     # stdout is the answer and stderr the error JSON: only warnings (retries) join them
