@@ -145,6 +145,19 @@ class Poller:
         series = self.series()
         fanned = [one.state_key for one in series if one.state_key != self.name]
         sync_fanned_out(self.store, parent, fanned)
+        try:
+            total = await self.run_all(series, fanned)
+            self.store.record_run(self.name, error=None)  # a full disk here fails the run too
+        except Exception as exc:
+            self.failure = describe_error(exc)
+            self.record_failure(self.name, self.failure)
+            raise
+        self.failure = None
+        return total
+
+    async def run_all(self, series: list[Poller], fanned: list[str]) -> RunResult:
+        """Runs the series one after the other; the poller's row then takes the oldest
+        marketplace watermark."""
         total = RunResult(caught_up=True)
         try:
             for one in series:
@@ -152,14 +165,8 @@ class Poller:
                 total.add(result)
                 if result.capped or self.stopping.is_set():
                     break
-        except Exception as exc:
-            self.failure = describe_error(exc)
-            self.record_failure(self.name, self.failure)
-            raise
         finally:
             fold_fanned_out(self.store, self.name, fanned)
-        self.failure = None
-        self.store.record_run(self.name, error=None)
         return total
 
     def record_failure(self, key: str, error: str) -> None:

@@ -26,7 +26,7 @@ from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
 from spd.client import transport
 from spd.client.transport import (REDIRECTS, BodyTooLarge, RedirectRefused, public_location,
-                                  send_credentialed)
+                                  read_capped, send_credentialed)
 from spd.client.ratelimit import (
     DEFAULT_BURST,
     DEFAULT_GUARD,
@@ -236,7 +236,8 @@ class SpClient:
         return stats
 
     async def download(self, url: str) -> bytes:
-        """GET a pre-signed URL (report documents): no SP-API auth, retried like any GET."""
+        """GET a pre-signed URL (report documents): no SP-API auth, retried like any GET; at most
+        MAX_RESPONSE_BYTES (documents of any size stream through `download_stream`)."""
         # no total limit for big documents; a stalled read still times out
         timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
         headers = {"User-Agent": self.user_agent}
@@ -245,7 +246,7 @@ class SpClient:
                 async with self.session.get(
                     URL(url, encoded=True), headers=headers, timeout=timeout
                 ) as r:
-                    data = await r.read()
+                    data = await read_capped(r, transport.MAX_RESPONSE_BYTES)
                     if r.status < 400:
                         return data
                     if r.status not in rsp.RETRY_STATUSES or attempt == self.max_attempts:
@@ -254,6 +255,8 @@ class SpClient:
                             status=r.status, retriable=r.status in rsp.RETRY_STATUSES,
                         )  # fmt: skip
                     reason = f"HTTP {r.status}"
+            except BodyTooLarge as exc:
+                raise ApiError(f"download: {exc}; use download_stream") from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = rsp.describe(exc)
                 if attempt == self.max_attempts:
