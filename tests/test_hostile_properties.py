@@ -5,7 +5,9 @@ the request time allows (nor on an error), and never writes a secret into what i
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gzip
+import shutil
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,6 +33,7 @@ SECRET = "Hostile-Secret-Value-7d1e0c"  # registered like a configured secret
 TOKEN = "Atza|property-token-abcdef"  # token-shaped: redacted even unregistered
 UTC = timezone.utc
 WORKDIR = Path(tempfile.mkdtemp(prefix="spd-props-"))
+atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)
 CONFIG = load_config(write_config(WORKDIR, "http://127.0.0.1:9"))
 redact_secrets.register([SECRET])
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
