@@ -268,7 +268,7 @@ class Poller:
                     continue
                 raise
             if end is None:
-                end, stalled = self.window_end(window, page)
+                end, stalled = self.window_end(window, page, state.watermark)
             guard.check(page.next_token, page_no + 1, len(page.objects))
             if page.next_token:
                 guard.sent(page.next_token)
@@ -354,14 +354,14 @@ class Poller:
         path = (self.object_type.echo_before or {}).get(self.config.timestamp_field)
         return dig(body, path) if path else None
 
-    def window_end(self, window: Window, page: Page) -> tuple[datetime, bool]:
+    def window_end(self, window: Window, page: Page, watermark: datetime) -> tuple[datetime, bool]:
         """The end of a window the first page decides: the checked echo where the API gives
         one (and whether it stalled: caught up), else the answer's time - lag."""
         lag = self.object_type.lag
         if page.echo is None:
             return page.received - lag, False
         path = (self.object_type.echo_before or {})[self.config.timestamp_field]
-        return check_echo(self.object_type.name, path[-1], page.echo, window.start,
+        return check_echo(self.object_type.name, path[-1], page.echo, window.start, watermark,
                           page.received, lag)
 
     def request_params(self, window: Window, token: str | None) -> dict[str, Any]:

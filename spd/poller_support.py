@@ -238,11 +238,13 @@ def count_fallbacks(ot: ObjectType, objects: list[dict[str, Any]],
     return counts
 
 
-def check_echo(label: str, name: str, value: Any, start: datetime, received: datetime,
-               lag: timedelta) -> tuple[datetime, bool]:
-    """The window end an echoed upper bound gives, and whether the echo stalled (the series
-    is caught up). ApiError unless start - skew <= echo <= received - lag + skew, and when an
-    echo stays at the start of a window far behind now (the window cannot advance)."""
+def check_echo(label: str, name: str, value: Any, start: datetime, watermark: datetime,
+               received: datetime, lag: timedelta) -> tuple[datetime, bool]:
+    """The window end an echoed upper bound gives (never before `watermark`), and whether the
+    echo stalled: it did not move past the watermark (the series is caught up). ApiError
+    unless start - skew <= echo <= received - lag + skew, and when the echo stalls while the
+    watermark is far behind now (the window cannot advance). `start` is the window's start,
+    which an `overlap` puts before the watermark."""
     if not isinstance(value, str):
         raise ApiError(f"{label}: malformed response, {name} {value!r} is not a timestamp",
                        retriable=True)
@@ -260,12 +262,12 @@ def check_echo(label: str, name: str, value: Any, start: datetime, received: dat
     if echo < start - ECHO_CLOCK_SKEW:
         raise ApiError(f"{label}: the echoed {name} {format_ts(echo)} is before the window start "
                        f"{format_ts(start)}; it is never taken as a watermark", retriable=True)
-    stalled = echo - start < MIN_WINDOW
-    if stalled and newest - start > STALLED_ECHO:
+    stalled = echo - watermark < MIN_WINDOW
+    if stalled and newest - watermark > STALLED_ECHO:
         raise ApiError(f"{label}: the window from {format_ts(start)} cannot advance: the echoed "
                        f"{name} is {format_ts(echo)}, {format_duration(newest - echo)} behind "
                        "now; stopped this series", retriable=True)
-    return max(echo, start), stalled
+    return max(echo, watermark), stalled
 
 
 class TokenGuard:

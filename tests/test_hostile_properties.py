@@ -139,12 +139,14 @@ def test_a_window_ends_inside_its_bounds_or_not_at_all(body: Any) -> None:
         store.delete("p")
         store.ensure("p", CONFIG.pollers["p"].identity(), CONFIG.pollers["p"].start_time)
         poller = make_poller(store, body)
-        window = poller.next_window(store.get("p"))
+        state = store.get("p")
+        window = poller.next_window(state)
         try:
-            end, _ = poller.window_end(window, asyncio.run(poller.fetch_page(window, None)))
+            end, _ = poller.window_end(window, asyncio.run(poller.fetch_page(window, None)),
+                                       state.watermark)
         except SpdError:
             return
-    assert window.start <= end <= datetime.now(UTC) - poller.object_type.lag + ECHO_CLOCK_SKEW
+    assert state.watermark <= end <= datetime.now(UTC) - poller.object_type.lag + ECHO_CLOCK_SKEW
 
 
 # -- report documents -------------------------------------------------------------------------

@@ -87,9 +87,10 @@ async def test_an_echo_equal_to_the_window_start_cannot_advance(tmp_path, hostil
     assert len(hostile.calls) == 1 and h.recorder.messages == []
 
 
-async def test_an_echo_a_minute_behind_our_clock_counts_as_caught_up(tmp_path, hostile) -> None:
-    hostile.mode = "echo_skew"
-    async with harness(tmp_path, hostile) as h:
+@pytest.mark.parametrize("overlap", [None, "10m"])
+async def test_an_echo_a_minute_behind_our_clock_counts_as_caught_up(tmp_path, hostile, overlap) -> None:
+    hostile.mode = "echo_skew"  # with an overlap, each window starts 10 minutes before the echo
+    async with harness(tmp_path, hostile, {"overlap": overlap} if overlap else None) as h:
         result = await h.run()
         state = h.state()
     assert result.caught_up and state.last_error is None
