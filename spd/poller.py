@@ -6,8 +6,10 @@ they are; what each includes is Amazon's (`spd objects TYPE` shows it): where bo
 their instant an object on a boundary may come twice, where neither is said to, windows overlap
 by one second so that none is lost; consumers deduplicate on (account, object_type, id, cursor).
 Where the API echoes the upper bound it applied, the newest window sends none and takes the echo
-as the next watermark. Where the filter has no upper bound at all, the window ends at the request
-time - lag (and max_window does not apply: without an upper bound there is nothing to split).
+as the next watermark, once checked (poller_support.check_echo): never later than the answer's
+time - lag, never a step back, and an echo that stops advancing means caught up. Where the
+filter has no upper bound at all, the window ends at the request time - lag (and max_window
+does not apply: without an upper bound there is nothing to split).
 
 Types whose marketplace parameter takes one id poll each of the account's marketplaces as its
 own series with its own watermark (state key "POLLER@MARKETPLACE"); the poller's own row then
