@@ -168,3 +168,13 @@ def fill_disk(directory: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+@pytest.fixture
+def hostile_thread() -> Iterator[Any]:
+    """The hostile SP-API of tests/hostile.py served from its own thread (for `spd` subprocesses)."""
+    from hostile import HostileThread
+
+    stub = HostileThread().start()
+    yield stub
+    stub.stop()

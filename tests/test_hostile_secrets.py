@@ -14,7 +14,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from conftest import run_spd
-from hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostile, HostileThread,
+from hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostile,
                      write_config)
 from spd.config import load_config
 from spd.daemon import Daemon
@@ -25,13 +25,6 @@ from spd.runtime import register_config_secrets
 from test_poller import RecordingEmitter
 
 
-@pytest.fixture
-def hostile():
-    h = HostileThread().start()
-    yield h
-    h.stop()
-
-
 def last_error_in_db(tmp_path: Path) -> str:
     with sqlite3.connect(tmp_path / "state.db") as db:
         return db.execute("SELECT last_error FROM pollers WHERE poller = 'p'").fetchone()[0]
@@ -40,9 +33,9 @@ def last_error_in_db(tmp_path: Path) -> str:
 # -- 5. what a server echoed back is redacted wherever spd writes or prints it ------------------
 
 
-def test_a_refresh_token_echoed_by_lwa_is_never_stored_or_printed(tmp_path, hostile) -> None:
-    hostile.set("lwa_echo")
-    config = write_config(tmp_path, hostile.url)
+def test_a_refresh_token_echoed_by_lwa_is_never_stored_or_printed(tmp_path, hostile_thread) -> None:
+    hostile_thread.set("lwa_echo")
+    config = write_config(tmp_path, hostile_thread.url)
     once = run_spd("once", "-c", str(config))
     status = run_spd("status", "-c", str(config))
     status_json = run_spd("status", "-c", str(config), "--json")
@@ -53,9 +46,9 @@ def test_a_refresh_token_echoed_by_lwa_is_never_stored_or_printed(tmp_path, host
         assert REFRESH_TOKEN not in text and CLIENT_SECRET not in text
 
 
-def test_an_access_token_echoed_by_sp_api_is_never_stored_or_printed(tmp_path, hostile) -> None:
-    hostile.set("echo_access_token")
-    config = write_config(tmp_path, hostile.url)
+def test_an_access_token_echoed_by_sp_api_is_never_stored_or_printed(tmp_path, hostile_thread) -> None:
+    hostile_thread.set("echo_access_token")
+    config = write_config(tmp_path, hostile_thread.url)
     once = run_spd("once", "-c", str(config))
     exec_ = run_spd("exec", "ordersV0", "getOrders", "-p", "MarketplaceIds=ATVPDKIKX0DER",
                     "-p", "CreatedAfter=2025-01-01T00:00:00Z", "-c", str(config))

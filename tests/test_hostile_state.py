@@ -15,18 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import fill_disk, run_spd, start_spd, stop_spd, wait_for
-from hostile import HostileThread, write_config
+from hostile import write_config
 from spd.errors import StateLockedError
 from spd.state import StateStore
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def hostile():
-    h = HostileThread().start()
-    yield h
-    h.stop()
 
 
 def make_state(db: Path) -> None:
@@ -133,15 +126,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_full_disk_under_the_state_is_recorded_on_the_poller(tmp_path, tmpfs, hostile) -> None:
+def test_a_full_disk_under_the_state_is_recorded_on_the_poller(tmp_path, tmpfs, hostile_thread) -> None:
     port = free_port()
-    config = write_config(tmp_path, hostile.url, {"interval": "1s"}, state=tmpfs / "state.db",
+    config = write_config(tmp_path, hostile_thread.url, {"interval": "1s"}, state=tmpfs / "state.db",
                           extra=f"http: {{listen: '0.0.0.0:{port}'}}")
     proc = start_spd("run", "-c", str(config))
     try:
         wait_for(lambda: "last run never" not in run_spd("status", "-c", str(config)).stdout, 60)
         fill_disk(tmpfs)
-        hostile.set("ok")
+        hostile_thread.set("ok")
 
         def failed() -> str | None:
             rows = json.loads(run_spd("status", "-c", str(config), "--json").stdout)
