@@ -111,10 +111,15 @@ def test_the_daemon_lock_follows_a_symlink_to_the_same_file(tmp_path) -> None:
 
 
 def metric(port: int, name: str) -> float | None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(name + "{") and 'poller="p"' in line:
-                return float(line.rsplit(" ", 1)[1])
+    """Poller p's value of `name` in the daemon's /metrics (None until it is there)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            lines = resp.read().decode().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(name + "{") and 'poller="p"' in line:
+            return float(line.rsplit(" ", 1)[1])
     return None
 
 
@@ -132,18 +137,12 @@ def test_a_full_disk_under_the_state_is_recorded_on_the_poller(tmp_path, tmpfs, 
                           extra=f"http: {{listen: '0.0.0.0:{port}'}}")
     proc = start_spd("run", "-c", str(config))
     try:
-        wait_for(lambda: "last run never" not in run_spd("status", "-c", str(config)).stdout, 60)
+        wait_for(lambda: metric(port, "spd_objects_emitted_total"), 60)  # a run went through
         fill_disk(tmpfs)
-        hostile_thread.set("ok")
-
-        def failed() -> str | None:
-            rows = json.loads(run_spd("status", "-c", str(config), "--json").stdout)
-            return rows[0]["last_error"]
-
-        error = wait_for(failed, 60)
+        wait_for(lambda: metric(port, "spd_poller_failing") == 1.0, 60)
+        error = json.loads(run_spd("status", "-c", str(config), "--json").stdout)[0]["last_error"]
         assert error.startswith(f"state {tmpfs / 'state.db'}: cannot write the state database")
         assert "full" in error
-        assert metric(port, "spd_poller_failing") == 1.0
         line = run_spd("status", "-c", str(config)).stdout
         assert "last error: state " in line and "last run never" not in line
     finally:
