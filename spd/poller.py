@@ -418,7 +418,7 @@ class Poller:
         field_name = self.config.timestamp_field
         ot = self.object_type
         triples = [(object_id(ot, obj), object_cursor(ot, obj, field_name), obj) for obj in objects]
-        fallbacks = count_fallbacks(ot, objects, field_name)
+        fallbacks = count_fallbacks(ot, triples, field_name)
         if fallbacks:  # emitted all the same, but never silently
             missing = any(k.startswith(("id:", "cursor: null")) for k in fallbacks)
             (self.log.warning if missing else self.log.info)(

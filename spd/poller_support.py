@@ -38,6 +38,7 @@ MAX_EMPTY_PAGES = 100
 # A page holds at most 100 objects where Amazon lets spd ask; a reply with more than this is
 # refused before its objects become messages (memory grows with the number of objects).
 MAX_PAGE_OBJECTS = 10_000
+CONTENT_HASH_PREFIX = "sha256:"  # spd.objects.content_hash: the id of an object without one
 
 
 def utcnow() -> datetime:
@@ -216,23 +217,25 @@ def page_contents(ot: ObjectType, body: Any) -> tuple[list[Any], str | None]:
     return objects, token
 
 
-def count_fallbacks(ot: ObjectType, objects: list[dict[str, Any]],
+def count_fallbacks(ot: ObjectType, triples: list[tuple[str, str | None, dict[str, Any]]],
                     timestamp_field: str) -> dict[str, int]:
-    """How many objects of a page lack their id ("id: content hash (no F)"), every timestamp
-    ("cursor: null (no F)"), or take their cursor from a declared fallback ("cursor: G (no F)")."""
+    """How many of a page's (id, cursor, object) lack their id ("id: content hash (no F)"),
+    every timestamp ("cursor: null (no F)"), or take their cursor from a declared fallback
+    ("cursor: G (no F)"). Cheap for pages without any (the usual case)."""
     counts: dict[str, int] = {}
     spec = ot.created_field if timestamp_field == "created" else ot.updated_field
     paths = (spec,) if isinstance(spec, str) else tuple(spec or ())
-    for obj in objects:
+    for obj_id, cursor, obj in triples:
         keys = []
-        if ot.id_field and not isinstance(dig_path(obj, ot.id_field), (str, int, float)):
+        if ot.id_field and obj_id.startswith(CONTENT_HASH_PREFIX):
             keys.append(f"id: content hash (no {ot.id_field})")
-        used = next((i for i, p in enumerate(paths)
-                     if normalize_timestamp(dig_path(obj, p)) is not None), 0 if not paths else None)
-        if used is None:
+        if cursor is None and paths:
             keys.append(f"cursor: null (no {'/'.join(paths)})")
-        elif used > 0:
-            keys.append(f"cursor: {paths[used]} (no {paths[0]})")
+        elif cursor is not None and len(paths) > 1:
+            used = next((i for i, p in enumerate(paths)
+                         if normalize_timestamp(dig_path(obj, p)) is not None), 0)
+            if used:
+                keys.append(f"cursor: {paths[used]} (no {paths[0]})")
         for key in keys:
             counts[key] = counts.get(key, 0) + 1
     return counts
