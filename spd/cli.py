@@ -17,7 +17,7 @@ import orjson
 
 from spd import __version__
 from spd.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
-from spd.logging import debug_enabled, redact, redact_data
+from spd.redaction import debug_enabled, redact, redact_data
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
 

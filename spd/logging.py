@@ -1,103 +1,22 @@
 """Logging: structlog configured in one place, with secrets redacted from every event.
 
 The pipeline is a visible list of small processors. Output goes to stderr (journald under
-systemd): JSON lines by default, a console renderer when asked or on a TTY.
-
-The same redaction runs on everything else spd writes or prints that a server may have put
-words into: `redact()` for text (the state's last_error and note, CLI error lines, dead-letter
-records), `redact_data()` for JSON (`spd exec`'s error document).
+systemd): JSON lines by default, a console renderer when asked or on a TTY. The redaction is
+spd.redaction's, which also runs on everything else spd writes or prints.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 import structlog
 
-REDACTED = "[redacted]"
+from spd.redaction import REDACTED, RedactSecrets, redact_secrets, set_debug
 
-# Keys whose values are secret whatever they hold.
-_SECRET_KEY = re.compile(
-    r"(secret|password|passwd|refresh_token|access_token|session_token|security_token"
-    r"|authorization|x-amz-access-token|api_key|apikey|credential)",
-    re.IGNORECASE,
-)
-# Values that look like LWA tokens (Atza| access, Atzr| refresh) or an Authorization value.
-_SECRET_VALUE = re.compile(r"(Atz[ar]\|[^\s\"',;&]+|(?:Bearer|Basic)\s+[^\s\"',;&]+)")
-# `name: value` / `name=value` pairs in text a server echoed back (headers, forms, JSON): the
-# value goes when it is token-like (8+ characters without spaces).
-_SECRET_PAIR = re.compile(
-    r"(?i)((?:authorization|x-amz-access-token|x-amz-security-token|x-api-key|api[-_]?key"
-    r"|client_secret|refresh_token|access_token|password|secret)[\"']?\s*[:=]\s*[\"']?)"
-    r"([^\s\"',;&}]{8,})")
-# The password of a URL's user:password@.
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
-
-
-class RedactSecrets:
-    """structlog processor: replaces secret values anywhere in an event with `[redacted]`.
-
-    Three nets: values under secret-sounding keys, values shaped like LWA tokens, and the exact
-    secret strings registered from the configuration (so a secret inside an error text goes too).
-    """
-
-    def __init__(self) -> None:
-        self._known: set[str] = set()
-
-    def register(self, secrets: Iterable[str | None]) -> None:
-        """Adds exact secret strings (from the config) to redact wherever they appear."""
-        self._known.update(s for s in secrets if s and len(s) >= 4)
-
-    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-        return {key: self._clean(key, value) for key, value in event.items()}
-
-    def _clean(self, key: str, value: Any) -> Any:
-        if _SECRET_KEY.search(key) and value not in (None, "", False):
-            return REDACTED
-        if isinstance(value, str):
-            return self.scrub(value)
-        if isinstance(value, dict):
-            return {k: self._clean(str(k), v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self._clean("", v) for v in value]
-        return value
-
-    def scrub(self, text: str) -> str:
-        """Removes every known or token-shaped secret from a string."""
-        for secret in self._known:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        text = _SECRET_VALUE.sub(REDACTED, text)
-        text = _SECRET_PAIR.sub(lambda m: m.group(1) + REDACTED, text)
-        return _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
-
-    def clean(self, value: Any) -> Any:
-        """A JSON-like value with every secret removed from its strings and secret keys."""
-        return self._clean("", value)
-
-
-redact_secrets = RedactSecrets()
-_debug = False  # whether the configured level is debug (tracebacks of unexpected errors)
-
-
-def debug_enabled() -> bool:
-    """True when logging was configured at debug level (`log: {level: debug}`)."""
-    return _debug
-
-
-def redact(text: str) -> str:
-    """`text` without any secret the log redaction knows of (configured or token-shaped)."""
-    return redact_secrets.scrub(text)
-
-
-def redact_data(value: Any) -> Any:
-    """A JSON-like value without any secret the log redaction knows of."""
-    return redact_secrets.clean(value)
-
+__all__ = ["REDACTED", "RedactSecrets", "build_processors", "configure_logging", "redact_secrets"]
 
 def _orjson_dumps(event: dict[str, Any], **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
@@ -124,11 +43,10 @@ def configure_logging(level: str = "info", fmt: str | None = None) -> None:
     """Configures structlog once for the process: level, json|console, stderr."""
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
-    global _debug
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    _debug = numeric <= logging.DEBUG
+    set_debug(numeric <= logging.DEBUG)
     structlog.configure(
         processors=build_processors(fmt),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import structlog
 
 from spd.errors import IdentityChangedError, StateError, StateWriteError
-from spd.logging import redact
+from spd.redaction import redact
 from spd.state_files import DaemonLock, DiskReserve
 
 log = structlog.get_logger(__name__)

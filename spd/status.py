@@ -6,7 +6,7 @@ from typing import Any
 
 from spd.durations import format_ts, parse_ts
 from spd.errors import SpdError, UsageError
-from spd.logging import redact
+from spd.redaction import redact
 from spd.runtime import register_config_secrets
 from spd.state import PollerState, StateStore
 
