@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from spd.errors import CatalogError, UsageError
+from spd.core.errors import CatalogError, UsageError
 
 INDEX = "index.json"
 JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-04/schema#"

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from spd.catalog import collect_refs
-from spd.errors import CatalogError
+from spd.core.errors import CatalogError
 
 FORMAT = 1
 INDEX = "index.json"

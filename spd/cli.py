@@ -16,8 +16,8 @@ from typing import Any, Callable
 import orjson
 
 from spd import __version__
-from spd.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
-from spd.redaction import debug_enabled, redact, redact_data
+from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
+from spd.core.redaction import debug_enabled, redact, redact_data
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
 
@@ -169,9 +169,9 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 def _api_output(call: Callable[[Any], Any], args: argparse.Namespace) -> int:
     """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1)."""
-    from spd.errors import ApiError
+    from spd.core.errors import ApiError
 
-    from spd.logging import configure_logging
+    from spd.core.logging import configure_logging
 
     config = load(args)
     # stdout is the answer and stderr the error JSON: only warnings (retries) join them

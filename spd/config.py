@@ -17,15 +17,15 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from spd.client.rdt import DATA_ELEMENTS
-from spd.config_fields import Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
+from spd.core.fields import Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
 from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, EmitterConfig,
                                  FileEmitterConfig, HttpConfig, KafkaEmitterConfig, KafkaSaslConfig,
                                  KafkaSslConfig, LogConfig, LwaConfig, RateLimitConfig, StateConfig,
                                  StdoutEmitterConfig, WebhookEmitterConfig, ConfigModel)
-from spd.durations import format_duration, format_ts
-from spd.errors import ConfigError, SpdError, UsageError
+from spd.core.times import format_duration, format_ts
+from spd.core.errors import ConfigError, SpdError, UsageError
 from spd.systemd import state_directory
-from spd.yamlload import KeyPath, YamlDoc, load_yaml
+from spd.core.yamlload import KeyPath, YamlDoc, load_yaml
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Checked before parsing: PyYAML needs about 90 times a document's size in memory (and ~5 s per

@@ -13,9 +13,9 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, computed_field,
                       field_validator, model_validator)
 
-from spd.config_fields import (Duration, FilePath, Interval, Secret, Template, Text, UniqueTexts, Url,
+from spd.core.fields import (Duration, FilePath, Interval, Secret, Template, Text, UniqueTexts, Url,
                                check_url, fail, show)
-from spd.errors import SpdError
+from spd.core.errors import SpdError
 
 DEFAULT_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
 ENDPOINTS = {

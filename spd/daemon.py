@@ -22,10 +22,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from spd import systemd
 from spd.config import load_config
-from spd.durations import format_ts
-from spd.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
+from spd.core.times import format_ts
+from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
                         describe_error)
-from spd.logging import configure_logging
+from spd.core.logging import configure_logging
 from spd.catalog import load_catalog
 from spd.runtime import EmitterFactory, Runtime, check_config
 from spd.emitters import build_emitter

@@ -26,7 +26,7 @@ from spd.catalog import Catalog, Operation, load_catalog
 from spd.client import SpClient
 from spd.client.encode import api_error
 from spd.contract_types import OFFSET, Offset
-from spd.errors import ApiError, UsageError
+from spd.core.errors import ApiError, UsageError
 from spd.objects import MARKETPLACE_PARAMS, next_page_params
 from spd.params import check_request, parse_pairs
 

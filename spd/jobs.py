@@ -20,7 +20,7 @@ import structlog
 from spd.catalog import Catalog, Operation
 from spd.client import SpClient
 from spd.emitters.base import Emitter
-from spd.errors import ConfigError, DeliveryError, SpdError
+from spd.core.errors import ConfigError, DeliveryError, SpdError
 from spd.execute import ExecRequest, check_sandbox_only, prepare, run_operation
 from spd.messages import Message, rfc3339
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from spd.durations import format_ts, is_canonical_ts
+from spd.core.times import format_ts, is_canonical_ts
 
 EMIT_INDIVIDUALLY = "individually"
 EMIT_PAGE = "page"

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from spd.errors import SpdError
+from spd.core.errors import SpdError
 
 log = structlog.get_logger("spd.metrics")
 

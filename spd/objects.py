@@ -18,8 +18,8 @@ import orjson
 
 from spd import contract
 from spd.catalog import Catalog, Operation, bundle_schema, load_catalog
-from spd.durations import format_ts, is_canonical_ts
-from spd.errors import CatalogError, UsageError
+from spd.core.times import format_ts, is_canonical_ts
+from spd.core.errors import CatalogError, UsageError
 from spd.object_hooks import SCHEMAS
 from spd.object_types import TYPES
 

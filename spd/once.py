@@ -14,10 +14,10 @@ import structlog
 
 from spd.config import load_config
 from spd.daemon import quiet_library_logs
-from spd.durations import format_ts
-from spd.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
-from spd.logging import configure_logging
-from spd.redaction import redact
+from spd.core.times import format_ts
+from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
+from spd.core.logging import configure_logging
+from spd.core.redaction import redact
 from spd.runtime import Runtime
 from spd.state import StateStore
 

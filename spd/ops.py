@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spd.catalog import Catalog, Operation, Param
-from spd.errors import UsageError
+from spd.core.errors import UsageError
 
 
 def list_apis(cat: Catalog) -> list[dict[str, Any]]:

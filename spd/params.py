@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from spd.catalog import Operation, Param
-from spd.errors import UsageError
+from spd.core.errors import UsageError
 
 TYPE_NAMES = {"integer": "an integer", "number": "a number", "boolean": "true or false",
               "string": "a string", "array": "an array", "object": "a JSON object"}

@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 import structlog
 
 from spd.catalog import load_catalog
-from spd.durations import format_ts
+from spd.core.times import format_ts
 from spd.emitters.base import Emitter
-from spd.errors import ApiError, DeliveryError, SpdError, describe_error
+from spd.core.errors import ApiError, DeliveryError, SpdError, describe_error
 from spd.messages import build_messages
 from spd.objects import ObjectType, object_cursor, object_id
 from spd.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,

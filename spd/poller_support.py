@@ -10,8 +10,8 @@ from typing import Any
 
 import structlog
 
-from spd.durations import format_duration, format_ts, parse_ts
-from spd.errors import ApiError, ConfigError
+from spd.core.times import format_duration, format_ts, parse_ts
+from spd.core.errors import ApiError, ConfigError
 from spd.object_hooks import flatten
 from spd.objects import ObjectType, normalize_timestamp
 from spd.objects import dig as dig_path

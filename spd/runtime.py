@@ -19,8 +19,8 @@ from spd.catalog import load_catalog
 from spd.client import SpClient
 from spd.emitters import build_emitter
 from spd.emitters.base import Emitter
-from spd.errors import ConfigError
-from spd.redaction import redact_secrets
+from spd.core.errors import ConfigError
+from spd.core.redaction import redact_secrets
 from spd.poller import Poller
 from spd.reports.poller import check_report_poller, poller_class
 from spd.state import StateStore

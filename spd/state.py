@@ -25,8 +25,8 @@ from typing import Any, Iterator
 
 import structlog
 
-from spd.errors import IdentityChangedError, StateError, StateWriteError
-from spd.redaction import redact
+from spd.core.errors import IdentityChangedError, StateError, StateWriteError
+from spd.core.redaction import redact
 from spd.state_files import DaemonLock, DiskReserve
 
 log = structlog.get_logger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from spd.errors import StateError, StateLockedError
+from spd.core.errors import StateError, StateLockedError
 
 log = structlog.get_logger("spd.state")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from spd.durations import format_ts, parse_ts
-from spd.errors import SpdError, UsageError
-from spd.redaction import redact
+from spd.core.times import format_ts, parse_ts
+from spd.core.errors import SpdError, UsageError
+from spd.core.redaction import redact
 from spd.runtime import register_config_secrets
 from spd.state import PollerState, StateStore
 

@@ -19,7 +19,7 @@ from spd.catalog import load_catalog
 from spd.client import SpClient
 from spd.client.auth import FailureGate
 from spd.config import load_config
-from spd.errors import AuthError
+from spd.core.errors import AuthError
 from spd.sim import SimSettings, Simulator
 
 MARKETPLACE = "ATVPDKIKX0DER"

@@ -16,7 +16,7 @@ from spd.catalog import load_catalog
 from spd.client import SpClient
 from spd.client.rdt import RestrictedTokens
 from spd.config import load_config
-from spd.errors import ApiError, AuthError, UsageError
+from spd.core.errors import ApiError, AuthError, UsageError
 from spd.sim import SimSettings, Simulator
 
 MARKETPLACE = "ATVPDKIKX0DER"

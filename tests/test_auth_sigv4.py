@@ -17,7 +17,7 @@ from spd.catalog import load_catalog
 from spd.client import SpClient
 from spd.client.sigv4 import AssumedRoles, SigV4Signer, TempCredentials
 from spd.config import load_config
-from spd.errors import ApiError, AuthError
+from spd.core.errors import ApiError, AuthError
 from spd.sim import SimSettings, Simulator
 
 MARKETPLACE = "ATVPDKIKX0DER"

@@ -12,7 +12,7 @@ import pytest
 from spd import ops
 from spd.catalog import Catalog, load_catalog
 from spd.catalog_build import build_catalog, parse_usage_plan
-from spd.errors import CatalogError, UsageError
+from spd.core.errors import CatalogError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from spd.client import encode as enc
-from spd.errors import UsageError
+from spd.core.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from spd.client import SpClient
-from spd.errors import ApiError, AuthError, UsageError
+from spd.core.errors import ApiError, AuthError, UsageError
 
 CLIENT_SECRET = "amzn1.oa2-cs.v1.TOPSECRETclientsecret"
 REFRESH_TOKEN = "Atzr|TOPSECRETrefreshtoken"

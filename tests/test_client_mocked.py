@@ -11,7 +11,7 @@ from aioresponses import aioresponses
 from pydantic import SecretStr
 
 from spd.client import SpClient
-from spd.errors import ApiError, AuthError
+from spd.core.errors import ApiError, AuthError
 
 BASE = "https://sellingpartnerapi-na.amazon.com"
 TOKEN_URL = "https://api.amazon.com/auth/o2/token"

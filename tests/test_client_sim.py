@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from spd.catalog import load_catalog
 from spd.client import SpClient
-from spd.errors import ApiError, AuthError
+from spd.core.errors import ApiError, AuthError
 from spd.sim import SimSettings, Simulator
 
 MARKETPLACE = "ATVPDKIKX0DER"

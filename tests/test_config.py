@@ -17,7 +17,7 @@ import yaml
 from spd import config as config_module
 from spd.config import Config, FileEmitterConfig, StdoutEmitterConfig, load_config
 from spd.catalog import load_catalog
-from spd.errors import ConfigError, UsageError
+from spd.core.errors import ConfigError, UsageError
 from spd.runtime import check_config
 
 ROOT = Path(__file__).resolve().parents[1]

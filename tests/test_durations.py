@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spd.durations import format_duration, format_ts, parse_duration, parse_ts
+from spd.core.times import format_duration, format_ts, parse_duration, parse_ts
 
 UTC = timezone.utc
 
@@ -130,6 +130,6 @@ def test_format_ts_round_trips(value: datetime) -> None:
     ("2026-01-01T00:00:00Z ", False),
 ])
 def test_canonical_timestamps_are_recognized(value: str, canonical: bool) -> None:
-    from spd.durations import is_canonical_ts
+    from spd.core.times import is_canonical_ts
 
     assert is_canonical_ts(value) is canonical

@@ -14,7 +14,7 @@ import pytest
 from conftest import SHARED_MODELS, SimThread, run_spd
 from spd.catalog import load_catalog
 from spd.config import load_config
-from spd.errors import UsageError
+from spd.core.errors import UsageError
 from spd.execute import ExecRequest, exec_command, prepare
 from test_exec import SUCCESS_CASES, case_request, expected_output
 from test_sandbox import sandbox  # noqa: F401

@@ -17,7 +17,7 @@ from spd import contract
 from spd.catalog import Operation, load_catalog
 from spd.config import load_config
 from spd.contract_types import OFFSET, REQUIRES
-from spd.errors import ApiError
+from spd.core.errors import ApiError
 from spd.execute import ExecRequest, exec_command
 from test_exec import minimal_body, placeholder
 from test_sandbox import write_sandbox_config

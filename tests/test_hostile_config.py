@@ -14,7 +14,7 @@ from conftest import spd_cmd, spd_env
 from hostile import write_config
 from spd.config import MAX_CONFIG_BYTES, load_config
 from spd.daemon import Daemon
-from spd.errors import ConfigError
+from spd.core.errors import ConfigError
 
 LAUGHS = """\
 a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]

@@ -21,8 +21,8 @@ from spd.catalog import load_catalog
 from spd.client import encode as rsp
 from spd.client.http import Response
 from spd.config import load_config
-from spd.errors import ConfigError, SpdError
-from spd.redaction import redact_secrets
+from spd.core.errors import ConfigError, SpdError
+from spd.core.redaction import redact_secrets
 from spd.poller import Poller
 from spd.poller_support import ECHO_CLOCK_SKEW
 from spd.reports.document import DocumentStream

@@ -13,7 +13,7 @@ import pytest
 from hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Harness, Hostile
 from spd.catalog import load_catalog
 from spd.client import SpClient
-from spd.errors import ApiError, AuthError, SpdError
+from spd.core.errors import ApiError, AuthError, SpdError
 from test_poller import RecordingEmitter
 
 @pytest.fixture

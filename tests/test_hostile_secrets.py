@@ -19,7 +19,7 @@ from hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostil
 from spd.config import load_config
 from spd.daemon import Daemon
 from spd.emitters import build_emitter
-from spd.redaction import REDACTED
+from spd.core.redaction import REDACTED
 from spd.messages import build_messages
 from spd.runtime import register_config_secrets
 from test_poller import RecordingEmitter

@@ -16,7 +16,7 @@ from spd.catalog import load_catalog
 from spd.client import SpClient
 from spd.config import load_config
 from spd.emitters.base import Emitter
-from spd.errors import ApiError, ConfigError, DeliveryError
+from spd.core.errors import ApiError, ConfigError, DeliveryError
 from spd.jobs import build_job_message, build_jobs
 from spd.messages import Message
 from test_sandbox import sandbox, static_cases, write_sandbox_config  # noqa: F401

@@ -16,7 +16,7 @@ import pytest
 from spd.config import KafkaEmitterConfig
 from spd.emitters import build_emitter
 from spd.emitters.kafka import KafkaEmitter, safe_topic, topic_for
-from spd.errors import ConfigError, DeliveryError
+from spd.core.errors import ConfigError, DeliveryError
 from spd.messages import Message, build_messages
 from tests.kafka_broker import TansuBroker
 

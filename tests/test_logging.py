@@ -8,7 +8,7 @@ import orjson
 import pytest
 import structlog
 
-from spd.logging import REDACTED, RedactSecrets, build_processors
+from spd.core.logging import REDACTED, RedactSecrets, build_processors
 
 CLIENT_SECRET = "amzn1.oa2-cs.v1.fakefakefakefakefakefake"
 REFRESH_TOKEN = "Atzr|IwEBIFAKE-refresh-token-for-tests-only"
@@ -59,7 +59,7 @@ def test_harmless_values_are_kept(redact: RedactSecrets) -> None:
 
 
 def test_exceptions_are_redacted_in_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from spd import logging as spd_logging
+    from spd.core import logging as spd_logging
 
     spd_logging.redact_secrets.register([REFRESH_TOKEN])
     out = io.StringIO()

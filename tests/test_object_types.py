@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from spd.config import load_config
-from spd.errors import ConfigError
+from spd.core.errors import ConfigError
 from spd.objects import list_object_types, object_id, object_schema, object_types, resolve_object_type
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator

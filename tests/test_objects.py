@@ -10,7 +10,7 @@ import pytest
 
 from spd import objects
 from spd.catalog import load_catalog
-from spd.errors import UsageError
+from spd.core.errors import UsageError
 from spd.objects import (
     UnknownObjectType,
     build_registry,

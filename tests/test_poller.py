@@ -13,7 +13,7 @@ import pytest
 
 from spd.config import load_config
 from spd.emitters.base import Emitter
-from spd.errors import DeliveryError
+from spd.core.errors import DeliveryError
 from spd.messages import Message
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator

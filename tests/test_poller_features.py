@@ -10,8 +10,8 @@ from typing import Any, AsyncIterator
 import pytest
 
 from spd.config import load_config
-from spd.durations import format_ts
-from spd.errors import ConfigError
+from spd.core.times import format_ts
+from spd.core.errors import ConfigError
 from spd.objects import object_id, resolve_object_type
 from spd.sim import SimSettings, Simulator
 from spd.status import collect_status, format_status

@@ -18,7 +18,7 @@ from aiohttp import web
 from conftest import read_jsonl, run_spd
 from spd.client import SpClient
 from spd.config import load_config
-from spd.errors import ApiError
+from spd.core.errors import ApiError
 from spd.reports.document import DocumentStream, iter_rows, parse_bytes
 from spd.reports.formats import ReportFormatError
 from spd.reports.poller import ReportFailedError, ReportPoller, parse_token

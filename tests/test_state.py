@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from spd.errors import IdentityChangedError, StateError
+from spd.core.errors import IdentityChangedError, StateError
 from spd.state import MAX_ERROR_CHARS, SCHEMA_VERSION, StateStore
 
 UTC = timezone.utc

@@ -22,7 +22,7 @@ import pytest
 import sandbox
 from conftest import ROOT, read_jsonl, spd_env, start_spd, stop_spd, wait_for
 from spd.config import load_config
-from spd.errors import ConfigError
+from spd.core.errors import ConfigError
 from spd.systemd import StatusBoard
 
 UNITS = [ROOT / "systemd" / "spd.service", ROOT / "systemd" / "spd@.service"]

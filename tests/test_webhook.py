@@ -29,7 +29,7 @@ from spd import __version__
 from spd.config import WebhookEmitterConfig
 from spd.emitters import WebhookEmitter, build_emitter
 from spd.emitters.webhook import delivery_id, parse_retry_after
-from spd.errors import ConfigError, DeliveryError
+from spd.core.errors import ConfigError, DeliveryError
 from spd.messages import Message, build_messages
 
 UTC = timezone.utc

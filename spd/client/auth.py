@@ -18,7 +18,7 @@ import structlog
 from spd.client.singleflight import SingleFlight
 from spd.client.transport import (MAX_TOKEN_RESPONSE_BYTES, REDIRECTS, BodyTooLarge,
                                   RedirectRefused, send_credentialed)
-from spd.errors import AuthError, ConfigError
+from spd.core.errors import AuthError, ConfigError
 
 log = structlog.get_logger(__name__)
 

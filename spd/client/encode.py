@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 import orjson
 
-from spd.durations import format_ts
-from spd.errors import ApiError, UsageError
+from spd.core.times import format_ts
+from spd.core.errors import ApiError, UsageError
 
 _PATH_PARAM = re.compile(r"\{([^{}]+)\}")
 _UNRESERVED = "-_.~"

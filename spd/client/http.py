@@ -34,7 +34,7 @@ from spd.client.ratelimit import (
     TokenBucket,
     initial_limits,
 )
-from spd.errors import ApiError, AuthError, UsageError
+from spd.core.errors import ApiError, AuthError, UsageError
 
 log = structlog.get_logger(__name__)
 

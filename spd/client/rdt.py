@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from spd.client.singleflight import SingleFlight
-from spd.errors import ApiError, AuthError, UsageError
+from spd.core.errors import ApiError, AuthError, UsageError
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,7 @@ from botocore.exceptions import (
 from spd.client.auth import FailureGate
 from spd.client.singleflight import SingleFlight
 from spd.client.transport import RedirectRefused, refuse_redirects
-from spd.errors import AuthError
+from spd.core.errors import AuthError
 
 log = structlog.get_logger(__name__)
 # botocore logs the canonical request at DEBUG: it holds the access and security tokens

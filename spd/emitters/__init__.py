@@ -9,7 +9,7 @@ from spd.emitters.base import Emitter
 from spd.emitters.file import FileEmitter
 from spd.emitters.stdout import StdoutEmitter
 from spd.emitters.webhook import WebhookEmitter
-from spd.errors import ConfigError
+from spd.core.errors import ConfigError
 
 __all__ = ["Emitter", "FileEmitter", "StdoutEmitter", "WebhookEmitter", "build_emitter",
            "SUPPORTED_TYPES"]

@@ -6,7 +6,7 @@ import warnings
 from abc import ABC, abstractmethod
 from types import TracebackType
 
-from spd.errors import DeliveryError
+from spd.core.errors import DeliveryError
 from spd.messages import Message
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from spd.emitters.file import FileEmitter
-from spd.redaction import redact
+from spd.core.redaction import redact
 from spd.messages import Message, rfc3339
 
 

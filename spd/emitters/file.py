@@ -24,7 +24,7 @@ from pathlib import Path
 import structlog
 
 from spd.emitters.base import Emitter
-from spd.errors import ConfigError, DeliveryError
+from spd.core.errors import ConfigError, DeliveryError
 from spd.messages import Message
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,7 @@ import sys
 from typing import BinaryIO
 
 from spd.emitters.base import Emitter
-from spd.errors import DeliveryError
+from spd.core.errors import DeliveryError
 from spd.messages import Message
 
 

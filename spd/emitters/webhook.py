@@ -52,7 +52,7 @@ from spd import __version__
 from spd.client.transport import discard_body
 from spd.emitters.base import Emitter
 from spd.emitters.deadletter import DeadLetter
-from spd.errors import ConfigError, DeliveryError
+from spd.core.errors import ConfigError, DeliveryError
 from spd.messages import Message
 
 log = structlog.get_logger(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from spd.client.transport import format_size
-from spd.errors import ApiError
+from spd.core.errors import ApiError
 
 Row = dict[str, Any]
 EXTRA_KEY = "_extra"  # values beyond the header's columns, kept rather than dropped

@@ -25,8 +25,8 @@ from typing import Any
 import structlog
 
 from spd.catalog import load_catalog
-from spd.durations import format_ts, parse_ts
-from spd.errors import ApiError, ConfigError, SpdError
+from spd.core.times import format_ts, parse_ts
+from spd.core.errors import ApiError, ConfigError, SpdError
 from spd.poller import Poller, PollStopped, RunResult, Window
 from spd.poller_support import utcnow
 from spd.reports.document import DocumentStream, iter_pages, iter_rows

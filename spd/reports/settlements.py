@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from spd.durations import format_ts
-from spd.errors import ApiError, ConfigError
+from spd.core.times import format_ts
+from spd.core.errors import ApiError, ConfigError
 from spd.poller import MIN_WINDOW, RunResult, Window
 from spd.poller_support import TokenGuard, utcnow
 from spd.reports.poller import ReportPoller, Stopped, parse_token, report_time

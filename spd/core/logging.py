@@ -2,7 +2,7 @@
 
 The pipeline is a visible list of small processors. Output goes to stderr (journald under
 systemd): JSON lines by default, a console renderer when asked or on a TTY. The redaction is
-spd.redaction's, which also runs on everything else spd writes or prints.
+spd.core.redaction's, which also runs on everything else spd writes or prints.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import structlog
 
-from spd.redaction import REDACTED, RedactSecrets, redact_secrets, set_debug
+from spd.core.redaction import REDACTED, RedactSecrets, redact_secrets, set_debug
 
 __all__ = ["REDACTED", "RedactSecrets", "build_processors", "configure_logging", "redact_secrets"]
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from spd.errors import ConfigError
+from spd.core.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
 

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, SecretStr, ValidationError
 from pydantic_core import PydanticCustomError
 
-from spd.durations import format_duration, parse_duration, parse_ts
-from spd.errors import ConfigError
-from spd.yamlload import KeyPath, YamlDoc
+from spd.core.times import format_duration, parse_duration, parse_ts
+from spd.core.errors import ConfigError
+from spd.core.yamlload import KeyPath, YamlDoc
 
 TEMPLATE_FIELDS = ("poller", "object_type", "account", "date")
 

@@ -1,6 +1,6 @@
 """Redaction: no secret in anything spd writes or prints, and tracebacks only at debug level.
 
-The log pipeline runs `redact_secrets` on every event (spd.logging); everything else spd writes
+The log pipeline runs `redact_secrets` on every event (spd.core.logging); everything else spd writes
 or prints that a server may have put words into goes through `redact()` (text: the state's
 last_error and note, CLI error lines, the systemd status line, dead-letter records) or
 `redact_data()` (JSON: `spd exec`'s error document). A traceback may quote anything: it is shown
@@ -79,7 +79,7 @@ _debug = False  # whether logging was configured at debug level
 
 
 def set_debug(enabled: bool) -> None:
-    """Called by spd.logging.configure_logging with whether the level is debug."""
+    """Called by spd.core.logging.configure_logging with whether the level is debug."""
     global _debug
     _debug = enabled
 
