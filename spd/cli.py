@@ -69,7 +69,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from spd.catalog import load_catalog
+    from spd.catalog.model import load_catalog
     from spd.runtime import check_config
 
     config = load(args)
@@ -132,8 +132,8 @@ def cmd_objects(args: argparse.Namespace) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from spd import ops
-    from spd.catalog import load_catalog
+    from spd.catalog import ops
+    from spd.catalog.model import load_catalog
 
     catalog = load_catalog()
     if args.api is None:
@@ -148,7 +148,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    from spd.catalog import load_catalog
+    from spd.catalog.model import load_catalog
     from spd.execute import build_exec_request, exec_command, prepare
 
     req = build_exec_request(args.api, args.operation, args.params, args.body, args.all_pages,
@@ -195,7 +195,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_models_build(args: argparse.Namespace) -> int:
-    from spd.catalog_build import build_catalog, default_models_dir
+    from spd.catalog.build import build_catalog, default_models_dir
 
     dest = Path(args.to) if args.to else default_models_dir()
     report = build_catalog(Path(args.source), dest)

@@ -117,7 +117,7 @@ def _object_type(name: str) -> Any:
 
 
 def _check_params(ot: Any, bounds: tuple[str, str | None], params: dict[str, Any]) -> None:
-    from spd.catalog import load_catalog
+    from spd.catalog.model import load_catalog
 
     try:
         op = load_catalog().operation(ot.api, ot.operation)

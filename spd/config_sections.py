@@ -162,7 +162,7 @@ def _check_operation(key: str) -> None:
     api, dot, op = key.partition(".")
     if not dot or not api or not op:
         raise fail(f"{show(key)} is not API.OPERATION; write it like ordersV0.getOrders", key)
-    from spd.catalog import load_catalog  # the catalog loads lazily: most commands never need it
+    from spd.catalog.model import load_catalog  # the catalog loads lazily: most commands never need it
 
     try:
         load_catalog().operation(api, op)

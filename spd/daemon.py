@@ -26,7 +26,7 @@ from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
                         describe_error)
 from spd.core.logging import configure_logging
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.runtime import EmitterFactory, Runtime, check_config
 from spd.emitters import build_emitter
 from spd.state import StateStore

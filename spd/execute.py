@@ -5,7 +5,7 @@ catalog refuses, with a warning, for the day a model is wrong); a required marke
 left out is filled from the account's `marketplace_ids`; operations Amazon serves only in its
 sandbox are refused against production endpoints. `--all-pages` follows the next token as
 Amazon says (the token alone, with the same arguments, or with QueryType=NEXT_TOKEN: the object
-registry's declarations) or, for operations that page by position, the offset (spd.contract),
+registry's declarations) or, for operations that page by position, the offset (spd.catalog.contract),
 and merges the results into the first page.
 """
 
@@ -21,14 +21,14 @@ from urllib.parse import urlsplit
 import orjson
 import structlog
 
-from spd import contract
-from spd.catalog import Catalog, Operation, load_catalog
+from spd.catalog import contract
+from spd.catalog.model import Catalog, Operation, load_catalog
 from spd.client import SpClient
 from spd.client.encode import api_error
-from spd.contract_types import OFFSET, Offset
+from spd.catalog.contract_types import OFFSET, Offset
 from spd.core.errors import ApiError, UsageError
 from spd.objects import MARKETPLACE_PARAMS, next_page_params
-from spd.params import check_request, parse_pairs
+from spd.catalog.params import check_request, parse_pairs
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +135,7 @@ def check_paging(op: Operation, params: dict[str, Any], body: Any) -> None:
 
 
 def offset_paging(op: Operation) -> Offset | None:
-    """How `op` pages by position, where Amazon says it does (spd.contract), else None."""
+    """How `op` pages by position, where Amazon says it does (spd.catalog.contract), else None."""
     found = contract.rule(op.name, OFFSET)
     return found.value if found is not None else None
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import structlog
 
-from spd.catalog import Catalog, Operation
+from spd.catalog.model import Catalog, Operation
 from spd.client import SpClient
 from spd.emitters.base import Emitter
 from spd.core.errors import ConfigError, DeliveryError, SpdError

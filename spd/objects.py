@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from spd import contract
-from spd.catalog import Catalog, Operation, bundle_schema, load_catalog
+from spd.catalog import contract
+from spd.catalog.model import Catalog, Operation, bundle_schema, load_catalog
 from spd.core.times import format_ts, is_canonical_ts
 from spd.core.errors import CatalogError, UsageError
 from spd.object_hooks import SCHEMAS
@@ -69,7 +69,7 @@ class ObjectType:
     includes: tuple[str, ...] = ()  # what `include:` may name ("items" for Orders v0)
     token_ttl: timedelta | None = None  # how long a next token lives, where Amazon says so
     # (timestamp_field, "after"/"before", inclusive or None when Amazon does not say), from the
-    # contract table (spd.contract): what the bounds mean is Amazon's, not a choice of spd's
+    # contract table (spd.catalog.contract): what the bounds mean is Amazon's, not a choice of spd's
     inclusive: tuple[tuple[str, str, bool | None], ...] = ()
 
     def has_upper_bound(self, timestamp_field: str) -> bool:

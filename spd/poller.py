@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.core.times import format_ts
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, DeliveryError, SpdError, describe_error

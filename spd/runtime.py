@@ -15,7 +15,7 @@ from typing import Any, Callable
 import structlog
 from pydantic import BaseModel, SecretStr
 
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.emitters import build_emitter
 from spd.emitters.base import Emitter

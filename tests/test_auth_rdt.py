@@ -12,7 +12,7 @@ import pytest
 
 from aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
 from conftest import read_jsonl, run_spd
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.client.rdt import RestrictedTokens
 from spd.config import load_config

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.client.sigv4 import AssumedRoles, SigV4Signer, TempCredentials
 from spd.config import load_config
@@ -193,7 +193,7 @@ def test_accounts_without_aws_never_import_boto(tmp_path):
         "import sys\n"
         "from spd.config import load_config\n"
         "from spd.client import SpClient\n"
-        "from spd.catalog import load_catalog\n"
+        "from spd.catalog.model import load_catalog\n"
         "import spd.runtime, spd.daemon, spd.once\n"
         f"cfg = load_config({str(config_without_aws(tmp_path))!r})\n"
         "SpClient(dict(cfg.accounts), load_catalog())\n"

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from spd import ops
-from spd.catalog import Catalog, load_catalog
-from spd.catalog_build import build_catalog, parse_usage_plan
+from spd.catalog import ops
+from spd.catalog.model import Catalog, load_catalog
+from spd.catalog.build import build_catalog, parse_usage_plan
 from spd.core.errors import CatalogError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]

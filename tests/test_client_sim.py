@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import SecretStr
 
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.core.errors import ApiError, AuthError
 from spd.sim import SimSettings, Simulator

@@ -16,7 +16,7 @@ import yaml
 
 from spd import config as config_module
 from spd.config import Config, FileEmitterConfig, StdoutEmitterConfig, load_config
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.core.errors import ConfigError, UsageError
 from spd.runtime import check_config
 

@@ -1,7 +1,7 @@
 """spd's declarations judged against Amazon's own documents, never against spd's registry.
 
 Amazon's model files are read directly (tests/amazon_models.py); what they say only in prose is
-the reviewed table `spd.contract.RULES`, whose every quote is checked here against the model
+the reviewed table `spd.catalog.contract.RULES`, whose every quote is checked here against the model
 files. For every pollable type: the time bounds, required parameters (the model's and the
 prose's), the page size at the model's maximum, the next-token parameter and response path, the
 result list, id and timestamp fields, what each bound includes, windows, reach, the 2-minute
@@ -19,8 +19,8 @@ import pytest
 
 from amazon_models import ModelOp, description_at, model_ops
 from conftest import SHARED_MODELS
-from spd import contract
-from spd.contract_types import (BOUND, ID, LAG, MAX_AGE, MAX_WINDOW, OMIT_MARKETPLACE, PAGE_SIZE,
+from spd.catalog import contract
+from spd.catalog.contract_types import (BOUND, ID, LAG, MAX_AGE, MAX_WINDOW, OMIT_MARKETPLACE, PAGE_SIZE,
                                 REQUIRES, TOKEN_TTL, Requires, Rule)
 from spd.objects import ObjectType, describe_object_type, object_types
 

@@ -1,5 +1,5 @@
 """The places where spd broke Amazon's contract, each shown against the simulator (which enforces
-the contract table, spd.contract) or through `spd validate`."""
+the contract table, spd.catalog.contract) or through `spd validate`."""
 
 from __future__ import annotations
 

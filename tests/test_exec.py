@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from conftest import SHARED_MODELS, SimThread, run_spd
-from spd.catalog import Operation, load_catalog
+from spd.catalog.model import Operation, load_catalog
 from spd.config import load_config
 from spd.core.errors import SpdError, UsageError
 from spd.execute import ExecRequest, exec_command, prepare, read_body
-from spd.params import parse_pairs, validate_schema
+from spd.catalog.params import parse_pairs, validate_schema
 from test_sandbox import NO_MATCH, sandbox, static_cases, write_sandbox_config  # noqa: F401
 
 R = "reports_2021-06-30"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import SHARED_MODELS, SimThread, run_spd
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.config import load_config
 from spd.core.errors import UsageError
 from spd.execute import ExecRequest, exec_command, prepare

@@ -1,6 +1,6 @@
 """`spd exec --all-pages` against the simulator's pager mode: every operation of the catalog that
 pages (73 by next token, 3 by offset) answers two pages, and the second request must follow
-Amazon's rules as the contract table (spd.contract) states them, not as spd declares them: the
+Amazon's rules as the contract table (spd.catalog.contract) states them, not as spd declares them: the
 token alone (getReports, getFeeds), with QueryType=NEXT_TOKEN (Fulfillment Inbound v0), with the
 same arguments (everything else), or the offset moved by the page size."""
 
@@ -13,10 +13,10 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import SimThread
-from spd import contract
-from spd.catalog import Operation, load_catalog
+from spd.catalog import contract
+from spd.catalog.model import Operation, load_catalog
 from spd.config import load_config
-from spd.contract_types import OFFSET, REQUIRES
+from spd.catalog.contract_types import OFFSET, REQUIRES
 from spd.core.errors import ApiError
 from spd.execute import ExecRequest, exec_command
 from test_exec import minimal_body, placeholder

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostile import write_config
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.client import encode as rsp
 from spd.client.http import Response
 from spd.config import load_config

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Harness, Hostile
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.core.errors import ApiError, AuthError, SpdError
 from test_poller import RecordingEmitter

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from conftest import SHARED_MODELS, SimThread, read_jsonl, start_spd, stop_spd, wait_for
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.config import load_config
 from spd.emitters.base import Emitter

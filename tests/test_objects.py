@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from spd import objects
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.core.errors import UsageError
 from spd.objects import (
     UnknownObjectType,

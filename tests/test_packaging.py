@@ -1,4 +1,8 @@
-"""The non-editable install ships every subpackage, the catalog and the configs (pyproject lists them)."""
+"""The non-editable install ships every subpackage, the catalog and the configs (pyproject lists them).
+
+The list is explicit rather than found by setuptools: the catalog (models/) and the configs
+(config/) live outside spd/ and are mapped in as spd._models and spd._config, which package
+discovery cannot see."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from conftest import ROOT
 
 def test_every_subpackage_is_listed_in_pyproject() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {"spd"} | {f"spd.{p.parent.name}" for p in (ROOT / "spd").glob("*/__init__.py")}
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "spd").rglob("__init__.py")}
     assert found - listed == set(), "add these to [tool.setuptools] packages"
     assert {"spd._models", "spd._config"} <= listed
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from spd.catalog import load_catalog
+from spd.catalog.model import load_catalog
 from spd.core.times import format_ts, parse_ts
 from spd.core.errors import ApiError, ConfigError, SpdError
 from spd.poller import Poller, PollStopped, RunResult, Window

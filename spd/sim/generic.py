@@ -1,6 +1,6 @@
 """Every other pollable operation, served by one generic handler.
 
-Each operation the contract table (spd.contract) gives time bounds for, and no hand-written module
+Each operation the contract table (spd.catalog.contract) gives time bounds for, and no hand-written module
 serves, gets a seeded dataset (spd.sim.data.Dataset) whose objects are shaped by the catalog's
 response schema (spd.sim.sample), with the identifier and timestamps where the contract says they
 sit. Requests follow Amazon's rules as spd.sim.rules reads them: required parameters (the model's
@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from spd.catalog import load_catalog
-from spd.contract_types import MAX_WINDOW
+from spd.catalog.model import load_catalog
+from spd.catalog.contract_types import MAX_WINDOW
 from spd.object_hooks import flatten_financial_events
 from spd.sim import rules
 from spd.sim.common import BAD_INPUT, ApiReject, Call, invalid, iso, parse_time

@@ -1,7 +1,7 @@
 """Next-page conformance mode (`SimSettings(pager=True)`, `spd sim --pager`).
 
 Every operation of the catalog that pages answers with two pages of one sample result each, and
-its second request must carry what Amazon says (spd.contract): the token as the only parameter,
+its second request must carry what Amazon says (spd.catalog.contract): the token as the only parameter,
 with set values (QueryType=NEXT_TOKEN), or with the same arguments (the default; the body
 counts as an argument). Operations that page by position must move the offset by the page size
 and stop at the total. A refused second page is a 400 like Amazon's; `/_sim/stats` counts the
@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spd import contract
-from spd.catalog import Operation, load_catalog
-from spd.contract_types import OFFSET, Offset
+from spd.catalog import contract
+from spd.catalog.model import Operation, load_catalog
+from spd.catalog.contract_types import OFFSET, Offset
 from spd.sim.common import ApiReject, invalid, query_list
 from spd.sim.limits import UNLIMITED_RATE
 from spd.sim.rules import check_page2, page2_args

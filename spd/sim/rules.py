@@ -2,7 +2,7 @@
 
 Everything comes from Amazon: the structure from the catalog (generated from the models: the
 parameters, `required`, schema maxima, the next token and where results sit), the prose from the
-reviewed contract table (`spd.contract`: the time bounds and what each includes, windows, reach,
+reviewed contract table (`spd.catalog.contract`: the time bounds and what each includes, windows, reach,
 the 2-minute rule, page sizes the prose gives, what a next-page request carries). Never from
 spd's object registry (`spd.objects`): a wrong declaration there must meet Amazon's rules here.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from spd import contract
-from spd.catalog import Operation, load_catalog
-from spd.contract_types import (DEFAULT_REACH, ID, LAG, MAX_AGE, MAX_WINDOW, OMIT_MARKETPLACE,
+from spd.catalog import contract
+from spd.catalog.model import Operation, load_catalog
+from spd.catalog.contract_types import (DEFAULT_REACH, ID, LAG, MAX_AGE, MAX_WINDOW, OMIT_MARKETPLACE,
                                 PAGE_SIZE, REQUIRES, SAME_MARKETPLACE, TOKEN_TTL, Bound, Limit,
                                 Page2, Requires)
 from spd.sim.common import BAD_INPUT, invalid, parse_time, query_list

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from spd.catalog import collect_refs
+from spd.catalog.model import collect_refs
 from spd.core.errors import CatalogError
 
 FORMAT = 1

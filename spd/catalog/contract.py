@@ -7,7 +7,7 @@ table, `RULES`: one row per rule, the sentence that states it quoted verbatim be
 comes from the model file of the row's API (the description of the operation, of the parameter
 named by `where`, of `item.PATH` in a result item or of `body.PATH` in the request body) or,
 where `source` names one, from an Amazon guide or report schema. The row kinds and their values
-are in `spd.contract_types`.
+are in `spd.catalog.contract_types`.
 
 `tests/test_contract.py` checks every quote against Amazon's files and spd's own declarations
 (`spd.object_types`) against the rows; the simulator (`spd.sim`) enforces the rows. Where a model
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from spd.contract_types import (BOUND, DEFAULT_REACH, ID, LAG, MAX_AGE, MAX_WINDOW, OFFSET,
+from spd.catalog.contract_types import (BOUND, DEFAULT_REACH, ID, LAG, MAX_AGE, MAX_WINDOW, OFFSET,
                                 OMIT_MARKETPLACE, PAGE2, PAGE_SIZE, REPORT_PERIOD, REQUIRES,
                                 SAME_MARKETPLACE, TOKEN_TTL, Bound, Limit, Offset, Page2,
                                 Requires, Rule)

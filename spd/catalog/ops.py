@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spd.catalog import Catalog, Operation, Param
+from spd.catalog.model import Catalog, Operation, Param
 from spd.core.errors import UsageError
 
 

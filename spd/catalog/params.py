@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from spd.catalog import Operation, Param
+from spd.catalog.model import Operation, Param
 from spd.core.errors import UsageError
 
 TYPE_NAMES = {"integer": "an integer", "number": "a number", "boolean": "true or false",

@@ -1,4 +1,4 @@
-"""The vocabulary of Amazon's contract table (`spd.contract`): what kind of rule a row states
+"""The vocabulary of Amazon's contract table (`spd.catalog.contract`): what kind of rule a row states
 and the typed value it carries."""
 
 from __future__ import annotations
