@@ -29,7 +29,7 @@ from spd.core.logging import configure_logging
 from spd.catalog.model import load_catalog
 from spd.runtime import EmitterFactory, Runtime, check_config
 from spd.emitters import build_emitter
-from spd.state import StateStore
+from spd.state.store import StateStore
 
 log = structlog.get_logger("spd.daemon")
 

@@ -19,7 +19,7 @@ from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
 from spd.core.logging import configure_logging
 from spd.core.redaction import redact
 from spd.runtime import Runtime
-from spd.state import StateStore
+from spd.state.store import StateStore
 
 log = structlog.get_logger("spd.once")
 

@@ -40,7 +40,7 @@ from spd.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, chec
                                 fan_out_markets, fill_fixed, fold_fanned_out,
                                 is_expired_token_error, market_value, page_contents,
                                 sync_fanned_out, utcnow)
-from spd.state import PollerState, StateStore
+from spd.state.store import PollerState, StateStore
 
 __all__ = ["MIN_WINDOW", "Poller", "RunResult", "Window", "dig", "is_expired_token_error", "utcnow"]
 

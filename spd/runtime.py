@@ -23,7 +23,7 @@ from spd.core.errors import ConfigError
 from spd.core.redaction import redact_secrets
 from spd.poller import Poller
 from spd.reports.poller import check_report_poller, poller_class
-from spd.state import StateStore
+from spd.state.store import StateStore
 
 log = structlog.get_logger("spd.runtime")
 

@@ -8,7 +8,7 @@ from spd.core.times import format_ts, parse_ts
 from spd.core.errors import SpdError, UsageError
 from spd.core.redaction import redact
 from spd.runtime import register_config_secrets
-from spd.state import PollerState, StateStore
+from spd.state.store import PollerState, StateStore
 
 
 def collect_status(config: Any) -> list[dict[str, Any]]:

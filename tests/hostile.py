@@ -335,7 +335,7 @@ class Harness:
 
         from spd.config import load_config
         from spd.runtime import Runtime
-        from spd.state import StateStore
+        from spd.state.store import StateStore
 
         self.config = load_config(write_config(tmp_path, url, poller))
         self.recorder = emitter

@@ -26,7 +26,7 @@ from spd.core.redaction import redact_secrets
 from spd.poller import Poller
 from spd.poller_support import ECHO_CLOCK_SKEW
 from spd.reports.document import DocumentStream
-from spd.state import StateStore
+from spd.state.store import StateStore
 from test_poller import RecordingEmitter
 
 SECRET = "Hostile-Secret-Value-7d1e0c"  # registered like a configured secret

@@ -17,7 +17,7 @@ import pytest
 from conftest import fill_disk, run_spd, start_spd, stop_spd, wait_for
 from hostile import write_config
 from spd.core.errors import StateLockedError
-from spd.state import StateStore
+from spd.state.store import StateStore
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 

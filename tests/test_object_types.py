@@ -17,7 +17,7 @@ from spd.core.errors import ConfigError
 from spd.objects import list_object_types, object_id, object_schema, object_types, resolve_object_type
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator
-from spd.state import StateStore
+from spd.state.store import StateStore
 from test_poller import RecordingEmitter
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

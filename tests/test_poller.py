@@ -17,7 +17,7 @@ from spd.core.errors import DeliveryError
 from spd.messages import Message
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator
-from spd.state import StateStore
+from spd.state.store import StateStore
 from test_e2e import iso, write_config
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

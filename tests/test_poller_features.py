@@ -209,7 +209,7 @@ async def test_inventory_next_token_expires_after_30_seconds(tmp_path: Path) -> 
             "object": "fbaInventory.getInventorySummaries", "timestamp_field": "updated",
             "start_time": iso(NOW - timedelta(days=15))}}))
         from spd.runtime import Runtime
-        from spd.state import StateStore
+        from spd.state.store import StateStore
 
         recorder = ClockStepper(shift)
         store = StateStore(Path(config.state.path))

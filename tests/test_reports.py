@@ -26,7 +26,7 @@ from spd.reports.registry import normalize_report_time, resolve_report_type
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.sim.report_documents import EU_CITIES, JP_TITLES
-from spd.state import StateStore
+from spd.state.store import StateStore
 from test_e2e import iso
 from test_poller import RecordingEmitter
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from spd.core.errors import IdentityChangedError, StateError
-from spd.state import MAX_ERROR_CHARS, SCHEMA_VERSION, StateStore
+from spd.state.store import MAX_ERROR_CHARS, SCHEMA_VERSION, StateStore
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -219,7 +219,7 @@ def test_reset_of_unknown_poller(store: StateStore) -> None:
 HOLDER = """
 import time
 from datetime import datetime, timezone
-from spd.state import StateStore
+from spd.state.store import StateStore
 store = StateStore({db!r}, daemon=True)
 store.open()
 store.ensure("orders", "id", datetime(2025, 1, 1, tzinfo=timezone.utc))
@@ -276,7 +276,7 @@ def test_close_is_idempotent_and_releases_lock(db: Path) -> None:
 
 WRITER = """
 from datetime import datetime, timedelta, timezone
-from spd.state import StateStore
+from spd.state.store import StateStore
 t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 store = StateStore({db!r}, daemon=True)
 store.open()

@@ -31,11 +31,11 @@ from spd.poller import Poller, PollStopped, RunResult, Window
 from spd.poller_support import utcnow
 from spd.reports.document import DocumentStream, iter_pages, iter_rows
 from spd.reports.formats import Row
-from spd.reports.ledger import Ledger
+from spd.state.ledger import Ledger
 from spd.reports.periods import aligned_window, last_day
 from spd.reports.registry import (API, PERIOD_OPTION, ReportSpec, check_report_options, report_spec,
                                   report_type_of, row_cursor, row_id)
-from spd.state import PollerState
+from spd.state.store import PollerState
 
 log = structlog.get_logger("spd.reports")
 

@@ -22,7 +22,7 @@ from spd.poller import MIN_WINDOW, RunResult, Window
 from spd.poller_support import TokenGuard, utcnow
 from spd.reports.poller import ReportPoller, Stopped, parse_token, report_time
 from spd.reports.registry import API, REPORT_PREFIX, SETTLEMENT_V2, report_spec
-from spd.state import PollerState
+from spd.state.store import PollerState
 
 GET_REPORTS = f"{API}.getReports"
 LIST_PAGE_SIZE = 100

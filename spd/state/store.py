@@ -3,7 +3,7 @@
 Writes are tiny and rare (one per delivered page), so the stdlib `sqlite3` is used synchronously.
 WAL mode with `synchronous=FULL`: when a checkpoint call returns, it is on disk. The file and its
 -wal/-shm companions are mode 0600. A running daemon holds an exclusive `flock` on the lock file
-of the database's real path (spd.state_files), so a symlink to the same file takes the same lock.
+of the database's real path (spd.state.files), so a symlink to the same file takes the same lock.
 
 Every SQLite failure becomes one line: a damaged file (missing table, garbage value, not a
 database) is a StateError (exit 78); a write that cannot happen now (disk full, I/O error) is a
@@ -27,7 +27,7 @@ import structlog
 
 from spd.core.errors import IdentityChangedError, StateError, StateWriteError
 from spd.core.redaction import redact
-from spd.state_files import DaemonLock, DiskReserve
+from spd.state.files import DaemonLock, DiskReserve
 
 log = structlog.get_logger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from spd.state import from_iso, to_iso
+from spd.state.store import from_iso, to_iso
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS report_attempts (series TEXT PRIMARY KEY, window_start TEXT NOT NULL,"

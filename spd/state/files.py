@@ -22,7 +22,7 @@ import structlog
 
 from spd.core.errors import StateError, StateLockedError
 
-log = structlog.get_logger("spd.state")
+log = structlog.get_logger("spd.state.store")
 
 # A daemon starting while a CLI command holds the lock for a few milliseconds should not fail.
 DAEMON_LOCK_WAIT = 2.0
