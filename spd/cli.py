@@ -113,8 +113,8 @@ def confirm_reset(poller: str, to: str | None) -> None:
 
 
 def cmd_objects(args: argparse.Namespace) -> int:
-    from spd import objects
-    from spd.reports import registry
+    from spd.sources import describe as objects
+    from spd.sources.reports import registry
 
     if args.schema:
         if not args.type:

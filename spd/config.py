@@ -25,6 +25,7 @@ from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsCon
 from spd.core.times import format_duration, format_ts
 from spd.core.errors import ConfigError, SpdError, UsageError
 from spd.systemd import state_directory
+from spd.sources.registry import object_types, resolve_object_type
 from spd.core.yamlload import KeyPath, YamlDoc, load_yaml
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -56,7 +57,7 @@ class PollerConfig(ConfigModel):
     name: str
     account: str | None = None  # filled in by Config: the only account, or the default one
     object: Text  # as written: a canonical name or an alias
-    object_type: Any = Field(default=None, exclude=True, repr=False)  # spd.objects.ObjectType
+    object_type: Any = Field(default=None, exclude=True, repr=False)  # spd.sources.object_type.ObjectType
     timestamp_field: Literal["created", "updated"] = "created"
     emit: Literal["individually", "page"] = "individually"
     start_time: Timestamp = EPOCH
@@ -104,7 +105,6 @@ class PollerConfig(ConfigModel):
 
 
 def _object_type(name: str) -> Any:
-    from spd.objects import object_types, resolve_object_type  # registry loads lazily
 
     try:
         ot = resolve_object_type(name)

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from spd.core.paths import dig
 from spd.daemon import Daemon, quiet_library_logs
 from spd.emitters.base import Emitter
 from spd.messages import Message
@@ -57,12 +58,12 @@ class PrettyEmitter(Emitter):
 def describe_object(doc: dict[str, Any], obj: dict[str, Any]) -> str:
     """`poller  id  status  amount  time` from whichever fields the object has."""
     oid = doc.get("id") or first(obj, "AmazonOrderId", "orderId", "purchaseOrderNumber") or "?"
-    status = first(obj, "OrderStatus", "purchaseOrderState") or dig(obj, "fulfillment", "fulfillmentStatus") or ""
-    total = obj.get("OrderTotal") or dig(obj, "proceeds", "grandTotal") or {}
+    status = first(obj, "OrderStatus", "purchaseOrderState") or dig(obj, "fulfillment.fulfillmentStatus") or ""
+    total = obj.get("OrderTotal") or dig(obj, "proceeds.grandTotal") or {}
     currency = total.get("CurrencyCode") or total.get("currencyCode") or ""
     amount = f"{currency} {total.get('Amount') or total.get('amount') or ''}".strip()
     when = doc.get("cursor") or first(obj, "LastUpdateDate", "lastUpdatedTime") \
-        or dig(obj, "orderDetails", "purchaseOrderDate") or ""
+        or dig(obj, "orderDetails.purchaseOrderDate") or ""
     return f"{doc['poller']:<16} {oid:<22} {status:<18} {amount:<14} {when}"
 
 
@@ -70,10 +71,6 @@ def first(obj: dict[str, Any], *keys: str) -> Any:
     return next((obj[k] for k in keys if obj.get(k)), None)
 
 
-def dig(obj: Any, *keys: str) -> Any:
-    for key in keys:
-        obj = obj.get(key) if isinstance(obj, dict) else None
-    return obj
 
 
 async def demo(seconds: float | None) -> int:

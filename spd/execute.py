@@ -27,7 +27,8 @@ from spd.client import SpClient
 from spd.client.encode import api_error
 from spd.catalog.contract_types import OFFSET, Offset
 from spd.core.errors import ApiError, UsageError
-from spd.objects import MARKETPLACE_PARAMS, next_page_params
+from spd.catalog.model import MARKETPLACE_PARAMS
+from spd.sources.registry import next_page_params
 from spd.catalog.params import check_request, parse_pairs
 
 log = structlog.get_logger(__name__)

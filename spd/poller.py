@@ -30,19 +30,18 @@ from typing import Any, TypeVar
 import structlog
 
 from spd.catalog.model import load_catalog
-from spd.core.times import format_ts
+from spd.core.paths import dig
+from spd.core.times import format_ts, utcnow
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, DeliveryError, SpdError, describe_error
 from spd.messages import build_messages
-from spd.objects import ObjectType, object_cursor, object_id
+from spd.sources.object_type import ObjectType, object_cursor, object_id
 from spd.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
-                                check_poller_params, clamp_note, clamp_start, count_fallbacks, dig,
+                                check_poller_params, clamp_note, clamp_start, count_fallbacks,
                                 fan_out_markets, fill_fixed, fold_fanned_out,
                                 is_expired_token_error, market_value, page_contents,
-                                sync_fanned_out, utcnow)
+                                sync_fanned_out)
 from spd.state.store import PollerState, StateStore
-
-__all__ = ["MIN_WINDOW", "Poller", "RunResult", "Window", "dig", "is_expired_token_error", "utcnow"]
 
 log = structlog.get_logger("spd.poller")
 T = TypeVar("T")

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from spd.core.times import format_duration, format_ts, parse_ts
+from spd.core.times import format_duration, format_ts, normalize_timestamp, parse_ts
 from spd.core.errors import ApiError, ConfigError
-from spd.object_hooks import flatten
-from spd.objects import ObjectType, normalize_timestamp
-from spd.objects import dig as dig_path
+from spd.sources.hooks import flatten
+from spd.core.paths import dig
+from spd.sources.object_type import CONTENT_HASH_PREFIX, ObjectType
 
 log = structlog.get_logger("spd.poller")
 
@@ -38,22 +38,7 @@ MAX_EMPTY_PAGES = 100
 # A page holds at most 100 objects where Amazon lets spd ask; a reply with more than this is
 # refused before its objects become messages (memory grows with the number of objects).
 MAX_PAGE_OBJECTS = 10_000
-CONTENT_HASH_PREFIX = "sha256:"  # spd.objects.content_hash: the id of an object without one
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def dig(value: Any, path: tuple[str, ...] | None) -> Any:
-    """Follows a key path into nested dicts; None when any step is missing."""
-    if not path:
-        return None
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def is_expired_token_error(exc: ApiError) -> bool:
@@ -202,7 +187,8 @@ def page_contents(ot: ObjectType, body: Any) -> tuple[list[Any], str | None]:
     if ot.flatten is not None and objects is not None:
         objects = flatten(ot.flatten, objects)
     if objects is None:
-        if not isinstance(body, dict) or dig(body, ot.results_path[:-1]) is None:
+        parent = ot.results_path[:-1]  # a missing list inside a present parent is an empty page
+        if not isinstance(body, dict) or not parent or dig(body, parent) is None:
             raise ApiError(f"{ot.name}: malformed response, no {results}", retriable=True)
         objects = []
     if not isinstance(objects, list):
@@ -233,7 +219,7 @@ def count_fallbacks(ot: ObjectType, triples: list[tuple[str, str | None, dict[st
             keys.append(f"cursor: null (no {'/'.join(paths)})")
         elif cursor is not None and len(paths) > 1:
             used = next((i for i, p in enumerate(paths)
-                         if normalize_timestamp(dig_path(obj, p)) is not None), 0)
+                         if normalize_timestamp(dig(obj, p)) is not None), 0)
             if used:
                 keys.append(f"cursor: {paths[used]} (no {paths[0]})")
         for key in keys:

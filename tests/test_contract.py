@@ -22,7 +22,9 @@ from conftest import SHARED_MODELS
 from spd.catalog import contract
 from spd.catalog.contract_types import (BOUND, ID, LAG, MAX_AGE, MAX_WINDOW, OMIT_MARKETPLACE, PAGE_SIZE,
                                 REQUIRES, TOKEN_TTL, Requires, Rule)
-from spd.objects import ObjectType, describe_object_type, object_types
+from spd.sources.describe import describe_object_type
+from spd.sources.object_type import ObjectType
+from spd.sources.registry import object_types
 
 pytestmark = pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
 

@@ -93,7 +93,7 @@ async def test_a_wrong_next_page_is_refused(pager: SimThread, tmp_path: Path,
     the token, or dropped QueryType, is refused."""
     from dataclasses import replace
 
-    from spd import objects
+    from spd.sources import registry as objects
 
     config = load_config(write_sandbox_config(tmp_path, pager.url))
     registry = dict(objects._registry())

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-import spd.reports.formats as formats
+import spd.sources.reports.formats as formats
 from hostile import Harness, Hostile
-from spd.reports.document import DocumentStream, parse_bytes
-from spd.reports.formats import ReportFormatError
+from spd.sources.reports.document import DocumentStream, parse_bytes
+from spd.sources.reports.formats import ReportFormatError
 from test_poller import RecordingEmitter
 
 LIMIT = 256 * 2**10
@@ -118,7 +118,7 @@ async def test_a_stop_is_honoured_while_a_document_trickles_in(tmp_path) -> None
 
 
 async def test_big_rows_make_smaller_pages_so_they_never_pile_up() -> None:
-    from spd.reports.document import MAX_PAGE_BYTES, iter_pages, iter_rows
+    from spd.sources.reports.document import MAX_PAGE_BYTES, iter_pages, iter_rows
 
     row = "w" * (600 * 2**10)  # under the row limit, but a hundred of them would be 60 MiB
     data = ("a\n" + f"{row}\n" * 30).encode()

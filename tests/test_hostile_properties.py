@@ -25,7 +25,7 @@ from spd.core.errors import ConfigError, SpdError
 from spd.core.redaction import redact_secrets
 from spd.poller import Poller
 from spd.poller_support import ECHO_CLOCK_SKEW
-from spd.reports.document import DocumentStream
+from spd.sources.reports.document import DocumentStream
 from spd.state.store import StateStore
 from test_poller import RecordingEmitter
 

@@ -14,7 +14,9 @@ import pytest
 
 from spd.config import load_config
 from spd.core.errors import ConfigError
-from spd.objects import list_object_types, object_id, object_schema, object_types, resolve_object_type
+from spd.sources.describe import list_object_types, object_schema
+from spd.sources.object_type import object_id
+from spd.sources.registry import object_types, resolve_object_type
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.state.store import StateStore
@@ -169,7 +171,7 @@ async def test_missing_needed_params_is_a_config_error(tmp_path: Path, sim: Simu
 async def test_an_unsupported_type_is_refused_by_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from spd import objects
+    from spd.sources import registry as objects
 
     registry = dict(objects._registry())
     registry["feeds_2021-06-30.getFeeds"] = replace(registry["feeds_2021-06-30.getFeeds"], supported=False)

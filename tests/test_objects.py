@@ -8,19 +8,13 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from spd import objects
+from spd.sources import describe, registry
 from spd.catalog.model import load_catalog
 from spd.core.errors import UsageError
-from spd.objects import (
-    UnknownObjectType,
-    build_registry,
-    object_cursor,
-    object_id,
-    object_types,
-    resolve_object_type,
-)
+from spd.sources.object_type import UnknownObjectType, object_cursor, object_id
+from spd.sources.registry import build_registry, object_types, resolve_object_type
 
-from spd.object_types import TYPES
+from spd.sources.type_table import TYPES
 
 
 def test_every_declared_type_is_supported() -> None:
@@ -84,8 +78,8 @@ def test_declared_fields_exist_in_the_response_schemas() -> None:
         if ot.flatten:
             continue
         name = ot.name
-        schema = objects.object_schema(name, cat)
-        props = objects._properties(schema, schema.get("definitions", {}))
+        schema = describe.object_schema(name, cat)
+        props = registry._properties(schema, schema.get("definitions", {}))
         updated = ot.updated_field if isinstance(ot.updated_field, tuple) else (ot.updated_field,)
         for spec in (ot.id_field, ot.created_field, *updated):
             if spec is None:
@@ -113,14 +107,14 @@ def test_unknown_names_raise_key_error_with_close_matches() -> None:
     assert "ordersV0.getOrders" in message and message.startswith("unknown object type")
     assert isinstance(err.value, UnknownObjectType)
     try:  # report:TYPE names are delegated to spd.reports where it exists
-        import spd.reports.registry  # noqa: F401
+        import spd.sources.reports.registry  # noqa: F401
     except ImportError:
         with pytest.raises(KeyError, match="not supported in this version"):
             resolve_object_type("report:GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL")
     else:
         assert resolve_object_type("report:GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL").kind == "report"
     with pytest.raises(UsageError, match="unknown object type"):
-        objects.describe_object_type("nope")
+        describe.describe_object_type("nope")
 
 
 def test_vendor_order_cursor_falls_back() -> None:
@@ -164,15 +158,15 @@ def test_object_id_and_content_hash() -> None:
 
 
 def test_describe_list_and_schema_are_json() -> None:
-    listed = objects.list_object_types()
+    listed = describe.list_object_types()
     assert {"name": "ordersV0.getOrders", "supported": True,
             "timestamp_fields": ["created", "updated"], "only": None,
             "aliases": ["Orders v0 getOrders"]} in listed
-    described = objects.describe_object_type("Retail Procurement Orders v1 getPurchaseOrders")
+    described = describe.describe_object_type("Retail Procurement Orders v1 getPurchaseOrders")
     assert described["max_window"] == "7d" and described["results_path"] == "payload.orders"
     assert described["timestamp_fields"]["updated"]["after_param"] == "changedAfter"
     assert orjson.loads(orjson.dumps(described)) == described
-    schema = objects.object_schema("ordersV0.getOrders")
+    schema = describe.object_schema("ordersV0.getOrders")
     assert "AmazonOrderId" in schema["properties"] and "Money" in schema["definitions"]
 
 
@@ -182,20 +176,20 @@ def test_every_type_is_consistent_with_its_operation() -> None:
         op = cat.operation(ot.api, ot.operation)
         assert op.pagination is not None and op.pagination.token_param == ot.token_param
         assert ot.created_bounds or ot.updated_bounds
-        assert objects.item_schema(op, ot.results_path, ot.flatten) is not None, ot.name
+        assert registry.item_schema(op, ot.results_path, ot.flatten) is not None, ot.name
         assert ot.aliases and ot.aliases[0].endswith(" " + ot.operation)
 
 
 def test_bad_overrides_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     cat = load_catalog()
-    bad = dict(objects.TYPES)
+    bad = dict(registry.TYPES)
     bad["ordersV0.getOrders"] = {**bad["ordersV0.getOrders"], "page_size_param": "PageSize"}
-    monkeypatch.setattr(objects, "TYPES", bad)
+    monkeypatch.setattr(registry, "TYPES", bad)
     with pytest.raises(ValueError, match="PageSize"):
         build_registry(cat)
-    monkeypatch.setattr(objects, "TYPES", {"ordersV0.getOrder": {"supported": True}})
+    monkeypatch.setattr(registry, "TYPES", {"ordersV0.getOrder": {"supported": True}})
     with pytest.raises(ValueError, match="not pollable"):
         build_registry(cat)
-    monkeypatch.setattr(objects, "TYPES", {"ordersV0.getOrders": {"colour": "red"}})
+    monkeypatch.setattr(registry, "TYPES", {"ordersV0.getOrders": {"colour": "red"}})
     with pytest.raises(ValueError, match="unknown keys"):
         build_registry(cat)

@@ -12,7 +12,8 @@ import pytest
 from spd.config import load_config
 from spd.core.times import format_ts
 from spd.core.errors import ConfigError
-from spd.objects import object_id, resolve_object_type
+from spd.sources.object_type import object_id
+from spd.sources.registry import resolve_object_type
 from spd.sim import SimSettings, Simulator
 from spd.status import collect_status, format_status
 from test_object_types import NOW, iso, start_runtime, stop_runtime, truth, write_config

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from conftest import run_spd
-from spd.reports.periods import aligned_window, period_start
+from spd.sources.reports.periods import aligned_window, period_start
 from spd.sim import SimSettings, Simulator
 from test_object_types import iso, start_runtime, stop_runtime, write_config
 

@@ -19,10 +19,10 @@ from conftest import read_jsonl, run_spd
 from spd.client import SpClient
 from spd.config import load_config
 from spd.core.errors import ApiError
-from spd.reports.document import DocumentStream, iter_rows, parse_bytes
-from spd.reports.formats import ReportFormatError
+from spd.sources.reports.document import DocumentStream, iter_rows, parse_bytes
+from spd.sources.reports.formats import ReportFormatError
 from spd.reports.poller import ReportFailedError, ReportPoller, parse_token
-from spd.reports.registry import normalize_report_time, resolve_report_type
+from spd.sources.reports.registry import normalize_report_time, resolve_report_type
 from spd.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.sim.report_documents import EU_CITIES, JP_TITLES

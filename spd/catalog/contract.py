@@ -10,7 +10,7 @@ where `source` names one, from an Amazon guide or report schema. The row kinds a
 are in `spd.catalog.contract_types`.
 
 `tests/test_contract.py` checks every quote against Amazon's files and spd's own declarations
-(`spd.object_types`) against the rows; the simulator (`spd.sim`) enforces the rows. Where a model
+(`spd.sources.type_table`) against the rows; the simulator (`spd.sim`) enforces the rows. Where a model
 says nothing, two defaults apply: a next token goes with the same arguments as the request that
 produced it, and a bound whose sentence does not say whether its own instant is included is
 served as if it were not (the reading that can lose data, so spd must cover it). Months are read

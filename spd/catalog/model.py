@@ -18,6 +18,8 @@ import orjson
 from spd.core.errors import CatalogError, UsageError
 
 INDEX = "index.json"
+# Parameters that take marketplace ids: pollers and `spd exec` fill them from the account.
+MARKETPLACE_PARAMS = ("MarketplaceIds", "marketplaceIds", "MarketplaceId", "marketplaceId")
 JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-04/schema#"
 
 

@@ -9,7 +9,7 @@ never reaches a host it was not configured for, and a token another host hands o
 Bodies are read up to a cap, so whatever a server sends, memory stays bounded: SP-API replies
 up to MAX_RESPONSE_BYTES (Amazon's API Gateway caps payloads at 10 MB, so no real reply is
 refused), LWA answers up to MAX_TOKEN_RESPONSE_BYTES. Report documents stream
-(spd.reports.document) and are bounded per row instead.
+(spd.sources.reports.document) and are bounded per row instead.
 """
 
 from __future__ import annotations

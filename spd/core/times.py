@@ -1,4 +1,9 @@
-"""Durations (`200ms`, `30s`, `2m`, `1h`, `1d`, or sums such as `1h30m`) and zoned ISO 8601 timestamps.
+"""Durations (`200ms`, `30s`, `2m`, `1h`, `1d`, or sums such as `1h30m`) and timestamps.
+
+`format_ts` is the one timestamp format spd writes (messages, logs, status, request
+parameters); `parse_ts` reads what a user wrote (a zone is required), `normalize_timestamp` what
+Amazon sent (lenient: naive means UTC). The state database keeps its own fixed-width form
+(spd.state.store) so that stored times sort as text.
 
 Parsers raise ValueError with a one-line message that says what is allowed; config and CLI
 code turn it into a ConfigError or UsageError.
@@ -84,6 +89,35 @@ def format_ts(value: datetime) -> str:
     else:
         spec = "microseconds"
     return utc.isoformat(timespec=spec) + "Z"
+
+
+def rfc3339(value: datetime) -> str:
+    """`format_ts` of a datetime where naive means UTC (spd's own naive datetimes are UTC)."""
+    return format_ts(value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc))
+
+
+def normalize_timestamp(value: object) -> str | None:
+    """An ISO 8601 timestamp as UTC RFC 3339 with `Z` (naive means UTC); None if unparseable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if is_canonical_ts(value):
+        return value
+    try:
+        ts = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    return rfc3339(ts)
+
+
+def utcnow() -> datetime:
+    """Now, aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def now_ms() -> datetime:
+    """Now in UTC to the millisecond: the `emitted_at` of messages."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _show(value: object) -> str:

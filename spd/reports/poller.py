@@ -25,15 +25,14 @@ from typing import Any
 import structlog
 
 from spd.catalog.model import load_catalog
-from spd.core.times import format_ts, parse_ts
+from spd.core.times import format_ts, parse_ts, utcnow
 from spd.core.errors import ApiError, ConfigError, SpdError
 from spd.poller import Poller, PollStopped, RunResult, Window
-from spd.poller_support import utcnow
-from spd.reports.document import DocumentStream, iter_pages, iter_rows
-from spd.reports.formats import Row
+from spd.sources.reports.document import DocumentStream, iter_pages, iter_rows
+from spd.sources.reports.formats import Row
 from spd.state.ledger import Ledger
-from spd.reports.periods import aligned_window, last_day
-from spd.reports.registry import (API, PERIOD_OPTION, ReportSpec, check_report_options, report_spec,
+from spd.sources.reports.periods import aligned_window, last_day
+from spd.sources.reports.registry import (API, PERIOD_OPTION, ReportSpec, check_report_options, report_spec,
                                   report_type_of, row_cursor, row_id)
 from spd.state.store import PollerState
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from spd.core.times import format_ts
+from spd.core.times import format_ts, utcnow
 from spd.core.errors import ApiError, ConfigError
 from spd.poller import MIN_WINDOW, RunResult, Window
-from spd.poller_support import TokenGuard, utcnow
+from spd.poller_support import TokenGuard
 from spd.reports.poller import ReportPoller, Stopped, parse_token, report_time
-from spd.reports.registry import API, REPORT_PREFIX, SETTLEMENT_V2, report_spec
+from spd.sources.reports.registry import API, REPORT_PREFIX, SETTLEMENT_V2, report_spec
 from spd.state.store import PollerState
 
 GET_REPORTS = f"{API}.getReports"

@@ -19,7 +19,7 @@ from typing import Any
 
 from spd.catalog.model import load_catalog
 from spd.catalog.contract_types import MAX_WINDOW
-from spd.object_hooks import flatten_financial_events
+from spd.sources.hooks import flatten_financial_events
 from spd.sim import rules
 from spd.sim.common import BAD_INPUT, ApiReject, Call, invalid, iso, parse_time
 from spd.sim.data import Dataset, Record, add_version

@@ -4,7 +4,7 @@ Everything comes from Amazon: the structure from the catalog (generated from the
 parameters, `required`, schema maxima, the next token and where results sit), the prose from the
 reviewed contract table (`spd.catalog.contract`: the time bounds and what each includes, windows, reach,
 the 2-minute rule, page sizes the prose gives, what a next-page request carries). Never from
-spd's object registry (`spd.objects`): a wrong declaration there must meet Amazon's rules here.
+spd's object registry (`spd.sources.registry`): a wrong declaration there must meet Amazon's rules here.
 """
 
 from __future__ import annotations

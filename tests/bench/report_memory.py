@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from spd.client import SpClient
-from spd.reports.document import DocumentStream, iter_pages, iter_rows
+from spd.sources.reports.document import DocumentStream, iter_pages, iter_rows
 
 TARGET_MB = 150
 HEADER = ("amazon-order-id\tmerchant-order-id\tpurchase-date\tlast-updated-date\torder-status\t"

@@ -1,4 +1,4 @@
-"""Report object types: `report:REPORT_TYPE` names resolve here (spd.objects delegates).
+"""Report object types: `report:REPORT_TYPE` names resolve here (spd.sources.registry delegates).
 
 Every report type Amazon lets a seller request can be polled; the `REPORTS` table declares what
 Amazon documents in its guides and report schemas rather than its models, one row per report
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from spd.objects import ObjectType, content_hash, dig, normalize_timestamp
+from spd.core.paths import dig
+from spd.core.times import normalize_timestamp
+from spd.sources.object_type import ObjectType, UnknownObjectType, content_hash
 
 API = "reports_2021-06-30"
 REPORT_PREFIX = "report:"
@@ -188,14 +190,15 @@ def report_spec(report_type: str) -> ReportSpec:
 
 
 def resolve_report_type(name: str) -> ObjectType:
-    """The object type `report:REPORT_TYPE`; KeyError (one line, says what is allowed) otherwise."""
+    """The object type `report:REPORT_TYPE`; UnknownObjectType (a KeyError: one line, says what
+    is allowed) otherwise."""
     report_type = name[len(REPORT_PREFIX):] if name.startswith(REPORT_PREFIX) else name
     if not _NAME.fullmatch(report_type):
-        raise KeyError(f"object type {name!r}: a report type is upper case, such as "
+        raise UnknownObjectType(f"object type {name!r}: a report type is upper case, such as "
                        f"report:{next(iter(REPORTS))}")
     spec = report_spec(report_type)
     if not spec.creatable:
-        raise KeyError(f"object type {name!r}: Amazon generates {report_type} itself; poll "
+        raise UnknownObjectType(f"object type {name!r}: Amazon generates {report_type} itself; poll "
                        f"{API}.getReports with report_types: [{report_type}] and download: true")
     bounds = ("dataStartTime", "dataEndTime")
     return ObjectType(

@@ -1,7 +1,7 @@
 """The declaration table of pollable object types: what the models say only in prose.
 
 Everything else (token parameter and location, result location, marketplace parameter, bound
-parameters the names give away) is derived from the catalog by `spd.objects`. One row per type;
+parameters the names give away) is derived from the catalog by `spd.sources.registry`. One row per type;
 keys are `ObjectType` field names. These are spd's declarations: `tests/test_contract.py` checks
 each against Amazon's models and the reviewed table of prose rules (`spd.catalog.contract`), which quotes
 the sentence behind each limit, and the simulator enforces that table, not this one.

@@ -5,7 +5,7 @@ The encoding is, in order: the content type's charset (Java names such as `Cp125
 then the marketplace's default (Cp1252 for North America and Europe, Cp932 — the Windows
 superset of Shift_JIS — for Japan, UTF-8 elsewhere). The format is the registry's, the content
 type's, or sniffed from the first characters. Memory stays bounded by PIECE and the longest row
-(at most MAX_ROW_CHARS, see spd.reports.formats).
+(at most MAX_ROW_CHARS, see spd.sources.reports.formats).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from spd.reports.formats import JsonRows, ReportFormatError, Row, TextRows, XmlRows
+from spd.sources.reports.formats import JsonRows, ReportFormatError, Row, TextRows, XmlRows
 
 log = structlog.get_logger("spd.reports")
 
