@@ -42,7 +42,7 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 def load(args: argparse.Namespace):  # -> Config
-    from spd.config import load_config
+    from spd.config.model import load_config
 
     return load_config(config_path(args))
 

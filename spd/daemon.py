@@ -21,7 +21,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from spd import systemd
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
                         describe_error)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import structlog
 
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.daemon import quiet_library_logs
 from spd.core.times import format_ts
 from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error

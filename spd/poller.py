@@ -100,9 +100,9 @@ class Poller:
     """Polls one object type for one account and feeds its emitters; see the module docstring."""
 
     name: str
-    config: Any  # spd.config.PollerConfig
+    config: Any  # spd.config.model.PollerConfig
     account_name: str
-    account: Any  # spd.config.AccountConfig
+    account: Any  # spd.config.model.AccountConfig
     object_type: ObjectType
     client: Any  # spd.client.SpClient
     operation: Any  # spd.catalog.Operation

@@ -38,7 +38,7 @@ CLOSE_TIMEOUT = 8.0  # flushing an emitter whose peer is down must not hold up t
 class Runtime:
     """The client, emitters and pollers of one config; `start()` opens them, `close()` flushes and closes."""
 
-    config: Any  # spd.config.Config
+    config: Any  # spd.config.model.Config
     store: StateStore
     emitter_factory: EmitterFactory = build_emitter
     client: SpClient | None = None

@@ -1,5 +1,5 @@
-"""What spd tells systemd (READY, RELOADING, STOPPING, WATCHDOG, STATUS) and reads from it
-($STATE_DIRECTORY), without a dependency.
+"""What spd tells systemd (READY, RELOADING, STOPPING, WATCHDOG, STATUS), without a dependency.
+($STATE_DIRECTORY, the default state folder, is read by spd.config.model.)
 
 `StatusBoard` keeps the outcome of every poller's and job's last run and renders the one-line
 `STATUS=` that `systemctl status spd` shows.
@@ -12,7 +12,6 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 STATUS_ERROR_CHARS = 200  # systemctl status shows one line; the full error is in the journal
 
@@ -54,12 +53,6 @@ def watchdog_interval() -> float | None:
         return int(usec) / 2_000_000
     except ValueError:
         return None
-
-
-def state_directory() -> Path | None:
-    """The unit's StateDirectory= ($STATE_DIRECTORY, the first when it lists several), else None."""
-    first = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(first) if first else None
 
 
 @dataclass

@@ -333,7 +333,7 @@ class Harness:
     def __init__(self, tmp_path: Any, url: str, emitter: Any, poller: dict[str, Any] | None = None) -> None:
         from pathlib import Path
 
-        from spd.config import load_config
+        from spd.config.model import load_config
         from spd.runtime import Runtime
         from spd.state.store import StateStore
 

@@ -15,7 +15,7 @@ from conftest import read_jsonl, run_spd
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.client.rdt import RestrictedTokens
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.core.errors import ApiError, AuthError, UsageError
 from spd.sim import SimSettings, Simulator
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import SHARED_MODELS, SimThread, run_spd
 from spd.catalog.model import Operation, load_catalog
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.core.errors import SpdError, UsageError
 from spd.execute import ExecRequest, exec_command, prepare, read_body
 from spd.catalog.params import parse_pairs, validate_schema

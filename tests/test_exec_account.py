@@ -13,7 +13,7 @@ import pytest
 
 from conftest import SHARED_MODELS, SimThread, run_spd
 from spd.catalog.model import load_catalog
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.core.errors import UsageError
 from spd.execute import ExecRequest, exec_command, prepare
 from test_exec import SUCCESS_CASES, case_request, expected_output

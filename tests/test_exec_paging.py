@@ -15,7 +15,7 @@ import pytest
 from conftest import SimThread
 from spd.catalog import contract
 from spd.catalog.model import Operation, load_catalog
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.catalog.contract_types import OFFSET, REQUIRES
 from spd.core.errors import ApiError
 from spd.execute import ExecRequest, exec_command

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import spd_cmd, spd_env
 from hostile import write_config
-from spd.config import MAX_CONFIG_BYTES, load_config
+from spd.config.model import MAX_CONFIG_BYTES, load_config
 from spd.daemon import Daemon
 from spd.core.errors import ConfigError
 

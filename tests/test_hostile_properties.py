@@ -20,7 +20,7 @@ from hostile import write_config
 from spd.catalog.model import load_catalog
 from spd.client import encode as rsp
 from spd.client.http import Response
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.core.errors import ConfigError, SpdError
 from spd.core.redaction import redact_secrets
 from spd.poller import Poller

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from conftest import run_spd
 from hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostile,
                      write_config)
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.daemon import Daemon
 from spd.emitters import build_emitter
 from spd.core.redaction import REDACTED

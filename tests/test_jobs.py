@@ -14,7 +14,7 @@ import pytest
 from conftest import SHARED_MODELS, SimThread, read_jsonl, start_spd, stop_spd, wait_for
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, ConfigError, DeliveryError
 from spd.jobs import build_job_message, build_jobs

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from spd.config import KafkaEmitterConfig
+from spd.config.model import KafkaEmitterConfig
 from spd.emitters import build_emitter
 from spd.emitters.kafka import KafkaEmitter, safe_topic, topic_for
 from spd.core.errors import ConfigError, DeliveryError

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.core.errors import ConfigError
 from spd.sources.describe import list_object_types, object_schema
 from spd.sources.object_type import object_id

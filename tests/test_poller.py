@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import orjson
 import pytest
 
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.emitters.base import Emitter
 from spd.core.errors import DeliveryError
 from spd.messages import Message

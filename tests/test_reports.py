@@ -17,7 +17,7 @@ from aiohttp import web
 
 from conftest import read_jsonl, run_spd
 from spd.client import SpClient
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.core.errors import ApiError
 from spd.sources.reports.document import DocumentStream, iter_rows, parse_bytes
 from spd.sources.reports.formats import ReportFormatError

@@ -21,7 +21,7 @@ import pytest
 
 import sandbox
 from conftest import ROOT, read_jsonl, spd_env, start_spd, stop_spd, wait_for
-from spd.config import load_config
+from spd.config.model import load_config
 from spd.core.errors import ConfigError
 from spd.systemd import StatusBoard
 

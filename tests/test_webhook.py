@@ -26,7 +26,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from spd import __version__
-from spd.config import WebhookEmitterConfig
+from spd.config.model import WebhookEmitterConfig
 from spd.emitters import WebhookEmitter, build_emitter
 from spd.emitters.webhook import delivery_id, parse_retry_after
 from spd.core.errors import ConfigError, DeliveryError

@@ -1,4 +1,5 @@
-"""Field types of the config models, and the translation of pydantic errors into one line.
+"""The building blocks of config models: `ConfigModel`, the field types, and the translation of
+pydantic errors into one line. Any layer may declare its own settings with them.
 
 Validators raise `fail(message, *loc)`: a final message, placed at pydantic's location plus
 `loc`. Everything else pydantic reports is reworded here, so users never see its dump.
@@ -11,10 +12,11 @@ import string
 import types
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, SecretStr, ValidationError
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from spd.core.times import format_duration, parse_duration, parse_ts
@@ -22,6 +24,27 @@ from spd.core.errors import ConfigError
 from spd.core.yamlload import KeyPath, YamlDoc
 
 TEMPLATE_FIELDS = ("poller", "object_type", "account", "date")
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: frozen, unknown keys rejected, numbers accepted as text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    internal_keys: ClassVar[frozenset[str]] = frozenset()  # fields set by spd, never in the file
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        """`key:` or `key: null` means the key's default (an error only where the key is required)."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].is_required()}
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        """The keys a config file may write in this section."""
+        return [k for k in cls.model_fields if k not in cls.internal_keys]
 
 
 def fail(msg: str, *loc: str | int) -> PydanticCustomError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,14 +18,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from spd.client.rdt import DATA_ELEMENTS
-from spd.core.fields import Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
-from spd.config_sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, EmitterConfig,
+from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
+from spd.config.sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, EmitterConfig,
                                  FileEmitterConfig, HttpConfig, KafkaEmitterConfig, KafkaSaslConfig,
                                  KafkaSslConfig, LogConfig, LwaConfig, RateLimitConfig, StateConfig,
-                                 StdoutEmitterConfig, WebhookEmitterConfig, ConfigModel)
+                                 StdoutEmitterConfig, WebhookEmitterConfig)
 from spd.core.times import format_duration, format_ts
 from spd.core.errors import ConfigError, SpdError, UsageError
-from spd.systemd import state_directory
 from spd.sources.registry import object_types, resolve_object_type
 from spd.core.yamlload import KeyPath, YamlDoc, load_yaml
 
@@ -35,15 +35,10 @@ MAX_CONFIG_BYTES = 4 * 2**20
 DEFAULT_INTERVAL = timedelta(minutes=2)
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
-# Keys of the contract this version rejects: key path pattern (`*` = any name, `key=value` = that
-# value) -> the message. Shipping a feature means deleting its entry here.
-UNSUPPORTED: dict[str, str] = {
-}
-
 __all__ = [
     "AccountConfig", "AwsConfig", "Config", "EmitterConfig", "FileEmitterConfig", "HttpConfig",
     "JobConfig", "KafkaEmitterConfig", "KafkaSaslConfig", "KafkaSslConfig", "LogConfig", "LwaConfig",
-    "PollerConfig", "RateLimitConfig", "StateConfig", "StdoutEmitterConfig", "UNSUPPORTED",
+    "PollerConfig", "RateLimitConfig", "StateConfig", "StdoutEmitterConfig",
     "WebhookEmitterConfig", "ENDPOINTS", "load_config",
 ]
 
@@ -319,7 +314,6 @@ def load_config(path: str | Path) -> Config:
     if not isinstance(doc.data, dict):
         raise ConfigError(f"{file}: the top level is {kind(doc.data)}; write a mapping with state, "
                           "accounts, emitters and pollers")
-    _check_unsupported(doc)
     _check_internal_keys(doc)
     _check_emitter_types(doc)
     try:
@@ -328,6 +322,12 @@ def load_config(path: str | Path) -> Config:
     except ValidationError as exc:
         raise translate(exc, doc, Config) from None
     return _absolute_paths(config, file.parent.absolute())
+
+
+def state_directory() -> Path | None:
+    """The unit's StateDirectory= ($STATE_DIRECTORY, the first when it lists several), else None."""
+    first = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(first) if first else None
 
 
 def _default_state(data: dict[str, Any]) -> dict[str, Any]:
@@ -372,15 +372,6 @@ def _matches(data: Any, parts: list[str], path: KeyPath = ()) -> Iterator[tuple[
             yield path + (name,), value
 
 
-def _check_unsupported(doc: YamlDoc) -> None:
-    found = [(doc.line(path) or 0, path, message) for pattern, message in UNSUPPORTED.items()
-             for path, _ in _matches(doc.data, pattern.split("."))]
-    if found:
-        _, path, message = min(found, key=lambda f: f[0])
-        supported = ", ".join(t for t in EMITTER_TYPES if f"emitters.*.type={t}" not in UNSUPPORTED)
-        raise doc.error(path, message.format(supported=supported))
-
-
 def _check_internal_keys(doc: YamlDoc) -> None:
     """Fields spd fills in itself (a poller's name, the config's path) are unknown keys in the file."""
     sections: list[tuple[str, type[ConfigModel]]] = [("pollers.*", PollerConfig), ("jobs.*", JobConfig)]
@@ -395,7 +386,7 @@ def _check_internal_keys(doc: YamlDoc) -> None:
 
 def _check_emitter_types(doc: YamlDoc) -> None:
     """Unknown or missing emitter types, answered with the types this version supports."""
-    supported = [t for t in EMITTER_TYPES if f"emitters.*.type={t}" not in UNSUPPORTED]
+    supported = EMITTER_TYPES
     for path, emitter in _matches(doc.data, ["emitters", "*"]):
         if not isinstance(emitter, dict):
             continue

@@ -1,6 +1,6 @@
 """The leaf sections of the config (DESIGN §3): state, log, http, accounts and emitters.
 
-`spd.config` assembles them into `Config`; import them from there.
+`spd.config.model` assembles them into `Config`; import them from there.
 """
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import timedelta
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, computed_field,
-                      field_validator, model_validator)
+from pydantic import Field, SecretStr, computed_field, field_validator, model_validator
 
-from spd.core.fields import (Duration, FilePath, Interval, Secret, Template, Text, UniqueTexts, Url,
+from spd.core.fields import (ConfigModel, Duration, FilePath, Interval, Secret, Template, Text, UniqueTexts, Url,
                                check_url, fail, show)
 from spd.core.errors import SpdError
 
@@ -29,27 +28,6 @@ ENDPOINTS = {
 ENDPOINT_HINT = "use na, eu, fe, sandbox-na, sandbox-eu, sandbox-fe or an https:// or http:// URL"
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 EMITTER_TYPES = ("stdout", "file", "webhook", "kafka")
-
-
-class ConfigModel(BaseModel):
-    """Base of every config section: frozen, unknown keys rejected, numbers accepted as text."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-    internal_keys: ClassVar[frozenset[str]] = frozenset()  # fields set by spd, never in the file
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_default(cls, data: Any) -> Any:
-        """`key:` or `key: null` means the key's default (an error only where the key is required)."""
-        if not isinstance(data, dict):
-            return data
-        fields = cls.model_fields
-        return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].is_required()}
-
-    @classmethod
-    def allowed_keys(cls) -> list[str]:
-        """The keys a config file may write in this section."""
-        return [k for k in cls.model_fields if k not in cls.internal_keys]
 
 
 class StateConfig(ConfigModel):
