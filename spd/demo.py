@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 
 from spd.core.paths import dig
-from spd.daemon import Daemon, quiet_library_logs
-from spd.emitters.base import Emitter
-from spd.messages import Message
+from spd.app.daemon import Daemon
+from spd.core.logging import quiet_library_logs
+from spd.emitters.base import Emitter, Message
 from spd.sim import SimSettings, Simulator
 
 

@@ -334,7 +334,7 @@ class Harness:
         from pathlib import Path
 
         from spd.config.model import load_config
-        from spd.runtime import Runtime
+        from spd.app.runtime import Runtime
         from spd.state.store import StateStore
 
         self.config = load_config(write_config(tmp_path, url, poller))

@@ -194,7 +194,7 @@ def test_accounts_without_aws_never_import_boto(tmp_path):
         "from spd.config.model import load_config\n"
         "from spd.client import SpClient\n"
         "from spd.catalog.model import load_catalog\n"
-        "import spd.runtime, spd.daemon, spd.once\n"
+        "import spd.app.runtime, spd.app.daemon, spd.app.once\n"
         f"cfg = load_config({str(config_without_aws(tmp_path))!r})\n"
         "SpClient(dict(cfg.accounts), load_catalog())\n"
         "loaded = [m for m in ('boto3', 'botocore', 'aioboto3', 'aiobotocore') if m in sys.modules]\n"

@@ -18,7 +18,7 @@ from spd.config import model as config_module
 from spd.config.model import Config, FileEmitterConfig, StdoutEmitterConfig, load_config
 from spd.catalog.model import load_catalog
 from spd.core.errors import ConfigError, UsageError
-from spd.runtime import check_config
+from spd.config.checks import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC = timezone.utc

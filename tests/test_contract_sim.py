@@ -118,7 +118,7 @@ def test_validate_demands_what_amazon_requires_in_prose(tmp_path: Path, poller: 
 def test_a_refused_next_page_is_an_error_not_an_expired_token(message: str, details: str, expired: bool) -> None:
     """Restarting the window on a refusal would repeat the refused request forever."""
     from spd.core.errors import ApiError
-    from spd.poller_support import is_expired_token_error
+    from spd.pipeline.poller_support import is_expired_token_error
 
     error = ApiError("x", status=400, errors=[{"code": "InvalidInput", "message": message, "details": details}])
     assert is_expired_token_error(error) is expired

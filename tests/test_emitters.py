@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 import spd.emitters.file as file_mod
 from spd.emitters import FileEmitter, StdoutEmitter, build_emitter
 from spd.core.errors import ConfigError, DeliveryError
-from spd.messages import Message, build_messages
+from spd.pipeline.messages import Message, build_messages
 from conftest import fill_disk
 
 UTC = timezone.utc
@@ -104,7 +104,7 @@ import asyncio, sys
 from datetime import datetime, timezone
 from spd.emitters import build_emitter
 from spd.core.errors import DeliveryError
-from spd.messages import build_messages
+from spd.pipeline.messages import build_messages
 from types import SimpleNamespace
 
 async def main(count):

@@ -15,7 +15,8 @@ from conftest import SHARED_MODELS, SimThread, run_spd
 from spd.catalog.model import Operation, load_catalog
 from spd.config.model import load_config
 from spd.core.errors import SpdError, UsageError
-from spd.execute import ExecRequest, exec_command, prepare, read_body
+from spd.app.execute import exec_command
+from spd.catalog.requests import ExecRequest, prepare, read_body
 from spd.catalog.params import parse_pairs, validate_schema
 from test_sandbox import NO_MATCH, sandbox, static_cases, write_sandbox_config  # noqa: F401
 

@@ -15,7 +15,8 @@ from conftest import SHARED_MODELS, SimThread, run_spd
 from spd.catalog.model import load_catalog
 from spd.config.model import load_config
 from spd.core.errors import UsageError
-from spd.execute import ExecRequest, exec_command, prepare
+from spd.app.execute import exec_command
+from spd.catalog.requests import ExecRequest, prepare
 from test_exec import SUCCESS_CASES, case_request, expected_output
 from test_sandbox import sandbox  # noqa: F401
 

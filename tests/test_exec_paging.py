@@ -18,7 +18,8 @@ from spd.catalog.model import Operation, load_catalog
 from spd.config.model import load_config
 from spd.catalog.contract_types import OFFSET, REQUIRES
 from spd.core.errors import ApiError
-from spd.execute import ExecRequest, exec_command
+from spd.app.execute import exec_command
+from spd.catalog.requests import ExecRequest
 from test_exec import minimal_body, placeholder
 from test_sandbox import write_sandbox_config
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import spd_cmd, spd_env
 from hostile import write_config
 from spd.config.model import MAX_CONFIG_BYTES, load_config
-from spd.daemon import Daemon
+from spd.app.daemon import Daemon
 from spd.core.errors import ConfigError
 
 LAUGHS = """\
@@ -105,7 +105,7 @@ def test_a_file_substitution_is_read_up_to_64_kib(tmp_path: Path) -> None:
 
 
 async def test_a_sighup_reload_parses_the_config_off_the_event_loop(tmp_path, monkeypatch) -> None:
-    import spd.daemon as daemon_mod
+    import spd.app.daemon as daemon_mod
 
     parsed_in: list[int] = []
 

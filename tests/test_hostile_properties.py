@@ -23,8 +23,8 @@ from spd.client.http import Response
 from spd.config.model import load_config
 from spd.core.errors import ConfigError, SpdError
 from spd.core.redaction import redact_secrets
-from spd.poller import Poller
-from spd.poller_support import ECHO_CLOCK_SKEW
+from spd.pipeline.poller import Poller
+from spd.pipeline.poller_support import ECHO_CLOCK_SKEW
 from spd.sources.reports.document import DocumentStream
 from spd.state.store import StateStore
 from test_poller import RecordingEmitter

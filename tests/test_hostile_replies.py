@@ -190,7 +190,7 @@ async def test_a_webhook_acknowledgement_is_read_only_up_to_its_cap() -> None:
     from aiohttp import web
 
     from spd.emitters.webhook import WebhookEmitter
-    from spd.messages import build_messages
+    from spd.pipeline.messages import build_messages
 
     total, sent = 256 * 2**20, [0]
 
@@ -229,7 +229,7 @@ async def test_a_webhook_acknowledgement_is_read_only_up_to_its_cap() -> None:
 
 async def test_a_page_with_too_many_objects_is_refused_before_it_is_emitted(
         tmp_path, hostile, monkeypatch) -> None:
-    import spd.poller_support as support
+    import spd.pipeline.poller_support as support
 
     monkeypatch.setattr(support, "MAX_PAGE_OBJECTS", 100)
     hostile.mode, hostile.size = "huge", 64 * 2**10  # about 380 small orders in one page

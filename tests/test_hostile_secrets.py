@@ -17,11 +17,11 @@ from conftest import run_spd
 from hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostile,
                      write_config)
 from spd.config.model import load_config
-from spd.daemon import Daemon
+from spd.app.daemon import Daemon
 from spd.emitters import build_emitter
 from spd.core.redaction import REDACTED
-from spd.messages import build_messages
-from spd.runtime import register_config_secrets
+from spd.pipeline.messages import build_messages
+from spd.config.secrets import register_config_secrets
 from test_poller import RecordingEmitter
 
 

@@ -17,8 +17,8 @@ from spd.client import SpClient
 from spd.config.model import load_config
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, ConfigError, DeliveryError
-from spd.jobs import build_job_message, build_jobs
-from spd.messages import Message
+from spd.pipeline.jobs import build_job_message, build_jobs
+from spd.pipeline.messages import Message
 from test_sandbox import sandbox, static_cases, write_sandbox_config  # noqa: F401
 
 

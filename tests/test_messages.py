@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from spd.messages import Message, build_messages, normalize_cursor, rfc3339
+from spd.core.times import rfc3339
+from spd.pipeline.messages import Message, build_messages, normalize_cursor
 
 UTC = timezone.utc
 W0 = datetime(2025, 3, 1, tzinfo=UTC)

@@ -17,7 +17,7 @@ from spd.core.errors import ConfigError
 from spd.sources.describe import list_object_types, object_schema
 from spd.sources.object_type import object_id
 from spd.sources.registry import object_types, resolve_object_type
-from spd.runtime import Runtime
+from spd.app.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.state.store import StateStore
 from test_poller import RecordingEmitter

@@ -14,8 +14,8 @@ import pytest
 from spd.config.model import load_config
 from spd.emitters.base import Emitter
 from spd.core.errors import DeliveryError
-from spd.messages import Message
-from spd.runtime import Runtime
+from spd.pipeline.messages import Message
+from spd.app.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.state.store import StateStore
 from test_e2e import iso, write_config

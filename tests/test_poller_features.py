@@ -15,7 +15,7 @@ from spd.core.errors import ConfigError
 from spd.sources.object_type import object_id
 from spd.sources.registry import resolve_object_type
 from spd.sim import SimSettings, Simulator
-from spd.status import collect_status, format_status
+from spd.app.status import collect_status, format_status
 from test_object_types import NOW, iso, start_runtime, stop_runtime, truth, write_config
 from test_poller import RecordingEmitter
 
@@ -209,7 +209,7 @@ async def test_inventory_next_token_expires_after_30_seconds(tmp_path: Path) -> 
         config = load_config(write_config(tmp_path, sim.url, {"inv": {
             "object": "fbaInventory.getInventorySummaries", "timestamp_field": "updated",
             "start_time": iso(NOW - timedelta(days=15))}}))
-        from spd.runtime import Runtime
+        from spd.app.runtime import Runtime
         from spd.state.store import StateStore
 
         recorder = ClockStepper(shift)

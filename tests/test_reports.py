@@ -21,9 +21,9 @@ from spd.config.model import load_config
 from spd.core.errors import ApiError
 from spd.sources.reports.document import DocumentStream, iter_rows, parse_bytes
 from spd.sources.reports.formats import ReportFormatError
-from spd.reports.poller import ReportFailedError, ReportPoller, parse_token
+from spd.pipeline.reports import ReportFailedError, ReportPoller, parse_token
 from spd.sources.reports.registry import normalize_report_time, resolve_report_type
-from spd.runtime import Runtime
+from spd.app.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.sim.report_documents import EU_CITIES, JP_TITLES
 from spd.state.store import StateStore

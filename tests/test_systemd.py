@@ -23,7 +23,7 @@ import sandbox
 from conftest import ROOT, read_jsonl, spd_env, start_spd, stop_spd, wait_for
 from spd.config.model import load_config
 from spd.core.errors import ConfigError
-from spd.systemd import StatusBoard
+from spd.app.systemd import StatusBoard
 
 UNITS = [ROOT / "systemd" / "spd.service", ROOT / "systemd" / "spd@.service"]
 INSTALLED_SPD = "/opt/spd/venv/bin/spd"  # where the units expect spd (README's install steps)

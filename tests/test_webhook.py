@@ -30,7 +30,7 @@ from spd.config.model import WebhookEmitterConfig
 from spd.emitters import WebhookEmitter, build_emitter
 from spd.emitters.webhook import delivery_id, parse_retry_after
 from spd.core.errors import ConfigError, DeliveryError
-from spd.messages import Message, build_messages
+from spd.pipeline.messages import Message, build_messages
 
 UTC = timezone.utc
 W = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 1, 1, tzinfo=UTC))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterator, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SkipValidation, ValidationError, field_validator, model_validator
 
 from spd.client.rdt import DATA_ELEMENTS
 from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
@@ -25,6 +25,7 @@ from spd.config.sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsCon
                                  StdoutEmitterConfig, WebhookEmitterConfig)
 from spd.core.times import format_duration, format_ts
 from spd.core.errors import ConfigError, SpdError, UsageError
+from spd.sources.object_type import ObjectType
 from spd.sources.registry import object_types, resolve_object_type
 from spd.core.yamlload import KeyPath, YamlDoc, load_yaml
 
@@ -52,7 +53,8 @@ class PollerConfig(ConfigModel):
     name: str
     account: str | None = None  # filled in by Config: the only account, or the default one
     object: Text  # as written: a canonical name or an alias
-    object_type: Any = Field(default=None, exclude=True, repr=False)  # spd.sources.object_type.ObjectType
+    # resolved from `object` before the fields are checked: never None once validated
+    object_type: Annotated[ObjectType, SkipValidation] = Field(default=None, exclude=True, repr=False)
     timestamp_field: Literal["created", "updated"] = "created"
     emit: Literal["individually", "page"] = "individually"
     start_time: Timestamp = EPOCH

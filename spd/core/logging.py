@@ -16,7 +16,8 @@ import structlog
 
 from spd.core.redaction import REDACTED, RedactSecrets, redact_secrets, set_debug
 
-__all__ = ["REDACTED", "RedactSecrets", "build_processors", "configure_logging", "redact_secrets"]
+__all__ = ["REDACTED", "RedactSecrets", "build_processors", "configure_logging", "quiet_library_logs",
+           "redact_secrets"]
 
 def _orjson_dumps(event: dict[str, Any], **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
@@ -53,3 +54,12 @@ def configure_logging(level: str = "info", fmt: str | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def quiet_library_logs() -> None:
+    """APScheduler logs through the standard library; only its errors are worth a line."""
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    # While a broker is down aiokafka logs plain-text ERRORs on every reconnect attempt (dozens
+    # a second), breaking JSON logs; spd logs kafka_unavailable / kafka_delivery_failed itself.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -1,13 +1,25 @@
-"""The emitter contract: `send()` returns only once every message is acknowledged downstream."""
+"""The emitter contract: `send()` takes messages and returns only once every one is acknowledged
+downstream."""
 
 from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from types import TracebackType
 
 from spd.core.errors import DeliveryError
-from spd.messages import Message
+
+
+@dataclass(frozen=True)
+class Message:
+    """One emitted message, already serialized (`body` has no trailing newline)."""
+
+    body: bytes
+    key: str  # object id (individually) or poller name (page)
+    poller: str
+    account: str
+    object_type: str
 
 
 class Emitter(ABC):

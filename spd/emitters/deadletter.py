@@ -15,7 +15,8 @@ import orjson
 
 from spd.emitters.file import FileEmitter
 from spd.core.redaction import redact
-from spd.messages import Message, rfc3339
+from spd.core.times import rfc3339
+from spd.emitters.base import Message
 
 
 class DeadLetter:

@@ -25,7 +25,7 @@ import structlog
 
 from spd.emitters.base import Emitter
 from spd.core.errors import ConfigError, DeliveryError
-from spd.messages import Message
+from spd.emitters.base import Message
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,7 @@ import structlog
 from spd.emitters.base import Emitter
 from spd.emitters.file import check_template
 from spd.core.errors import ConfigError, DeliveryError
-from spd.messages import Message
+from spd.emitters.base import Message
 
 log = structlog.get_logger(__name__)
 

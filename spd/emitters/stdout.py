@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 from spd.emitters.base import Emitter
 from spd.core.errors import DeliveryError
-from spd.messages import Message
+from spd.emitters.base import Message
 
 
 class StdoutEmitter(Emitter):

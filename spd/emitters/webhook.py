@@ -53,7 +53,7 @@ from spd.client.transport import discard_body
 from spd.emitters.base import Emitter
 from spd.emitters.deadletter import DeadLetter
 from spd.core.errors import ConfigError, DeliveryError
-from spd.messages import Message
+from spd.emitters.base import Message
 
 log = structlog.get_logger(__name__)
 

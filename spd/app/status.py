@@ -7,7 +7,7 @@ from typing import Any
 from spd.core.times import format_ts, parse_ts
 from spd.core.errors import SpdError, UsageError
 from spd.core.redaction import redact
-from spd.runtime import register_config_secrets
+from spd.config.secrets import register_config_secrets
 from spd.state.store import PollerState, StateStore
 
 

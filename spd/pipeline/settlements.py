@@ -17,24 +17,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from spd.core.times import format_ts, utcnow
-from spd.core.errors import ApiError, ConfigError
-from spd.poller import MIN_WINDOW, RunResult, Window
-from spd.poller_support import TokenGuard
-from spd.reports.poller import ReportPoller, Stopped, parse_token, report_time
+from spd.core.errors import ApiError
+from spd.pipeline.poller import MIN_WINDOW, RunResult, Window
+from spd.pipeline.poller_support import TokenGuard
+from spd.pipeline.reports import ReportPoller, Stopped, parse_token, report_time
 from spd.sources.reports.registry import API, REPORT_PREFIX, SETTLEMENT_V2, report_spec
 from spd.state.store import PollerState
 
 GET_REPORTS = f"{API}.getReports"
 LIST_PAGE_SIZE = 100
 LIST_LAG = timedelta(minutes=2)
-
-
-def check_download(cfg: Any) -> None:
-    """`download: true` belongs to getReports only."""
-    ot = cfg.object_type
-    if ot.name != GET_REPORTS:
-        raise ConfigError(f"pollers.{cfg.name}.download: only {GET_REPORTS} can download report "
-                          f"documents, not {ot.name}; remove download or poll report:REPORT_TYPE")
 
 
 def report_types(cfg: Any) -> list[str]:

@@ -1,4 +1,4 @@
-"""Report pollers: `report:REPORT_TYPE` (a report per window) and, in spd.reports.settlements,
+"""Report pollers: `report:REPORT_TYPE` (a report per window) and, in spd.pipeline.settlements,
 getReports with `download: true` (reports Amazon generates itself).
 
 Per window: createReport (dataStartTime/dataEndTime, the account's marketplace, the poller's
@@ -26,13 +26,13 @@ import structlog
 
 from spd.catalog.model import load_catalog
 from spd.core.times import format_ts, parse_ts, utcnow
-from spd.core.errors import ApiError, ConfigError, SpdError
-from spd.poller import Poller, PollStopped, RunResult, Window
+from spd.core.errors import ApiError, SpdError
+from spd.pipeline.poller import Poller, PollStopped, RunResult, Window
 from spd.sources.reports.document import DocumentStream, iter_pages, iter_rows
 from spd.sources.reports.formats import Row
 from spd.state.ledger import Ledger
 from spd.sources.reports.periods import aligned_window, last_day
-from spd.sources.reports.registry import (API, PERIOD_OPTION, ReportSpec, check_report_options, report_spec,
+from spd.sources.reports.registry import (API, PERIOD_OPTION, ReportSpec, report_spec,
                                   report_type_of, row_cursor, row_id)
 from spd.state.store import PollerState
 
@@ -298,33 +298,3 @@ def report_time(value: Any) -> datetime | None:
         return parse_ts(value) if isinstance(value, str) else None
     except (ValueError, SpdError):
         return None
-
-
-def check_report_poller(name: str, cfg: Any) -> None:
-    """ConfigError (key path pollers.NAME.report_options[.KEY]) when `report_options` does not fit
-    the report type as Amazon documents it, or is given to a poller of another kind."""
-    options = getattr(cfg, "report_options", None)
-    ot = cfg.object_type
-    if options is None:
-        options = {}
-    elif getattr(ot, "kind", "operation") != "report":
-        raise ConfigError(f"pollers.{name}.report_options: only report:TYPE objects take "
-                          "report options; remove it")
-    if getattr(ot, "kind", "operation") != "report":
-        return
-    for key, problem in check_report_options(report_type_of(ot), options):
-        where = f"pollers.{name}.report_options" + (f".{key}" if key else "")
-        raise ConfigError(f"{where}: {problem}")
-
-
-def poller_class(cfg: Any) -> type[Poller]:
-    """The poller class for a poller config: report types and getReports + download get theirs."""
-    ot = cfg.object_type
-    if getattr(ot, "kind", "operation") == "report":
-        return ReportPoller
-    if getattr(cfg, "download", False):
-        from spd.reports.settlements import SettlementPoller, check_download
-
-        check_download(cfg)
-        return SettlementPoller
-    return Poller

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import signal
 from datetime import datetime, timedelta, timezone
@@ -20,18 +19,20 @@ from typing import Any, AsyncIterator
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from spd import systemd
+from spd.app import systemd
 from spd.config.model import load_config
 from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
                         describe_error)
-from spd.core.logging import configure_logging
+from spd.core.logging import configure_logging, quiet_library_logs
 from spd.catalog.model import load_catalog
-from spd.runtime import EmitterFactory, Runtime, check_config
+from spd.app.metrics import MetricsServer
+from spd.app.runtime import EmitterFactory, Runtime
+from spd.config.checks import check_config
 from spd.emitters import build_emitter
 from spd.state.store import StateStore
 
-log = structlog.get_logger("spd.daemon")
+log = structlog.get_logger("spd.app.daemon")
 
 FIRST_RUN_SPREAD = 5.0  # seconds; also the most jitter any run gets
 DRAIN_TIMEOUT = 15.0  # in-flight pages get this long to finish; with the emitters' bounded close
@@ -257,8 +258,6 @@ class Daemon:
         """The optional /metrics, /healthz and /readyz endpoint (`http.listen`)."""
         if self.config.http is None:
             return
-        from spd.metrics import MetricsServer
-
         server = MetricsServer(self.config.http.listen, self, ready=self.is_ready)
         try:
             await server.start()
@@ -346,12 +345,3 @@ def run_daemon(config_path: Path) -> int:
     """`spd run`: the daemon in the foreground."""
     quiet_library_logs()
     return asyncio.run(serve(config_path))
-
-
-def quiet_library_logs() -> None:
-    """APScheduler logs through the standard library; only its errors are worth a line."""
-    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    # While a broker is down aiokafka logs plain-text ERRORs on every reconnect attempt (dozens
-    # a second), breaking JSON logs; spd logs kafka_unavailable / kafka_delivery_failed itself.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

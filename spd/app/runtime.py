@@ -7,30 +7,28 @@ reload closes one and builds the next over the same state store.
 from __future__ import annotations
 
 import asyncio
-import re
-from urllib.parse import urlsplit
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import structlog
-from pydantic import BaseModel, SecretStr
 
 from spd.catalog.model import load_catalog
-from spd.client import SpClient
+from spd.client.http import SpClient
+from spd.config.checks import check_config
+from spd.config.model import Config
+from spd.config.secrets import register_config_secrets
 from spd.emitters import build_emitter
 from spd.emitters.base import Emitter
-from spd.core.errors import ConfigError
-from spd.core.redaction import redact_secrets
-from spd.poller import Poller
-from spd.reports.poller import check_report_poller, poller_class
+from spd.pipeline.factory import poller_class
+from spd.pipeline.jobs import Job, build_jobs
+from spd.pipeline.poller import Poller
 from spd.state.store import StateStore
 
-log = structlog.get_logger("spd.runtime")
+log = structlog.get_logger("spd.app.runtime")
 
 EmitterFactory = Callable[[str, Any], Emitter]
 
-# "pollers.orders.params: problem": a check's message, to be given the file and line.
-KEY_PATH_MESSAGE = re.compile(r"^((?:emitters|pollers|jobs)\.[^\s:]+): (.*)$")
 CLOSE_TIMEOUT = 8.0  # flushing an emitter whose peer is down must not hold up the stop
 
 
@@ -38,13 +36,13 @@ CLOSE_TIMEOUT = 8.0  # flushing an emitter whose peer is down must not hold up t
 class Runtime:
     """The client, emitters and pollers of one config; `start()` opens them, `close()` flushes and closes."""
 
-    config: Any  # spd.config.model.Config
+    config: Config
     store: StateStore
     emitter_factory: EmitterFactory = build_emitter
     client: SpClient | None = None
     emitters: dict[str, Emitter] = field(default_factory=dict)
     pollers: dict[str, Poller] = field(default_factory=dict)
-    jobs: dict[str, Any] = field(default_factory=dict)  # name -> spd.jobs.Job
+    jobs: dict[str, Job] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Checks every poller's identity, then opens the client and the emitters."""
@@ -66,8 +64,6 @@ class Runtime:
                 operation=catalog.operation(ot.api, ot.operation), store=self.store,
                 emitters=[self.emitters[e] for e in cfg.emitters], config_path=str(self.config.path),
             )
-        from spd.jobs import build_jobs
-
         self.jobs = build_jobs(self.config, catalog, self.client, self.emitters)
 
     def check_identities(self) -> None:
@@ -93,49 +89,3 @@ class Runtime:
         if self.client is not None:
             await self.client.close()
             self.client = None
-
-
-def check_config(config: Any, catalog: Any) -> None:
-    """What a config can only be checked for by the emitters, the object types and the catalog:
-    emitter options, each poller's required params, `include` and `download`, each job's
-    operation and params.
-    `spd validate` runs it too, so these errors show before the daemon starts."""
-    from spd.jobs import check_jobs
-    from spd.poller_support import check_poller_params
-    from spd.reports.settlements import check_download
-
-    try:
-        for name, cfg in config.emitters.items():
-            build_emitter(name, cfg)  # options that only the emitter checks; opens nothing
-        for name, cfg in config.pollers.items():
-            if getattr(cfg, "download", False):
-                check_download(cfg)  # settlements: report_types stand for params.reportTypes
-            else:
-                check_poller_params(name, cfg.object_type, cfg)
-            check_report_poller(name, cfg)
-        check_jobs(config, catalog)
-    except ConfigError as exc:
-        located = KEY_PATH_MESSAGE.match(str(exc))
-        if located is None or not hasattr(config, "error"):
-            raise
-        raise config.error(located.group(1), located.group(2)) from None
-
-
-def register_config_secrets(config: BaseModel) -> None:
-    """Registers every SecretStr in the config with the log redactor."""
-    redact_secrets.register(collect_secrets(config))
-
-
-def collect_secrets(value: Any) -> list[str]:
-    """All secret strings inside a (nested) pydantic model, and passwords inside URLs."""
-    if isinstance(value, SecretStr):
-        return [value.get_secret_value()]
-    if isinstance(value, str) and "://" in value and "@" in value:
-        return [p for p in (urlsplit(value).password,) if p]
-    if isinstance(value, BaseModel):
-        return [s for name in type(value).model_fields for s in collect_secrets(getattr(value, name))]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in collect_secrets(v)]
-    if isinstance(value, (list, tuple)):
-        return [s for v in value for s in collect_secrets(v)]
-    return []

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from spd.core.times import format_ts, is_canonical_ts
+from spd.core.times import normalize_timestamp, now_ms, rfc3339
+from spd.emitters.base import Message
 
 EMIT_INDIVIDUALLY = "individually"
 EMIT_PAGE = "page"
@@ -19,38 +19,11 @@ MAX_PAGE_RESULTS = 100
 _DUMPS_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
-@dataclass(frozen=True)
-class Message:
-    """One emitted message, already serialized (`body` has no trailing newline)."""
-
-    body: bytes
-    key: str  # object id (individually) or poller name (page)
-    poller: str
-    account: str
-    object_type: str
-
-
-def rfc3339(dt: datetime) -> str:
-    """UTC RFC 3339 with `Z` (spd's own naive datetimes are UTC); see `format_ts`."""
-    return format_ts(dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc))
-
-
 def normalize_cursor(cursor: str | datetime | None) -> str | None:
     """An object's timestamp as UTC RFC 3339 with Z; text that is not a timestamp passes as is."""
     if cursor is None or isinstance(cursor, datetime):
         return rfc3339(cursor) if cursor is not None else None
-    if is_canonical_ts(cursor):
-        return cursor
-    try:
-        parsed = datetime.fromisoformat(cursor)
-    except ValueError:
-        return cursor
-    return rfc3339(parsed)
-
-
-def _emitted_now() -> datetime:
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)  # millisecond precision
+    return normalize_timestamp(cursor) or cursor
 
 
 def build_messages(
@@ -69,7 +42,7 @@ def build_messages(
     `objects` holds `(id, cursor, data)`; `emitted_at` defaults to now (tests pin it). An empty
     page gives no message in either mode (no `"results": []` noise on every idle poll).
     """
-    stamp = rfc3339(emitted_at or _emitted_now())
+    stamp = rfc3339(emitted_at or now_ms())
     if emit == EMIT_PAGE and objects:
         head = {
             "poller": poller,

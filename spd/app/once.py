@@ -13,15 +13,14 @@ from pathlib import Path
 import structlog
 
 from spd.config.model import load_config
-from spd.daemon import quiet_library_logs
 from spd.core.times import format_ts
 from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
-from spd.core.logging import configure_logging
+from spd.core.logging import configure_logging, quiet_library_logs
 from spd.core.redaction import redact
-from spd.runtime import Runtime
+from spd.app.runtime import Runtime
 from spd.state.store import StateStore
 
-log = structlog.get_logger("spd.once")
+log = structlog.get_logger("spd.app.once")
 
 
 def select_pollers(config, names: list[str]) -> list[str]:

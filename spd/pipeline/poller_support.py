@@ -11,12 +11,12 @@ from typing import Any
 import structlog
 
 from spd.core.times import format_duration, format_ts, normalize_timestamp, parse_ts
-from spd.core.errors import ApiError, ConfigError
+from spd.core.errors import ApiError
 from spd.sources.hooks import flatten
 from spd.core.paths import dig
 from spd.sources.object_type import CONTENT_HASH_PREFIX, ObjectType
 
-log = structlog.get_logger("spd.poller")
+log = structlog.get_logger("spd.pipeline.poller")
 
 MARKET_PLACEHOLDER = "{marketplace}"
 # Items are fetched for several orders at once; the client's token bucket paces them.
@@ -109,23 +109,6 @@ def fill_fixed(pairs: tuple[tuple[str, Any], ...], market: str | None) -> dict[s
             value = market
         out[name] = value
     return out
-
-
-def check_poller_params(name: str, ot: ObjectType, cfg: Any) -> None:
-    """ConfigError when the poller's params lack what the type needs, or `include` names
-    something the type cannot include."""
-    field_name = getattr(cfg, "timestamp_field", "created")
-    missing = [p for p in ot.needs(field_name) if p not in cfg.params]
-    if missing:
-        by = f" by {field_name}" if missing[0] not in ot.needs_params else ""
-        raise ConfigError(f"pollers.{name}.params: {ot.name}{by} needs {', '.join(missing)}; "
-                          f"add {', '.join(f'{p}: VALUE' for p in missing)} to params")
-    extra = [i for i in (getattr(cfg, "include", None) or ()) if i not in ot.includes]
-    if extra:
-        allowed = ", ".join(ot.includes) or "nothing"
-        hint = " (searchOrders: use params.includedData)" if "items" in extra else ""
-        raise ConfigError(f"pollers.{name}.include: {ot.name} cannot include "
-                          f"{', '.join(extra)}; allowed: {allowed}{hint}")
 
 
 def clamp_start(ot: ObjectType, start: datetime, now: datetime) -> datetime | None:

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from spd.core.errors import SpdError
 
-log = structlog.get_logger("spd.metrics")
+log = structlog.get_logger("spd.app.metrics")
 
 
 class DaemonCollector:

@@ -29,21 +29,25 @@ from typing import Any, TypeVar
 
 import structlog
 
-from spd.catalog.model import load_catalog
+from spd.catalog.model import Operation, load_catalog
+from spd.client.http import SpClient
+from spd.config.checks import check_poller_params
+from spd.config.model import PollerConfig
+from spd.config.sections import AccountConfig
 from spd.core.paths import dig
 from spd.core.times import format_ts, utcnow
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, DeliveryError, SpdError, describe_error
-from spd.messages import build_messages
+from spd.pipeline.messages import build_messages
 from spd.sources.object_type import ObjectType, object_cursor, object_id
-from spd.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
-                                check_poller_params, clamp_note, clamp_start, count_fallbacks,
+from spd.pipeline.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
+                                clamp_note, clamp_start, count_fallbacks,
                                 fan_out_markets, fill_fixed, fold_fanned_out,
                                 is_expired_token_error, market_value, page_contents,
                                 sync_fanned_out)
 from spd.state.store import PollerState, StateStore
 
-log = structlog.get_logger("spd.poller")
+log = structlog.get_logger("spd.pipeline.poller")
 T = TypeVar("T")
 
 # Where Amazon does not say whether a bound includes its own instant, windows overlap this much.
@@ -100,19 +104,19 @@ class Poller:
     """Polls one object type for one account and feeds its emitters; see the module docstring."""
 
     name: str
-    config: Any  # spd.config.model.PollerConfig
+    config: PollerConfig
     account_name: str
-    account: Any  # spd.config.model.AccountConfig
+    account: AccountConfig
     object_type: ObjectType
-    client: Any  # spd.client.SpClient
-    operation: Any  # spd.catalog.Operation
+    client: SpClient
+    operation: Operation
     store: StateStore
     emitters: list[Emitter]
     config_path: str = ""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     market: str | None = None  # the one marketplace this series polls (fan-out)
     state_key: str = ""  # the state row: the poller's name, or "name@MARKETPLACE"
-    items_operation: Any = None  # ordersV0.getOrderItems when `include: [items]`
+    items_operation: Operation | None = None  # ordersV0.getOrderItems when `include: [items]`
     on_page: Callable[[str, RunResult, datetime], None] | None = None  # progress: key, run, window end
     # Emitters that already acknowledged a page whose delivery failed elsewhere, so a retry of
     # the same page goes only to the others: (state key, window start, page, content) -> indexes.

@@ -1,0 +1,156 @@
+"""An operation call checked against the catalog before anything is sent (`spd exec`, jobs).
+
+Parameters are checked against the catalog (`--no-validate` sends what the catalog refuses,
+with a warning, for the day a model is wrong); a required marketplace parameter left out is
+filled from the account's `marketplace_ids`; `--all-pages` is checked against how the operation
+pages: by next token, or by position where Amazon says so (spd.catalog.contract).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from spd.catalog import contract
+from spd.catalog.contract_types import OFFSET, Offset
+from spd.catalog.model import MARKETPLACE_PARAMS, Catalog, Operation
+from spd.catalog.params import check_request, parse_pairs
+from spd.core.errors import UsageError
+from spd.core.paths import dig
+
+RAW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class ExecRequest:
+    """What `spd exec` was asked to do (also what a job runs on every interval)."""
+
+    api: str
+    operation: str
+    params: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    all_pages: bool = False
+    restricted: list[str] | None = None
+    validate: bool = True  # False: send what the catalog refuses (a warning says so)
+
+
+def read_body(text: str | None) -> Any:
+    """`--body JSON` or `--body @file` parsed; None when not given; UsageError when malformed."""
+    if text is None:
+        return None
+    source = "--body"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--body {text}: cannot read {path}: {exc.strerror or exc}") from None
+        source = f"--body @{path}"
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}") from None
+
+
+def prepare(catalog: Catalog, req: ExecRequest,
+            marketplaces: list[str] | None = None) -> tuple[Operation, dict[str, Any]]:
+    """The operation and its typed parameters, checked against the catalog (UsageError).
+
+    With `marketplaces` (the account's), a required marketplace parameter left out is filled from
+    them; without, it may stay missing until they are known."""
+    op = catalog.operation(req.api, req.operation)
+    params = dict(req.params)
+    fillable = marketplace_params(op, params)
+    if marketplaces is not None:
+        params.update(fill_marketplaces(op, fillable, marketplaces))
+        fillable = []
+    try:
+        params = check_request(op, params, req.body, fillable)
+    except UsageError as exc:
+        if req.validate:
+            raise
+        print(f"spd: warning: {exc}; sending it anyway (--no-validate)", file=sys.stderr, flush=True)
+        params = {k: v for k, v in params.items() if v is not None}
+    if req.all_pages:
+        check_paging(op, params, req.body)
+    return op, params
+
+
+def marketplace_params(op: Operation, params: dict[str, Any]) -> list[str]:
+    """Required marketplace parameters of `op` that `params` leaves out."""
+    return [p.name for p in op.params if p.required and p.location == "query"
+            and p.name in MARKETPLACE_PARAMS and params.get(p.name) is None]
+
+
+def fill_marketplaces(op: Operation, names: list[str], ids: list[str]) -> dict[str, Any]:
+    """The account's marketplace ids for each missing parameter, shaped as it takes them."""
+    out: dict[str, Any] = {}
+    for name in names:
+        param = op.param(name)
+        assert param is not None
+        if not ids:
+            continue  # the missing parameter is reported as such
+        if param.type == "array" and (param.max_items is None or len(ids) <= param.max_items):
+            out[name] = list(ids)
+        elif len(ids) == 1:
+            out[name] = ids[0]
+        else:
+            raise UsageError(f"{op.name}: parameter {name} takes one marketplace and the account "
+                             f"has {len(ids)} ({', '.join(ids)}); choose one with -p {name}=ID")
+    return out
+
+
+def check_paging(op: Operation, params: dict[str, Any], body: Any) -> None:
+    """UsageError when `--all-pages` cannot be followed for `op` with these arguments."""
+    offset = offset_paging(op)
+    if offset is not None:
+        if offset.total.startswith("param:") and params.get(offset.total[len("param:"):]) is None:
+            name = offset.total[len("param:"):]
+            raise UsageError(f"{op.name}: --all-pages needs {name} (how many there are to page "
+                             f"through) and {offset.limit.split(':', 1)[1]}")
+        if offset_value(offset.limit, params, body) is None:
+            where = offset.limit.replace("query:", "").replace("body:", "the body's ")
+            raise UsageError(f"{op.name}: --all-pages needs {where} (the page size)")
+        return
+    if op.pagination is None:
+        raise UsageError(f"{op.name} does not page; remove --all-pages")
+    if op.pagination.result_path is None:
+        raise UsageError(f"{op.name}: the catalog does not say where its results are, so pages "
+                         "cannot be merged; remove --all-pages and follow the next token yourself")
+
+
+def offset_paging(op: Operation) -> Offset | None:
+    """How `op` pages by position, where Amazon says it does (spd.catalog.contract), else None."""
+    found = contract.rule(op.name, OFFSET)
+    return found.value if found is not None else None
+
+
+def build_exec_request(api: str, operation: str, pairs: list[str], body: str | None,
+                       all_pages: bool, restricted: str | None, validate: bool = True) -> ExecRequest:
+    """An ExecRequest from command-line text."""
+    elements = [e.strip() for e in restricted.split(",") if e.strip()] if restricted else None
+    return ExecRequest(api, operation, parse_pairs(pairs), read_body(body), all_pages, elements,
+                       validate)
+
+
+def check_raw(method: str, path: str) -> tuple[str, str]:
+    """The method upper-cased and the path, or UsageError."""
+    method = method.upper()
+    if method not in RAW_METHODS:
+        raise UsageError(f"method {method!r} is not supported; use one of {', '.join(RAW_METHODS)}")
+    if "://" in path or not path.startswith("/"):
+        raise UsageError(f"PATH {path!r} must be a path such as /orders/v0/orders (the account's "
+                         "endpoint supplies the host)")
+    return method, path
+
+
+def offset_value(where: str, params: dict[str, Any], body: Any, response: Any = None) -> Any:
+    """An integer at `query:NAME`, `param:NAME`, `body:a.b` or `response:a.b`, or None."""
+    kind, _, path = where.partition(":")
+    source = {"query": params, "param": params, "body": body, "response": response}[kind]
+    value = source.get(path) if kind in ("query", "param") else dig(source, path)
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None

@@ -1,0 +1,186 @@
+"""What each `spd` command does, once spd.cli has parsed its arguments: load, call, print.
+
+The commands that run the daemon, the demo or the simulator import them when they run, so that
+`spd validate`, `ops` or `objects` never load APScheduler, Prometheus or the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from spd.app.execute import exec_command, request_command
+from spd.app.once import run_once
+from spd.app.status import collect_status, format_status, reset_poller
+from spd.catalog import ops
+from spd.catalog.build import build_catalog, default_models_dir
+from spd.catalog.model import load_catalog
+from spd.catalog.requests import build_exec_request, check_raw, prepare, read_body
+from spd.config.checks import check_config
+from spd.config.model import Config, load_config
+from spd.core.errors import EXIT_FAILURE, ApiError, UsageError
+from spd.core.logging import configure_logging
+from spd.core.redaction import redact_data
+from spd.sources import describe
+from spd.sources.reports import registry
+
+def print_json(value: Any) -> None:
+    """Prints JSON to stdout, indented when a person is reading."""
+    option = orjson.OPT_INDENT_2 if sys.stdout.isatty() else 0
+    sys.stdout.buffer.write(orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS) + b"\n")
+    sys.stdout.flush()
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """The config file: `-c`, else $SPD_CONFIG, else /etc/spd/spd.yaml (spd.cli fills it in)."""
+    return Path(args.config)
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config `-c` (or $SPD_CONFIG, or the default) names, loaded and validated."""
+    return load_config(config_path(args))
+
+
+# --- command handlers --------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from spd.app.daemon import run_daemon  # APScheduler and Prometheus, for `spd run` only
+
+    return run_daemon(config_path(args))
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    return run_once(config_path(args), args.pollers)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spd.demo import run_demo  # the simulator and the daemon, for `spd demo` only
+
+    return run_demo(seconds=args.seconds)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load(args)
+    check_config(config, load_catalog())
+    print(f"{config.path}: ok")
+    for line in config.describe():
+        print(f"  {line}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rows = collect_status(load(args))
+    if args.json:
+        print_json(rows)
+    else:
+        for line in format_status(rows):
+            print(line)
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    config = load(args)
+    if not args.yes:
+        confirm_reset(args.poller, args.to)
+    print(reset_poller(config, args.poller, args.to))
+    return 0
+
+
+def confirm_reset(poller: str, to: str | None) -> None:
+    """Asks before moving a watermark; without a terminal, `--yes` is required."""
+    target = to or "its start_time"
+    if not sys.stdin.isatty():
+        raise UsageError(f"reset of poller {poller} needs confirmation: add --yes")
+    answer = input(f"Move the watermark of poller {poller} to {target}? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UsageError("reset cancelled")
+
+
+def cmd_objects(args: argparse.Namespace) -> int:
+    if args.schema:
+        if not args.type:
+            raise UsageError("spd objects --schema needs an object type")
+        print_json(describe.object_schema(args.type))
+    elif args.type:
+        described = describe.describe_object_type(args.type)
+        if described["kind"] == "report":  # what Amazon documents of the report type
+            described["report"] = registry.describe_report_spec(registry.report_spec(
+                described["name"][len(registry.REPORT_PREFIX):]))
+        print_json(described)
+    else:
+        print_json(describe.list_object_types() + registry.list_report_types())
+    return 0
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    if args.api is None:
+        print_json(ops.list_apis(catalog))
+    elif args.operation is None:
+        print_json(ops.list_operations(catalog, args.api))
+    elif args.schema:
+        print_json(ops.operation_schema(catalog, args.api, args.operation))
+    else:
+        print_json(ops.describe_operation(catalog, args.api, args.operation))
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    req = build_exec_request(args.api, args.operation, args.params, args.body, args.all_pages,
+                             args.restricted, validate=not args.no_validate)
+    if req.validate:
+        prepare(load_catalog(), req)  # bad parameters are reported before a config is needed
+    return _api_output(lambda config: exec_command(config, req, args.account), args)
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    check_raw(args.method, args.path)
+    body = read_body(args.body)
+    return _api_output(lambda config: request_command(
+        config, args.method, args.path, body, allow_404=args.allow_404, account=args.account), args)
+
+
+def _api_output(call: Callable[[Config], Awaitable[Any]], args: argparse.Namespace) -> int:
+    """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1)."""
+
+
+    config = load(args)
+    # stdout is the answer and stderr the error JSON: only warnings (retries) join them
+    configure_logging(config.log.level if config.log.level in ("debug", "error") else "warning",
+                      config.log.format)
+    try:
+        result = asyncio.run(call(config))
+    except ApiError as exc:  # what Amazon said, without any token a server echoed back
+        sys.stderr.buffer.write(orjson.dumps(redact_data(exc.error_json())) + b"\n")
+        sys.stderr.flush()
+        return EXIT_FAILURE
+    if result is not None:
+        print_json(result)
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from spd.sim.cli import main as sim_main  # the simulator's aiohttp server, for `spd sim` only
+
+    return sim_main(args.sim_args)
+
+
+def cmd_models_build(args: argparse.Namespace) -> int:
+    dest = Path(args.to) if args.to else default_models_dir()
+    report = build_catalog(Path(args.source), dest)
+    print(report)
+    return 0
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "once": cmd_once, "demo": cmd_demo, "validate": cmd_validate,
+    "status": cmd_status, "reset": cmd_reset, "objects": cmd_objects, "ops": cmd_ops,
+    "exec": cmd_exec, "request": cmd_request, "sim": cmd_sim, "models_build": cmd_models_build,
+}
