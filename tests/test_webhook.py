@@ -28,7 +28,8 @@ from structlog.testing import capture_logs
 from spd import __version__
 from spd.config.model import WebhookEmitterConfig
 from spd.emitters import WebhookEmitter, build_emitter
-from spd.emitters.webhook import delivery_id, parse_retry_after
+from spd.core.retry import retry_after as parse_retry_after
+from spd.emitters.webhook import delivery_id
 from spd.core.errors import ConfigError, DeliveryError
 from spd.pipeline.messages import Message, build_messages
 

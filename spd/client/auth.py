@@ -15,16 +15,16 @@ import aiohttp
 import orjson
 import structlog
 
+from spd.client.gate import FailureGate
 from spd.client.singleflight import SingleFlight
-from spd.client.transport import (MAX_TOKEN_RESPONSE_BYTES, REDIRECTS, BodyTooLarge,
-                                  RedirectRefused, send_credentialed)
+from spd.client.transport import (MAX_TOKEN_RESPONSE_BYTES, REDIRECTS, RedirectRefused,
+                                  send_credentialed)
+from spd.core.http import BodyTooLarge
 from spd.core.errors import AuthError, ConfigError
 
 log = structlog.get_logger(__name__)
 
 EXPIRY_MARGIN = 60.0  # use a token until 60 s before it expires
-GATE_BASE = 30.0  # refused credentials: first retry after 30 s, doubling up to an hour
-GATE_CAP = 3600.0
 LWA_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
 _KNOWN_ERRORS = {
@@ -35,36 +35,6 @@ _KNOWN_ERRORS = {
     "(unauthorized_client)",
     "invalid_scope": "LWA rejected the scope of a grantless operation (invalid_scope)",
 }
-
-
-class FailureGate:
-    """Refused credentials fail fast, without a request, until their next retry time.
-
-    One account's revoked refresh token or wrong AWS keys must neither hammer LWA/STS on every
-    poll nor stop the other accounts; the retry time doubles while the refusals go on.
-    """
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
-                 base: float = GATE_BASE, cap: float = GATE_CAP) -> None:
-        self._clock = clock
-        self._base = base
-        self._cap = cap
-        self._blocked: dict[Any, tuple[float, int, str]] = {}  # key -> (until, failures, msg)
-
-    def check(self, key: Any) -> None:
-        """Raises the last refusal again while `key` is blocked."""
-        blocked = self._blocked.get(key)
-        if blocked is not None and self._clock() < blocked[0]:
-            wait = max(1, round(blocked[0] - self._clock()))
-            raise AuthError(f"{blocked[2]}; next attempt in {wait}s")
-
-    def failed(self, key: Any, exc: AuthError) -> None:
-        failures = self._blocked[key][1] + 1 if key in self._blocked else 1
-        delay = min(self._cap, self._base * 2 ** (failures - 1))
-        self._blocked[key] = (self._clock() + delay, failures, exc.message)
-
-    def passed(self, key: Any) -> None:
-        self._blocked.pop(key, None)
 
 
 @dataclass

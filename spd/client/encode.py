@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +18,7 @@ import orjson
 
 from spd.core.times import format_ts
 from spd.core.errors import ApiError, UsageError
+from spd.core.retry import retry_after as parse_retry_after
 
 _PATH_PARAM = re.compile(r"\{([^{}]+)\}")
 _UNRESERVED = "-_.~"
@@ -205,21 +205,8 @@ def token_rejected(status: int, body: Any) -> bool:
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date)."""
-    value = header(headers, "Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date), or None."""
+    return parse_retry_after(header(headers, "Retry-After"))
 
 
 def header_rate(value: str | None) -> float | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +24,9 @@ from spd.client.auth import LwaAuth, make_signer
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
 from spd.client import transport
-from spd.client.transport import (REDIRECTS, BodyTooLarge, RedirectRefused, public_location,
-                                  read_capped, send_credentialed)
+from spd.client.transport import REDIRECTS, RedirectRefused, public_location, send_credentialed
+from spd.core.http import BodyTooLarge, read_capped
+from spd.core.retry import Backoff
 from spd.client.ratelimit import (
     DEFAULT_BURST,
     DEFAULT_GUARD,
@@ -346,7 +346,7 @@ class SpClient:
             if retry_after is not None:
                 delay = min(retry_after, self.max_retry_after)
             else:  # acquire() waits ~1/rate after the drain; add jitter growing per attempt
-                delay = random.uniform(0, 0.25 * attempt) / req.bucket.rate
+                delay = Backoff(0.25 * attempt, 0.25 * attempt).delay(1) / req.bucket.rate
             log.warning(
                 "rate_limited", account=req.name, operation=req.label, attempt=attempt,
                 request_id=resp.request_id, rate=req.bucket.rate, delay=round(delay, 3),
@@ -381,8 +381,8 @@ class SpClient:
             await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter."""
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+        """Exponential backoff with full jitter: many clients share Amazon's quotas."""
+        return Backoff(self.backoff_base, self.backoff_cap, "full").delay(attempt)
 
     async def _attempt(self, req: _Request) -> tuple[Response, str]:
         """One try: token bucket, access token, signing, send, parse."""

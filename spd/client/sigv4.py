@@ -27,7 +27,7 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from spd.client.auth import FailureGate
+from spd.client.gate import FailureGate
 from spd.client.singleflight import SingleFlight
 from spd.client.transport import RedirectRefused, refuse_redirects
 from spd.core.errors import AuthError

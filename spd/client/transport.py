@@ -21,18 +21,11 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from spd.core.http import read_capped
+
 MAX_RESPONSE_BYTES = 10 * 2**20
 MAX_TOKEN_RESPONSE_BYTES = 64 * 2**10
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 2**10
-
-
-class BodyTooLarge(Exception):
-    """A reply body exceeded its cap; nothing more of it was read."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"response body is larger than {format_size(limit)}")
-        self.limit = limit
 
 
 class RedirectRefused(aiohttp.ClientError):
@@ -59,14 +52,6 @@ class Reply:
         return public_location(self.headers.get("Location"))
 
 
-def format_size(size: int) -> str:
-    """`16 MiB`, `64 KiB`, or bytes."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if size >= scale and size % scale == 0:
-            return f"{size // scale} {unit}"
-    return f"{size} bytes"
-
-
 def public_location(location: str | None) -> str | None:
     """A Location header as messages show it: no credentials, no query (it may hold a token)."""
     if not location:
@@ -76,28 +61,6 @@ def public_location(location: str | None) -> str | None:
     except ValueError:
         return "an invalid URL"
     return str(url.with_user(None).with_query(None).with_fragment(None))
-
-
-async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or BodyTooLarge as soon as it is known to exceed `limit` bytes."""
-    length = response.content_length
-    if length is not None and length > limit:
-        raise BodyTooLarge(limit)
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge(limit)
-    return bytes(body)
-
-
-async def discard_body(response: aiohttp.ClientResponse, limit: int) -> None:
-    """Reads and drops a body nobody needs, up to `limit` bytes so the connection can be
-    reused; a longer one closes the connection instead of being read."""
-    try:
-        await read_capped(response, limit)
-    except BodyTooLarge:
-        response.close()
 
 
 async def send_credentialed(session: aiohttp.ClientSession, method: str, url: str | URL, *,

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SkipValidation, ValidationError, field_validator, model_validator
 
+from spd.catalog.model import load_catalog
 from spd.client.rdt import DATA_ELEMENTS
 from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
 from spd.config.sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, EmitterConfig,
@@ -113,9 +114,7 @@ def _object_type(name: str) -> Any:
     return ot
 
 
-def _check_params(ot: Any, bounds: tuple[str, str | None], params: dict[str, Any]) -> None:
-    from spd.catalog.model import load_catalog
-
+def _check_params(ot: ObjectType, bounds: tuple[str, str | None], params: dict[str, Any]) -> None:
     try:
         op = load_catalog().operation(ot.api, ot.operation)
     except SpdError as exc:  # the registry names an operation the catalog lacks: say so, in place

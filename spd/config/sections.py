@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, computed_field, field_validator, model_va
 
 from spd.core.fields import (ConfigModel, Duration, FilePath, Interval, Secret, Template, Text, UniqueTexts, Url,
                                check_url, fail, show)
+from spd.catalog.model import load_catalog
 from spd.core.errors import SpdError
 
 DEFAULT_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
@@ -140,8 +141,6 @@ def _check_operation(key: str) -> None:
     api, dot, op = key.partition(".")
     if not dot or not api or not op:
         raise fail(f"{show(key)} is not API.OPERATION; write it like ordersV0.getOrders", key)
-    from spd.catalog.model import load_catalog  # the catalog loads lazily: most commands never need it
-
     try:
         load_catalog().operation(api, op)
     except (SpdError, KeyError) as exc:

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from spd.emitters.base import Emitter
 from spd.emitters.file import FileEmitter
+from spd.emitters.kafka import KafkaEmitter, make_ssl_context
 from spd.emitters.stdout import StdoutEmitter
 from spd.emitters.webhook import WebhookEmitter
 from spd.core.errors import ConfigError
@@ -46,8 +47,6 @@ def _webhook(name: str, cfg: Any) -> Emitter:
 
 
 def _kafka(name: str, cfg: Any) -> Emitter:
-    from spd.emitters.kafka import KafkaEmitter  # aiokafka loads only when Kafka is configured
-
     protocol = getattr(cfg, "security_protocol", "PLAINTEXT") or "PLAINTEXT"
     sasl = getattr(cfg, "sasl", None)
     if sasl is not None and protocol not in SASL_PROTOCOLS:
@@ -66,8 +65,6 @@ def _kafka(name: str, cfg: Any) -> Emitter:
 
 
 def _kafka_ssl(name: str, protocol: str, ssl_cfg: Any) -> Any:
-    from spd.emitters.kafka import make_ssl_context
-
     if protocol not in SSL_PROTOCOLS:
         if ssl_cfg is not None:
             raise ConfigError(f"emitters.{name}.ssl: needs security_protocol SSL or SASL_SSL, not {protocol}")

@@ -34,12 +34,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 import orjson
@@ -49,10 +46,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from spd import __version__
-from spd.client.transport import discard_body
+from spd.core.http import discard_body
 from spd.emitters.base import Emitter
 from spd.emitters.deadletter import DeadLetter
 from spd.core.errors import ConfigError, DeliveryError
+from spd.core.retry import Backoff, retry_after
 from spd.emitters.base import Message
 
 log = structlog.get_logger(__name__)
@@ -84,22 +82,6 @@ def delivery_id(body: bytes) -> str:
 def sign(secret: bytes, body: bytes) -> str:
     """The X-SPD-Signature value for `body`."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
@@ -255,7 +237,7 @@ class WebhookEmitter(Emitter):
                 retriable = resp.status in (408, 429) or resp.status >= 500
                 return Attempt(
                     resp.status, f"HTTP {resp.status}" + (f": {snippet}" if snippet else ""), retriable,
-                    parse_retry_after(resp.headers.get("Retry-After")) if retriable else None,
+                    retry_after(resp.headers.get("Retry-After")) if retriable else None,
                 )
         except asyncio.TimeoutError:
             return Attempt(None, f"no answer within {self.timeout:g}s", True)
@@ -264,7 +246,7 @@ class WebhookEmitter(Emitter):
 
     def _backoff(self, attempts: int) -> float:
         first, largest = self.backoff
-        return min(largest, first * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
+        return Backoff(first, largest, "half").delay(attempts)
 
     async def _give_up(self, message: Message, delivery: str, outcome: Attempt, attempts: int) -> None:
         """Dead-letters the message (then it counts as handled), else raises DeliveryError."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from typing import Any
 import structlog
 
 from spd.catalog.model import load_catalog
+from spd.core.retry import Backoff
 from spd.core.times import format_ts, parse_ts, utcnow
 from spd.core.errors import ApiError, SpdError
 from spd.pipeline.poller import Poller, PollStopped, RunResult, Window
@@ -184,8 +186,8 @@ class ReportPoller(Poller):
 
     async def wait_for(self, report_id: str) -> dict[str, Any]:
         """getReport until the report is DONE, FATAL or CANCELLED, backing off between checks."""
-        delay = self.status_delay
-        while True:
+        backoff = Backoff(self.status_delay, self.status_delay_cap, "none")
+        for check in itertools.count(1):
             response = await self.unless_stopped(
                 self.client.call(self.account_name, self.ops["getReport"], {"reportId": report_id}))
             report = response.body if isinstance(response.body, dict) else {}
@@ -195,8 +197,8 @@ class ReportPoller(Poller):
             if status not in ("IN_QUEUE", "IN_PROGRESS"):
                 raise ApiError(f"{API}.getReport: report {report_id} has unknown status {status!r}",
                                retriable=True)
-            await self.sleep_unless_stopped(delay)
-            delay = min(delay * 2, self.status_delay_cap)
+            await self.sleep_unless_stopped(backoff.delay(check))
+        raise AssertionError("unreachable")
 
     async def report_failed(self, window: Window, report: dict[str, Any]) -> PollerState:
         """Records a FATAL/CANCELLED report; raises unless a CANCELLED window counts as empty."""

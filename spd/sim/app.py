@@ -20,6 +20,7 @@ from spd.sim.data import Dataset, order_factory, po_factory
 from spd.sim.render import render_2026, render_po, render_v0
 from spd.sim.faults import FaultInjector, FaultKnobs, drop_connection, send_truncated
 from spd.sim.limits import RateLimiter
+from spd.sim.sandbox import add_sandbox_routes
 
 QUOTA_EXCEEDED = "You exceeded your quota for the requested resource."
 Handler = Callable[[Call], Awaitable[dict[str, Any]]]
@@ -337,9 +338,7 @@ def make_app(settings: SimSettings | None = None) -> web.Application:
     app.router.add_post("/auth/o2/token", lwa.token_endpoint)
     _add_control_routes(app)
     if state.settings.sandbox_models is not None:
-        from spd.sim.sandbox import add_sandbox_routes  # answers every path itself
-
-        add_sandbox_routes(app, state.settings.sandbox_models)
+        add_sandbox_routes(app, state.settings.sandbox_models, state)  # answers every path itself
         return app
     if state.settings.pager:
         pager.add_pager_routes(app, state)

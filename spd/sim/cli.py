@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from spd.sim.app import SimSettings, Simulator
+from spd.sim.sandbox import SANDBOX
 
 
 def _probability(text: str) -> float:
@@ -109,8 +110,6 @@ async def serve(settings: SimSettings, out: TextIO = sys.stdout) -> None:
             print(f"  ground truth: {sim.url}/_sim/objects?type=ordersV0.getOrders&field=updated"
                   f"   stats: {sim.url}/_sim/stats", file=out)
             if settings.sandbox_models is not None:
-                from spd.sim.sandbox import SANDBOX
-
                 index = sim.app[SANDBOX]
                 print(f"  static sandbox: {index.case_count} cases of {index.route_count} "
                       f"operations from {settings.sandbox_models}", file=out)

@@ -19,7 +19,6 @@ from typing import Any
 
 from spd.catalog.model import load_catalog
 from spd.catalog.contract_types import MAX_WINDOW
-from spd.sources.hooks import flatten_financial_events
 from spd.sim import rules
 from spd.sim.common import BAD_INPUT, ApiReject, Call, invalid, iso, parse_time
 from spd.sim.data import Dataset, Record, add_version
@@ -285,11 +284,17 @@ def ground_truth(state: Any, name: str, field: str, lo: float, hi: float, market
         row["omitted_only"] = bool(rec.attrs.get("omitted_only"))
         if with_data:
             obj = world.render(st, rec, row["version"])
-            row["data"] = flatten_financial_events({rec.attrs["list"]: [obj]})[0] if st.lists else obj
+            row["data"] = _as_emitted_event(rec.attrs["list"], obj) if st.lists else obj
         for key in ("version_time", "visible_at", "superseded_at"):
             if row[key] is not None:
                 row[key] = iso(row[key])
     return rows
+
+
+def _as_emitted_event(list_name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A financial event as spd emits it: its list's name without `List` as `eventType`. Stated
+    here, not taken from spd's hooks, so that a test compares two independent readings."""
+    return {**event, "eventType": list_name.removesuffix("List")}
 
 
 __all__ = ["ApiReject", "GenericWorld", "ground_truth", "operations", "sim_types", "usage_plans"]

@@ -15,12 +15,13 @@ one naming the most parameters wins, then the first in the model.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import orjson
@@ -28,6 +29,9 @@ from aiohttp import web
 
 from spd.sim.common import ApiReject
 from spd.sim.limits import UNLIMITED_RATE
+
+if TYPE_CHECKING:  # the state is made by spd.sim.app, which serves these routes
+    from spd.sim.app import SimState
 
 NO_MATCH = {"errors": [{"code": "InvalidInput", "message": "Could not match input arguments",
                         "details": ""}]}
@@ -240,11 +244,8 @@ def _reply(body: Any, status: int, headers: dict[str, str], has_body: bool = Tru
                         content_type="application/json")
 
 
-async def sandbox_endpoint(request: web.Request) -> web.StreamResponse:
+async def sandbox_endpoint(state: SimState, request: web.Request) -> web.StreamResponse:
     """Every SP-API request in sandbox mode: route → auth → parse → match → the case's answer."""
-    from spd.sim.app import STATE
-
-    state = request.app[STATE]
     headers = {"x-amzn-RequestId": str(uuid.uuid4()), "x-amzn-RateLimit-Limit": UNLIMITED_RATE}
     found = request.app[SANDBOX].find(request.method, request.raw_path.split("?", 1)[0])
     if found is None:
@@ -276,7 +277,7 @@ async def _read_body(request: web.Request) -> Any:
         raise ApiReject(400, "InvalidInput", "The request body is not valid JSON.") from None
 
 
-def add_sandbox_routes(app: web.Application, directory: Path) -> None:
+def add_sandbox_routes(app: web.Application, directory: Path, state: SimState) -> None:
     """Serves the static sandbox of the model files in `directory` on every other path."""
     app[SANDBOX] = load_sandbox(directory)
-    app.router.add_route("*", "/{tail:.*}", sandbox_endpoint)
+    app.router.add_route("*", "/{tail:.*}", functools.partial(sandbox_endpoint, state))

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from spd.client.transport import format_size
+from spd.core.http import format_size
 from spd.core.errors import ApiError
 
 Row = dict[str, Any]
