@@ -197,6 +197,51 @@ def test_ready_status_and_reload_notifications(tmp_path: Path, sim_factory: Any,
     assert notify_socket.messages[stopping]["STATUS"].startswith("stopping")
 
 
+# Loaded by a real `spd run` through PYTHONPATH: once the flag file exists, no runtime can start,
+# neither the reloaded config's nor, falling back, the old one's (the way a vanished dependency or
+# a broken disk would refuse both).
+FAIL_START_HOOK = """
+import os
+import spd.app.runtime as runtime
+from spd.core.errors import SpdError
+
+_start = runtime.Runtime.start
+
+async def start(self):
+    if os.path.exists(os.environ["SPD_TEST_FAIL_START"]):
+        raise SpdError("injected: this runtime cannot start")
+    await _start(self)
+
+runtime.Runtime.start = start
+"""
+
+
+def test_a_reload_whose_fallback_fails_stops_with_exit_1(tmp_path: Path, notify_socket: NotifySocket) -> None:
+    hook, flag = tmp_path / "hook", tmp_path / "fail-start"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAIL_START_HOOK)
+    config = tmp_path / "spd.yaml"
+    config.write_text(f"state: {{path: {tmp_path / 'state.db'}}}\nlog: {{level: info, format: json}}\n"
+                      "accounts:\n  acme:\n    endpoint: http://127.0.0.1:9\n"
+                      "    lwa: {client_id: c, client_secret: s, refresh_token: r}\n")
+    env = {**notify_env(notify_socket), "PYTHONPATH": str(hook), "SPD_TEST_FAIL_START": str(flag)}
+    proc = start_spd("run", "-c", str(config), env=env)
+    try:
+        ready = notify_socket.wait(lambda m: m.get("READY") == "1")
+        flag.touch()
+        proc.send_signal(signal.SIGHUP)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 1, stderr
+    assert stderr.count('"event":"reload_failed"') == 1  # the new config could not start
+    assert '"event":"reload_fallback_failed"' in stderr and "injected" in stderr  # nor the old one
+    stopping = notify_socket.wait(lambda m: m.get("STOPPING") == "1", after=ready + 1, timeout=5)
+    assert all(m.get("READY") != "1" for m in notify_socket.messages[ready + 1:stopping])
+
+
 def test_status_shows_pollers_waiting_for_quota_and_stalled(tmp_path: Path, sim_factory: Any,
                                                               notify_socket: NotifySocket) -> None:
     now = datetime.now(timezone.utc).replace(microsecond=0)

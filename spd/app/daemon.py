@@ -58,6 +58,7 @@ class Daemon:
         self._watchdog: asyncio.Task | None = None
         self._status_task: asyncio.Task | None = None
         self._reloading = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads in flight (supervised)
         self.board = systemd.StatusBoard()
         self._status_sent = ""
         self.http: Any = None
@@ -161,7 +162,26 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    def request_reload(self) -> None:
+        """SIGHUP: reloads in a supervised task; one that fails outright stops the daemon."""
+        task = asyncio.ensure_future(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reload_done)
+
+    def _reload_done(self, task: asyncio.Task[None]) -> None:
+        """A reload whose fallback to the old config failed leaves no runtime: rather than idle
+        with nothing running, the daemon says so and exits 1 (systemd restarts it)."""
+        self._reloads.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        error = describe_error(task.exception())  # type: ignore[arg-type]
+        log.error("reload_fallback_failed", error=error, config=str(self.config_path),
+                  hint="neither the new nor the old config could start; stopping with exit 1")
+        self.board.error("reload", error)
+        self.exit_code = EXIT_FAILURE
+        self.request_stop()
 
     def request_stop(self) -> None:
         """Begins a graceful stop (signal handlers, identity errors, the demo's timer)."""
@@ -191,6 +211,8 @@ class Daemon:
 
     async def close(self) -> None:
         """Stop scheduling → drain in-flight pages → flush and close emitters → close state."""
+        for reload in list(self._reloads):  # a reload half done when the stop came
+            reload.cancel()
         # Pause first: shutting APScheduler's executor down would cancel the runs in flight.
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()
@@ -226,8 +248,8 @@ class Daemon:
             systemd.notify_reloading("reloading the config")
             try:
                 await self._reload()
-            finally:
-                if not self.stopped.is_set():  # a stop meanwhile said STOPPING=1 instead
+            finally:  # a stop meanwhile, or no runtime left (_reload_done), says STOPPING=1 instead
+                if not self.stopped.is_set() and self.runtime is not None:
                     self.notify_ready()
 
     async def _reload(self) -> None:
@@ -241,7 +263,8 @@ class Daemon:
         self.scheduler.remove_all_jobs()
         await self.drain()
         if self.runtime is not None:
-            await self.runtime.close()
+            runtime, self.runtime = self.runtime, None  # nothing runs on a closed runtime
+            await runtime.close()
         configure_logging(config.log.level, config.log.format)
         try:
             self.runtime = await self.open_runtime(config)
@@ -249,7 +272,7 @@ class Daemon:
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
             self.board.error("reload (old config kept)", str(exc))
             config = self.config
-            self.runtime = await self.open_runtime(config)
+            self.runtime = await self.open_runtime(config)  # if this fails too: _reload_done
         self.config = config
         self.schedule(config)
         log.info("config_reloaded", pollers=sorted(config.pollers))
