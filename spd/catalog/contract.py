@@ -79,7 +79,6 @@ DF_ORDERS_GUIDES = (
     ("You can retrieve data for up to six months.",
      "https://developer-docs.amazon.com/sp-api/docs/vendor-direct-fulfillment-orders-api-2021-12-28-use-case-guide"),
 )
-SAME_ARGS = "include the same arguments as the call that produced the token"
 REPORT_SCHEMAS = "https://github.com/amzn/selling-partner-api-models/blob/main/schemas/reports/"
 
 RULES: list[Rule] = [

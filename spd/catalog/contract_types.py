@@ -22,8 +22,6 @@ SAME_MARKETPLACE = "same_marketplace"  # value: a parameter that must name the m
 OFFSET = "offset"  # value: Offset (paging by position rather than token)
 REPORT_PERIOD = "report_period"  # value: {period: (first day, last day)} of aligned report dates
 
-KINDS = (BOUND, ID, PAGE_SIZE, LAG, MAX_WINDOW, MAX_AGE, REQUIRES, PAGE2, TOKEN_TTL,
-         OMIT_MARKETPLACE, DEFAULT_REACH, SAME_MARKETPLACE, OFFSET, REPORT_PERIOD)
 
 
 @dataclass(frozen=True)

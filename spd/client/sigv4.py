@@ -194,8 +194,3 @@ def sign_request(creds: TempCredentials, region: str, method: str, url: str,
     headers["x-amz-security-token"] = request.headers["X-Amz-Security-Token"]
     headers["Authorization"] = request.headers["Authorization"]
 
-
-def security_token_rejected(body: Any) -> bool:
-    """True when SP-API says the AWS security token (not the LWA token) expired or is invalid."""
-    text = str(body).lower()
-    return "security token" in text

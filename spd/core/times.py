@@ -71,8 +71,6 @@ def parse_ts(text: str) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-parse_timestamp = parse_ts
-
 
 def format_ts(value: datetime) -> str:
     """UTC RFC 3339 with `Z`: to the second, or to the ms or µs when the time has them.

@@ -62,10 +62,6 @@ class Emitter(ABC):
     def reopen(self) -> None:
         """SIGHUP: reopens outputs (the file emitter, for logrotate); others ignore it."""
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def _check_open(self) -> None:
         if self._closed:
             raise DeliveryError(f"emitter {self.name}: it is closed")

@@ -131,7 +131,6 @@ class StateStore:
         self.daemon = daemon
         self.readonly = readonly
         self.lock = DaemonLock(self.path, self._unwritable)
-        self.lock_path = self.lock.path
         self.reserve = DiskReserve(self.path)
         self._conn: sqlite3.Connection | None = None
         self._mutex = threading.RLock()
