@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +147,8 @@ def cmd_request(args: argparse.Namespace) -> int:
         config, args.method, args.path, body, allow_404=args.allow_404, account=args.account), args)
 
 
-def _api_output(call: Callable[[Config], Awaitable[Any]], args: argparse.Namespace) -> int:
+def _api_output(call: Callable[[Config], Coroutine[Any, Any, Any]], args: argparse.Namespace) -> int:
     """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1)."""
-
-
     config = load(args)
     # stdout is the answer and stderr the error JSON: only warnings (retries) join them
     configure_logging(config.log.level if config.log.level in ("debug", "error") else "warning",

@@ -28,7 +28,7 @@ from spd.sim import SimSettings, Simulator
 class PrettyEmitter(Emitter):
     """Prints one readable line per object instead of JSON."""
 
-    def __init__(self, name: str, counts: Counter, out: Any = None) -> None:
+    def __init__(self, name: str, counts: Counter[str], out: Any = None) -> None:
         self.name = name
         self.counts = counts
         self.out = out or sys.stdout
@@ -75,7 +75,7 @@ def first(obj: dict[str, Any], *keys: str) -> Any:
 
 async def demo(seconds: float | None) -> int:
     """Starts the simulator, runs the daemon on demo.yaml, prints a summary at the end."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     async with Simulator(SimSettings()) as sim:
         with tempfile.TemporaryDirectory(prefix="spd-demo-") as state_dir, \
                 as_file(files("spd._config") / "demo.yaml") as config_path:
@@ -93,7 +93,7 @@ async def demo(seconds: float | None) -> int:
     return code
 
 
-def print_summary(counts: Counter) -> None:
+def print_summary(counts: Counter[str]) -> None:
     total = sum(counts.values())
     per = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items())) or "nothing"
     print(f"\nspd demo: {total} objects emitted ({per})", file=sys.stderr)

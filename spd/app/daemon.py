@@ -52,11 +52,11 @@ class Daemon:
         self.store: StateStore | None = None
         self.runtime: Runtime | None = None
         self.scheduler: AsyncIOScheduler | None = None
-        self.inflight: dict[asyncio.Task, str] = {}  # run in flight -> poller name or "job:NAME"
+        self.inflight: dict[asyncio.Task[None], str] = {}  # run in flight -> poller name or "job:NAME"
         self.stopped = asyncio.Event()
         self.exit_code = 0
-        self._watchdog: asyncio.Task | None = None
-        self._status_task: asyncio.Task | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
         self._reloading = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads in flight (supervised)
         self.board = systemd.StatusBoard()

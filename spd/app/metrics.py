@@ -79,7 +79,7 @@ class DaemonCollector:
 def build_app(daemon: Any, ready: Callable[[], bool]) -> web.Application:
     """The aiohttp application serving /metrics, /healthz and /readyz."""
     registry = CollectorRegistry()
-    registry.register(DaemonCollector(daemon))  # type: ignore[arg-type]
+    registry.register(DaemonCollector(daemon))
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -18,12 +18,13 @@ from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
 from spd.core.logging import configure_logging, quiet_library_logs
 from spd.core.redaction import redact
 from spd.app.runtime import Runtime
+from spd.config.model import Config
 from spd.state.store import StateStore
 
 log = structlog.get_logger("spd.app.once")
 
 
-def select_pollers(config, names: list[str]) -> list[str]:
+def select_pollers(config: Config, names: list[str]) -> list[str]:
     """The pollers to run: all, or the named ones (unknown names are a usage error)."""
     if not names:
         return list(config.pollers)

@@ -52,8 +52,8 @@ class Runtime:
         self.check_identities()
         self.client = SpClient(self.config.accounts, catalog)
         await self.client.start()
-        for name, cfg in self.config.emitters.items():
-            emitter = self.emitter_factory(name, cfg)
+        for name, settings in self.config.emitters.items():
+            emitter = self.emitter_factory(name, settings)
             await emitter.start()
             self.emitters[name] = emitter
         for name, cfg in self.config.pollers.items():

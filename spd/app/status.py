@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from spd.core.times import format_ts, parse_ts
@@ -35,18 +36,21 @@ def collect_status(config: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _ts(value: datetime | None) -> str | None:
+    return format_ts(value) if value else None
+
+
 def status_row(name: str, cfg: Any, state: PollerState | None) -> dict[str, Any]:
     """The status of one poller as a flat dict."""
-    ts = lambda dt: format_ts(dt) if dt else None  # noqa: E731
     row: dict[str, Any] = {
         "poller": name,
         "object_type": cfg.object_type.name if cfg else None,
         "in_config": cfg is not None,
-        "watermark": ts(state.watermark) if state else (ts(cfg.start_time) if cfg else None),
-        "window": [ts(state.window_start), ts(state.window_end)] if state and state.window_start else None,
+        "watermark": _ts(state.watermark) if state else (_ts(cfg.start_time) if cfg else None),
+        "window": [_ts(state.window_start), _ts(state.window_end)] if state and state.window_start else None,
         "page": state.page if state else 0,
-        "last_run": ts(state.last_run_at) if state else None,
-        "last_success": ts(state.last_success_at) if state else None,
+        "last_run": _ts(state.last_run_at) if state else None,
+        "last_success": _ts(state.last_success_at) if state else None,
         "last_error": redact(state.last_error) if state and state.last_error else None,
         "objects_emitted": state.objects_emitted if state else 0,
         "pages_emitted": state.pages_emitted if state else 0,

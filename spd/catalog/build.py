@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -212,7 +213,7 @@ def _param_entry(model: _Model, raw: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _merged_params(model: _Model, item: dict[str, Any], op: dict[str, Any]) -> list[dict]:
+def _merged_params(model: _Model, item: dict[str, Any], op: dict[str, Any]) -> list[dict[str, Any]]:
     """Path-level then operation-level parameters; the operation's win on (name, in)."""
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for raw in list(item.get("parameters") or ()) + list(op.get("parameters") or ()):
@@ -230,7 +231,8 @@ def _success_schema(op: dict[str, Any]) -> Any:
     return None
 
 
-def _walk(model: _Model, schema: Any, path: tuple[str, ...], depth: int = 0):
+def _walk(model: _Model, schema: Any, path: tuple[str, ...],
+          depth: int = 0) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     """Yield (path, resolved schema) for every property, depth-first, to a bounded depth."""
     if depth > 5:
         return
@@ -241,7 +243,7 @@ def _walk(model: _Model, schema: Any, path: tuple[str, ...], depth: int = 0):
             yield from _walk(model, resolved, path + (name,), depth + 1)
 
 
-def find_pagination(model: _Model, params: list[dict], schema: Any) -> dict | None:
+def find_pagination(model: _Model, params: list[dict[str, Any]], schema: Any) -> dict[str, Any] | None:
     """Token parameter, token location and result array location, or None."""
     token_params = [p["name"] for p in params if p.get("in") == "query"
                     and "token" in p["name"].lower() and _NEXT_RE.search(p["name"])]
@@ -259,7 +261,7 @@ def find_pagination(model: _Model, params: list[dict], schema: Any) -> dict | No
             "result_path": _result_path(model, props, token_path)}
 
 
-def _result_path(model: _Model, props: list, token_path: tuple[str, ...]) -> list[str] | None:
+def _result_path(model: _Model, props: list[tuple[tuple[str, ...], dict[str, Any]]], token_path: tuple[str, ...]) -> list[str] | None:
     """The array beside the token or one of its ancestors, else an object of arrays beside the
     token (financial events: one list per event type), else the only shallowest array."""
     arrays = [path for path, s in props

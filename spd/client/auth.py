@@ -57,7 +57,7 @@ class LwaAuth:
         self._clock = clock
         self._margin = margin
         self._cache: dict[tuple[str, str | None], _Token] = {}
-        self._flights: SingleFlight = SingleFlight()
+        self._flights: SingleFlight[str] = SingleFlight()
         self.refreshes = 0  # token requests sent, for tests and metrics
         self.gate = FailureGate(clock=clock)
 

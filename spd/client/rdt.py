@@ -57,7 +57,7 @@ class RestrictedTokens:
         self._create = create
         self._clock = clock
         self._cache: dict[Key, _Rdt] = {}
-        self._flights: SingleFlight = SingleFlight()
+        self._flights: SingleFlight[str] = SingleFlight()
         self.requested = 0  # createRestrictedDataToken calls, for tests and metrics
 
     async def token(self, name: str, method: str, path: str, elements: tuple[str, ...]) -> str:

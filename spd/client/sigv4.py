@@ -41,7 +41,7 @@ REFRESH_MARGIN = 300.0  # assume the role again 5 minutes before the credentials
 SESSION_SECONDS = 3600
 
 
-class NoRedirectHttpSession(AIOHTTPSession):
+class NoRedirectHttpSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore is untyped
     """botocore's aiohttp session under spd's rule for requests carrying credentials
     (spd.client.transport): a redirect is refused, never followed."""
 
@@ -87,7 +87,7 @@ class AssumedRoles:
         self._margin = margin
         self._duration = duration
         self._cache: dict[str, TempCredentials] = {}
-        self._flights: SingleFlight = SingleFlight()
+        self._flights: SingleFlight[TempCredentials] = SingleFlight()
         self.gate = FailureGate()
         self.assumed = 0  # AssumeRole calls sent, for tests and metrics
 

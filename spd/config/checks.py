@@ -28,14 +28,14 @@ def check_config(config: Config, catalog: Catalog) -> None:
     """What a config can only be checked for by the emitters, the object types and the catalog;
     ConfigError naming the file, key path and line of the first problem."""
     try:
-        for name, cfg in config.emitters.items():
-            build_emitter(name, cfg)  # options that only the emitter checks; opens nothing
-        for name, cfg in config.pollers.items():
-            if getattr(cfg, "download", False):
-                check_download(cfg)  # settlements: report_types stand for params.reportTypes
+        for name, emitter in config.emitters.items():
+            build_emitter(name, emitter)  # options that only the emitter checks; opens nothing
+        for name, poller in config.pollers.items():
+            if poller.download:
+                check_download(poller)  # settlements: report_types stand for params.reportTypes
             else:
-                check_poller_params(name, cfg.object_type, cfg)
-            check_report_poller(name, cfg)
+                check_poller_params(name, poller.object_type, poller)
+            check_report_poller(name, poller)
         check_jobs(config, catalog)
     except ConfigError as exc:
         located = KEY_PATH_MESSAGE.match(str(exc))

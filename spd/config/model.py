@@ -52,10 +52,11 @@ RestrictedElement = Literal[DATA_ELEMENTS]  # type: ignore[valid-type]  # the To
 class PollerConfig(ConfigModel):
     internal_keys: ClassVar[frozenset[str]] = frozenset({"name", "object_type"})
     name: str
-    account: str | None = None  # filled in by Config: the only account, or the default one
+    account: str = ""  # filled in by Config: the only account, or the default one
     object: Text  # as written: a canonical name or an alias
     # resolved from `object` before the fields are checked: never None once validated
-    object_type: Annotated[ObjectType, SkipValidation] = Field(default=None, exclude=True, repr=False)
+    object_type: Annotated[ObjectType, SkipValidation] = Field(default=None, exclude=True,  # type: ignore[assignment]
+                                                               repr=False)
     timestamp_field: Literal["created", "updated"] = "created"
     emit: Literal["individually", "page"] = "individually"
     start_time: Timestamp = EPOCH
@@ -132,7 +133,7 @@ def _check_params(ot: ObjectType, bounds: tuple[str, str | None], params: dict[s
 class JobConfig(ConfigModel):
     internal_keys: ClassVar[frozenset[str]] = frozenset({"name"})
     name: str
-    account: str | None = None
+    account: str = ""  # filled in by Config, as for pollers
     api: Text
     operation: Text
     params: dict[str, Any] = {}
@@ -146,9 +147,10 @@ class JobConfig(ConfigModel):
 class Config(ConfigModel):
     internal_keys: ClassVar[frozenset[str]] = frozenset({"path", "lines", "from_files"})
     path: Path | None = None  # the file it was loaded from
-    lines: dict[tuple, int] = Field(default_factory=dict, exclude=True, repr=False)  # key path -> line
+    lines: dict[KeyPath, int] = Field(default_factory=dict, exclude=True, repr=False)  # key path -> line
     # key path -> what each ${file:} put there, and the file name: never shown in an error
-    from_files: dict[tuple, tuple] = Field(default_factory=dict, exclude=True, repr=False)
+    from_files: dict[KeyPath, tuple[tuple[str, str], ...]] = Field(default_factory=dict, exclude=True,
+                                                                  repr=False)
     state: StateConfig | None = None  # needed by pollers and jobs; `exec` and `request` need only accounts
     log: LogConfig = LogConfig()
     http: HttpConfig | None = None
@@ -258,14 +260,14 @@ class Config(ConfigModel):
         return lines
 
 
-def _describe_emitter(emitter: Any) -> str:
+def _describe_emitter(emitter: EmitterConfig) -> str:
     if isinstance(emitter, FileEmitterConfig):
         return f"file {emitter.path}" + (" (fsync)" if emitter.fsync else "")
     if isinstance(emitter, WebhookEmitterConfig):
         return f"webhook {_public_url(emitter.url)}"
     if isinstance(emitter, KafkaEmitterConfig):
         return f"kafka {', '.join(emitter.bootstrap_servers)} topic {emitter.topic}"
-    return emitter.type
+    return str(emitter.type)
 
 
 def _public_url(url: str) -> str:

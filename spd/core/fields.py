@@ -139,14 +139,14 @@ Template = Annotated[str, BeforeValidator(_text), AfterValidator(_template)]
 UniqueTexts = Annotated[list[Text], AfterValidator(_unique)]
 
 
-def translate(exc: ValidationError, doc: YamlDoc, root: type[BaseModel]) -> ConfigError:
+def translate(exc: ValidationError, doc: YamlDoc, root: type[ConfigModel]) -> ConfigError:
     """The first problem in document order, as a one-line ConfigError."""
     found = [_problem(err, doc, root) for err in exc.errors(include_url=False)]
     path, problem = min(found, key=lambda f: doc.line(f[0]) or 0)
     return doc.error(path, problem)
 
 
-def _problem(err: Any, doc: YamlDoc, root: type[BaseModel]) -> tuple[KeyPath, str]:
+def _problem(err: Any, doc: YamlDoc, root: type[ConfigModel]) -> tuple[KeyPath, str]:
     path = _normalize(err["loc"], doc)
     ctx, value, kind_ = err.get("ctx") or {}, err.get("input"), err["type"]
     if kind_ == "spd":
@@ -215,7 +215,7 @@ def _normalize(loc: tuple[Any, ...], doc: YamlDoc) -> KeyPath:
     return path
 
 
-def model_at(root: type[BaseModel], path: KeyPath, data: Any) -> type[BaseModel] | None:
+def model_at(root: type[ConfigModel], path: KeyPath, data: Any) -> type[ConfigModel] | None:
     """The model class validating the mapping at `path` (discriminated unions by `type`)."""
     tp: Any = root
     for key in path:
@@ -229,7 +229,7 @@ def model_at(root: type[BaseModel], path: KeyPath, data: Any) -> type[BaseModel]
             return None
         data = data.get(key) if isinstance(data, dict) else None
     tp = _pick(tp, data)
-    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+    return tp if isinstance(tp, type) and issubclass(tp, ConfigModel) else None
 
 
 def _pick(tp: Any, data: Any) -> Any:

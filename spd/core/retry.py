@@ -30,7 +30,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before try `attempt + 1` (attempt counts from 1)."""
-        base = min(self.cap, self.first * 2 ** (attempt - 1))
+        base = min(self.cap, self.first * 2.0 ** (attempt - 1))
         if self.jitter == "full":
             return random.uniform(0, base)
         if self.jitter == "half":

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -214,7 +214,7 @@ class _Builder:
     def key(self, node: Node, path: KeyPath) -> str:
         if not isinstance(node, ScalarNode):
             self.fail(node, path, "a key is a list or mapping; keys must be plain names")
-        return node.value  # the text as written: `yes:` or `1:` stay names, not booleans or numbers
+        return str(node.value)  # the text as written: `yes:` or `1:` stay names, not booleans or numbers
 
     def scalar(self, node: Node, path: KeyPath) -> Any:
         value = self.loader.construct_object(node, deep=True)
@@ -272,7 +272,7 @@ class _Builder:
                                   "credential files (such as /etc/spd/credentials)")
         return self.read_file(str(Path(directory) / name), node, path, f"credential:{name}")
 
-    def fail(self, node: Node, path: KeyPath, problem: str) -> None:
+    def fail(self, node: Node, path: KeyPath, problem: str) -> NoReturn:
         raise ConfigError(format_error(self.file, path, node.start_mark.line + 1, problem))
 
 

@@ -3,6 +3,7 @@ downstream."""
 
 from __future__ import annotations
 
+import builtins
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ class Message:
 class Emitter(ABC):
     """A sink for messages with an explicit lifecycle: start → send… → flush → close."""
 
-    type: str = "?"
+    type: str = "?"  # the config's `type:`
     # Class defaults keep subclasses that skip super().__init__ (test doubles) working.
     _started = False
     _closed = False
@@ -71,7 +72,7 @@ class Emitter(ABC):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self, exc_type: builtins.type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.close()

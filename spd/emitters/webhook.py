@@ -154,7 +154,7 @@ class WebhookEmitter(Emitter):
             # HTTPS_PROXY / NO_PROXY are honoured like in the SP-API client, but read once here:
             # trust_env=True would look them up in a thread on every POST.
             self._proxy = env_proxy(self.url)
-            connector = aiohttp.TCPConnector(ssl=None if self.verify_tls else False)
+            connector = aiohttp.TCPConnector(ssl=True if self.verify_tls else False)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
             )

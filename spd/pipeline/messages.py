@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from spd.core.times import normalize_timestamp, now_ms, rfc3339
+from spd.core.typing import Triple
 from spd.emitters.base import Message
 
 EMIT_INDIVIDUALLY = "individually"
@@ -34,7 +35,7 @@ def build_messages(
     emit: str,
     window: tuple[datetime, datetime | None],
     page: int,
-    objects: list[tuple[str, str | None, dict[str, Any]]],
+    objects: list[Triple],
     emitted_at: datetime | None = None,
 ) -> list[Message]:
     """The messages for one delivered page: one per object (`individually`) or one (`page`).

@@ -86,16 +86,16 @@ async def _offset_pages(client: SpClient, account: str, op: Operation, params: d
         start += size
         if total is None or start >= total or len(pages) >= MAX_PAGES:
             break
-        params, body_arg = _withoffset_value(offset.offset, params, body_arg, start)
+        params, body_arg = _with_value(offset.offset, params, body_arg, start)
         body = (await _call(client, account, op, params, ExecRequest(**{**req.__dict__, "body": body_arg}))).body
         pages.append(body)
-        if results is not None:
+        if results is not None and offset.results:
             _merge(results, dig(body, offset.results))
         _progress(progress, len(pages), results)
     return first if offset.results else pages
 
 
-def _withoffset_value(where: str, params: dict[str, Any], body: Any, value: int) -> tuple[dict[str, Any], Any]:
+def _with_value(where: str, params: dict[str, Any], body: Any, value: int) -> tuple[dict[str, Any], Any]:
     """Copies of the parameters and body with `value` set at `where`."""
     kind, _, path = where.partition(":")
     if kind == "query":

@@ -35,6 +35,7 @@ from spd.config.checks import check_poller_params
 from spd.config.model import PollerConfig
 from spd.config.sections import AccountConfig
 from spd.core.paths import dig
+from spd.core.typing import Triple
 from spd.core.times import format_ts, utcnow
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, DeliveryError, SpdError, describe_error
@@ -120,7 +121,7 @@ class Poller:
     on_page: Callable[[str, RunResult, datetime], None] | None = None  # progress: key, run, window end
     # Emitters that already acknowledged a page whose delivery failed elsewhere, so a retry of
     # the same page goes only to the others: (state key, window start, page, content) -> indexes.
-    acked: dict[tuple, set[int]] = field(default_factory=dict)
+    acked: dict[tuple[str, datetime, int, int], set[int]] = field(default_factory=dict)
     failure: str | None = None  # the last run's error, also when the state could not record it
 
     def __post_init__(self) -> None:
@@ -259,6 +260,7 @@ class Poller:
         guard = TokenGuard(self.object_type.name, token)
         fetching: asyncio.Future[Page] | None = self.start_fetch(window, token)
         while True:
+            assert fetching is not None  # a new fetch starts for every page that has a next one
             try:
                 page = await self.fetched_unless_stopped(fetching)
             except PollStopped:
@@ -416,7 +418,8 @@ class Poller:
         assert bounds is not None, "config validation guarantees the timestamp field exists"
         return bounds
 
-    async def deliver(self, start: datetime, end: datetime, page_no: int, objects: list[dict]) -> None:
+    async def deliver(self, start: datetime, end: datetime, page_no: int,
+                      objects: list[dict[str, Any]]) -> None:
         """Hands one page to every emitter; returns once all acknowledged it."""
         field_name = self.config.timestamp_field
         ot = self.object_type
@@ -429,7 +432,7 @@ class Poller:
         await self.deliver_triples(start, end, page_no, triples, ot.name)
 
     async def deliver_triples(self, start: datetime, end: datetime, page_no: int,
-                              triples: list[tuple[str, str | None, dict]], object_type: str) -> None:
+                              triples: list[Triple], object_type: str) -> None:
         """Delivers `(id, cursor, data)` as one page's messages. A page that some emitters
         acknowledged and others refused goes, when retried unchanged, only to the others."""
         messages = build_messages(poller=self.name, account=self.account_name, object_type=object_type,

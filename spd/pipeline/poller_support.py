@@ -11,10 +11,14 @@ from typing import Any
 import structlog
 
 from spd.core.times import format_duration, format_ts, normalize_timestamp, parse_ts
+from spd.catalog.model import Operation
+from spd.client.http import SpClient
 from spd.core.errors import ApiError
 from spd.sources.hooks import flatten
 from spd.core.paths import dig
+from spd.core.typing import Triple
 from spd.sources.object_type import CONTENT_HASH_PREFIX, ObjectType
+from spd.state.store import PollerState, StateStore
 
 log = structlog.get_logger("spd.pipeline.poller")
 
@@ -57,7 +61,8 @@ def is_expired_token_error(exc: ApiError) -> bool:
     return False
 
 
-def fan_out_markets(ot: ObjectType, params: dict[str, Any], marketplace_ids: Any) -> list[str]:
+def fan_out_markets(ot: ObjectType, params: dict[str, Any],
+                    marketplace_ids: list[str] | None) -> list[str]:
     """The marketplaces to poll one by one (each with its own watermark): the account's ids
     when the type's marketplace parameter takes a single id and `params` does not set it."""
     market = ot.marketplace_param
@@ -66,7 +71,7 @@ def fan_out_markets(ot: ObjectType, params: dict[str, Any], marketplace_ids: Any
     return list(marketplace_ids or ())
 
 
-def sync_fanned_out(store: Any, parent: Any, keys: list[str]) -> None:
+def sync_fanned_out(store: StateStore, parent: PollerState, keys: list[str]) -> None:
     """`spd reset` moves only the poller's own row, which otherwise holds the oldest watermark
     of its marketplaces: when it no longer does (or its identity changed), every marketplace
     restarts from it."""
@@ -82,7 +87,7 @@ def sync_fanned_out(store: Any, parent: Any, keys: list[str]) -> None:
         store.ensure(s.poller, parent.identity, parent.watermark)
 
 
-def fold_fanned_out(store: Any, name: str, keys: list[str]) -> None:
+def fold_fanned_out(store: StateStore, name: str, keys: list[str]) -> None:
     """The poller's own row takes the oldest marketplace watermark; its note lists them all."""
     states = [s for s in (store.get(k) for k in keys) if s is not None]
     if not states:
@@ -93,7 +98,7 @@ def fold_fanned_out(store: Any, name: str, keys: list[str]) -> None:
     store.set_note(name, "; ".join(["per marketplace: " + ", ".join(parts), *notes]))
 
 
-def market_value(op: Any, name: str, market: str) -> Any:
+def market_value(op: Operation, name: str, market: str) -> Any:
     """One marketplace id shaped as the parameter wants it (a string, or a list of one)."""
     param = op.param(name)
     return [market] if param is not None and param.type == "array" else market
@@ -125,7 +130,7 @@ def clamp_note(ot: ObjectType, start: datetime, oldest: datetime) -> str:
             f"({format_duration(ot.max_age or timedelta(0))}); moved to {format_ts(oldest)}")
 
 
-async def attach_order_items(client: Any, account: str, items_op: Any,
+async def attach_order_items(client: SpClient, account: str, items_op: Operation,
                              orders: list[dict[str, Any]]) -> None:
     """Sets `OrderItems` on every order: getOrderItems, all pages, under its own rate limit."""
     gate = asyncio.Semaphore(ITEM_FETCHES_IN_FLIGHT)
@@ -140,7 +145,8 @@ async def attach_order_items(client: Any, account: str, items_op: Any,
     await asyncio.gather(*(one(order) for order in orders))
 
 
-async def fetch_order_items(client: Any, account: str, items_op: Any, order_id: str) -> list[dict]:
+async def fetch_order_items(client: SpClient, account: str, items_op: Operation,
+                            order_id: str) -> list[dict[str, Any]]:
     """Every item of one order, following NextToken."""
     items: list[dict[str, Any]] = []
     token: str | None = None
@@ -186,7 +192,7 @@ def page_contents(ot: ObjectType, body: Any) -> tuple[list[Any], str | None]:
     return objects, token
 
 
-def count_fallbacks(ot: ObjectType, triples: list[tuple[str, str | None, dict[str, Any]]],
+def count_fallbacks(ot: ObjectType, triples: list[Triple],
                     timestamp_field: str) -> dict[str, int]:
     """How many of a page's (id, cursor, object) lack their id ("id: content hash (no F)"),
     every timestamp ("cursor: null (no F)"), or take their cursor from a declared fallback

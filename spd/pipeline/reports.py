@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -239,7 +239,7 @@ class ReportPoller(Poller):
             self.log.warning("report_failure_detail_unavailable", error=str(exc))
             return ""
 
-    async def report_pages(self, report: dict[str, Any], skip: int) -> AsyncIterator[list[Row]]:
+    async def report_pages(self, report: dict[str, Any], skip: int) -> AsyncGenerator[list[Row], None]:
         """The report's rows in pages of PAGE_SIZE, after the first `skip` (already delivered)."""
         doc_id = report.get("reportDocumentId")
         if not doc_id:

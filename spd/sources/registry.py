@@ -121,9 +121,9 @@ def _derive(cat: Catalog, op: Operation) -> ObjectType | None:
         supported=False, single_marketplace=_single(op.param(market)) if market else False)
 
 
-def _single(param: Param) -> bool:
+def _single(param: Param | None) -> bool:
     """A marketplace parameter that takes one id: a string, or an array of at most one."""
-    return param.type != "array" or param.max_items == 1
+    return param is not None and (param.type != "array" or param.max_items == 1)
 
 
 def _inclusive(name: str) -> tuple[tuple[str, str, bool | None], ...]:

@@ -189,7 +189,7 @@ class DocumentStream:
                 return ""
             self.encoding = self._choose_encoding(data)
             self._decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
-        text = self._decoder.decode(data, final=final)
+        text: str = self._decoder.decode(data, final=final)
         if "\ufffd" in text:
             self.replaced += text.count("\ufffd")
         return text
@@ -208,7 +208,7 @@ class DocumentStream:
             if not self._start_parser(final=False):
                 return []
             text, self._text_head = self._text_head, ""
-        return self._parser.feed(text) if text else []  # type: ignore[union-attr]
+        return self._parser.feed(text) if text and self._parser is not None else []
 
     def _start_parser(self, *, final: bool) -> bool:
         """Picks the parser once enough text is there to tell the format."""
@@ -229,8 +229,10 @@ class DocumentStream:
         if fmt not in FORMATS:
             raise ReportFormatError(f"unknown report format {fmt!r}; known: {', '.join(FORMATS)}")
         self.fmt = fmt
-        self._parser = {"tsv": lambda: TextRows("\t"), "csv": lambda: TextRows(","),
-                        "json": JsonRows, "xml": XmlRows}[fmt]()
+        parsers: dict[str, Callable[[], TextRows | JsonRows | XmlRows]] = {
+            "tsv": lambda: TextRows("\t"), "csv": lambda: TextRows(","), "json": JsonRows,
+            "xml": XmlRows}
+        self._parser = parsers[fmt]()
         return True
 
 

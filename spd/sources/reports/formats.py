@@ -280,7 +280,7 @@ class XmlRows:
     """An XML document → one row per child of the root (`Message` in an `AmazonEnvelope`)."""
 
     def __init__(self) -> None:
-        self.parser = ET.XMLPullParser(events=("start", "end"))
+        self.parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
         self.depth = 0
         self.root: ET.Element | None = None
         self.since_row = 0  # characters fed since a row last completed: bounds one element
@@ -308,7 +308,8 @@ class XmlRows:
 
     def _drain(self) -> list[Row]:
         rows: list[Row] = []
-        for event, elem in self.parser.read_events():
+        for event, elem in self.parser.read_events():  # type: ignore[misc]  # (event, element) pairs
+            assert isinstance(elem, ET.Element), event  # start and end events carry elements
             if event == "start":
                 self.depth += 1
                 if self.depth == 1:

@@ -26,7 +26,7 @@ SETTLEMENT_V2 = "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"
 MAX_AGE = timedelta(days=730)  # how far back Amazon's report data reaches
 PERIOD_OPTION = "reportPeriod"
 _NAME = re.compile(r"[A-Z][A-Z0-9_]{2,127}")
-_ORDERS = dict(fmt="tsv", id_fields=("amazon-order-id", "sku"), created_field="purchase-date",
+_ORDERS: dict[str, Any] = dict(fmt="tsv", id_fields=("amazon-order-id", "sku"), created_field="purchase-date",
                updated_field="last-updated-date")
 GUIDE = "https://developer-docs.amazon.com/sp-api/docs/report-type-values-"
 SCHEMA = "https://github.com/amzn/selling-partner-api-models/blob/main/schemas/reports/"
