@@ -99,7 +99,7 @@ class SimState:
         end = to_epoch(settings.end) if settings.end else now
         start = to_epoch(settings.start) if settings.start else end - 3 * 86400
         live_from = int(max(end, now)) if settings.live else None
-        common = {"seed": settings.seed, "start": int(start), "end": int(end),
+        common: dict[str, Any] = {"seed": settings.seed, "start": int(start), "end": int(end),
                   "live_from": live_from, "marketplaces": settings.marketplaces}
         delay = int(settings.index_delay.total_seconds())
         self.orders = Dataset("order", order_factory(delay), count=settings.orders, **common)

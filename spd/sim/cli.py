@@ -92,7 +92,7 @@ def _sandbox_models(args: argparse.Namespace) -> Path | None:
         return None
     if args.models is None or not args.models.is_dir():
         raise ValueError("--sandbox needs --models DIR, a directory of Amazon's model files")
-    return args.models
+    return Path(args.models)
 
 
 async def serve(settings: SimSettings, out: TextIO = sys.stdout) -> None:
@@ -110,6 +110,7 @@ async def serve(settings: SimSettings, out: TextIO = sys.stdout) -> None:
             print(f"  ground truth: {sim.url}/_sim/objects?type=ordersV0.getOrders&field=updated"
                   f"   stats: {sim.url}/_sim/stats", file=out)
             if settings.sandbox_models is not None:
+                assert sim.app is not None  # started above
                 index = sim.app[SANDBOX]
                 print(f"  static sandbox: {index.case_count} cases of {index.route_count} "
                       f"operations from {settings.sandbox_models}", file=out)

@@ -168,7 +168,7 @@ class TokenCodec:
         good = hmac.new(self._key, data, hashlib.sha256).digest()[:_MAC_LEN]
         if not raw.startswith(_TOKEN_MAGIC) or not hmac.compare_digest(mac, good):
             raise invalid(UNDECODABLE_TOKEN)
-        payload = orjson.loads(data)
+        payload: dict[str, Any] = orjson.loads(data)
         if payload.get("op") != op:
             raise invalid(f"Invalid {name}.", f"The {name} was issued for another operation.")
         if now - float(payload["iat"]) > ttl:

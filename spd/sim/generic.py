@@ -253,7 +253,7 @@ def _page(data: Dataset, query: Query, now: float, pos: tuple[Any, ...] | None, 
     created = query.field == "created"
     walk = data.walk_created if created else data.walk_updated
     rows: list[tuple[Record, int]] = []
-    for rec, idx in walk(now, query.lo, query.hi, pos):  # type: ignore[arg-type]
+    for rec, idx in walk(now, query.lo, query.hi, pos):
         if not _visible(query, rec, rec.created if created else rec.versions[idx].time):
             continue
         rows.append((rec, idx))

@@ -193,4 +193,5 @@ async def create_restricted_data_token(call: Call) -> dict[str, Any]:
     """Handler of tokens_2021-03-01.createRestrictedDataToken."""
     if call.grant is None:
         raise ApiReject(403, "Unauthorized", DENIED)
-    return call.state.auth.create_rdt(call.grant, call.body)
+    token: dict[str, Any] = call.state.auth.create_rdt(call.grant, call.body)
+    return token

@@ -155,7 +155,7 @@ async def get_orders(call: Call) -> dict[str, Any]:
             size = payload["n"]
     else:
         oq, after = _v0_query(call, markets), None
-    rows, pos = page(st.orders, oq, call.now, after, size,  # type: ignore[arg-type]
+    rows, pos = page(st.orders, oq, call.now, after, size,
                      token_on_full_page=st.token_on_full_page)
     elements = call.grant.elements("GET", call.path) if call.grant is not None else frozenset()
     body: dict[str, Any] = {"Orders": [render_v0(rec, idx, elements) for rec, idx in rows]}
@@ -170,7 +170,7 @@ def _token(call: Call, op: str, oq: OrderQuery, pos: tuple[int, str], size: int,
     payload = {"op": op, "iat": call.now, "q": asdict(oq), "pos": list(pos), "n": size}
     if params is not None:
         payload["params"] = params
-    return call.state.codec.encode(payload)
+    return str(call.state.codec.encode(payload))
 
 
 def _filters_2026(query: MultiMapping[str]) -> dict[str, Any]:
@@ -225,7 +225,7 @@ async def search_orders(call: Call) -> dict[str, Any]:
                                      "and includedData).")
     else:
         oq, after = _v26_query(call), None
-    rows, pos = page(st.orders, oq, call.now, after, size,  # type: ignore[arg-type]
+    rows, pos = page(st.orders, oq, call.now, after, size,
                      token_on_full_page=st.token_on_full_page)
     inc = frozenset(included)
     body: dict[str, Any] = {"orders": [render_2026(rec, idx, inc) for rec, idx in rows]}

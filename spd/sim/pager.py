@@ -98,7 +98,7 @@ def _token_page(op: Operation, state: Any, query: Any, body: Any, stats: Counter
 def _offset_page(op: Operation, rule: Offset, query: Any, body: Any, stats: Counter[str]) -> Any:
     """A page at an offset: the offset must be a multiple of the page size below the total."""
     start, size = _int(rule.offset, query, body), _int(rule.limit, query, body)
-    total = _int(rule.total, query, body) if rule.total.startswith("param:") else (size or 1) + 1
+    total = (_int(rule.total, query, body) if rule.total.startswith("param:") else (size or 1) + 1) or 0
     if size is None or size < 1 or start is None or start % size or start >= total:
         raise invalid(details=f"{rule.offset} must be a multiple of {rule.limit} below {total}; "
                               f"got {start}")

@@ -22,7 +22,7 @@ def _money(amount: float, currency: str, key_amount: str, key_currency: str) -> 
 
 
 def _order_total(attrs: dict[str, Any]) -> float:
-    return sum(line["price"] * line["qty"] for line in attrs["lines"])
+    return float(sum(line["price"] * line["qty"] for line in attrs["lines"]))
 
 
 def render_v0(rec: Record, idx: int, restricted: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def render_2026(rec: Record, idx: int, included: frozenset[str] = frozenset()) -
     return order
 
 
-def _item_2026(line: dict[str, Any], v: Any, a: dict[str, Any], included: frozenset[str]) -> dict:
+def _item_2026(line: dict[str, Any], v: Any, a: dict[str, Any], included: frozenset[str]) -> dict[str, Any]:
     item: dict[str, Any] = {
         "orderItemId": line["item_id"],
         "quantityOrdered": line["qty"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -121,7 +122,8 @@ def settlement_rows(state: Any, report: Any) -> list[dict[str, Any]]:
     start, end = report.data_start or 0.0, report.data_end or 0.0
     market = report.marketplace_ids[0]
     eu = market not in ("ATVPDKIKX0DER", JP)
-    stamp = (lambda t: _eu_time(t)) if eu else (lambda t: iso(t).replace("T", " ").replace("Z", " UTC"))
+    stamp: Callable[[float], str] = (_eu_time if eu else
+                                     lambda t: iso(t).replace("T", " ").replace("Z", " UTC"))
     rows: list[dict[str, Any]] = []
     total, currency = 0.0, "USD"
     state.orders.ensure(report.created)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -229,7 +229,8 @@ async def get_report_document(call: Call) -> dict[str, Any]:
     return out
 
 
-async def get_reports(call: Call, fallback: Callable[[Call], Any] | None = None) -> dict[str, Any]:
+async def get_reports(call: Call, fallback: Callable[[Call], Awaitable[dict[str, Any]]] | None = None
+                      ) -> dict[str, Any]:
     """Reports requested here and settlements; other report types go to `fallback` (the generic
     getReports object type of spd.sim.generic) when there is one."""
     q, w = call.query, world(call.state)
@@ -317,7 +318,8 @@ def add_routes(app: web.Application, state: Any) -> None:
     async def remember_base_url(request: web.Request, handler: Any) -> web.StreamResponse:
         if not w.base_url:
             w.base_url = f"{request.scheme}://{request.host}"
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def document(request: web.Request) -> web.StreamResponse:
         doc_id = request.match_info["doc_id"]

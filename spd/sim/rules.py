@@ -74,7 +74,7 @@ class SimType:
 
     def limit(self, kind: str, param: str | None = None) -> Limit | None:
         for r in contract.rules_for(self.name, kind):
-            if param is None or r.where == param:
+            if (param is None or r.where == param) and isinstance(r.value, Limit):
                 return r.value
         return None
 
@@ -183,7 +183,8 @@ def default_reach(st: SimType, q: Mapping[str, str], now: float) -> float | None
     found = contract.rule(st.name, DEFAULT_REACH)
     if found is None or q.get(found.value[0]):
         return None
-    return now - found.value[1].total_seconds()
+    reach: timedelta = found.value[1]
+    return now - reach.total_seconds()
 
 
 def markets(st: SimType, q: Any) -> list[str]:

@@ -198,7 +198,7 @@ def _param_matches(route: Route, name: str, expected: Any, path_values: dict[str
     param = route.params.get(name)
     where = param.get("in") if param else ("body" if body is not None else "query")
     if where == "body":
-        return body == expected
+        return bool(body == expected)
     if where == "path":
         actual = path_values.get(_group(name))
         return actual is not None and _same_scalar(expected, actual)

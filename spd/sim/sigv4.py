@@ -87,4 +87,4 @@ def signature(request: web.Request, body: bytes, access_key_id: str, cred: AwsCr
     signer = SigV4Auth(Credentials(access_key_id, cred.secret_access_key, cred.session_token),
                        SERVICE, region)
     canonical = signer.canonical_request(aws)
-    return signer.signature(signer.string_to_sign(aws, canonical), aws)
+    return str(signer.signature(signer.string_to_sign(aws, canonical), aws))

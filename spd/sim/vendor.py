@@ -116,7 +116,7 @@ async def get_purchase_orders(call: Call) -> dict[str, Any]:
             size = payload["n"]
     else:
         vq, after = _query(call), None
-    rows, pos = page(st.purchase_orders, vq, call.now, after, size)  # type: ignore[arg-type]
+    rows, pos = page(st.purchase_orders, vq, call.now, after, size)
     body: dict[str, Any] = {}
     if pos is not None:
         token_payload = {"op": GET_PURCHASE_ORDERS, "iat": call.now, "q": asdict(vq),
