@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
-from conftest import read_jsonl, run_spd, start_spd, stop_spd, wait_for
+from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.client.gate import FailureGate
 from spd.config.model import load_config
 from spd.core.errors import AuthError
 from spd.sim import SimSettings, Simulator
+from support.spd import read_jsonl, run_spd, start_spd, stop_spd, wait_for
 
 MARKETPLACE = "ATVPDKIKX0DER"
 NOTIFICATIONS = "sellingpartnerapi::notifications"

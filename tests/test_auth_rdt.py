@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
-from conftest import read_jsonl, run_spd
+from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.client.rdt import RestrictedTokens
 from spd.config.model import load_config
 from spd.core.errors import ApiError, AuthError, UsageError
 from spd.sim import SimSettings, Simulator
+from support.spd import read_jsonl, run_spd
 
 MARKETPLACE = "ATVPDKIKX0DER"
 GET_ORDERS = ("ordersV0", "getOrders")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
+from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.client.sigv4 import AssumedRoles, SigV4Signer, TempCredentials

@@ -10,9 +10,9 @@ import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from support.config import write_config
+from support.spd import iso, run_spd, spd_cmd, spd_env, start_spd, stop_spd, wait_for
 
-from conftest import run_spd, spd_cmd, spd_env, start_spd, stop_spd, wait_for
-from test_e2e import iso, write_config
 
 
 def assert_one_line_error(result: Any, code: int, expected: str) -> None:

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from amazon_models import ModelOp, description_at, model_ops
-from conftest import SHARED_MODELS
+from support.amazon_models import ModelOp, description_at, model_ops
 from spd.catalog import contract
 from spd.catalog.contract_types import (BOUND, ID, LAG, MAX_AGE, MAX_WINDOW, OMIT_MARKETPLACE, PAGE_SIZE,
                                 REQUIRES, TOKEN_TTL, Requires, Rule)
 from spd.sources.describe import describe_object_type
 from spd.sources.object_type import ObjectType
 from spd.sources.registry import object_types
+from support.spd import SHARED_MODELS
 
 pytestmark = pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
 

@@ -11,9 +11,10 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from conftest import run_spd
 from spd.sim import SimSettings, Simulator
-from test_object_types import iso, start_runtime, stop_runtime, truth, write_config
+from support.config import write_config
+from support.runtime import start_runtime, stop_runtime, truth
+from support.spd import iso, run_spd
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 TRANSACTIONS = "finances_2024-06-19.listTransactions"

@@ -14,40 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.spd import iso, read_jsonl, run_spd, start_spd, stop_spd, wait_for
+from support.config import POLLERS, write_config
 
-from conftest import read_jsonl, run_spd, start_spd, stop_spd, wait_for
 
 DAY = timedelta(days=1)
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_config(tmp_path: Path, sim_url: str, pollers: dict[str, dict[str, Any]],
-                 extra_account: str = "") -> Path:
-    """A config with one simulator account, a file emitter and the given pollers."""
-    lines = [
-        f"state: {{path: {tmp_path / 'state.db'}}}",
-        "log: {level: info, format: json}",
-        "accounts:",
-        "  sim:",
-        f"    endpoint: {sim_url}",
-        "    marketplace_ids: [ATVPDKIKX0DER]",
-        "    lwa: {client_id: test-client, client_secret: test-secret-value, "
-        f"refresh_token: test-refresh-token, token_url: {sim_url}/auth/o2/token}}",
-        extra_account,
-        "emitters:",
-        f"  archive: {{type: file, path: \"{tmp_path / 'out'}/{{poller}}.jsonl\"}}",
-        "pollers:",
-    ]
-    for name, p in pollers.items():
-        lines.append(f"  {name}:")
-        lines += [f"    {k}: {v}" for k, v in p.items()]
-        lines.append("    emitters: [archive]")
-    path = tmp_path / "spd.yaml"
-    path.write_text("\n".join(line for line in lines if line) + "\n")
-    return path
 
 
 def watermark(tmp_path: Path, poller: str) -> datetime:
@@ -76,14 +47,6 @@ def emitted(tmp_path: Path, poller: str) -> list[tuple[str, str]]:
         else:
             found.append((message["id"], normalize(message["cursor"])))
     return found
-
-
-POLLERS = {
-    "orders": {"object": "ordersV0.getOrders", "timestamp_field": "updated", "interval": "1s"},
-    "search": {"object": "orders_2026-01-01.searchOrders", "timestamp_field": "created", "interval": "1s",
-               "emit": "page"},
-    "vendor": {"object": "vendorOrders.getPurchaseOrders", "timestamp_field": "updated", "interval": "1s"},
-}
 
 
 def kill_and_restart(tmp_path: Path, config: Path, kills: int, seed: int) -> None:

@@ -19,7 +19,7 @@ import spd.emitters.file as file_mod
 from spd.emitters import FileEmitter, StdoutEmitter, build_emitter
 from spd.core.errors import ConfigError, DeliveryError
 from spd.pipeline.messages import Message, build_messages
-from conftest import fill_disk
+from support.spd import fill_disk
 
 UTC = timezone.utc
 W = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 1, 1, tzinfo=UTC))

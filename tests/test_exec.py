@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 
-from conftest import SHARED_MODELS, SimThread, run_spd
 from spd.catalog.model import Operation, load_catalog
 from spd.config.model import load_config
 from spd.core.errors import SpdError, UsageError
 from spd.app.execute import exec_command
 from spd.catalog.requests import ExecRequest, prepare, read_body
 from spd.catalog.params import parse_pairs, validate_schema
-from test_sandbox import NO_MATCH, sandbox, static_cases, write_sandbox_config  # noqa: F401
+from support.sim import SimThread
+from support.spd import SHARED_MODELS, run_spd
+from support.static_sandbox import NO_MATCH, write_sandbox_config
+from support.exec_cases import SUCCESS_CASES, case_request, expected_output
 
 R = "reports_2021-06-30"
 MARKETS = {"MarketplaceIds": "ATVPDKIKX0DER"}
@@ -202,85 +204,6 @@ async def test_all_pages_follows_next_tokens_and_merges_results(sim_factory: Any
 # --- conformance with Amazon's static sandbox -------------------------------------------------
 
 
-def placeholder(param: Any) -> str:
-    """A valid value for a required parameter a case leaves open (any value matches it)."""
-    if param.enum:
-        return str(param.enum[0])
-    kind = param.items_type if param.type == "array" else param.type
-    if kind in ("integer", "number"):
-        return str(int(param.minimum) if param.minimum is not None else 1)
-    if kind == "boolean":
-        return "true"
-    return "X" * param.min_length if param.min_length else "TEST"
-
-
-def minimal_body(schema: Any, defs: dict[str, Any]) -> Any:
-    """The smallest value a schema accepts: required properties only, placeholder scalars."""
-    if not isinstance(schema, dict):
-        return {}
-    if "$ref" in schema:
-        return minimal_body(defs.get(schema["$ref"].rsplit("/", 1)[-1]), defs)
-    if "allOf" in schema:
-        out: dict[str, Any] = {}
-        for part in schema["allOf"]:
-            value = minimal_body(part, defs)
-            out.update(value if isinstance(value, dict) else {})
-        return out
-    if "enum" in schema:
-        return schema["enum"][0]
-    kind = schema.get("type", "object" if "properties" in schema else None)
-    if kind == "object":
-        props = schema.get("properties") or {}
-        return {name: minimal_body(props.get(name, {}), defs) for name in schema.get("required") or ()}
-    if kind == "array":
-        return [minimal_body(schema.get("items"), defs) for _ in range(schema.get("minItems") or 0)]
-    if kind in ("integer", "number"):
-        return schema.get("minimum", 1)
-    if kind == "boolean":
-        return True
-    if kind == "string":
-        return "X" * schema["minLength"] if schema.get("minLength") else "TEST"
-    return {}
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-
-
-def case_request(api: str, method: str, path: str, case: dict[str, Any]) -> tuple[Operation, dict[str, Any], Any]:
-    """What a user would type for a case: its values, placeholders for the required parameters it
-    leaves open, and the smallest valid body when it names none."""
-    op = next(o for o in load_catalog().api(api).operations.values() if (o.method, o.path) == (method, path))
-    params: dict[str, Any] = {}
-    body = None
-    for name, spec in ((case.get("request") or {}).get("parameters") or {}).items():
-        if isinstance(spec, dict) and "value" in spec:
-            value = spec["value"]
-        elif spec in ({}, None):
-            continue  # matches anything
-        else:
-            value = spec  # the value written without its wrapper
-        param = op.param(name)
-        if param is not None and param.location != "body":
-            params[name] = [_text(v) for v in value] if isinstance(value, list) else _text(value)
-        else:
-            body = value
-    for param in op.params:
-        if param.required and param.location != "body" and param.name not in params:
-            params[param.name] = placeholder(param)
-    body_param = next((p for p in op.params if p.location == "body"), None)
-    if body is None and body_param is not None and body_param.required:
-        body = minimal_body(op.body_schema, op.definitions)
-    return op, params, body
-
-
-def expected_output(status: int, case: dict[str, Any]) -> Any:
-    """What `spd exec` prints for a case: its response; nothing for a 204 (no content on the wire)."""
-    return None if status == 204 else case.get("response")
-
-
 def exec_argv(op: Operation, params: dict[str, Any], body: Any, config: Path) -> list[str]:
     argv = ["exec", op.api, op.id, "-c", str(config)]
     for name, value in params.items():
@@ -296,7 +219,6 @@ def exec_argv(op: Operation, params: dict[str, Any], body: Any, config: Path) ->
     return argv
 
 
-SUCCESS_CASES = [c for c in static_cases() if 200 <= c[3] < 300] if SHARED_MODELS else []
 SUBPROCESS_SAMPLE = [
     ("ordersV0", "GET", "/orders/v0/orders"),                                   # query arrays
     ("reports_2021-06-30", "POST", "/reports/2021-06-30/reports"),               # JSON body

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from conftest import SHARED_MODELS, SimThread, run_spd
 from spd.catalog.model import load_catalog
 from spd.config.model import load_config
 from spd.core.errors import UsageError
 from spd.app.execute import exec_command
 from spd.catalog.requests import ExecRequest, prepare
-from test_exec import SUCCESS_CASES, case_request, expected_output
-from test_sandbox import sandbox  # noqa: F401
+from support.exec_cases import SUCCESS_CASES, case_request, expected_output
+from support.sim import SimThread
+from support.spd import SHARED_MODELS, run_spd
 
 US, CA = "ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"
 

@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import SimThread
 from spd.catalog import contract
 from spd.catalog.model import Operation, load_catalog
 from spd.config.model import load_config
@@ -20,8 +19,9 @@ from spd.catalog.contract_types import OFFSET, REQUIRES
 from spd.core.errors import ApiError
 from spd.app.execute import exec_command
 from spd.catalog.requests import ExecRequest
-from test_exec import minimal_body, placeholder
-from test_sandbox import write_sandbox_config
+from support.exec_cases import minimal_body, placeholder
+from support.sim import SimThread
+from support.static_sandbox import write_sandbox_config
 
 TOKEN_PAGED = [op for op in load_catalog().operations() if op.pagination is not None]
 OFFSET_PAGED = [op for op in load_catalog().operations() if contract.rule(op.name, OFFSET)]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import spd_cmd, spd_env
-from hostile import write_config
+from support.hostile import write_hostile_config
 from spd.config.model import MAX_CONFIG_BYTES, load_config
 from spd.app.daemon import Daemon
 from spd.core.errors import ConfigError
+from support.spd import spd_cmd, spd_env
 
 LAUGHS = """\
 a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
@@ -58,7 +58,7 @@ def test_merge_key_bombs_are_refused_too(tmp_path: Path) -> None:
 
 
 def test_a_config_with_shared_anchors_still_loads(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "http://127.0.0.1:9")
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9")
     text = config.read_text().replace("  p:\n", "  p: &p\n")
     config.write_text(text + "  q:\n    <<: *p\n    timestamp_field: created\n")
     loaded = load_config(config)
@@ -81,7 +81,7 @@ def test_a_file_substitution_never_shows_its_content_in_an_error(tmp_path: Path)
     secret = "sk-live-SUPERSECRET-0123456789"
     (tmp_path / "endpoint.txt").write_text(secret + "\n")
     (tmp_path / "level.txt").write_text(secret)
-    config = write_config(tmp_path, "http://127.0.0.1:9")
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9")
     text = config.read_text()
     config.write_text(text.replace("endpoint: http://127.0.0.1:9", "endpoint: ${file:endpoint.txt}"))
     with pytest.raises(ConfigError) as info:
@@ -97,8 +97,8 @@ def test_a_file_substitution_never_shows_its_content_in_an_error(tmp_path: Path)
 
 def test_a_file_substitution_is_read_up_to_64_kib(tmp_path: Path) -> None:
     (tmp_path / "huge.txt").write_text("x" * (65 * 1024))
-    config = write_config(tmp_path, "http://127.0.0.1:9")
-    config.write_text(config.read_text().replace("client_id: amzn1.application-oa2-client.hostile",
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9")
+    config.write_text(config.read_text().replace('client_id: "amzn1.application-oa2-client.hostile"',
                                                  "client_id: '${file:huge.txt}'"))
     with pytest.raises(ConfigError, match=r"\$\{file:huge.txt\}: .*huge.txt is larger than 64 KiB"):
         load_config(config)
@@ -120,9 +120,9 @@ async def test_a_sighup_reload_parses_the_config_off_the_event_loop(tmp_path, mo
 
 
 def test_validate_says_when_metrics_listen_beyond_loopback(tmp_path: Path) -> None:
-    open_ = load_config(write_config(tmp_path, "http://127.0.0.1:9", extra="http: {listen: '0.0.0.0:9464'}"))
+    open_ = load_config(write_hostile_config(tmp_path, "http://127.0.0.1:9", extra="http: {listen: '0.0.0.0:9464'}"))
     assert any(line.startswith("http: 0.0.0.0:9464 (not loopback") for line in open_.describe())
-    local = load_config(write_config(tmp_path, "http://127.0.0.1:9", extra="http: {listen: '[::1]:9464'}"))
+    local = load_config(write_hostile_config(tmp_path, "http://127.0.0.1:9", extra="http: {listen: '[::1]:9464'}"))
     assert "http: [::1]:9464" in local.describe()
     assert local.http is not None and local.http.loopback and not open_.http.loopback
 

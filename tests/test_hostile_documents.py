@@ -12,10 +12,10 @@ import time
 import pytest
 
 import spd.sources.reports.formats as formats
-from hostile import Harness, Hostile
+from support.hostile import Harness, Hostile
 from spd.sources.reports.document import DocumentStream, parse_bytes
 from spd.sources.reports.formats import ReportFormatError
-from test_poller import RecordingEmitter
+from support.recording import RecordingEmitter
 
 LIMIT = 256 * 2**10
 

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import write_config
+from support.hostile import write_hostile_config
 from spd.catalog.model import load_catalog
 from spd.client import encode as rsp
 from spd.client.http import Response
@@ -27,14 +27,14 @@ from spd.pipeline.poller import Poller
 from spd.pipeline.poller_support import ECHO_CLOCK_SKEW
 from spd.sources.reports.document import DocumentStream
 from spd.state.store import StateStore
-from test_poller import RecordingEmitter
+from support.recording import RecordingEmitter
 
 SECRET = "Hostile-Secret-Value-7d1e0c"  # registered like a configured secret
 TOKEN = "Atza|property-token-abcdef"  # token-shaped: redacted even unregistered
 UTC = timezone.utc
 WORKDIR = Path(tempfile.mkdtemp(prefix="spd-props-"))
 atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)
-CONFIG = load_config(write_config(WORKDIR, "http://127.0.0.1:9"))
+CONFIG = load_config(write_hostile_config(WORKDIR, "http://127.0.0.1:9"))
 redact_secrets.register([SECRET])
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

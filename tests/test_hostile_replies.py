@@ -10,11 +10,11 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Harness, Hostile
+from support.hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Harness, Hostile
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.core.errors import ApiError, AuthError, SpdError
-from test_poller import RecordingEmitter
+from support.recording import RecordingEmitter
 
 @pytest.fixture
 async def hostile() -> AsyncIterator[Hostile]:

@@ -13,16 +13,16 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from conftest import run_spd
-from hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostile,
-                     write_config)
+from support.hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostile,
+                     write_hostile_config)
 from spd.config.model import load_config
 from spd.app.daemon import Daemon
 from spd.emitters import build_emitter
 from spd.core.redaction import REDACTED
 from spd.pipeline.messages import build_messages
 from spd.config.secrets import register_config_secrets
-from test_poller import RecordingEmitter
+from support.recording import RecordingEmitter
+from support.spd import run_spd
 
 
 def last_error_in_db(tmp_path: Path) -> str:
@@ -35,7 +35,7 @@ def last_error_in_db(tmp_path: Path) -> str:
 
 def test_a_refresh_token_echoed_by_lwa_is_never_stored_or_printed(tmp_path, hostile_thread) -> None:
     hostile_thread.set("lwa_echo")
-    config = write_config(tmp_path, hostile_thread.url)
+    config = write_hostile_config(tmp_path, hostile_thread.url)
     once = run_spd("once", "-c", str(config))
     status = run_spd("status", "-c", str(config))
     status_json = run_spd("status", "-c", str(config), "--json")
@@ -48,7 +48,7 @@ def test_a_refresh_token_echoed_by_lwa_is_never_stored_or_printed(tmp_path, host
 
 def test_an_access_token_echoed_by_sp_api_is_never_stored_or_printed(tmp_path, hostile_thread) -> None:
     hostile_thread.set("echo_access_token")
-    config = write_config(tmp_path, hostile_thread.url)
+    config = write_hostile_config(tmp_path, hostile_thread.url)
     once = run_spd("once", "-c", str(config))
     exec_ = run_spd("exec", "ordersV0", "getOrders", "-p", "MarketplaceIds=ATVPDKIKX0DER",
                     "-p", "CreatedAfter=2025-01-01T00:00:00Z", "-c", str(config))
@@ -71,9 +71,9 @@ async def test_a_webhook_answer_that_repeats_its_headers_is_redacted_in_the_dead
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
     authorization, api_key = "Bearer hook-bearer-token-0123456789", "hook-api-key-9876543210"
-    emitters = (f"  hook: {{type: webhook, url: '{url}', dead_letter: '{tmp_path}/dead.jsonl', "
-                f"headers: {{Authorization: '{authorization}', X-Api-Key: '{api_key}'}}}}")
-    config = load_config(write_config(tmp_path, "http://127.0.0.1:9", emitters=emitters))
+    emitters = {"hook": f"{{type: webhook, url: '{url}', dead_letter: '{tmp_path}/dead.jsonl', "
+                        f"headers: {{Authorization: '{authorization}', X-Api-Key: '{api_key}'}}}}"}
+    config = load_config(write_hostile_config(tmp_path, "http://127.0.0.1:9", emitters=emitters))
     register_config_secrets(config)  # as every runtime does when it starts
     hook = build_emitter("hook", config.emitters["hook"])
     try:
@@ -123,9 +123,9 @@ async def test_the_daemon_logs_a_crash_as_one_line_and_the_traceback_at_debug(tm
 
 
 def test_a_webhook_with_credentials_twice_fails_validate_not_every_run(tmp_path) -> None:
-    emitters = ("  hook: {type: webhook, url: 'https://user:pw@example.com/spd', "
-                "headers: {Authorization: 'Bearer abcdefghij'}}")
-    config = write_config(tmp_path, "http://127.0.0.1:9", emitters=emitters)
+    emitters = {"hook": "{type: webhook, url: 'https://user:pw@example.com/spd', "
+                        "headers: {Authorization: 'Bearer abcdefghij'}}"}
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9", emitters=emitters)
     result = run_spd("validate", "-c", str(config))
     assert result.returncode == 78
     assert result.stderr.strip() == (

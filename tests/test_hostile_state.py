@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fill_disk, run_spd, start_spd, stop_spd, wait_for
-from hostile import write_config
+from support.hostile import write_hostile_config
 from spd.core.errors import StateLockedError
 from spd.state.store import StateStore
+from support.spd import fill_disk, run_spd, start_spd, stop_spd, wait_for
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -54,7 +54,7 @@ def files_of(directory: Path) -> dict[str, str]:
     ("UPDATE meta SET value = 'one' WHERE key = 'schema_version'", "(schema version 'one')"),
 ], ids=["garbage-watermark", "missing-table", "garbage-version"])
 def test_damaged_state_is_one_line_and_exit_78_for_status_and_run(tmp_path, sql, problem) -> None:
-    config = write_config(tmp_path, "http://127.0.0.1:9")
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9")
     db = tmp_path / "state.db"
     make_state(db)
     damage(db, sql)
@@ -68,14 +68,14 @@ def test_damaged_state_is_one_line_and_exit_78_for_status_and_run(tmp_path, sql,
 
 
 def test_a_file_that_is_not_a_database_is_damaged_too(tmp_path) -> None:
-    config = write_config(tmp_path, "http://127.0.0.1:9")
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9")
     (tmp_path / "state.db").write_bytes(b"this is not SQLite at all" * 100)
     assert_one_line(run_spd("status", "-c", str(config)), 78,
                     f"spd: state {tmp_path / 'state.db'}: the state database is damaged (file is not a database)")
 
 
 def test_status_never_creates_or_migrates_a_state_database(tmp_path) -> None:
-    config = write_config(tmp_path, "http://127.0.0.1:9")
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9")
     missing = run_spd("status", "-c", str(config), "--json")
     assert missing.returncode == 0 and json.loads(missing.stdout)[0]["last_run"] is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spd.yaml"]  # nothing created
@@ -88,7 +88,7 @@ def test_status_never_creates_or_migrates_a_state_database(tmp_path) -> None:
     assert files_of(tmp_path) == before  # read only: no -wal, -shm or lock file, no write
 
     sqlite3.connect(tmp_path / "empty.db").close()  # an SQLite file spd never wrote
-    other = write_config(tmp_path, "http://127.0.0.1:9", state=tmp_path / "empty.db")
+    other = write_hostile_config(tmp_path, "http://127.0.0.1:9", state=tmp_path / "empty.db")
     empty_before = (tmp_path / "empty.db").read_bytes()
     assert run_spd("status", "-c", str(other)).returncode == 78
     assert (tmp_path / "empty.db").read_bytes() == empty_before  # no schema written into it
@@ -133,7 +133,7 @@ def free_port() -> int:
 
 def test_a_full_disk_under_the_state_is_recorded_on_the_poller(tmp_path, tmpfs, hostile_thread) -> None:
     port = free_port()
-    config = write_config(tmp_path, hostile_thread.url, {"interval": "1s"}, state=tmpfs / "state.db",
+    config = write_hostile_config(tmp_path, hostile_thread.url, {"interval": "1s"}, state=tmpfs / "state.db",
                           extra=f"http: {{listen: '0.0.0.0:{port}'}}")
     proc = start_spd("run", "-c", str(config))
     try:

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import SHARED_MODELS, SimThread, read_jsonl, start_spd, stop_spd, wait_for
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.config.model import load_config
@@ -19,7 +18,9 @@ from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, ConfigError, DeliveryError
 from spd.pipeline.jobs import build_job_message, build_jobs
 from spd.pipeline.messages import Message
-from test_sandbox import sandbox, static_cases, write_sandbox_config  # noqa: F401
+from support.sim import SimThread
+from support.spd import SHARED_MODELS, read_jsonl, start_spd, stop_spd, wait_for
+from support.static_sandbox import static_cases, write_sandbox_config
 
 
 class Recorder(Emitter):

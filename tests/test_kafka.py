@@ -18,7 +18,7 @@ from spd.emitters import build_emitter
 from spd.emitters.kafka import KafkaEmitter, safe_topic, topic_for
 from spd.core.errors import ConfigError, DeliveryError
 from spd.pipeline.messages import Message, build_messages
-from tests.kafka_broker import TansuBroker
+from support.kafka_broker import TansuBroker
 
 aiokafka = pytest.importorskip("aiokafka", reason="aiokafka is not installed (pip install 'spd[kafka]')")
 

@@ -10,9 +10,9 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from support.config import POLLERS, write_config
+from support.spd import iso, run_spd, start_spd, stop_spd, wait_for
 
-from conftest import run_spd, start_spd, stop_spd, wait_for
-from test_e2e import POLLERS, iso, write_config
 
 
 def free_port() -> int:

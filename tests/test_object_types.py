@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import aiohttp
-import orjson
 import pytest
 
 from spd.config.model import load_config
@@ -17,10 +16,10 @@ from spd.core.errors import ConfigError
 from spd.sources.describe import list_object_types, object_schema
 from spd.sources.object_type import object_id
 from spd.sources.registry import object_types, resolve_object_type
-from spd.app.runtime import Runtime
 from spd.sim import SimSettings, Simulator
-from spd.state.store import StateStore
-from test_poller import RecordingEmitter
+from support.runtime import start_runtime, stop_runtime, truth
+from support.spd import iso
+from support.config import write_config
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 START = NOW - timedelta(days=15)
@@ -36,59 +35,6 @@ NEEDED = {
     "feeds_2021-06-30.getFeeds": {"feedTypes": ["POST_PRODUCT_DATA"]},
     "externalFulfillmentReturns_2024-09-11.listReturns": {"returnLocationId": "LOC-1", "status": "CREATED"},
 }
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_config(tmp_path: Path, url: str, pollers: dict[str, dict[str, Any]],
-                 markets: tuple[str, ...] = ("ATVPDKIKX0DER",)) -> Path:
-    """A config with one simulator account (the given marketplaces) and the given pollers."""
-    lines = [f"state: {{path: {tmp_path / 'state.db'}}}", "log: {level: warning, format: json}",
-             "accounts:", "  sim:", f"    endpoint: {url}",
-             f"    marketplace_ids: [{', '.join(markets)}]",
-             "    lwa: {client_id: c, client_secret: s, refresh_token: r, "
-             f"token_url: {url}/auth/o2/token}}",
-             "emitters:", "  archive: {type: stdout}", "pollers:"]
-    for name, poller in pollers.items():
-        lines.append(f"  {name}:")
-        lines += [f"    {k}: {orjson.dumps(v).decode() if isinstance(v, (dict, list)) else v}"
-                  for k, v in poller.items()]
-        lines.append("    emitters: [archive]")
-    path = tmp_path / "spd.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-async def start_runtime(tmp_path: Path, url: str, pollers: dict[str, dict[str, Any]],
-                        markets: tuple[str, ...] = ("ATVPDKIKX0DER",)) -> tuple[Runtime, RecordingEmitter]:
-    """A started runtime whose pollers all send to one recorder."""
-    config = load_config(write_config(tmp_path, url, pollers, markets))
-    recorder = RecordingEmitter("archive")
-    store = StateStore(Path(config.state.path))
-    store.open()
-    runtime = Runtime(config, store, emitter_factory=lambda name, cfg: recorder)
-    await runtime.start()
-    return runtime, recorder
-
-
-async def stop_runtime(runtime: Runtime) -> None:
-    await runtime.close()
-    runtime.store.close()
-
-
-async def truth(url: str, name: str, field: str, after: datetime, before: datetime,
-                market: str | None = None) -> list[dict[str, Any]]:
-    """Ground truth rows (with data) still current, so that the API serves them."""
-    query = {"type": name, "field": field, "after": iso(after), "before": iso(before), "data": "1"}
-    if market:
-        query["marketplace"] = market
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/_sim/objects", params=query) as resp:
-            body = await resp.json()
-    assert resp.status == 200, body
-    return [o for o in body["objects"] if o["superseded_at"] is None]
 
 
 @pytest.fixture(scope="module")

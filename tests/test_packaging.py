@@ -7,8 +7,8 @@ discovery cannot see."""
 from __future__ import annotations
 
 import tomllib
+from support.spd import ROOT
 
-from conftest import ROOT
 
 
 def test_every_subpackage_is_listed_in_pyproject() -> None:

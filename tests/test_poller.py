@@ -3,55 +3,22 @@ to fail or stall: windows, checkpoints, expired next tokens, caps and delivery f
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import orjson
 import pytest
 
 from spd.config.model import load_config
-from spd.emitters.base import Emitter
 from spd.core.errors import DeliveryError
-from spd.pipeline.messages import Message
 from spd.app.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.state.store import StateStore
-from test_e2e import iso, write_config
+from support.config import write_config
+from support.spd import iso
+from support.recording import RecordingEmitter
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-class RecordingEmitter(Emitter):
-    """Keeps every message; can fail on chosen sends or sleep before acknowledging."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.messages: list[dict[str, Any]] = []
-        self.sends = 0
-        self.fail_on: set[int] = set()
-        self.delay_on: dict[int, float] = {}
-
-    async def start(self) -> None:
-        return None
-
-    async def send(self, messages: list[Message]) -> None:
-        self.sends += 1
-        if self.sends in self.delay_on:
-            await asyncio.sleep(self.delay_on[self.sends])
-        if self.sends in self.fail_on:
-            raise DeliveryError(f"send {self.sends} refused by the test")
-        self.messages += [orjson.loads(m.body) for m in messages]
-
-    async def flush(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def reopen(self) -> None:
-        return None
 
 
 @pytest.fixture

@@ -16,10 +16,14 @@ from spd.sources.object_type import object_id
 from spd.sources.registry import resolve_object_type
 from spd.sim import SimSettings, Simulator
 from spd.app.status import collect_status, format_status
-from test_object_types import NOW, iso, start_runtime, stop_runtime, truth, write_config
-from test_poller import RecordingEmitter
+from support.config import write_config
+from support.recording import RecordingEmitter
+from support.runtime import start_runtime, stop_runtime, truth
+from support.spd import iso
 
 US, CA = "ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from conftest import run_spd
 from spd.sources.reports.periods import aligned_window, period_start
 from spd.sim import SimSettings, Simulator
-from test_object_types import iso, start_runtime, stop_runtime, write_config
+from support.config import write_config
+from support.runtime import start_runtime, stop_runtime
+from support.spd import iso, run_spd
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 SALES = {"reportPeriod": "WEEK", "distributorView": "MANUFACTURING", "sellingProgram": "RETAIL"}

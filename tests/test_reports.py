@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from conftest import read_jsonl, run_spd
 from spd.client import SpClient
 from spd.config.model import load_config
 from spd.core.errors import ApiError
@@ -27,8 +26,9 @@ from spd.app.runtime import Runtime
 from spd.sim import SimSettings, Simulator
 from spd.sim.report_documents import EU_CITIES, JP_TITLES
 from spd.state.store import StateStore
-from test_e2e import iso
-from test_poller import RecordingEmitter
+from support.recording import RecordingEmitter
+from support.spd import iso, read_jsonl, run_spd
+from support.config import write_config
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 ORDERS_REPORT = "report:GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
@@ -154,18 +154,6 @@ def test_report_names_timestamps_and_tokens() -> None:
 
 # -- the report flow against the simulator -------------------------------------------------------
 
-def write_config(tmp_path: Path, sim_url: str, poller: dict[str, Any], market: str = "ATVPDKIKX0DER") -> Path:
-    lines = [f"state: {{path: {tmp_path / 'state.db'}}}", "log: {level: warning, format: json}",
-             "accounts:", "  sim:", f"    endpoint: {sim_url}", f"    marketplace_ids: [{market}]",
-             "    lwa: {client_id: test-client, client_secret: test-secret-value, "
-             f"refresh_token: test-refresh-token, token_url: {sim_url}/auth/o2/token}}",
-             "emitters:", f"  archive: {{type: file, path: \"{tmp_path / 'out'}/{{poller}}.jsonl\"}}",
-             "pollers:", "  p:"]
-    lines += [f"    {k}: {v}" for k, v in poller.items()] + ["    emitters: [archive]"]
-    path = tmp_path / "spd.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
 
 async def sim_post(sim: Simulator, path: str, body: dict[str, Any]) -> Any:
     async with aiohttp.ClientSession() as session:
@@ -187,7 +175,7 @@ class Harness:
     """A runtime over one state file whose pollers record to one emitter (a restart = a new one)."""
 
     def __init__(self, tmp_path: Path, sim: Simulator, poller: dict[str, Any], market: str = "ATVPDKIKX0DER"):
-        self.config = load_config(write_config(tmp_path, sim.url, poller, market))
+        self.config = load_config(write_config(tmp_path, sim.url, {"p": poller}, markets=(market,)))
         self.recorder = RecordingEmitter("archive")
         self.runtime: Runtime | None = None
 
@@ -387,10 +375,10 @@ def test_settlements_are_processed_exactly_once_across_runs(tmp_path: Path, sim_
     newest_us = max((r for r in listed if r["marketplaceIds"] == ["ATVPDKIKX0DER"]),
                     key=lambda r: r["createdTime"])
     sim.post("/_sim/reports", {"hold": [newest_us["reportId"]]})
-    config = write_config(tmp_path, sim.url, {
+    config = write_config(tmp_path, sim.url, {"p": {
         "object": "reports_2021-06-30.getReports", "download": "true",
         "report_types": f"[{SETTLEMENTS}]", "emit": "page",
-        "start_time": iso(NOW - timedelta(days=10))})
+        "start_time": iso(NOW - timedelta(days=10))}})
     out = tmp_path / "out" / "p.jsonl"
 
     def once() -> set[str]:

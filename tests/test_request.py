@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.sim import SimThread
+from support.spd import SHARED_MODELS, run_spd
+from support.static_sandbox import NO_MATCH, write_sandbox_config
 
-from conftest import SHARED_MODELS, SimThread, run_spd
-from test_sandbox import NO_MATCH, sandbox, write_sandbox_config  # noqa: F401
 
 pytestmark = pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
 

@@ -19,11 +19,12 @@ from typing import Any, Callable
 
 import pytest
 
-import sandbox
-from conftest import ROOT, read_jsonl, spd_env, start_spd, stop_spd, wait_for
+from support import systemd_sandbox as sandbox
 from spd.config.model import load_config
 from spd.core.errors import ConfigError
 from spd.app.systemd import StatusBoard
+from support.config import write_config
+from support.spd import ROOT, read_jsonl, spd_env, start_spd, stop_spd, wait_for
 
 UNITS = [ROOT / "systemd" / "spd.service", ROOT / "systemd" / "spd@.service"]
 INSTALLED_SPD = "/opt/spd/venv/bin/spd"  # where the units expect spd (README's install steps)
@@ -143,19 +144,6 @@ def notify_socket() -> Any:
     listener.close()
 
 
-def write_config(path: Path, sim_url: str, pollers: str, emitters: str = "", account: str = "") -> Path:
-    path.write_text(
-        f"state: {{path: {path.parent / 'state.db'}}}\n"
-        "log: {level: info, format: json}\n"
-        "accounts:\n  sim:\n"
-        f"    endpoint: {sim_url}\n    marketplace_ids: [ATVPDKIKX0DER]\n"
-        "    lwa: {client_id: test-client, client_secret: test-secret-value, "
-        f"refresh_token: test-refresh-token, token_url: {sim_url}/auth/o2/token}}\n{account}"
-        f"emitters:\n  archive: {{type: file, path: \"{path.parent / 'out'}/{{poller}}.jsonl\"}}\n{emitters}"
-        f"pollers:\n{pollers}")
-    return path
-
-
 def notify_env(listener: NotifySocket) -> dict[str, str]:
     env = spd_env()
     env["NOTIFY_SOCKET"] = listener.address
@@ -165,9 +153,9 @@ def notify_env(listener: NotifySocket) -> dict[str, str]:
 def test_ready_status_and_reload_notifications(tmp_path: Path, sim_factory: Any, notify_socket: NotifySocket) -> None:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     sim = sim_factory(orders=150, purchase_orders=10, start=now - DAY, end=now, rate_limit=False)
-    orders = (f"  orders: {{object: ordersV0.getOrders, timestamp_field: updated, interval: 1s, "
-              f"start_time: {iso(now - DAY)}, emitters: [archive]}}\n")
-    config = write_config(tmp_path / "spd.yaml", sim.url, orders)
+    orders = {"object": "ordersV0.getOrders", "timestamp_field": "updated", "interval": "1s",
+              "start_time": iso(now - DAY)}
+    config = write_config(tmp_path, sim.url, {"orders": orders})
     proc = start_spd("run", "-c", str(config), env=notify_env(notify_socket))
     try:
         ready = notify_socket.wait(lambda m: "READY" in m)
@@ -189,7 +177,7 @@ def test_ready_status_and_reload_notifications(tmp_path: Path, sim_factory: Any,
         ready = notify_socket.wait(lambda m: m.get("READY") == "1", after=reloading + 1)
         status = notify_socket.messages[ready]["STATUS"]
         assert status.startswith("1 poller: 1 ok; last error ") and " reload (old config kept): " in status
-        assert "pollers.orders.interval (line 11)" in status
+        assert "pollers.orders.interval (line 14)" in status
     finally:
         code = stop_spd(proc)
     assert code == 0, proc.stderr.read().decode() if proc.stderr else ""
@@ -251,15 +239,13 @@ def test_status_shows_pollers_waiting_for_quota_and_stalled(tmp_path: Path, sim_
     with socket.socket() as probe:  # a port nobody listens on: the webhook can never deliver
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
-    pollers = (
-        f"  orders: {{object: ordersV0.getOrders, timestamp_field: updated, interval: 1s, "
-        f"start_time: {iso(now - DAY)}, emitters: [archive]}}\n"
-        f"  vendor: {{object: vendorOrders.getPurchaseOrders, timestamp_field: updated, interval: 1s, "
-        f"start_time: {iso(now - DAY)}, emitters: [hook]}}\n")
-    hook = (f"  hook: {{type: webhook, url: 'http://127.0.0.1:{dead_port}/spd', timeout: 1s, "
-            "max_retry_time: 1s}\n")
-    account = "    rate_limits: {ordersV0.getOrders: {rate: 0.1, burst: 1}}\n"
-    config = write_config(tmp_path / "spd.yaml", sim.url, pollers, hook, account)
+    every_second = {"timestamp_field": "updated", "interval": "1s", "start_time": iso(now - DAY)}
+    pollers = {"orders": {"object": "ordersV0.getOrders", **every_second, "emitters": ["archive"]},
+               "vendor": {"object": "vendorOrders.getPurchaseOrders", **every_second, "emitters": ["hook"]}}
+    emitters = {"archive": f'{{type: file, path: "{tmp_path / "out"}/{{poller}}.jsonl"}}',
+                "hook": f"{{type: webhook, url: 'http://127.0.0.1:{dead_port}/spd', timeout: 1s, max_retry_time: 1s}}"}
+    account = "    rate_limits: {ordersV0.getOrders: {rate: 0.1, burst: 1}}"
+    config = write_config(tmp_path, sim.url, pollers, emitters=emitters, extra_account=account)
     proc = start_spd("run", "-c", str(config), env=notify_env(notify_socket))
     try:
         index = notify_socket.wait(lambda m: "waiting for quota" in m.get("STATUS", "")

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the e2e tests import `conftest`
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: `tests.support`
 
-from tests.conftest import SimThread, run_spd  # noqa: E402
-from tests.kafka_broker import TansuBroker, find_tansu  # noqa: E402
-from tests.test_delivery_e2e import SECRET, Scene, kafka, webhook  # noqa: E402
-from tests.webhook_receiver import WebhookReceiver  # noqa: E402
+from tests.support.sim import SimThread  # noqa: E402
+from tests.support.spd import run_spd  # noqa: E402
+from tests.support.kafka_broker import TansuBroker, find_tansu  # noqa: E402
+from tests.support.delivery import SECRET, Scene, kafka, webhook  # noqa: E402
+from tests.support.webhook_receiver import WebhookReceiver  # noqa: E402
 
 
 def measure(label: str, orders: int, emitter: Callable[[Path], dict[str, Any]]) -> float:

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from tests.hostile import HostileThread, write_config
+from tests.support.hostile import HostileThread, write_hostile_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 2**20
@@ -88,24 +88,24 @@ def run_case(name: str, stub: HostileThread, work: Path, spd_path: Path, timeout
         return run_child(["validate", "-c", str(bomb)], spd_path, timeout)
     if name == "idle":
         stub.set("ok")
-        return run_child(once(write_config(work, stub.url)), spd_path, timeout)
+        return run_child(once(write_hostile_config(work, stub.url)), spd_path, timeout)
     if name in ("getorders_50mb", "getorders_chunked_200mb"):
         stub.set("huge" if name == "getorders_50mb" else "chunked", (50 if "50" in name else 200) * MB)
-        return run_child(once(write_config(work, stub.url)), spd_path, timeout)
+        return run_child(once(write_hostile_config(work, stub.url)), spd_path, timeout)
     if name in ("getorders_10mb_fat", "getorders_10mb_small"):
         stub.set("huge", 10 * MB - 4096, fat=880 if name.endswith("fat") else 0)
-        return run_child(once(write_config(work, stub.url)), spd_path, timeout)
+        return run_child(once(write_hostile_config(work, stub.url)), spd_path, timeout)
     if name == "report_line_1gib":
         stub.set("report_line", 1024 * MB)
-        config = write_config(work, stub.url, {"object": REPORT, "timestamp_field": "updated"})
+        config = write_hostile_config(work, stub.url, {"object": REPORT, "timestamp_field": "updated"})
         return run_child(once(config), spd_path, timeout)
     if name == "webhook_answer_300mb":
         stub.set("ok", 300 * MB)
-        hook = f"  hook: {{type: webhook, url: '{stub.url}/hook', timeout: 10m}}"
-        return run_child(once(write_config(work, stub.url, emitters=hook)), spd_path, timeout)
+        hook = {"hook": f"{{type: webhook, url: '{stub.url}/hook', timeout: 10m}}"}
+        return run_child(once(write_hostile_config(work, stub.url, emitters=hook)), spd_path, timeout)
     if name == "stop_during_document":
         stub.set("report_trickle")
-        config = write_config(work, stub.url, {"object": REPORT, "timestamp_field": "updated"})
+        config = write_hostile_config(work, stub.url, {"object": REPORT, "timestamp_field": "updated"})
         return run_child(once(config), spd_path, timeout, interrupt_after=4.0)
     raise SystemExit(f"unknown case {name}; cases: {', '.join(CASES)}")
 

@@ -18,10 +18,18 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from spd.app.runtime import Runtime
+from spd.config.model import load_config
+from spd.state.store import StateStore
+
+from .config import write_config
+from .spd import iso
 
 ACCESS_TOKEN = "Atza|hostile-access-token-0123456789"
 STOLEN_TOKEN = "Atza|issued-by-the-thief"
@@ -43,10 +51,6 @@ MODES = {
     "report_trickle": "a report document whose second line trickles in forever",
     "no_id": "the order has neither AmazonOrderId nor LastUpdateDate",
 }
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def order(n: int, updated: datetime) -> dict[str, Any]:
@@ -303,27 +307,18 @@ CLIENT_SECRET = "amzn1.oa2-cs.v1.hostile-client-secret-42"
 REFRESH_TOKEN = "Atzr|hostile-refresh-token-0123456789"
 
 
-def write_config(tmp_path: Any, url: str, poller: dict[str, Any] | None = None, *,
-                 token_url: str | None = None, emitters: str | None = None,
-                 state: Any = None, extra: str = "") -> Any:
-    """A config for the hostile stub: one account, a file emitter `archive` (or `emitters`),
+def write_hostile_config(tmp_path: Any, url: str, poller: dict[str, Any] | None = None, *,
+                         token_url: str | None = None, emitters: dict[str, str] | None = None,
+                         state: Any = None, extra: str = "") -> Any:
+    """write_config for the hostile stub: account `acme` with the secrets the stub echoes back,
     and a poller `p` (getOrders by update time from a day ago unless `poller` says otherwise)."""
     start = iso(datetime.now(timezone.utc) - timedelta(days=1))
     poller = {"object": "ordersV0.getOrders", "timestamp_field": "updated", "start_time": start,
               **(poller or {})}
-    lines = [f"state: {{path: {state or tmp_path / 'state.db'}}}", "log: {level: info, format: json}",
-             extra, "accounts:", "  acme:", f"    endpoint: {url}",
-             "    marketplace_ids: [ATVPDKIKX0DER]",
-             f"    lwa: {{client_id: amzn1.application-oa2-client.hostile, client_secret: "
-             f"\"{CLIENT_SECRET}\", refresh_token: \"{REFRESH_TOKEN}\", "
-             f"token_url: {token_url or url + '/auth/o2/token'}}}",
-             "emitters:", emitters or f"  archive: {{type: file, path: \"{tmp_path / 'out'}/{{poller}}.jsonl\"}}",
-             "pollers:", "  p:"]
-    lines += [f"    {k}: {v}" for k, v in poller.items()]
-    lines.append("    emitters: [" + ("archive" if emitters is None else emitters.split(":")[0].strip()) + "]")
-    path = tmp_path / "spd.yaml"
-    path.write_text("\n".join(line for line in lines if line) + "\n")
-    return path
+    lwa = {"client_id": "amzn1.application-oa2-client.hostile", "client_secret": CLIENT_SECRET,
+           "refresh_token": REFRESH_TOKEN}
+    return write_config(tmp_path, url, {"p": poller}, account="acme", lwa=lwa, token_url=token_url,
+                        emitters=emitters, state=state, extra=extra)
 
 
 class Harness:
@@ -331,13 +326,7 @@ class Harness:
     emitter is `emitter`. `async with Harness(...) as h:` then `h.runtime.pollers["p"]`."""
 
     def __init__(self, tmp_path: Any, url: str, emitter: Any, poller: dict[str, Any] | None = None) -> None:
-        from pathlib import Path
-
-        from spd.config.model import load_config
-        from spd.app.runtime import Runtime
-        from spd.state.store import StateStore
-
-        self.config = load_config(write_config(tmp_path, url, poller))
+        self.config = load_config(write_hostile_config(tmp_path, url, poller))
         self.recorder = emitter
         self.store = StateStore(Path(self.config.state.path))
         self.runtime = Runtime(self.config, self.store, emitter_factory=lambda n, c: emitter)

@@ -27,7 +27,6 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import re
 import shutil
 import subprocess
 import sys

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from conftest import SHARED_MODELS
+from .spd import SHARED_MODELS
 
 METHODS = ("get", "put", "post", "delete", "patch")
 

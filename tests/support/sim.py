@@ -1,0 +1,57 @@
+"""The simulator served from a background thread, for sync tests and `spd` subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from spd.sim import SimSettings, Simulator
+
+
+class SimThread:
+    """The simulator served from a background thread, so sync tests and subprocesses can use it."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = SimSettings(**settings)
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._sim: Any = None
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._sim = Simulator(self.settings)
+        self._loop.run_until_complete(self._sim.start())
+        self.url = self._sim.url
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._sim.close())
+
+    def start(self) -> "SimThread":
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("simulator did not start")
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def get(self, path: str, **query: Any) -> Any:
+        """GET a simulator admin endpoint (`/_sim/...`) and parse its JSON."""
+        url = f"{self.url}{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(f"{self.url}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
