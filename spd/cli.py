@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from spd import __version__
@@ -60,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("api", nargs="?", metavar="API")
     p.add_argument("operation", nargs="?", metavar="OPERATION")
     p.add_argument("--schema", action="store_true", help="print the request body's JSON Schema")
+    _add_api_commands(command)
+    # The simulator parses its own options (`spd sim --help`).
+    command("sim", "sim", "run the SP-API simulator in the foreground", add_help=False)
+    models = sub.add_parser("models", help="manage the operation catalog")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
+    msub.required = True
+    p = msub.add_parser("build", help="regenerate models/ from Amazon's model files")
+    p.set_defaults(handler="models_build")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR", help="a checkout of selling-partner-api-models")
+    p.add_argument("--to", metavar="DIR", help="output directory (default: the package's models/)")
+    return parser
+
+
+def _add_api_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """`spd exec` and `spd request`: one SP-API call, printed as JSON."""
     p = command("exec", "exec", "execute one SP-API operation and print its JSON response", config=True)
     p.add_argument("api", metavar="API")
     p.add_argument("operation", metavar="OPERATION")
@@ -77,16 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", metavar="JSON|@FILE", help="the request body")
     p.add_argument("--allow-404", action="store_true", help="a 404 is an answer, not an error")
     p.add_argument("--account", metavar="NAME", help="account (default: the only or the default one)")
-    # The simulator parses its own options (`spd sim --help`).
-    command("sim", "sim", "run the SP-API simulator in the foreground", add_help=False)
-    models = sub.add_parser("models", help="manage the operation catalog")
-    msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
-    msub.required = True
-    p = msub.add_parser("build", help="regenerate models/ from Amazon's model files")
-    p.set_defaults(handler="models_build")
-    p.add_argument("--from", dest="source", required=True, metavar="DIR", help="a checkout of selling-partner-api-models")
-    p.add_argument("--to", metavar="DIR", help="output directory (default: the package's models/)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

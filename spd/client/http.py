@@ -8,8 +8,6 @@ dropped connections retry with full-jitter backoff only when the request is idem
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +19,12 @@ from yarl import URL
 from spd import __version__
 from spd.client import encode as rsp
 from spd.client.auth import LwaAuth, make_signer
+from spd.client.documents import DocumentDownloads
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
 from spd.client import transport
 from spd.client.transport import REDIRECTS, RedirectRefused, public_location, send_credentialed
-from spd.core.http import BodyTooLarge, read_capped
+from spd.core.http import BodyTooLarge
 from spd.core.retry import Backoff
 from spd.client.ratelimit import (
     DEFAULT_BURST,
@@ -52,24 +51,6 @@ class Response:
     headers: dict[str, str]
     body: Any
     request_id: str | None = None
-
-
-@dataclass
-class Download:
-    """An open document download (`SpClient.download_stream`): headers now, body in chunks."""
-
-    status: int
-    headers: dict[str, str]
-    content_type: str | None
-    _response: aiohttp.ClientResponse
-
-    async def chunks(self, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-        """The body as it arrives; a broken connection is a retriable ApiError."""
-        try:
-            async for chunk in self._response.content.iter_chunked(size):
-                yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ApiError(f"download interrupted: {rsp.describe(exc)}", retriable=True) from None
 
 
 @dataclass
@@ -100,7 +81,7 @@ class _Transient(Exception):
         self.request_id: str | None = None
 
 
-class SpClient:
+class SpClient(DocumentDownloads):
     """The SP-API client of pollers, jobs and the CLI; `async with` it or start()/close()."""
 
     def __init__(
@@ -234,70 +215,6 @@ class SpClient:
         for (account, key), bucket in self._buckets.items():
             stats.setdefault(account, {})[key] = bucket.snapshot()
         return stats
-
-    async def download(self, url: str) -> bytes:
-        """GET a pre-signed URL (report documents): no SP-API auth, retried like any GET; at most
-        MAX_RESPONSE_BYTES (documents of any size stream through `download_stream`)."""
-        # no total limit for big documents; a stalled read still times out
-        timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
-        headers = {"User-Agent": self.user_agent}
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                async with self.session.get(
-                    URL(url, encoded=True), headers=headers, timeout=timeout
-                ) as r:
-                    data = await read_capped(r, transport.MAX_RESPONSE_BYTES)
-                    if r.status < 400:
-                        return data
-                    if r.status not in rsp.RETRY_STATUSES or attempt == self.max_attempts:
-                        raise ApiError(
-                            f"download: HTTP {r.status} from the document URL",
-                            status=r.status, retriable=r.status in rsp.RETRY_STATUSES,
-                        )  # fmt: skip
-                    reason = f"HTTP {r.status}"
-            except BodyTooLarge as exc:
-                raise ApiError(f"download: {exc}; use download_stream") from None
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                reason = rsp.describe(exc)
-                if attempt == self.max_attempts:
-                    raise ApiError(f"download failed: {reason}", retriable=True) from None
-            delay = self._backoff(attempt)
-            log.warning("request_retry", operation="download", attempt=attempt, reason=reason,
-                        delay=round(delay, 3))  # fmt: skip
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
-    @contextlib.asynccontextmanager
-    async def download_stream(self, url: str) -> AsyncIterator[Download]:
-        """Like `download`, but the body streams (`async for c in d.chunks()`) in bounded memory.
-        Opening is retried like any GET; a failure mid-body is not (the caller resumes)."""
-        timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                r = await self.session.get(URL(url, encoded=True), timeout=timeout,
-                                           headers={"User-Agent": self.user_agent})
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                reason = rsp.describe(exc)
-                if attempt == self.max_attempts:
-                    raise ApiError(f"download failed: {reason}", retriable=True) from None
-            else:
-                if r.status < 400:
-                    try:
-                        yield Download(r.status, rsp.plain_headers(r.headers),
-                                       r.headers.get("Content-Type"), r)
-                    finally:  # a body left unread must not go back to the pool
-                        r.release() if r.content.at_eof() else r.close()
-                    return
-                r.release()
-                retriable = r.status in rsp.RETRY_STATUSES
-                if not retriable or attempt == self.max_attempts:
-                    raise ApiError(f"download: HTTP {r.status} from the document URL",
-                                   status=r.status, retriable=retriable)
-                reason = f"HTTP {r.status}"
-            delay = self._backoff(attempt)
-            log.warning("request_retry", operation="download", attempt=attempt, reason=reason,
-                        delay=round(delay, 3))  # fmt: skip
-            await asyncio.sleep(delay)
 
     def _account(self, name: str) -> Any:
         acct = self._accounts.get(name)

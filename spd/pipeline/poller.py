@@ -40,6 +40,7 @@ from spd.core.times import format_ts, utcnow
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, DeliveryError, SpdError, describe_error
 from spd.pipeline.messages import build_messages
+from spd.pipeline.types import Page, PollStopped, RunResult, Window
 from spd.sources.object_type import ObjectType, object_cursor, object_id
 from spd.pipeline.poller_support import (MIN_WINDOW, TokenGuard, attach_order_items, check_echo,
                                 clamp_note, clamp_start, count_fallbacks,
@@ -53,51 +54,6 @@ T = TypeVar("T")
 
 # Where Amazon does not say whether a bound includes its own instant, windows overlap this much.
 BOUNDARY_OVERLAP = timedelta(seconds=1)
-
-
-class PollStopped(Exception):
-    """Internal: the daemon is stopping and the page was abandoned before delivery."""
-
-
-@dataclass(frozen=True)
-class Window:
-    """The time range one series of pages covers; `end` is None until the API echoes it."""
-
-    start: datetime
-    end: datetime | None
-    echo: bool  # the upper bound is omitted and taken from the response
-
-
-@dataclass
-class RunResult:
-    """What one run did, for logs, `once` and the demo's summary."""
-
-    pages: int = 0
-    objects: int = 0
-    windows: int = 0
-    caught_up: bool = False
-    capped: bool = False
-    watermark: datetime | None = None
-
-    def add(self, other: RunResult) -> None:
-        """Sums a series' result into the poller's (the oldest watermark wins)."""
-        self.pages += other.pages
-        self.objects += other.objects
-        self.windows += other.windows
-        self.caught_up = self.caught_up and other.caught_up
-        self.capped = self.capped or other.capped
-        if other.watermark and (self.watermark is None or other.watermark < self.watermark):
-            self.watermark = other.watermark
-
-
-@dataclass
-class Page:
-    """One fetched page: its objects and where the next one starts."""
-
-    objects: list[dict[str, Any]]
-    next_token: str | None
-    echo: Any  # the upper bound the API says it applied, as it came (checked before use)
-    received: datetime  # when the answer arrived: an echo cannot be later than that - lag
 
 
 @dataclass

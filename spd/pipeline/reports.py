@@ -29,7 +29,8 @@ from spd.catalog.model import load_catalog
 from spd.core.retry import Backoff
 from spd.core.times import format_ts, parse_ts, utcnow
 from spd.core.errors import ApiError, SpdError
-from spd.pipeline.poller import Poller, PollStopped, RunResult, Window
+from spd.pipeline.poller import Poller
+from spd.pipeline.types import PollStopped, RunResult, Window
 from spd.sources.reports.document import DocumentStream, iter_pages, iter_rows
 from spd.sources.reports.formats import Row
 from spd.state.ledger import Ledger

@@ -18,7 +18,7 @@ from typing import Any
 
 from spd.core.times import format_ts, utcnow
 from spd.core.errors import ApiError
-from spd.pipeline.poller import RunResult, Window
+from spd.pipeline.types import RunResult, Window
 from spd.pipeline.poller_support import MIN_WINDOW, TokenGuard
 from spd.pipeline.reports import ReportPoller, Stopped, parse_token, report_time
 from spd.sources.reports.registry import API, REPORT_PREFIX, SETTLEMENT_V2, report_spec

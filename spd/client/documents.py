@@ -1,0 +1,117 @@
+"""Report documents: GETs of pre-signed URLs, without SP-API auth, retried like any GET; whole
+(at most MAX_RESPONSE_BYTES) or streamed in bounded memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from spd.client import encode as rsp
+from spd.client import transport
+from spd.core.errors import ApiError
+from spd.core.http import BodyTooLarge, read_capped
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Download:
+    """An open document download (`SpClient.download_stream`): headers now, body in chunks."""
+
+    status: int
+    headers: dict[str, str]
+    content_type: str | None
+    _response: aiohttp.ClientResponse
+
+    async def chunks(self, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """The body as it arrives; a broken connection is a retriable ApiError."""
+        try:
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError(f"download interrupted: {rsp.describe(exc)}", retriable=True) from None
+
+
+class DocumentDownloads:
+    """The document downloads of SpClient, over its session, timeout, attempts and backoff."""
+
+    user_agent: str
+    max_attempts: int
+    _timeout: aiohttp.ClientTimeout
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        raise NotImplementedError
+
+    def _backoff(self, attempt: int) -> float:
+        raise NotImplementedError
+
+    async def download(self, url: str) -> bytes:
+        """GET a pre-signed URL (report documents): no SP-API auth, retried like any GET; at most
+        MAX_RESPONSE_BYTES (documents of any size stream through `download_stream`)."""
+        # no total limit for big documents; a stalled read still times out
+        timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
+        headers = {"User-Agent": self.user_agent}
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with self.session.get(
+                    URL(url, encoded=True), headers=headers, timeout=timeout
+                ) as r:
+                    data = await read_capped(r, transport.MAX_RESPONSE_BYTES)
+                    if r.status < 400:
+                        return data
+                    if r.status not in rsp.RETRY_STATUSES or attempt == self.max_attempts:
+                        raise ApiError(
+                            f"download: HTTP {r.status} from the document URL",
+                            status=r.status, retriable=r.status in rsp.RETRY_STATUSES,
+                        )  # fmt: skip
+                    reason = f"HTTP {r.status}"
+            except BodyTooLarge as exc:
+                raise ApiError(f"download: {exc}; use download_stream") from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = rsp.describe(exc)
+                if attempt == self.max_attempts:
+                    raise ApiError(f"download failed: {reason}", retriable=True) from None
+            delay = self._backoff(attempt)
+            log.warning("request_retry", operation="download", attempt=attempt, reason=reason,
+                        delay=round(delay, 3))  # fmt: skip
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def download_stream(self, url: str) -> AsyncIterator[Download]:
+        """Like `download`, but the body streams (`async for c in d.chunks()`) in bounded memory.
+        Opening is retried like any GET; a failure mid-body is not (the caller resumes)."""
+        timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                r = await self.session.get(URL(url, encoded=True), timeout=timeout,
+                                           headers={"User-Agent": self.user_agent})
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = rsp.describe(exc)
+                if attempt == self.max_attempts:
+                    raise ApiError(f"download failed: {reason}", retriable=True) from None
+            else:
+                if r.status < 400:
+                    try:
+                        yield Download(r.status, rsp.plain_headers(r.headers),
+                                       r.headers.get("Content-Type"), r)
+                    finally:  # a body left unread must not go back to the pool
+                        r.release() if r.content.at_eof() else r.close()
+                    return
+                r.release()
+                retriable = r.status in rsp.RETRY_STATUSES
+                if not retriable or attempt == self.max_attempts:
+                    raise ApiError(f"download: HTTP {r.status} from the document URL",
+                                   status=r.status, retriable=retriable)
+                reason = f"HTTP {r.status}"
+            delay = self._backoff(attempt)
+            log.warning("request_retry", operation="download", attempt=attempt, reason=reason,
+                        delay=round(delay, 3))  # fmt: skip
+            await asyncio.sleep(delay)
