@@ -20,7 +20,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from spd.app import systemd
-from spd.config.model import load_config
+from spd.config.model import Config, load_config
 from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
                         describe_error)
@@ -48,7 +48,7 @@ class Daemon:
         self.config_path = config_path
         self.emitter_factory = emitter_factory
         self.install_signals = install_signals
-        self.config: Any = None
+        self.config: Config | None = None  # set by start()
         self.store: StateStore | None = None
         self.runtime: Runtime | None = None
         self.scheduler: AsyncIOScheduler | None = None
@@ -82,8 +82,9 @@ class Daemon:
             self._status_task = asyncio.ensure_future(self._refresh_status())
         log.info("daemon_started", pollers=sorted(self.config.pollers), config=str(self.config_path))
 
-    async def open_runtime(self, config: Any) -> Runtime:
-        runtime = Runtime(config, self.store, self.emitter_factory)  # type: ignore[arg-type]
+    async def open_runtime(self, config: Config) -> Runtime:
+        assert self.store is not None  # opened before any runtime
+        runtime = Runtime(config, self.store, self.emitter_factory)
         try:
             await runtime.start()
         except BaseException:
@@ -91,14 +92,14 @@ class Daemon:
             raise
         return runtime
 
-    def schedule(self, config: Any) -> None:
+    def schedule(self, config: Config) -> None:
         """One interval job per poller and per job: one run at a time, missed runs coalesced,
         small jitter, first runs spread over a few seconds rather than all at once."""
         assert self.scheduler is not None
-        for name, cfg in config.pollers.items():
-            self.add_interval_job(self.run_poller, name, name, cfg.interval.total_seconds())
-        for name, cfg in config.jobs.items():  # ids cannot clash: names never contain ":"
-            self.add_interval_job(self.run_job, name, f"job:{name}", cfg.interval.total_seconds())
+        for name, poller in config.pollers.items():
+            self.add_interval_job(self.run_poller, name, name, poller.interval.total_seconds())
+        for name, job in config.jobs.items():  # ids cannot clash: names never contain ":"
+            self.add_interval_job(self.run_job, name, f"job:{name}", job.interval.total_seconds())
 
     def add_interval_job(self, func: Any, name: str, job_id: str, seconds: float) -> None:
         jitter = min(FIRST_RUN_SPREAD, seconds * 0.05)
@@ -174,9 +175,12 @@ class Daemon:
         """A reload whose fallback to the old config failed leaves no runtime: rather than idle
         with nothing running, the daemon says so and exits 1 (systemd restarts it)."""
         self._reloads.discard(task)
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled():
             return
-        error = describe_error(task.exception())  # type: ignore[arg-type]
+        exc = task.exception()
+        if exc is None:
+            return
+        error = describe_error(exc)
         log.error("reload_fallback_failed", error=error, config=str(self.config_path),
                   hint="neither the new nor the old config could start; stopping with exit 1")
         self.board.error("reload", error)
@@ -231,12 +235,13 @@ class Daemon:
             self.store.close()
         log.info("daemon_stopped", exit_code=self.exit_code)
 
-    def load_checked(self) -> Any:
+    def load_checked(self) -> Config:
         """The config file loaded and checked as at startup (runs in a thread: parsing a big or
         hostile file must not stall the pollers)."""
         config = load_config(self.config_path)
         check_config(config, load_catalog())
-        Runtime(config, self.store).check_identities()  # type: ignore[arg-type]
+        assert self.store is not None  # reloads start after start()
+        Runtime(config, self.store).check_identities()
         return config
 
     async def reload(self) -> None:
@@ -271,6 +276,7 @@ class Daemon:
         except SpdError as exc:  # e.g. an emitter that cannot start: go back to the old config
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
             self.board.error("reload (old config kept)", str(exc))
+            assert self.config is not None  # reloads start after start()
             config = self.config
             self.runtime = await self.open_runtime(config)  # if this fails too: _reload_done
         self.config = config
@@ -279,17 +285,18 @@ class Daemon:
 
     async def start_http(self) -> None:
         """The optional /metrics, /healthz and /readyz endpoint (`http.listen`)."""
-        if self.config.http is None:
+        http = self.config.http if self.config is not None else None
+        if http is None:
             return
-        server = MetricsServer(self.config.http.listen, self, ready=self.is_ready)
+        server = MetricsServer(http.listen, self, ready=self.is_ready)
         try:
             await server.start()
         except OSError as exc:
             raise SpdError(f"{self.config_path}: http.listen: cannot listen on "
-                           f"{self.config.http.listen}: {exc.strerror or exc}") from None
+                           f"{http.listen}: {exc.strerror or exc}") from None
         self.http = server
-        if not self.config.http.loopback:
-            log.warning("http_listen_not_loopback", listen=self.config.http.listen,
+        if not http.loopback:
+            log.warning("http_listen_not_loopback", listen=http.listen,
                         hint="/metrics, /healthz and /readyz have no authentication and are "
                         "reachable from other hosts; listen on 127.0.0.1 unless that is meant")
 

@@ -7,7 +7,7 @@ client's token buckets), so no code path carries counters of its own.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import structlog
 from aiohttp import web
@@ -16,13 +16,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from spd.core.errors import SpdError
 
+if TYPE_CHECKING:  # the daemon serves this endpoint: it imports this module
+    from spd.app.daemon import Daemon
+
 log = structlog.get_logger("spd.app.metrics")
 
 
 class DaemonCollector:
     """Prometheus collector over a daemon's state store and client, read on each scrape."""
 
-    def __init__(self, daemon: Any) -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
     def collect(self) -> Iterator[Metric]:
@@ -76,7 +79,7 @@ class DaemonCollector:
         yield rate
 
 
-def build_app(daemon: Any, ready: Callable[[], bool]) -> web.Application:
+def build_app(daemon: Daemon, ready: Callable[[], bool]) -> web.Application:
     """The aiohttp application serving /metrics, /healthz and /readyz."""
     registry = CollectorRegistry()
     registry.register(DaemonCollector(daemon))
@@ -101,7 +104,7 @@ def build_app(daemon: Any, ready: Callable[[], bool]) -> web.Application:
 class MetricsServer:
     """Serves `build_app` on the configured HOST:PORT; `start()`/`close()`."""
 
-    def __init__(self, listen: str, daemon: Any, ready: Callable[[], bool]) -> None:
+    def __init__(self, listen: str, daemon: Daemon, ready: Callable[[], bool]) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.app = build_app(daemon, ready)

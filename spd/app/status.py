@@ -8,11 +8,12 @@ from typing import Any
 from spd.core.times import format_ts, parse_ts
 from spd.core.errors import SpdError, UsageError
 from spd.core.redaction import redact
+from spd.config.model import Config, PollerConfig
 from spd.config.secrets import register_config_secrets
 from spd.state.store import PollerState, StateStore
 
 
-def collect_status(config: Any) -> list[dict[str, Any]]:
+def collect_status(config: Config) -> list[dict[str, Any]]:
     """One row per configured poller (and per orphaned state row), JSON-able, no secrets.
     The state file is only read: a missing one is not created, an old one not migrated."""
     register_config_secrets(config)  # errors written by an older spd may still hold one
@@ -40,7 +41,7 @@ def _ts(value: datetime | None) -> str | None:
     return format_ts(value) if value else None
 
 
-def status_row(name: str, cfg: Any, state: PollerState | None) -> dict[str, Any]:
+def status_row(name: str, cfg: PollerConfig | None, state: PollerState | None) -> dict[str, Any]:
     """The status of one poller as a flat dict."""
     row: dict[str, Any] = {
         "poller": name,
@@ -83,7 +84,7 @@ def format_status(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def reset_poller(config: Any, name: str, to: str | None) -> str:
+def reset_poller(config: Config, name: str, to: str | None) -> str:
     """Moves a poller's watermark to `to` (default its start_time); refuses while a daemon runs."""
     cfg = config.pollers.get(name)
     if cfg is None:

@@ -7,9 +7,9 @@ ones. Tokens and secrets never reach a log event or an error message.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -21,6 +21,10 @@ from spd.client.transport import (MAX_TOKEN_RESPONSE_BYTES, REDIRECTS, RedirectR
                                   send_credentialed)
 from spd.core.http import BodyTooLarge
 from spd.core.errors import AuthError, ConfigError
+from spd.core.typing import Account
+
+if TYPE_CHECKING:  # imported when an account has `aws` (aioboto3)
+    from spd.client.sigv4 import SigV4Signer
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +65,7 @@ class LwaAuth:
         self.refreshes = 0  # token requests sent, for tests and metrics
         self.gate = FailureGate(clock=clock)
 
-    async def token(self, name: str, account: Any, scope: str | None = None) -> str:
+    async def token(self, name: str, account: Account, scope: str | None = None) -> str:
         """A valid access token for `account` (grantless when `scope` is given)."""
         key = (name, scope)
         cached = self._cache.get(key)
@@ -80,7 +84,7 @@ class LwaAuth:
         """Cancel refreshes in flight."""
         self._flights.close()
 
-    async def _refresh(self, key: tuple[str, str | None], account: Any) -> str:
+    async def _refresh(self, key: tuple[str, str | None], account: Account) -> str:
         name, scope = key
         lwa = account.lwa
         form = {
@@ -157,7 +161,7 @@ def _parse_grant(name: str, status: int, payload: Any) -> tuple[str, float]:
     raise AuthError(f"account {name}: LWA refused the token request (HTTP {status} {detail})")
 
 
-def make_signer(accounts: dict[str, Any]) -> Any:
+def make_signer(accounts: Mapping[str, Account]) -> SigV4Signer | None:
     """A SigV4Signer when any account has `aws` (boto is imported only then), else None."""
     names = [n for n, a in accounts.items() if getattr(a, "aws", None) is not None]
     if not names:

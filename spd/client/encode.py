@@ -17,6 +17,7 @@ from urllib.parse import quote
 import orjson
 
 from spd.core.times import format_ts
+from spd.catalog.model import Operation
 from spd.core.errors import ApiError, UsageError
 from spd.core.retry import retry_after as parse_retry_after
 
@@ -110,7 +111,7 @@ def encode_body(body: Any) -> bytes | None:
     return orjson.dumps(body, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
 
 
-def encode_operation(op: Any, params: Mapping[str, Any] | None, body: Any) -> EncodedRequest:
+def encode_operation(op: Operation, params: Mapping[str, Any] | None, body: Any) -> EncodedRequest:
     """Split `params` by the catalog's parameter locations and encode each part.
 
     Names the catalog does not know go to the query string (Amazon rejects them if wrong).
@@ -143,7 +144,7 @@ def _collection_format(param: Any) -> str | None:
     return getattr(param, "collection_format", None)
 
 
-def encode_raw_query(query: Mapping[str, Any] | None, op: Any = None) -> str:
+def encode_raw_query(query: Mapping[str, Any] | None, op: Operation | None = None) -> str:
     """A raw request's query dict, with collection formats from the matched operation if any."""
     by_name = {p.name: p for p in op.params} if op is not None else {}
     items = [(k, v, _collection_format(by_name.get(k))) for k, v in (query or {}).items()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,7 @@ from yarl import URL
 
 from spd import __version__
 from spd.client import encode as rsp
+from spd.catalog.model import Catalog, Operation, load_catalog
 from spd.client.auth import LwaAuth, make_signer
 from spd.client.documents import DocumentDownloads
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
@@ -34,6 +36,7 @@ from spd.client.ratelimit import (
     initial_limits,
 )
 from spd.core.errors import ApiError, AuthError, UsageError
+from spd.core.typing import Account
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +59,7 @@ class Response:
 @dataclass
 class _Request:
     name: str  # account name
-    account: Any
+    account: Account
     label: str  # "ordersV0.getOrders" or "GET /path" for raw requests
     method: str
     url: str  # fully percent-encoded
@@ -64,7 +67,7 @@ class _Request:
     body: bytes | None
     bucket: TokenBucket
     idempotent: bool
-    op: Any = None
+    op: Operation | None = None
     scope: str | None = None  # grantless LWA scope
     restricted: tuple[str, ...] | None = None  # data elements: use a Restricted Data Token
     path: str = ""  # the encoded path, what an RDT is asked for
@@ -86,8 +89,8 @@ class SpClient(DocumentDownloads):
 
     def __init__(
         self,
-        accounts: dict[str, Any],
-        catalog: Any,
+        accounts: Mapping[str, Account],
+        catalog: Catalog | None,
         *,
         session: aiohttp.ClientSession | None = None,
         user_agent: str | None = None,
@@ -148,7 +151,7 @@ class SpClient(DocumentDownloads):
     async def call(
         self,
         account: str,
-        op: Any,
+        op: Operation,
         params: dict[str, Any] | None = None,
         body: Any = None,
         *,
@@ -199,7 +202,7 @@ class SpClient(DocumentDownloads):
         )  # fmt: skip
         return await self._execute(req, raise_errors)
 
-    def bucket(self, account: str, op: Any) -> TokenBucket:
+    def bucket(self, account: str, op: Operation) -> TokenBucket:
         """The token bucket of (account, op.api + "." + op.id), created on first use."""
         key = (account, f"{op.api}.{op.id}")
         bucket = self._buckets.get(key)
@@ -373,11 +376,12 @@ class SpClient(DocumentDownloads):
             self.auth.invalidate(req.name, token, req.scope)
 
     async def _create_rdt(self, account: str, body: dict[str, Any]) -> Response:
-        op = self._catalog.operation(TOKENS_API, CREATE_RDT)
+        catalog = self._catalog if self._catalog is not None else load_catalog()
+        op = catalog.operation(TOKENS_API, CREATE_RDT)
         return await self.call(account, op, body=body)
 
 
-def _idempotent(method: str, op: Any) -> bool:
+def _idempotent(method: str, op: Operation | None) -> bool:
     """GET/HEAD, or an operation the catalog marks `safe` (a read-only POST)."""
     return method in IDEMPOTENT_METHODS or bool(getattr(op, "safe", False))
 

@@ -12,6 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from spd.catalog.model import Operation
+from spd.core.typing import Account
+
 DEFAULT_RATE = 0.5
 DEFAULT_BURST = 1
 # Amazon's bucket starts refilling when a request *arrives*; ours when it is sent. Taking from a
@@ -174,7 +177,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def initial_limits(account: Any, op: Any) -> tuple[float, int]:
+def initial_limits(account: Account, op: Operation) -> tuple[float, int]:
     """Rate and burst for a new bucket: config override, else the Usage Plan, else the default."""
     key = f"{op.api}.{op.id}"
     overrides = getattr(account, "rate_limits", None) or {}

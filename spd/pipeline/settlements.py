@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from spd.core.times import format_ts, utcnow
+from spd.config.model import PollerConfig
 from spd.core.errors import ApiError
 from spd.pipeline.types import RunResult, Window
 from spd.pipeline.poller_support import MIN_WINDOW, TokenGuard
@@ -29,7 +30,7 @@ LIST_PAGE_SIZE = 100
 LIST_LAG = timedelta(minutes=2)
 
 
-def report_types(cfg: Any) -> list[str]:
+def report_types(cfg: PollerConfig) -> list[str]:
     """`report_types`, else params.reportTypes, else the settlement flat file V2."""
     types = cfg.report_types or cfg.params.get("reportTypes") or [SETTLEMENT_V2]
     return [types] if isinstance(types, str) else list(types)
