@@ -76,7 +76,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rows = collect_status(load(args))
+    rows = asyncio.run(collect_status(load(args)))
     if args.json:
         print_json(rows)
     else:

@@ -96,7 +96,7 @@ async def test_a_report_with_an_endless_line_fails_with_one_recorded_line(tmp_pa
         async with Harness(tmp_path, hostile.url, RecordingEmitter("archive"), REPORT) as h:
             with pytest.raises(ReportFormatError):
                 await asyncio.wait_for(h.runtime.pollers["p"].run(), 30)
-            state = h.store.get("p")
+            state = await h.store.get("p")
     assert state.last_error == "report document line 3 is longer than 256 KiB; the document is broken"
     assert state.window_start is None or state.page == 0  # nothing was checkpointed
     assert h.recorder.messages == []

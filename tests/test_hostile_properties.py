@@ -111,16 +111,20 @@ def make_poller(store: StateStore, body: Any) -> Poller:
 @FAST
 @given(body=replies())
 def test_any_reply_ends_the_run_with_a_result_or_one_spd_error(body: Any) -> None:
-    with StateStore(WORKDIR / "props.db", daemon=True) as store:
-        store.delete("p")
-        start = store.ensure("p", CONFIG.pollers["p"].identity(), CONFIG.pollers["p"].start_time).watermark
-        poller = make_poller(store, body)
-        try:
-            asyncio.run(poller.run())
-            failed = None
-        except SpdError as exc:  # anything else is a crash, and fails the test
-            failed = exc
-        state = store.get("p")
+    async def scenario() -> tuple[datetime, Any, Poller, SpdError | None]:
+        async with StateStore(WORKDIR / "props.db", daemon=True) as store:
+            await store.delete("p")
+            start = (await store.ensure("p", CONFIG.pollers["p"].identity(),
+                                        CONFIG.pollers["p"].start_time)).watermark
+            poller = make_poller(store, body)
+            try:
+                await poller.run()
+                failed = None
+            except SpdError as exc:  # anything else is a crash, and fails the test
+                failed = exc
+            return start, await store.require("p"), poller, failed
+
+    start, state, poller, failed = asyncio.run(scenario())
     lag = CONFIG.pollers["p"].object_type.lag
     assert state.watermark >= start
     assert state.watermark <= datetime.now(UTC) - lag + ECHO_CLOCK_SKEW  # never in the future
@@ -135,17 +139,24 @@ def test_any_reply_ends_the_run_with_a_result_or_one_spd_error(body: Any) -> Non
 @FAST
 @given(body=replies())
 def test_a_window_ends_inside_its_bounds_or_not_at_all(body: Any) -> None:
-    with StateStore(WORKDIR / "props2.db", daemon=True) as store:
-        store.delete("p")
-        store.ensure("p", CONFIG.pollers["p"].identity(), CONFIG.pollers["p"].start_time)
-        poller = make_poller(store, body)
-        state = store.get("p")
-        window = poller.next_window(state)
-        try:
-            end, _ = poller.window_end(window, asyncio.run(poller.fetch_page(window, None)),
-                                       state.watermark)
-        except SpdError:
-            return
+    async def scenario() -> tuple[Any, Poller, datetime | None]:
+        async with StateStore(WORKDIR / "props2.db", daemon=True) as store:
+            await store.delete("p")
+            await store.ensure("p", CONFIG.pollers["p"].identity(), CONFIG.pollers["p"].start_time)
+            poller = make_poller(store, body)
+            state = await store.require("p")
+            window = poller.next_window(state)
+            assert window is not None
+            try:
+                end, _ = poller.window_end(window, await poller.fetch_page(window, None),
+                                           state.watermark)
+            except SpdError:
+                return state, poller, None
+            return state, poller, end
+
+    state, poller, end = asyncio.run(scenario())
+    if end is None:
+        return
     assert state.watermark <= end <= datetime.now(UTC) - poller.object_type.lag + ECHO_CLOCK_SKEW
 
 

@@ -32,10 +32,10 @@ def harness(tmp_path: Path, hostile: Hostile, poller: dict[str, Any] | None = No
 async def test_an_echo_in_the_future_is_an_error_and_never_a_watermark(tmp_path, hostile) -> None:
     hostile.mode = "echo_future"
     async with harness(tmp_path, hostile) as h:
-        start = h.state().watermark if h.state() else None
+        start = (await h.state()).watermark if (await h.state()) else None
         with pytest.raises(ApiError) as info:
             await h.run()
-        state = h.state()
+        state = (await h.state())
     assert "LastUpdatedBefore 2099-01-01T00:00:00Z" in str(info.value)
     assert "later than" in str(info.value) and "ordersV0.getOrders" in str(info.value)
     assert state.watermark == start and state.window_start is None
@@ -47,7 +47,7 @@ async def test_a_valid_echo_becomes_the_watermark(tmp_path, hostile) -> None:
     async with harness(tmp_path, hostile) as h:
         before = datetime.now(timezone.utc)
         result = await h.run()
-        state = h.state()
+        state = (await h.state())
     assert result.caught_up and state.last_error is None
     lag = timedelta(minutes=2)
     assert before - lag - timedelta(seconds=10) <= state.watermark <= datetime.now(timezone.utc) - lag
@@ -58,7 +58,7 @@ async def test_a_malformed_echo_is_a_recorded_one_line_error(tmp_path, hostile) 
     async with harness(tmp_path, hostile) as h:
         with pytest.raises(ApiError, match=r'LastUpdatedBefore "yesterday at noon" is not a timestamp'):
             await h.run()
-        assert "not a timestamp" in h.state().last_error
+        assert "not a timestamp" in (await h.state()).last_error
 
 
 # -- 3. endless pagination and catch-up ------------------------------------------------------
@@ -68,10 +68,10 @@ async def test_a_malformed_echo_is_a_recorded_one_line_error(tmp_path, hostile) 
 async def test_a_repeating_next_token_stops_the_series(tmp_path, hostile, mode) -> None:
     hostile.mode = mode
     async with harness(tmp_path, hostile) as h:
-        start = h.state()
+        start = (await h.state())
         with pytest.raises(ApiError, match=r"ordersV0.getOrders: NextToken repeats after page \d"):
             await h.run()
-        state = h.state()
+        state = (await h.state())
     assert state.watermark == start.watermark  # the window never completed
     assert "NextToken repeats" in state.last_error
     assert len(hostile.calls) <= 4 and len(h.recorder.messages) <= 3
@@ -80,10 +80,10 @@ async def test_a_repeating_next_token_stops_the_series(tmp_path, hostile, mode) 
 async def test_an_echo_equal_to_the_window_start_cannot_advance(tmp_path, hostile) -> None:
     hostile.mode = "echo_start"
     async with harness(tmp_path, hostile) as h:
-        start = h.state().watermark
+        start = (await h.state()).watermark
         with pytest.raises(ApiError, match=r"ordersV0.getOrders: the window from .* cannot advance"):
             await h.run()
-        assert h.state().watermark == start and "cannot advance" in h.state().last_error
+        assert (await h.state()).watermark == start and "cannot advance" in (await h.state()).last_error
     assert len(hostile.calls) == 1 and h.recorder.messages == []
 
 
@@ -92,7 +92,7 @@ async def test_an_echo_a_minute_behind_our_clock_counts_as_caught_up(tmp_path, h
     hostile.mode = "echo_skew"  # with an overlap, each window starts 10 minutes before the echo
     async with harness(tmp_path, hostile, {"overlap": overlap} if overlap else None) as h:
         result = await h.run()
-        state = h.state()
+        state = (await h.state())
     assert result.caught_up and state.last_error is None
     assert len(hostile.calls) <= 3, hostile.calls  # one catch-up window, at most one more
     assert state.watermark < datetime.now(timezone.utc) - timedelta(minutes=2, seconds=50)

@@ -104,7 +104,7 @@ async def test_an_unexpected_error_is_recorded_on_its_poller_as_one_line(tmp_pat
         async with Harness(tmp_path, hostile.url, CrashingEmitter("archive")) as h:
             with pytest.raises(RuntimeError):
                 await h.run()
-            state = h.state()
+            state = (await h.state())
             assert state.last_error == "internal error: RuntimeError: emitter bug: tuple index out of range"
             assert state.last_run_at is not None
             assert h.runtime.pollers["p"].failure == state.last_error  # /metrics' failing gauge

@@ -4,6 +4,7 @@ fills up under a running daemon."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import signal
@@ -24,9 +25,12 @@ T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 def make_state(db: Path) -> None:
     """A real state file with poller p, as `spd once` leaves it."""
-    with StateStore(db, daemon=True) as store:
-        store.ensure("p", "identity", T0)
-        store.record_run("p", error=None)
+    async def write() -> None:
+        async with StateStore(db, daemon=True) as store:
+            await store.ensure("p", "identity", T0)
+            await store.record_run("p", error=None)
+
+    asyncio.run(write())
 
 
 def damage(db: Path, sql: str) -> None:
@@ -94,17 +98,17 @@ def test_status_never_creates_or_migrates_a_state_database(tmp_path) -> None:
     assert (tmp_path / "empty.db").read_bytes() == empty_before  # no schema written into it
 
 
-def test_the_daemon_lock_follows_a_symlink_to_the_same_file(tmp_path) -> None:
+async def test_the_daemon_lock_follows_a_symlink_to_the_same_file(tmp_path) -> None:
     db = tmp_path / "real" / "state.db"
-    make_state(db)
+    await asyncio.to_thread(make_state, db)
     link = tmp_path / "link.db"
     link.symlink_to(db)
-    with StateStore(db, daemon=True):
+    async with StateStore(db, daemon=True):
         with pytest.raises(StateLockedError, match=r"is held by a running spd daemon"):
-            StateStore(link, daemon=True).open()
-    with StateStore(link, daemon=True):  # released: the link's daemon may run now
+            await StateStore(link, daemon=True).open()
+    async with StateStore(link, daemon=True):  # released: the link's daemon may run now
         with pytest.raises(StateLockedError):
-            StateStore(db, daemon=True).open()
+            await StateStore(db, daemon=True).open()
 
 
 # -- 6. a full disk under the state directory --------------------------------------------------

@@ -59,7 +59,7 @@ async def test_every_type_loses_nothing_and_advances(tmp_path: Path, sim: Simula
         "params": NEEDED.get(name, {})}})
     try:
         result = await asyncio.wait_for(runtime.pollers["p"].run(), 120)
-        state = runtime.store.get("p")
+        state = await runtime.store.get("p")
     finally:
         await stop_runtime(runtime)
     assert result.caught_up and state is not None and state.watermark > START + timedelta(days=14)

@@ -33,7 +33,7 @@ async def make_runtime(tmp_path: Path, sim: Simulator, poller: dict[str, Any]) -
     config = load_config(write_config(tmp_path, sim.url, {"p": poller}))
     recorder = RecordingEmitter("archive")
     store = StateStore(Path(config.state.path))
-    store.open()
+    await store.open()
     runtime = Runtime(config, store, emitter_factory=lambda name, cfg: recorder)
     await runtime.start()
     return runtime, recorder
@@ -55,7 +55,7 @@ async def test_expired_next_token_restarts_the_window(tmp_path: Path, sim: Simul
         result = await runtime.pollers["p"].run()
     finally:
         await runtime.close()
-        runtime.store.close()
+        await runtime.store.close()
     ids = {m["id"] for m in recorder.messages}
     expected = await truth(sim, "ordersV0.getOrders", "created", NOW - timedelta(days=21), result.watermark)
     assert expected and expected <= ids
@@ -71,7 +71,7 @@ async def test_vendor_windows_are_at_most_seven_days_and_contiguous(tmp_path: Pa
         result = await runtime.pollers["p"].run()
     finally:
         await runtime.close()
-        runtime.store.close()
+        await runtime.store.close()
     windows = sorted({tuple(m["window"]) for m in recorder.messages})
     assert result.windows == 3 and result.caught_up
     for (a_start, a_end), (b_start, _) in zip(windows, windows[1:]):
@@ -96,13 +96,13 @@ async def test_failed_delivery_keeps_the_checkpoint_and_resumes(tmp_path: Path, 
     try:
         with pytest.raises(DeliveryError):
             await runtime.pollers["p"].run()
-        state = store.get("p")
+        state = await store.get("p")
         assert state.watermark == start and state.page == 2 and state.next_token
         assert state.objects_emitted == 200 and "send 3 refused" in state.last_error
         result = await runtime.pollers["p"].run()  # resumes with the saved token at page 3
     finally:
         await runtime.close()
-        store.close()
+        await store.close()
     ids = [m["id"] for m in recorder.messages]
     assert len(ids) == len(set(ids))  # nothing repeated: the failed page was never acknowledged
     assert set(ids) == await truth(sim, "orders_2026-01-01.searchOrders", "updated", start, result.watermark)
@@ -117,7 +117,7 @@ async def test_max_items_per_run_stops_at_a_page_boundary(tmp_path: Path, sim: S
         second = await runtime.pollers["p"].run()
     finally:
         await runtime.close()
-        runtime.store.close()
+        await runtime.store.close()
     assert (first.objects, first.capped, first.caught_up) == (300, True, False)
     assert second.objects == 300
     ids = [m["id"] for m in recorder.messages]
@@ -142,7 +142,7 @@ async def test_a_retried_page_goes_only_to_the_emitters_that_did_not_acknowledge
     healthy, flaky = RecordingEmitter("archive"), RecordingEmitter("second")
     flaky.fail_on = {2, 3}  # page 2 fails twice, then goes through
     store = StateStore(Path(config.state.path))
-    store.open()
+    await store.open()
     runtime = Runtime(config, store, emitter_factory=lambda name, cfg: healthy if name == "archive" else flaky)
     await runtime.start()
     try:
@@ -152,7 +152,7 @@ async def test_a_retried_page_goes_only_to_the_emitters_that_did_not_acknowledge
         await runtime.pollers["p"].run()
     finally:
         await runtime.close()
-        store.close()
+        await store.close()
     pages = [m["page"] for m in healthy.messages]
     assert pages == sorted(set(pages))  # the healthy emitter got page 2 once, not three times
     assert [m["page"] for m in flaky.messages] == pages

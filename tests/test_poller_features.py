@@ -41,8 +41,8 @@ async def test_single_marketplace_types_fan_out_with_their_own_watermarks(tmp_pa
         "object": name, "timestamp_field": "updated", "start_time": iso(start)}}, markets=(US, CA))
     try:
         result = await runtime.pollers["inv"].run()
-        states = {s.poller: s for s in runtime.store.all()}
-        lines = format_status(collect_status(runtime.config))
+        states = {s.poller: s for s in await runtime.store.all()}
+        lines = format_status(await collect_status(runtime.config))
     finally:
         await stop_runtime(runtime)
     assert result.caught_up
@@ -72,9 +72,9 @@ async def test_resetting_a_fanned_out_poller_restarts_every_marketplace(tmp_path
     try:
         await runtime.pollers["inv"].run()
         first = len(recorder.messages)
-        runtime.store.reset("inv", NOW - timedelta(days=10))  # what `spd reset` does
+        await runtime.store.reset("inv", NOW - timedelta(days=10))  # what `spd reset` does
         await runtime.pollers["inv"].run()
-        states = {s.poller: s for s in runtime.store.all()}
+        states = {s.poller: s for s in await runtime.store.all()}
     finally:
         await stop_runtime(runtime)
     assert len(recorder.messages) == 2 * first  # both marketplaces polled again from the reset
@@ -87,7 +87,7 @@ async def test_one_marketplace_keeps_the_plain_state_key(tmp_path: Path, sim: Si
         markets=(CA,))
     try:
         await runtime.pollers["tx"].run()
-        names = {s.poller for s in runtime.store.all()}
+        names = {s.poller for s in await runtime.store.all()}
     finally:
         await stop_runtime(runtime)
     assert names == {"tx"} and recorder.messages
@@ -99,8 +99,8 @@ async def test_old_start_time_is_clamped_and_status_says_so(tmp_path: Path, sim:
         "params": {"feedTypes": ["POST_PRODUCT_DATA"]}}})
     try:
         result = await runtime.pollers["rep"].run()  # the simulator refuses createdSince > 90 days ago
-        state = runtime.store.get("rep")
-        lines = format_status(collect_status(runtime.config))
+        state = await runtime.store.get("rep")
+        lines = format_status(await collect_status(runtime.config))
     finally:
         await stop_runtime(runtime)
     assert result.caught_up and recorder.messages
@@ -116,8 +116,8 @@ async def test_overlap_rescans_the_end_of_the_previous_window(tmp_path: Path, si
     try:
         await runtime.pollers["pay"].run()
         first_window = recorder.messages[0]["window"]
-        watermark = runtime.store.get("pay").watermark
-        runtime.store.finish_window("pay", watermark - timedelta(minutes=1))  # as if time passed
+        watermark = (await runtime.store.require("pay")).watermark
+        await runtime.store.finish_window("pay", watermark - timedelta(minutes=1))  # as if time passed
         recorder.messages.clear()
         await runtime.pollers["pay"].run()
     finally:
@@ -178,7 +178,7 @@ async def test_financial_events_are_one_event_per_object(tmp_path: Path, sim: Si
         "object": name, "start_time": iso(start)}})
     try:
         await runtime.pollers["fe"].run()
-        watermark = runtime.store.get("fe").watermark
+        watermark = (await runtime.store.require("fe")).watermark
     finally:
         await stop_runtime(runtime)
     types = {m["data"]["eventType"] for m in recorder.messages}
@@ -218,7 +218,7 @@ async def test_inventory_next_token_expires_after_30_seconds(tmp_path: Path) -> 
 
         recorder = ClockStepper(shift)
         store = StateStore(Path(config.state.path))
-        store.open()
+        await store.open()
         runtime = Runtime(config, store, emitter_factory=lambda n, c: recorder)
         await runtime.start()
         try:

@@ -44,7 +44,7 @@ async def poll(tmp_path: Path, url: str, poller: dict[str, Any]) -> tuple[Any, l
     runtime, recorder = await start_runtime(tmp_path, url, {"p": poller})
     try:
         result = await asyncio.wait_for(runtime.pollers["p"].run(), 120)
-        state = runtime.store.get("p")
+        state = await runtime.store.get("p")
     finally:
         await stop_runtime(runtime)
     return state, recorder.messages

@@ -181,7 +181,7 @@ class Harness:
 
     async def start(self, *, cooldown: float = 900.0) -> ReportPoller:
         store = StateStore(Path(self.config.state.path))
-        store.open()
+        await store.open()
         self.runtime = Runtime(self.config, store, emitter_factory=lambda name, cfg: self.recorder)
         await self.runtime.start()
         poller = self.runtime.pollers["p"]
@@ -192,11 +192,11 @@ class Harness:
     async def stop(self) -> None:
         assert self.runtime is not None
         await self.runtime.close()
-        self.runtime.store.close()
+        await self.runtime.store.close()
 
-    def state(self) -> Any:
-        with StateStore(Path(self.config.state.path)) as store:
-            return store.get("p")
+    async def state(self) -> Any:
+        async with StateStore(Path(self.config.state.path)) as store:
+            return await store.get("p")
 
 
 @pytest.fixture
@@ -233,7 +233,7 @@ async def test_report_flow_emits_every_row_of_every_window(tmp_path: Path, sim: 
         assert m["object_type"] == ORDERS_REPORT
         assert m["cursor"] == m["data"]["last-updated-date"]
         assert m["data"]["ship-city"] in EU_CITIES  # Cp1252 decoded exactly
-    state = h.state()
+    state = (await h.state())
     assert state.objects_emitted == len(messages) and state.next_token is None
     assert datetime.now(timezone.utc) - state.watermark < timedelta(minutes=3)
 
@@ -256,8 +256,8 @@ async def test_each_marketplace_gets_its_own_report_and_the_japanese_one_is_shif
     reports = [r for r in (await sim_get(sim, "/_sim/reports"))["reports"]
                if r["reportType"] == ORDERS_REPORT.split(":")[1]]
     assert sorted(r["marketplaceIds"][0] for r in reports) == sorted(["ATVPDKIKX0DER", JP])
-    with StateStore(Path(h.config.state.path)) as store:
-        keys = {s.poller for s in store.all()}
+    async with StateStore(Path(h.config.state.path)) as store:
+        keys = {s.poller for s in await store.all()}
     assert {f"p@{JP}", "p@ATVPDKIKX0DER"} <= keys
 
 
@@ -265,10 +265,10 @@ async def test_fatal_report_is_recorded_and_retried_after_cool_down(tmp_path: Pa
     await sim_post(sim, "/_sim/reports", {"fatal": 1})
     h = Harness(tmp_path, sim, orders_poller(10))
     poller = await h.start(cooldown=1.5)
-    start = h.state().watermark
+    start = (await h.state()).watermark
     with pytest.raises(ReportFailedError, match="FATAL"):
         await poller.run()
-    state = h.state()
+    state = (await h.state())
     assert "FATAL" in state.last_error and "retried after" in state.note
     assert "internal error" in state.note  # Amazon's explanation from the FATAL document
     assert state.watermark == start and h.recorder.messages == []
@@ -279,7 +279,7 @@ async def test_fatal_report_is_recorded_and_retried_after_cool_down(tmp_path: Pa
     result = await poller.run()
     await h.stop()
     assert result.caught_up and await calls(sim, "createReport") == 2
-    state = h.state()
+    state = (await h.state())
     assert state.last_error is None and state.note is None and state.watermark > start
     ids = {m["data"]["amazon-order-id"] for m in h.recorder.messages}
     assert ids == await truth_ids(sim, start, "ATVPDKIKX0DER")  # the window was not skipped
@@ -291,10 +291,10 @@ async def test_window_cancelled_twice_completes_empty_with_a_note(tmp_path: Path
     poller = await h.start(cooldown=0.0)
     with pytest.raises(ReportFailedError, match="CANCELLED"):
         await poller.run()
-    assert h.state().watermark == NOW - timedelta(days=10)
+    assert (await h.state()).watermark == NOW - timedelta(days=10)
     result = await poller.run()
     await h.stop()
-    assert result.caught_up and "CANCELLED 2 times" in h.state().note
+    assert result.caught_up and "CANCELLED 2 times" in (await h.state()).note
 
 
 async def test_crash_mid_report_resumes_inside_the_same_report(tmp_path: Path, sim: Simulator) -> None:
@@ -304,7 +304,7 @@ async def test_crash_mid_report_resumes_inside_the_same_report(tmp_path: Path, s
     with pytest.raises(Exception):
         await poller.run()
     await h.stop()
-    report_id, done = parse_token(h.state().next_token)
+    report_id, done = parse_token((await h.state()).next_token)
     assert done == 200 and len(h.recorder.messages) == 200
     first = list(h.recorder.messages)
 
@@ -331,7 +331,7 @@ async def test_resumed_report_that_is_gone_is_requested_again(tmp_path: Path, si
     with pytest.raises(Exception):
         await poller.run()
     await h.stop()
-    report_id, done = parse_token(h.state().next_token)
+    report_id, done = parse_token((await h.state()).next_token)
     assert done == 100
     await sim_post(sim, "/_sim/reports", {"forget": [report_id]})
     h2 = Harness(tmp_path, sim, orders_poller(25))

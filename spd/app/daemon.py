@@ -30,6 +30,7 @@ from spd.app.metrics import MetricsServer
 from spd.app.runtime import EmitterFactory, Runtime
 from spd.config.checks import check_config
 from spd.emitters import build_emitter
+from spd.state.backend import StateBackend
 from spd.state.store import StateStore
 
 log = structlog.get_logger("spd.app.daemon")
@@ -49,7 +50,7 @@ class Daemon:
         self.emitter_factory = emitter_factory
         self.install_signals = install_signals
         self.config: Config | None = None  # set by start()
-        self.store: StateStore | None = None
+        self.store: StateBackend | None = None
         self.runtime: Runtime | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.inflight: dict[asyncio.Task[None], str] = {}  # run in flight -> poller name or "job:NAME"
@@ -67,8 +68,8 @@ class Daemon:
         """Opens everything in order and schedules the pollers; ready when it returns."""
         self.config = load_config(self.config_path)
         configure_logging(self.config.log.level, self.config.log.format)
-        self.store = StateStore(self.config.state_path(), daemon=True)
-        self.store.open()
+        self.store = store = StateStore(self.config.state_path(), daemon=True)
+        await store.open()
         self.runtime = await self.open_runtime(self.config)
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self.schedule(self.config)
@@ -232,7 +233,7 @@ class Daemon:
         if self.http is not None:
             await self.http.close()
         if self.store is not None:
-            self.store.close()
+            await self.store.close()
         log.info("daemon_stopped", exit_code=self.exit_code)
 
     def load_checked(self) -> Config:
@@ -240,8 +241,6 @@ class Daemon:
         hostile file must not stall the pollers)."""
         config = load_config(self.config_path)
         check_config(config, load_catalog())
-        assert self.store is not None  # reloads start after start()
-        Runtime(config, self.store).check_identities()
         return config
 
     async def reload(self) -> None:
@@ -260,6 +259,8 @@ class Daemon:
     async def _reload(self) -> None:
         try:
             config = await asyncio.to_thread(self.load_checked)
+            assert self.store is not None  # reloads start after start()
+            await Runtime(config, self.store).check_identities()
         except SpdError as exc:
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
             self.board.error("reload (old config kept)", str(exc))

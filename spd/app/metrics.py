@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from spd.core.errors import SpdError
+from spd.state.backend import PollerState
 
 if TYPE_CHECKING:  # the daemon serves this endpoint: it imports this module
     from spd.app.daemon import Daemon
@@ -27,26 +28,36 @@ class DaemonCollector:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        self.states: dict[str, PollerState | None] = {}  # read by `refresh` just before a scrape
+
+    async def refresh(self) -> None:
+        """Reads every running poller's state (the collector itself cannot await)."""
+        runtime, store = self.daemon.runtime, self.daemon.store
+        states: dict[str, PollerState | None] = {}
+        if runtime is not None and store is not None:
+            for name in list(runtime.pollers):
+                try:
+                    states[name] = await store.get(name)
+                except SpdError:  # a damaged or unreadable state: the poller is failing
+                    states[name] = None
+        self.states = states
 
     def collect(self) -> Iterator[Metric]:
         yield from self.poller_metrics()
         yield from self.request_metrics()
 
     def poller_metrics(self) -> Iterator[Metric]:
-        runtime, store = self.daemon.runtime, self.daemon.store
+        runtime = self.daemon.runtime
         labels = ["poller", "object_type"]
         objects = CounterMetricFamily("spd_objects_emitted", "Objects delivered to every emitter", labels=labels)
         pages = CounterMetricFamily("spd_pages_emitted", "Pages delivered to every emitter", labels=labels)
         lag = GaugeMetricFamily("spd_watermark_lag_seconds", "Now minus the poller's watermark", labels=labels)
         failing = GaugeMetricFamily("spd_poller_failing", "1 when the poller's last run failed", labels=labels)
-        if runtime is not None and store is not None:
+        if runtime is not None:
             now = time.time()
             for name, poller in runtime.pollers.items():
                 values = [name, poller.object_type.name]
-                try:
-                    state = store.get(name)
-                except SpdError:  # a damaged or unreadable state: the poller is failing
-                    state = None
+                state = self.states.get(name)
                 failing_now = bool(poller.failure or (state is not None and state.last_error))
                 if state is None and not failing_now:
                     continue
@@ -82,9 +93,11 @@ class DaemonCollector:
 def build_app(daemon: Daemon, ready: Callable[[], bool]) -> web.Application:
     """The aiohttp application serving /metrics, /healthz and /readyz."""
     registry = CollectorRegistry()
-    registry.register(DaemonCollector(daemon))
+    collector = DaemonCollector(daemon)
+    registry.register(collector)
 
     async def metrics(_: web.Request) -> web.Response:
+        await collector.refresh()
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:

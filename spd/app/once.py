@@ -40,7 +40,7 @@ async def catch_up(config_path: Path, names: list[str]) -> int:
     config = load_config(config_path)
     configure_logging(config.log.level, config.log.format)
     selected = select_pollers(config, names)
-    with StateStore(config.state_path(), daemon=True) as store:
+    async with StateStore(config.state_path(), daemon=True) as store:
         runtime = Runtime(config, store)
         try:
             await runtime.start()

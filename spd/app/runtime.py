@@ -23,7 +23,7 @@ from spd.emitters.base import Emitter
 from spd.pipeline.factory import poller_class
 from spd.pipeline.jobs import Job, build_jobs
 from spd.pipeline.poller import Poller
-from spd.state.store import StateStore
+from spd.state.backend import StateBackend
 
 log = structlog.get_logger("spd.app.runtime")
 
@@ -37,7 +37,7 @@ class Runtime:
     """The client, emitters and pollers of one config; `start()` opens them, `close()` flushes and closes."""
 
     config: Config
-    store: StateStore
+    store: StateBackend
     emitter_factory: EmitterFactory = build_emitter
     client: SpClient | None = None
     emitters: dict[str, Emitter] = field(default_factory=dict)
@@ -49,7 +49,7 @@ class Runtime:
         register_config_secrets(self.config)
         catalog = load_catalog()
         check_config(self.config, catalog)
-        self.check_identities()
+        await self.check_identities()
         self.client = SpClient(self.config.accounts, catalog)
         await self.client.start()
         for name, settings in self.config.emitters.items():
@@ -66,10 +66,10 @@ class Runtime:
             )
         self.jobs = build_jobs(self.config, catalog, self.client, self.emitters)
 
-    def check_identities(self) -> None:
+    async def check_identities(self) -> None:
         """Raises IdentityChangedError before anything runs when a poller changed under its watermark."""
         for name, cfg in self.config.pollers.items():
-            self.store.ensure(name, cfg.identity(), cfg.start_time, config_path=str(self.config.path))
+            await self.store.ensure(name, cfg.identity(), cfg.start_time, config_path=str(self.config.path))
 
     def stop_pollers(self) -> None:
         """Asks every poller to stop after the page in flight."""

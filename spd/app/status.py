@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from spd.core.times import format_ts, parse_ts
@@ -10,18 +12,16 @@ from spd.core.errors import SpdError, UsageError
 from spd.core.redaction import redact
 from spd.config.model import Config, PollerConfig
 from spd.config.secrets import register_config_secrets
-from spd.state.store import PollerState, StateStore
+from spd.state.backend import PollerState
+from spd.state.store import StateStore
 
 
-def collect_status(config: Config) -> list[dict[str, Any]]:
+async def collect_status(config: Config) -> list[dict[str, Any]]:
     """One row per configured poller (and per orphaned state row), JSON-able, no secrets.
     The state file is only read: a missing one is not created, an old one not migrated."""
     register_config_secrets(config)  # errors written by an older spd may still hold one
     path = config.state_path()
-    states: dict[str, PollerState] = {}
-    if path.exists():
-        with StateStore(path, readonly=True) as store:
-            states = {s.poller: s for s in store.all()}
+    states = await read_states(path) if path.exists() else {}
     rows = []
     for name, cfg in config.pollers.items():
         row = status_row(name, cfg, states.get(name))
@@ -35,6 +35,12 @@ def collect_status(config: Config) -> list[dict[str, Any]]:
     known = {r["poller"] for r in rows} | {m["poller"] for r in rows for m in r.get("marketplaces", [])}
     rows += [status_row(name, None, state) for name, state in states.items() if name not in known]
     return rows
+
+
+async def read_states(path: Path) -> dict[str, PollerState]:
+    """Every saved poller state, by name, read without writing anything."""
+    async with StateStore(path, readonly=True) as store:
+        return {s.poller: s for s in await store.all()}
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -94,6 +100,11 @@ def reset_poller(config: Config, name: str, to: str | None) -> str:
         target = parse_ts(to) if to else cfg.start_time
     except (SpdError, ValueError) as exc:
         raise UsageError(f"--to {to!r} is not an ISO 8601 time with a zone, such as 2025-01-01T00:00:00Z ({exc})") from None
-    with StateStore(config.state_path()) as store:
-        store.reset(name, target, identity=cfg.identity())
+    asyncio.run(move_watermark(config.state_path(), name, target, cfg.identity()))
     return f"poller {name}: watermark set to {format_ts(target)}"
+
+
+async def move_watermark(path: Path, name: str, target: datetime, identity: str) -> None:
+    """Resets one poller's state row (refused while a daemon holds the state)."""
+    async with StateStore(path) as store:
+        await store.reset(name, target, identity=identity)

@@ -47,7 +47,7 @@ from spd.pipeline.poller_support import (MIN_WINDOW, TokenGuard, attach_order_it
                                 fan_out_markets, fill_fixed, fold_fanned_out,
                                 is_expired_token_error, market_value, page_contents,
                                 sync_fanned_out)
-from spd.state.store import PollerState, StateStore
+from spd.state.backend import PollerState, StateBackend
 
 log = structlog.get_logger("spd.pipeline.poller")
 T = TypeVar("T")
@@ -67,7 +67,7 @@ class Poller:
     object_type: ObjectType
     client: SpClient
     operation: Operation
-    store: StateStore
+    store: StateBackend
     emitters: list[Emitter]
     config_path: str = ""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -102,17 +102,17 @@ class Poller:
 
     async def run(self) -> RunResult:
         """Polls every series window after window until caught up, stopped, or capped."""
-        parent = self.store.ensure(self.name, self.config.identity(), self.config.start_time,
+        parent = await self.store.ensure(self.name, self.config.identity(), self.config.start_time,
                                    config_path=self.config_path)
         series = self.series()
         fanned = [one.state_key for one in series if one.state_key != self.name]
-        sync_fanned_out(self.store, parent, fanned)
+        await sync_fanned_out(self.store, parent, fanned)
         try:
             total = await self.run_all(series, fanned)
-            self.store.record_run(self.name, error=None)  # a full disk here fails the run too
+            await self.store.record_run(self.name, error=None)  # a full disk here fails the run too
         except Exception as exc:
             self.failure = describe_error(exc)
-            self.record_failure(self.name, self.failure)
+            await self.record_failure(self.name, self.failure)
             raise
         self.failure = None
         return total
@@ -128,23 +128,23 @@ class Poller:
                 if result.capped or self.stopping.is_set():
                     break
         finally:
-            fold_fanned_out(self.store, self.name, fanned)
+            await fold_fanned_out(self.store, self.name, fanned)
         return total
 
-    def record_failure(self, key: str, error: str) -> None:
+    async def record_failure(self, key: str, error: str) -> None:
         """Records a failed run on its state row; when the state itself cannot be written (a
         full disk), says so in the log and keeps the error for /metrics."""
         try:
-            self.store.record_run(key, error=error)
+            await self.store.record_run(key, error=error)
         except SpdError as exc:
             self.log.error("run_not_recorded", error=str(exc), run_error=error)
 
     async def run_series(self, done: int = 0) -> RunResult:
         """Polls this series (state row `state_key`) until caught up, stopped or capped."""
         key = self.state_key
-        state = self.store.ensure(key, self.config.identity(), self.config.start_time,
+        state = await self.store.ensure(key, self.config.identity(), self.config.start_time,
                                   config_path=self.config_path)
-        state = self.clamp(state)
+        state = await self.clamp(state)
         result = RunResult(watermark=state.watermark, objects=done)
         try:
             while not self.stopping.is_set():
@@ -157,24 +157,24 @@ class Poller:
                     break
         except Exception as exc:
             if key != self.name:
-                self.record_failure(key, describe_error(exc))
+                await self.record_failure(key, describe_error(exc))
             raise
         if key != self.name:
-            self.store.record_run(key, error=None)
+            await self.store.record_run(key, error=None)
         result.objects -= done
         result.watermark = state.watermark
         return result
 
-    def clamp(self, state: PollerState) -> PollerState:
+    async def clamp(self, state: PollerState) -> PollerState:
         """Moves a watermark older than the API reaches to the oldest accepted time (+ note)."""
         oldest = clamp_start(self.object_type, state.watermark, utcnow())
         if oldest is None:
             return state
-        self.store.finish_window(self.state_key, oldest)
-        self.store.set_note(self.state_key, clamp_note(self.object_type, state.watermark, oldest))
+        await self.store.finish_window(self.state_key, oldest)
+        await self.store.set_note(self.state_key, clamp_note(self.object_type, state.watermark, oldest))
         self.log.warning("start_time_clamped", watermark=format_ts(state.watermark),
                          oldest=format_ts(oldest))
-        return self.store.get(self.state_key)  # type: ignore[return-value]
+        return await self.store.require(self.state_key)
 
     def next_window(self, state: PollerState) -> Window | None:
         """The window in progress, or the next one; None when caught up with now - lag."""
@@ -220,11 +220,11 @@ class Poller:
             try:
                 page = await self.fetched_unless_stopped(fetching)
             except PollStopped:
-                return self.store.get(self.state_key)  # type: ignore[return-value]
+                return await self.store.require(self.state_key)
             except ApiError as exc:
                 if token and is_expired_token_error(exc):
                     self.log.warning("next_token_expired", window_start=format_ts(window.start))
-                    self.store.restart_window(self.state_key)
+                    await self.store.restart_window(self.state_key)
                     token, page_no = None, 0
                     guard = TokenGuard(self.object_type.name)
                     fetching = self.start_fetch(window, None)
@@ -244,24 +244,24 @@ class Poller:
                     fetching.cancel()
                 raise
             # The checkpoint's fsync runs off the event loop, so the next page keeps arriving.
-            await asyncio.to_thread(self.store.save_page, self.state_key, window.start, end,
-                                    page.next_token, page_no, len(page.objects))
+            await self.store.save_page(self.state_key, window.start, end,
+                                       page.next_token, page_no, len(page.objects))
             result.pages += 1
             result.objects += len(page.objects)
             if self.on_page is not None:
                 self.on_page(self.state_key, result, end)
             token = page.next_token
             if token is None:
-                await asyncio.to_thread(self.store.finish_window, self.state_key, end)
+                await self.store.finish_window(self.state_key, end)
                 self.log.info("window_completed", window=[format_ts(window.start), format_ts(end)],
                               pages=page_no)
                 result.caught_up = result.caught_up or stalled  # the echo no longer advances
-                return self.store.get(self.state_key)  # type: ignore[return-value]
+                return await self.store.require(self.state_key)
             if fetching is None or self.stopping.is_set():
                 if fetching is not None:
                     fetching.cancel()
                 result.capped = self.over_cap(result)
-                return self.store.get(self.state_key)  # type: ignore[return-value]
+                return await self.store.require(self.state_key)
 
     def start_fetch(self, window: Window, token: str | None) -> asyncio.Future[Page]:
         return asyncio.ensure_future(self.fetch_page(window, token))

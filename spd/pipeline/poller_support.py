@@ -18,7 +18,7 @@ from spd.sources.hooks import flatten
 from spd.core.paths import dig
 from spd.core.typing import Triple
 from spd.sources.object_type import CONTENT_HASH_PREFIX, ObjectType
-from spd.state.store import PollerState, StateStore
+from spd.state.backend import PollerState, StateBackend
 
 log = structlog.get_logger("spd.pipeline.poller")
 
@@ -71,11 +71,11 @@ def fan_out_markets(ot: ObjectType, params: dict[str, Any],
     return list(marketplace_ids or ())
 
 
-def sync_fanned_out(store: StateStore, parent: PollerState, keys: list[str]) -> None:
+async def sync_fanned_out(store: StateBackend, parent: PollerState, keys: list[str]) -> None:
     """`spd reset` moves only the poller's own row, which otherwise holds the oldest watermark
     of its marketplaces: when it no longer does (or its identity changed), every marketplace
     restarts from it."""
-    existing = [s for s in (store.get(k) for k in keys) if s is not None]
+    existing = [s for s in [await store.get(k) for k in keys] if s is not None]
     if not existing:
         return
     if (all(s.identity == parent.identity for s in existing)
@@ -83,19 +83,19 @@ def sync_fanned_out(store: StateStore, parent: PollerState, keys: list[str]) -> 
         return
     log.info("marketplaces_reset", poller=parent.poller, watermark=format_ts(parent.watermark))
     for s in existing:
-        store.delete(s.poller)
-        store.ensure(s.poller, parent.identity, parent.watermark)
+        await store.delete(s.poller)
+        await store.ensure(s.poller, parent.identity, parent.watermark)
 
 
-def fold_fanned_out(store: StateStore, name: str, keys: list[str]) -> None:
+async def fold_fanned_out(store: StateBackend, name: str, keys: list[str]) -> None:
     """The poller's own row takes the oldest marketplace watermark; its note lists them all."""
-    states = [s for s in (store.get(k) for k in keys) if s is not None]
+    states = [s for s in [await store.get(k) for k in keys] if s is not None]
     if not states:
         return
-    store.finish_window(name, min(s.watermark for s in states))
+    await store.finish_window(name, min(s.watermark for s in states))
     parts = [f"{s.poller.split('@', 1)[1]} at {format_ts(s.watermark)}" for s in states]
     notes = sorted({s.note for s in states if s.note})  # a clamped start is the same for all
-    store.set_note(name, "; ".join(["per marketplace: " + ", ".join(parts), *notes]))
+    await store.set_note(name, "; ".join(["per marketplace: " + ", ".join(parts), *notes]))
 
 
 def market_value(op: Operation, name: str, market: str) -> Any:

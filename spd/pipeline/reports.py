@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,11 +33,10 @@ from spd.pipeline.poller import Poller
 from spd.pipeline.types import PollStopped, RunResult, Window
 from spd.sources.reports.document import DocumentStream, iter_pages, iter_rows
 from spd.sources.reports.formats import Row
-from spd.state.ledger import Ledger
 from spd.sources.reports.periods import aligned_window, last_day
 from spd.sources.reports.registry import (API, PERIOD_OPTION, ReportSpec, report_spec,
                                   report_type_of, row_cursor, row_id)
-from spd.state.store import PollerState
+from spd.state.backend import PollerState, ReportLedger
 
 log = structlog.get_logger("spd.reports")
 
@@ -71,15 +70,16 @@ class ReportPoller(Poller):
     status_delay: float = 2.0  # first wait between getReport checks; doubles up to the cap
     status_delay_cap: float = 60.0
     cooldown: timedelta = timedelta(minutes=15)  # before a FATAL/CANCELLED window is retried
-    ledger: Ledger | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         catalog = load_catalog()
         self.ops = {name: catalog.operation(API, name) for name in
                     ("createReport", "getReport", "getReportDocument", "getReports")}
-        if self.ledger is None:
-            self.ledger = Ledger(self.store.path)
+
+    @property
+    def ledger(self) -> ReportLedger:
+        return self.store.ledger
 
     @property
     def spec(self) -> ReportSpec:
@@ -116,8 +116,8 @@ class ReportPoller(Poller):
                     raise
                 # the report expired (Amazon keeps them 90 days) or never existed: a new one
                 self.log.warning("report_gone", report_id=report_id, rows_done=done)
-                self.store.restart_window(key)
-                self.ledger.clear_attempt(key)  # type: ignore[union-attr]
+                await self.store.restart_window(key)
+                await self.ledger.clear_attempt(key)
                 report_id, done, state.page = await self.request_report(window), 0, 0
                 report = await self.wait_for(report_id)
             if report["processingStatus"] != "DONE":
@@ -127,33 +127,31 @@ class ReportPoller(Poller):
                 async for rows in pages:
                     page_no, done = page_no + 1, done + len(rows)
                     await self.deliver_rows(window.start, end, page_no, rows, self.spec)
-                    self.store.save_page(key, window.start, end, f"{report_id}:{done}", page_no,
+                    await self.store.save_page(key, window.start, end, f"{report_id}:{done}", page_no,
                                          len(rows))
                     result.pages, result.objects = result.pages + 1, result.objects + len(rows)
                     if self.over_cap(result) or self.stopping.is_set():
                         result.capped = self.over_cap(result)
-                        return self.store.get(key)  # type: ignore[return-value]
+                        return await self.store.require(key)
         except Stopped:
-            return self.store.get(key)  # type: ignore[return-value]
-        self.complete(window.start, end, report_id, done)
-        return self.store.get(key)  # type: ignore[return-value]
+            return await self.store.require(key)
+        await self.complete(window.start, end, report_id, done)
+        return await self.store.require(key)
 
-    def complete(self, start: datetime, end: datetime, report_id: str, rows: int) -> None:
+    async def complete(self, start: datetime, end: datetime, report_id: str, rows: int) -> None:
         """Moves the watermark past a finished window and forgets its report."""
-        assert self.ledger is not None
-        self.store.finish_window(self.state_key, end)
-        self.ledger.clear_attempt(self.state_key)
-        state = self.store.get(self.state_key)
+        await self.store.finish_window(self.state_key, end)
+        await self.ledger.clear_attempt(self.state_key)
+        state = await self.store.get(self.state_key)
         if state is not None and (state.note or "").startswith("report "):
-            self.store.set_note(self.state_key, None)
+            await self.store.set_note(self.state_key, None)
         self.log.info("report_window_completed", report_id=report_id, rows=rows,
                       window=[format_ts(start), format_ts(end)])
 
     async def request_report(self, window: Window) -> str:
         """The report of this window: the one already requested, or a new one once any
         cool-down after a FATAL/CANCELLED outcome is over."""
-        assert self.ledger is not None
-        attempt = self.ledger.attempt(self.state_key)
+        attempt = await self.ledger.attempt(self.state_key)
         if attempt is not None and attempt.window_start == window.start:
             if attempt.status == "PENDING":
                 return attempt.report_id
@@ -176,7 +174,7 @@ class ReportPoller(Poller):
         report_id = str((response.body or {}).get("reportId") or "")
         if not report_id:
             raise ApiError(f"{API}.createReport: malformed response, no reportId", retriable=True)
-        self.ledger.requested(self.state_key, window.start, report_id)
+        await self.ledger.requested(self.state_key, window.start, report_id)
         self.log.info("report_requested", report_id=report_id, window_start=format_ts(window.start))
         return report_id
 
@@ -203,20 +201,20 @@ class ReportPoller(Poller):
 
     async def report_failed(self, window: Window, report: dict[str, Any]) -> PollerState:
         """Records a FATAL/CANCELLED report; raises unless a CANCELLED window counts as empty."""
-        assert self.ledger is not None and window.end is not None
+        assert window.end is not None
         status, report_id = report["processingStatus"], str(report.get("reportId"))
         retry_at = utcnow() + self.cooldown
-        failures = self.ledger.failed(self.state_key, status, retry_at)
+        failures = await self.ledger.failed(self.state_key, status, retry_at)
         span = f"{format_ts(window.start)}..{format_ts(window.end)}"
         if status == "CANCELLED" and failures >= CANCELLED_AS_EMPTY:
-            self.complete(window.start, window.end, report_id, 0)
-            self.store.set_note(self.state_key, f"report {report_id} CANCELLED {failures} times for "
+            await self.complete(window.start, window.end, report_id, 0)
+            await self.store.set_note(self.state_key, f"report {report_id} CANCELLED {failures} times for "
                                 f"{span}: Amazon cancels reports without data; window completed empty")
-            return self.store.get(self.state_key)  # type: ignore[return-value]
+            return await self.store.require(self.state_key)
         detail = await self.failure_detail(report)
         note = (f"report {report_id} {status} for {span}{detail}; the window is retried after "
                 f"{format_ts(retry_at)}")
-        self.store.set_note(self.state_key, note)
+        await self.store.set_note(self.state_key, note)
         self.log.error("report_failed", report_id=report_id, status=status, window=span,
                        retry_at=format_ts(retry_at))
         raise ReportFailedError(f"poller {self.state_key}: {note}")

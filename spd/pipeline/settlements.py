@@ -23,7 +23,7 @@ from spd.pipeline.types import RunResult, Window
 from spd.pipeline.poller_support import MIN_WINDOW, TokenGuard
 from spd.pipeline.reports import ReportPoller, Stopped, parse_token, report_time
 from spd.sources.reports.registry import API, REPORT_PREFIX, SETTLEMENT_V2, report_spec
-from spd.state.store import PollerState
+from spd.state.backend import PollerState
 
 GET_REPORTS = f"{API}.getReports"
 LIST_PAGE_SIZE = 100
@@ -63,12 +63,12 @@ class SettlementPoller(ReportPoller):
 
     async def poll_window(self, state: PollerState, window: Window, result: RunResult) -> PollerState:
         """Emits every DONE report of the window not emitted before; see the module docstring."""
-        assert self.ledger is not None and window.end is not None
+        assert window.end is not None
         key, end = self.state_key, window.end
         result.windows += 1
         try:
             reports = await self.list_reports(window)
-            done_ids = self.ledger.done_ids(key, state.watermark)
+            done_ids = await self.ledger.done_ids(key, state.watermark)
             current, rows_done = parse_token(state.next_token)
             page_no, held_at = state.page, None
             for report in reports:
@@ -80,16 +80,16 @@ class SettlementPoller(ReportPoller):
                     held_at = held_at or created
                     continue
                 if status != "DONE":
-                    self.skip_failed(report, created)
+                    await self.skip_failed(report, created)
                     continue
                 skip = rows_done if report_id == current else 0
                 page_no, stop = await self.emit_report(window, report, skip, page_no, result)
                 if stop:
-                    return self.store.get(key)  # type: ignore[return-value]
-                self.ledger.done(key, report_id, created)
+                    return await self.store.require(key)
+                await self.ledger.done(key, report_id, created)
         except Stopped:
-            return self.store.get(key)  # type: ignore[return-value]
-        return self.finish(window.start, min(end, held_at) if held_at else end, held_at is not None)
+            return await self.store.require(key)
+        return await self.finish(window.start, min(end, held_at) if held_at else end, held_at is not None)
 
     async def emit_report(self, window: Window, report: dict[str, Any], skip: int, page_no: int,
                           result: RunResult) -> tuple[int, bool]:
@@ -103,7 +103,7 @@ class SettlementPoller(ReportPoller):
                 page_no, skip = page_no + 1, skip + len(rows)
                 await self.deliver_rows(window.start, window.end, page_no, rows, spec,
                                         REPORT_PREFIX + report_type)
-                self.store.save_page(self.state_key, window.start, window.end,
+                await self.store.save_page(self.state_key, window.start, window.end,
                                      f"{report_id}:{skip}", page_no, len(rows))
                 result.pages, result.objects = result.pages + 1, result.objects + len(rows)
                 if self.over_cap(result) or self.stopping.is_set():
@@ -112,23 +112,21 @@ class SettlementPoller(ReportPoller):
         self.log.info("report_emitted", report_id=report_id, report_type=report_type, rows=skip)
         return page_no, False
 
-    def skip_failed(self, report: dict[str, Any], created: datetime) -> None:
+    async def skip_failed(self, report: dict[str, Any], created: datetime) -> None:
         """A FATAL/CANCELLED report Amazon generated has nothing to download: noted, not retried."""
-        assert self.ledger is not None
         report_id, status = str(report.get("reportId")), report.get("processingStatus")
-        self.store.set_note(self.state_key, f"report {report_id} ({report.get('reportType')}) "
+        await self.store.set_note(self.state_key, f"report {report_id} ({report.get('reportType')}) "
                             f"ended {status} at Amazon; nothing to download")
         self.log.warning("report_not_downloadable", report_id=report_id, status=status)
-        self.ledger.done(self.state_key, report_id, created)
+        await self.ledger.done(self.state_key, report_id, created)
 
-    def finish(self, start: datetime, new_watermark: datetime, held: bool) -> PollerState:
-        assert self.ledger is not None
+    async def finish(self, start: datetime, new_watermark: datetime, held: bool) -> PollerState:
         self.held = held
-        self.store.finish_window(self.state_key, max(start, new_watermark))
-        self.ledger.moved(self.state_key, max(start, new_watermark))
+        await self.store.finish_window(self.state_key, max(start, new_watermark))
+        await self.ledger.moved(self.state_key, max(start, new_watermark))
         self.log.info("reports_window_completed", window_start=format_ts(start),
                       watermark=format_ts(new_watermark), held=held)
-        return self.store.get(self.state_key)  # type: ignore[return-value]
+        return await self.store.require(self.state_key)
 
     async def list_reports(self, window: Window) -> list[dict[str, Any]]:
         """Every report of the configured types created in the window, oldest first."""

@@ -1,4 +1,4 @@
-"""What report pollers remember beyond the watermark, in two tables of the state database.
+"""What report pollers remember beyond the watermark, in three tables of the SQLite state database.
 
 - `report_attempts`: per poller series, the report requested for the window in progress (so a
   restart waits for the same report instead of requesting another) and the last FATAL or
@@ -6,23 +6,21 @@
 - `report_done`: per poller series, the reports Amazon generated itself (settlements) that were
   emitted completely; each is processed once. Entries older than the watermark are pruned; a
   watermark moved back (`spd reset`) forgets the entries after it, so those are emitted again.
+- `report_marks`: the watermark the pruning last saw, to notice it moving back.
 
-Each call opens its own short connection: writes are rare (one per report), and the state
-store's connection stays the only long-lived one.
+The ledger uses the state store's connection (and its one-line errors): `StateStore.ledger`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
-from pathlib import Path
 
-from spd.state.store import from_iso, to_iso
+from spd.state.backend import Attempt, from_iso, to_iso
 
-_SCHEMA = (
+LEDGER_TABLES = (
     "CREATE TABLE IF NOT EXISTS report_attempts (series TEXT PRIMARY KEY, window_start TEXT NOT NULL,"
     " report_id TEXT NOT NULL, status TEXT NOT NULL, failures INTEGER NOT NULL DEFAULT 0,"
     " retry_at TEXT)",
@@ -31,41 +29,17 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS report_marks (series TEXT PRIMARY KEY, watermark TEXT NOT NULL)",
 )
 
-
-@dataclass
-class Attempt:
-    """The report requested for a window, and how its last try ended."""
-
-    window_start: datetime
-    report_id: str
-    status: str  # PENDING | FATAL | CANCELLED
-    failures: int
-    retry_at: datetime | None
+Connection = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
 
-class Ledger:
-    """The report tables of the state database at `path`."""
+class SqliteLedger:
+    """The report tables, over the store's connection (`sql()` yields it under its mutex)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._ready = False
+    def __init__(self, sql: Connection) -> None:
+        self._db = sql
 
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")
-            if not self._ready:
-                for sql in _SCHEMA:
-                    conn.execute(sql)
-                self._ready = True
-            yield conn
-        finally:
-            conn.close()
-
-    # -- report:TYPE pollers ----------------------------------------------------------------------
-
-    def attempt(self, series: str) -> Attempt | None:
+    async def attempt(self, series: str) -> Attempt | None:
+        """The report requested for the series' window, or None."""
         with self._db() as db:
             row = db.execute("SELECT window_start, report_id, status, failures, retry_at FROM"
                              " report_attempts WHERE series=?", (series,)).fetchone()
@@ -73,7 +47,7 @@ class Ledger:
             return None
         return Attempt(from_iso(row[0]), row[1], row[2], row[3], from_iso(row[4]))  # type: ignore[arg-type]
 
-    def requested(self, series: str, window_start: datetime, report_id: str) -> None:
+    async def requested(self, series: str, window_start: datetime, report_id: str) -> None:
         """Remembers the report requested for the window (failures so far are kept)."""
         with self._db() as db:
             db.execute(
@@ -83,7 +57,7 @@ class Ledger:
                 " THEN failures ELSE 0 END, window_start=excluded.window_start, retry_at=NULL",
                 (series, to_iso(window_start), report_id))
 
-    def failed(self, series: str, status: str, retry_at: datetime) -> int:
+    async def failed(self, series: str, status: str, retry_at: datetime) -> int:
         """Records a FATAL/CANCELLED outcome; returns the failures of this window so far."""
         with self._db() as db:
             db.execute("UPDATE report_attempts SET status=?, failures=failures+1, retry_at=?"
@@ -92,13 +66,12 @@ class Ledger:
                              (series,)).fetchone()
         return int(row[0]) if row else 1
 
-    def clear_attempt(self, series: str) -> None:
+    async def clear_attempt(self, series: str) -> None:
+        """Forgets the series' attempt."""
         with self._db() as db:
             db.execute("DELETE FROM report_attempts WHERE series=?", (series,))
 
-    # -- settlements (reports Amazon generates) -----------------------------------------------------
-
-    def done_ids(self, series: str, watermark: datetime) -> set[str]:
+    async def done_ids(self, series: str, watermark: datetime) -> set[str]:
         """Reports already emitted; forgets those after `watermark` when it moved back (reset)."""
         with self._db() as db:
             mark = db.execute("SELECT watermark FROM report_marks WHERE series=?",
@@ -111,12 +84,13 @@ class Ledger:
             rows = db.execute("SELECT report_id FROM report_done WHERE series=?", (series,))
             return {r[0] for r in rows}
 
-    def done(self, series: str, report_id: str, created: datetime) -> None:
+    async def done(self, series: str, report_id: str, created: datetime) -> None:
+        """Records a report as emitted completely."""
         with self._db() as db:
             db.execute("INSERT OR IGNORE INTO report_done (series, report_id, created)"
                        " VALUES (?, ?, ?)", (series, report_id, to_iso(created)))
 
-    def moved(self, series: str, watermark: datetime) -> None:
+    async def moved(self, series: str, watermark: datetime) -> None:
         """The watermark moved forward: entries before it can never be listed again."""
         with self._db() as db:
             db.execute("DELETE FROM report_done WHERE series=? AND created<?",

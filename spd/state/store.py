@@ -14,25 +14,28 @@ creates, migrates or writes anything.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from types import TracebackType
+from typing import Any, Callable, Iterator, TypeVar
 
 import structlog
 
-from spd.core.errors import IdentityChangedError, StateError, StateWriteError
+from spd.core.errors import StateError, StateWriteError
 from spd.core.redaction import redact
+from spd.state.backend import PollerState, check_identity, from_iso, one_line, to_iso
 from spd.state.files import DaemonLock, DiskReserve
+from spd.state.ledger import LEDGER_TABLES, SqliteLedger
 
 log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 1
-MAX_ERROR_CHARS = 500
+T = TypeVar("T")
 # SQLite result codes (sqlite3 errors carry them): a write that may work later, or a damaged file
 _TRANSIENT_CODES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
                               "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_NOMEM"})
@@ -53,46 +56,6 @@ _COLUMNS = (
     "poller, identity, watermark, window_start, window_end, next_token, page, objects_emitted,"
     " pages_emitted, runs, last_run_at, last_success_at, last_error, note"
 )
-
-
-@dataclass
-class PollerState:
-    """One poller's saved position and counters; datetimes are aware UTC."""
-
-    poller: str
-    identity: str
-    watermark: datetime
-    window_start: datetime | None
-    window_end: datetime | None
-    next_token: str | None
-    page: int
-    objects_emitted: int
-    pages_emitted: int
-    runs: int
-    last_run_at: datetime | None
-    last_success_at: datetime | None
-    last_error: str | None
-    note: str | None
-
-
-def to_iso(dt: datetime) -> str:
-    """A fixed-width ISO 8601 UTC string with `Z` (sorts as text)."""
-    if dt.tzinfo is None:
-        raise ValueError(f"naive datetime {dt!r}: state timestamps must carry a time zone")
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def from_iso(text: str | None) -> datetime | None:
-    """Parses a stored timestamp back into an aware UTC datetime."""
-    if text is None:
-        return None
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
-
-
-def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """Collapses whitespace to one line and truncates to `limit` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _now() -> str:
@@ -134,9 +97,19 @@ class StateStore:
         self.reserve = DiskReserve(self.path)
         self._conn: sqlite3.Connection | None = None
         self._mutex = threading.RLock()
+        self.ledger = SqliteLedger(self._sql)
 
-    def open(self) -> None:
+    @property
+    def where(self) -> str:
+        """The database's path, for messages."""
+        return str(self.path)
+
+    async def open(self) -> None:
         """Creates or opens the database (and takes the daemon lock when `daemon=True`)."""
+        self.open_now()
+
+    def open_now(self) -> None:
+        """`open` without an event loop (opening a local file does not wait on anything)."""
         if self._conn is not None:
             return
         if self.readonly:
@@ -152,23 +125,28 @@ class StateStore:
                     self.reserve.keep()
             self._tighten_modes()
         except BaseException:
-            self.close()
+            self.close_now()
             raise
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Closes the database and releases the daemon lock; safe to call twice."""
+        self.close_now()
+
+    def close_now(self) -> None:
+        """`close` without an event loop."""
         with self._mutex:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
             self.lock.release()
 
-    def __enter__(self) -> StateStore:
-        self.open()
+    async def __aenter__(self) -> StateStore:
+        await self.open()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
 
     def _make_parent(self) -> None:
         try:
@@ -271,6 +249,8 @@ class StateStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            for table in LEDGER_TABLES:  # created lazily by spd before the state interface
+                conn.execute(table)
             version = self._version(conn)
             self._check_version(version)
             if version == 0:
@@ -296,7 +276,7 @@ class StateStore:
                 if p.exists() and (p.stat().st_mode & 0o777) != 0o600:
                     p.chmod(0o600)
 
-    def is_locked_by_daemon(self) -> bool:
+    async def is_locked_by_daemon(self) -> bool:
         """True when a daemon (this store, or another process) holds the state's lock."""
         return self.lock.is_held()
 
@@ -318,58 +298,77 @@ class StateStore:
             raise self._damaged(f"poller {row[0]} has an unreadable value: {exc}; "
                                 f"`spd reset -c CONFIG {row[0]}` rewrites its watermark") from None
 
-    def get(self, poller: str) -> PollerState | None:
-        """The saved state of `poller`, or None when it has none."""
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs a durable write (its fsync) off the event loop, so other pollers keep going."""
+        return await asyncio.to_thread(fn, *args)
+
+    def _get(self, poller: str) -> PollerState | None:
         with self._sql() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM pollers WHERE poller = ?", (poller,)).fetchone()
         return self._state(row) if row else None
 
-    def all(self) -> list[PollerState]:
+    async def get(self, poller: str) -> PollerState | None:
+        """The saved state of `poller`, or None when it has none."""
+        return self._get(poller)
+
+    async def require(self, poller: str) -> PollerState:
+        """The saved state of `poller`; StateError when it has none."""
+        state = self._get(poller)
+        if state is None:
+            raise self._missing(poller)
+        return state
+
+    def _missing(self, poller: str) -> StateError:
+        return StateError(f"state {self.path}: poller {poller} has no saved state")
+
+    async def all(self) -> list[PollerState]:
         """Every poller's saved state, ordered by name."""
         with self._sql() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM pollers ORDER BY poller").fetchall()
         return [self._state(r) for r in rows]
 
-    def pollers(self) -> list[str]:
+    async def pollers(self) -> list[str]:
         """The names of every poller with saved state, sorted."""
         with self._sql() as db:
             rows = db.execute("SELECT poller FROM pollers ORDER BY poller").fetchall()
         return [r[0] for r in rows]
 
-    def _write(self, sql: str, args: tuple[Any, ...], poller: str) -> None:
-        """Runs one UPDATE in its own durable transaction; the poller must exist."""
+    def _write_now(self, sql: str, args: tuple[Any, ...], poller: str) -> None:
         with self._sql() as db:
             cur = db.execute(sql, args)
             if cur.rowcount == 0:
-                raise StateError(f"state {self.path}: poller {poller} has no saved state")
+                raise self._missing(poller)
 
-    def ensure(
-        self, poller: str, identity: str, start: datetime, *, config_path: str | Path | None = None
-    ) -> PollerState:
-        """The poller's state, created at `start` when new; IdentityChangedError on a mismatch."""
+    async def _write(self, sql: str, args: tuple[Any, ...], poller: str) -> None:
+        """Runs one UPDATE in its own durable transaction; the poller must exist."""
+        await self._off_loop(self._write_now, sql, args, poller)
+
+    def _ensure_now(self, poller: str, identity: str, start: datetime) -> PollerState:
         with self._sql() as db:
             db.execute(
                 "INSERT OR IGNORE INTO pollers (poller, identity, watermark, updated_at)"
                 " VALUES (?, ?, ?, ?)",
                 (poller, identity, to_iso(start), _now()),
             )
-            state = self.get(poller)
+            state = self._get(poller)
         assert state is not None
-        if state.identity != identity:
-            cfg = config_path if config_path is not None else "CONFIG"
-            raise IdentityChangedError(
-                f"poller {poller}: its account, object, timestamp_field or params changed since"
-                f" its watermark was saved; run `spd reset -c {cfg} {poller}` to start it again"
-            )
         return state
 
-    def save_page(
+    async def ensure(
+        self, poller: str, identity: str, start: datetime, *, config_path: str | Path | None = None
+    ) -> PollerState:
+        """The poller's state, created at `start` when new; IdentityChangedError on a mismatch."""
+        state = self._ensure_now(poller, identity, start)
+        check_identity(state, identity, config_path)
+        return state
+
+    async def save_page(
         self, poller: str, window_start: datetime, window_end: datetime | None,
         next_token: str | None, page: int, count: int,
     ) -> None:
         """Checkpoints a delivered page: window, next token, page number; adds to counters."""
         end = to_iso(window_end) if window_end is not None else None
-        self._write(
+        await self._write(
             "UPDATE pollers SET window_start=?, window_end=?, next_token=?, page=?,"
             " objects_emitted=objects_emitted+?, pages_emitted=pages_emitted+1, updated_at=?"
             " WHERE poller=?",
@@ -377,24 +376,24 @@ class StateStore:
             poller,
         )
 
-    def finish_window(self, poller: str, new_watermark: datetime) -> None:
+    async def finish_window(self, poller: str, new_watermark: datetime) -> None:
         """Moves the watermark to the finished window's end and clears the window in progress."""
-        self._write(
+        await self._write(
             "UPDATE pollers SET watermark=?, window_start=NULL, window_end=NULL, next_token=NULL,"
             " page=0, updated_at=? WHERE poller=?",
             (to_iso(new_watermark), _now(), poller),
             poller,
         )
 
-    def restart_window(self, poller: str) -> None:
+    async def restart_window(self, poller: str) -> None:
         """Forgets the next token and page count (an expired token) but keeps the window."""
-        self._write(
+        await self._write(
             "UPDATE pollers SET next_token=NULL, page=0, updated_at=? WHERE poller=?",
             (_now(), poller),
             poller,
         )
 
-    def record_run(self, poller: str, *, error: str | None) -> None:
+    async def record_run(self, poller: str, *, error: str | None) -> None:
         """Counts a run; an error is kept (one line, secrets redacted), a success clears it.
         On a full disk the reserve is given up so that the error is still recorded."""
         now = _now()
@@ -406,22 +405,22 @@ class StateStore:
             args = (now, one_line(redact(error)))
         write = (sql + ", updated_at=? WHERE poller=?", (*args, now, poller), poller)
         try:
-            self._write(*write)
+            await self._write(*write)
         except StateWriteError:
             if error is None or not self.reserve.give_up():
                 raise
-            self._write(*write)  # while the disk stays full, what is left is kept for the next
+            await self._write(*write)  # while the disk stays full, what is left is kept for the next
         if self.daemon:
             self.reserve.keep()
 
-    def set_note(self, poller: str, note: str | None) -> None:
+    async def set_note(self, poller: str, note: str | None) -> None:
         """Sets (or clears) the note `status` shows, e.g. that start_time was clamped."""
         text = one_line(redact(note)) if note is not None else None
-        self._write(
+        await self._write(
             "UPDATE pollers SET note=?, updated_at=? WHERE poller=?", (text, _now(), poller), poller
         )
 
-    def reset(self, poller: str, to: datetime, identity: str | None = None) -> None:
+    async def reset(self, poller: str, to: datetime, identity: str | None = None) -> None:
         """Moves the watermark to `to` and drops the window in progress; refused under a daemon."""
         with self._sql() as db, self.lock.exclusive():
             cur = db.execute(
@@ -431,11 +430,12 @@ class StateStore:
             )
             if cur.rowcount == 0:
                 if identity is None:
-                    raise StateError(f"state {self.path}: poller {poller} has no saved state")
-                self.ensure(poller, identity, to)
+                    raise self._missing(poller)
+                self._ensure_now(poller, identity, to)
 
-    def delete(self, poller: str) -> bool:
+    async def delete(self, poller: str) -> bool:
         """Forgets a poller entirely; True when it had state."""
         with self._sql() as db:
             cur = db.execute("DELETE FROM pollers WHERE poller = ?", (poller,))
         return cur.rowcount > 0
+

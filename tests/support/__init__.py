@@ -5,6 +5,7 @@
 - sim: SimThread, the simulator in a background thread
 - fixtures: sim_factory, tmpfs, hostile_thread, sandbox (registered by tests/conftest.py)
 - recording: RecordingEmitter, an emitter that records and can be told to fail
+- state_backends: BACKENDS and open_backend, the state backends the storage tests run against
 - runtime: start_runtime/stop_runtime (real pollers in the test's loop) and the simulator's truth
 - webhook_receiver, kafka_broker (tansu), aws_peer (STS via moto): real peers on loopback
 - hostile: a hostile SP-API stub for the safety tests

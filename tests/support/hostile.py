@@ -332,17 +332,17 @@ class Harness:
         self.runtime = Runtime(self.config, self.store, emitter_factory=lambda n, c: emitter)
 
     async def __aenter__(self) -> Harness:
-        self.store.open()
+        await self.store.open()
         await self.runtime.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.runtime.close()
-        self.store.close()
+        await self.store.close()
 
     async def run(self, limit: float = 30) -> Any:
         """One run of poller `p`; a run that takes longer than `limit` seconds is looping."""
         return await asyncio.wait_for(self.runtime.pollers["p"].run(), limit)
 
-    def state(self) -> Any:
-        return self.store.get("p")
+    async def state(self) -> Any:
+        return await self.store.get("p")

@@ -23,7 +23,7 @@ async def start_runtime(tmp_path: Path, url: str, pollers: dict[str, dict[str, A
     config = load_config(write_config(tmp_path, url, pollers, markets=markets))
     recorder = RecordingEmitter("archive")
     store = StateStore(Path(config.state.path))
-    store.open()
+    await store.open()
     runtime = Runtime(config, store, emitter_factory=lambda name, cfg: recorder)
     await runtime.start()
     return runtime, recorder
@@ -31,7 +31,7 @@ async def start_runtime(tmp_path: Path, url: str, pollers: dict[str, dict[str, A
 
 async def stop_runtime(runtime: Runtime) -> None:
     await runtime.close()
-    runtime.store.close()
+    await runtime.store.close()
 
 
 async def truth(url: str, name: str, field: str, after: datetime, before: datetime,
