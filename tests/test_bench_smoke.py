@@ -26,10 +26,23 @@ def bench(*args: str) -> dict[str, Any]:
 
 
 def test_throughput_runs_every_client_over_the_same_pages() -> None:
-    out = bench("throughput", "--orders", "300", "--rounds", "1")
-    counts = [out[c]["objects"] for c in ("spd", "sp_api", "ceiling")]
-    assert min(counts) > 250 and max(counts) - min(counts) <= 3  # live data may add an order
-    assert out["objects_per_s_spd_over_ceiling"] > 0 and out["cpu_per_object_spd_over_sp_api"] > 0
+    out = bench("throughput", "--orders", "600", "--small", "150", "--rounds", "1")
+    for size, least in (("large", 500), ("small", 100)):
+        counts = [out[f"{c}_{size}"]["objects"] for c in ("spd", "sp_api", "bare")]
+        assert min(counts) > least and max(counts) - min(counts) <= 3, out  # live data may add one
+    assert out["spd_large"]["objects"] > out["spd_small"]["objects"] + 100, out
+    # the same lines: spd's page envelope around the same orders
+    sizes = [out[f"{c}_large"]["bytes_per_object"] for c in ("spd", "sp_api", "bare")]
+    assert max(sizes) - min(sizes) <= 0.05 * max(sizes), out
+    for mode in ("stdout", "file", "webhook"):
+        assert out[f"spd_individual_{mode}"]["objects"] == out["spd_small"]["objects"], out
+    assert out["cpu_spd_over_sp_api"] > 0 and out["wall_spd_over_bare"] > 0, out
+
+
+def test_startup_times_ready_help_and_validate() -> None:
+    out = bench("startup", "--pollers", "10", "--rounds", "1")
+    assert out["pollers"] == 10, out
+    assert 0 < out["python_s"] < out["help_s"] and 0 < out["validate_s"] and 0 < out["ready_s"], out
 
 
 def test_ratelimit_counts_requests_and_429s_of_each_client() -> None:
@@ -43,7 +56,8 @@ def test_scale_reports_rss_cpu_and_lateness() -> None:
     out = bench("scale", "--accounts", "2", "--interval", "2", "--idle", "2")
     assert out["pollers"] == 10 and out["exit_code"] == 0, out
     assert out["peak_rss_mb"] > 10 and out["lateness_idle"]["runs"] > 0, out
-    assert out["warnings_errors"] == {}, out
+    assert out["warnings_errors"] == {} and out["starved_pollers"] == 0, out
+    assert out["fsyncs_per_min"] is None or out["fsyncs_per_min"] > 0, out
 
 
 def test_hostile_measures_a_real_spd_against_the_stub() -> None:

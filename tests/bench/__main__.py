@@ -10,6 +10,7 @@ BENCHES["throughput"] = "tests.bench.throughput"
 BENCHES["ratelimit"] = "tests.bench.ratelimit"
 BENCHES["scale"] = "tests.bench.scale"
 BENCHES["hostile"] = "tests.bench.hostile"
+BENCHES["startup"] = "tests.bench.startup"
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,7 @@
-"""`python -m tests.bench scale [--accounts 200] [--interval 60] [--idle 70]`: one `spd run` process
-with accounts x 5 object types pollers (1,000 by default) against the simulator (its own process,
-Amazon's usage plans enforced, one bucket per account): peak RSS, CPU share while idle and the p99
-lateness of scheduled runs.
+"""`python -m tests.bench scale [--accounts 2000] [--interval 60] [--idle 70]`: one `spd run`
+process with accounts x 5 object types pollers (10,000 by default) against the simulator (its own
+process, Amazon's usage plans enforced, one bucket per account): peak RSS, CPU share between
+bursts, the p99 lateness of scheduled runs, starved pollers, 429s and fsyncs per minute.
 
 - Catch-up: from start until every poller has completed its first run (`poll_completed` in the
   daemon's JSON logs); each starts one hour back, so that is one or two pages per poller.
@@ -13,12 +13,18 @@ lateness of scheduled runs.
   coroutine-job runner is wrapped to log `poll_started` with the scheduled (jittered) run time and
   the moment the run actually began; lateness = began - scheduled, for the runs scheduled inside
   the idle window. The first runs (all due at start) are reported apart as `catch_up`.
+- Starved: pollers none of whose scheduled runs began inside the idle window (which holds at
+  least one interval, so each poller is due at least once).
+- fsyncs: the daemon runs under `strace -f --seccomp-bpf -e trace=fsync,fdatasync` (only those
+  calls stop the process), counted inside the idle window, per minute; `--no-strace` skips it.
+- 429s: the simulator's count of throttled requests over the whole run.
 - Peak RSS: VmHWM of the daemon process at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,6 +149,36 @@ def lateness(events: list[dict[str, Any]], since: float, until: float) -> dict[s
             "p99_ms": ms(percentile(late, 99)), "max_ms": ms(max(late, default=None))}
 
 
+def starved(events: list[dict[str, Any]], pollers: int, since: float, until: float) -> int:
+    """Pollers none of whose scheduled runs began inside [since, until)."""
+    ran = {e["poller"] for e in events if e.get("event") == "poll_started" and since <= e["began"] < until}
+    return pollers - len(ran)
+
+
+def fsyncs(trace: Path, since: float, until: float) -> int:
+    """fsync/fdatasync calls in the strace output (`-ttt` epoch stamps) inside [since, until)."""
+    count = 0
+    with trace.open() as f:
+        for line in f:
+            parts = line.split(None, 2)
+            if len(parts) == 3 and parts[2].startswith(("fsync(", "fdatasync(")):
+                count += since <= float(parts[1]) < until
+    return count
+
+
+def daemon_process(popen: subprocess.Popen[bytes], traced: bool) -> psutil.Process:
+    """The daemon: the child itself, or strace's child."""
+    proc = psutil.Process(popen.pid)
+    for _ in range(200):
+        if not traced:
+            return proc
+        children = proc.children()
+        if children:
+            return children[0]
+        time.sleep(0.05)
+    raise SystemExit("the daemon did not start under strace")
+
+
 def counts(events: list[dict[str, Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for e in events:
@@ -158,25 +194,29 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run(accounts: int, interval: int, idle: float, tmp: Path) -> dict[str, Any]:
+def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool) -> dict[str, Any]:
     with SimProcess() as sim:
         config, pollers = write_config(tmp, sim.url, accounts, interval)
-        log_path = tmp / "spd.log"
+        log_path, trace_path = tmp / "spd.log", tmp / "strace.out"
         cmd = [sys.executable, "-m", "tests.bench.scale", "--daemon", str(config)]
+        if trace:
+            cmd = ["strace", "-f", "-qq", "--seccomp-bpf", "-ttt", "-e", "trace=fsync,fdatasync",
+                   "-o", str(trace_path), *cmd]
         popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"))
-        proc, logs = psutil.Process(popen.pid), LogReader(log_path)
+        proc, logs = daemon_process(popen, trace), LogReader(log_path)
         try:
             started = time.time()
-            catch_up = wait_catch_up(proc, logs, pollers, timeout=600)
+            catch_up = wait_catch_up(proc, logs, pollers, timeout=1800)
             cpu0, wall0, since = sum(proc.cpu_times()[:2]), time.monotonic(), time.time()
             time.sleep(idle)
             cpu1, wall1, until = sum(proc.cpu_times()[:2]), time.monotonic(), time.time()
-            rss = peak_rss_mb(popen.pid)
+            rss = peak_rss_mb(proc.pid)
             logs.read()
         finally:
-            popen.send_signal(signal.SIGTERM)
-            code = popen.wait(60)
+            proc.send_signal(signal.SIGTERM)  # the daemon itself (strace would detach from it)
+            code = popen.wait(120)
         stats = sim.get("/_sim/stats")["operations"]
+    fsync_count = fsyncs(trace_path, since, until) if trace else None
     return {
         "bench": "scale", "accounts": accounts, "pollers": pollers, "interval_s": interval,
         "catch_up_s": round(catch_up, 1), "peak_rss_mb": round(rss, 1),
@@ -184,6 +224,8 @@ def run(accounts: int, interval: int, idle: float, tmp: Path) -> dict[str, Any]:
         "idle_cpu_share": round((cpu1 - cpu0) / (wall1 - wall0), 3),
         "lateness_idle": lateness(logs.events, since, until),
         "lateness_catch_up": lateness(logs.events, started - 5, since),
+        "starved_pollers": starved(logs.events, pollers, since, until),
+        "fsyncs_per_min": None if fsync_count is None else round(fsync_count * 60 / (until - since)),
         "warnings_errors": counts(logs.events), "exit_code": code,
         "sim_requests": sum(s.get("requests", 0) for s in stats.values()),
         "sim_throttled_429": sum(s.get("throttled", 0) for s in stats.values()),
@@ -195,15 +237,17 @@ def main(argv: list[str]) -> int:
         return instrumented_run(argv[1])
     parser = argparse.ArgumentParser(prog="python -m tests.bench scale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--accounts", type=int, default=200, help="accounts (x 5 object types)")
+    parser.add_argument("--accounts", type=int, default=2000, help="accounts (x 5 object types)")
     parser.add_argument("--interval", type=int, default=60, help="poll interval, seconds")
     parser.add_argument("--idle", type=float, default=None,
                         help="idle window, seconds (default: interval + 10, so it holds one full "
                              "round of scheduled runs; a shorter one can hold none at all)")
+    parser.add_argument("--no-strace", action="store_true", help="do not count fsyncs (no strace)")
     args = parser.parse_args(argv)
+    trace = not args.no_strace and shutil.which("strace") is not None
     with tempfile.TemporaryDirectory() as tmp:
         idle = args.interval + 10.0 if args.idle is None else args.idle
-        result = run(args.accounts, args.interval, idle, Path(tmp))
+        result = run(args.accounts, args.interval, idle, Path(tmp), trace)
     print(orjson.dumps(result).decode(), flush=True)
     return 0
 

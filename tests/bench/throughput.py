@@ -1,29 +1,35 @@
-"""`python -m tests.bench throughput [--orders 100000] [--rounds 3]`: objects/s and CPU seconds
-per 10,000 objects from the simulator (no rate limits, its own process) to JSON lines in a file,
-for
+"""`python -m tests.bench throughput [--orders 200000] [--small 50000] [--rounds 3]`: what a
+user's deployment sees: whole-process CPU and wall time of fetching every order from the
+simulator (its own process, no rate limits, not counted) and writing it to a file, for
 
-- spd: a real `spd once` subprocess, one ordersV0.getOrders poller, file emitter (one message per
-  object, fsync per page, the default);
-- spd_burst1000: the same with `rate_limits: {ordersV0.getOrders: {rate: 1000, burst: 1000}}`:
-  the simulator advertises 1000 requests/s, but with the Usage Plan's burst of 20 spd's bucket
-  is full at almost every request and pauses its refill for the 150 ms latency guard each time,
-  which caps it near 20 requests per ~150 ms; a big burst shows the pipeline without that cap;
-- python-amazon-sp-api (`sp_api`): OrdersV0.get_orders paged with NextToken, one JSON line per
-  order, fsync per page; its endpoint and LWA token URL pointed at the simulator;
-- the ceiling: a bare aiohttp + orjson loop that only fetches and writes the same pages.
+- `spd`: a real `spd once` subprocess, one ordersV0.getOrders poller, `emit: page`, file emitter
+  (fsync per page, the default);
+- `sp_api` (the peer): python-amazon-sp-api's Orders.get_orders paged with NextToken, its LWA
+  token URL and endpoint pointed at the simulator;
+- `bare`: a bare aiohttp + orjson loop (one LWA token, one session) that only fetches the pages.
 
-Each client runs in its own subprocess; wall time and CPU (user + system, from the rusage of the
-reaped child) cover that process from start to exit, interpreter start-up included. The clients
-take turns, `--rounds` times; each figure is the client's median round. Prints one JSON line with
-the figures and the ratios spd/peer and spd/ceiling.
+All three write the same lines: one JSON line per page with spd's page envelope (poller, account,
+object_type, window, page, emitted_at, results), fsync per page. Each runs at two sizes from the
+same simulator: all `--orders` (from before the seeded period) and about `--small` of them (a
+later start time); the steady-state cost per 10,000 objects is the difference of the two runs
+divided by the difference of their object counts, so interpreter start-up, imports and the LWA
+token drop out. Individual mode (`emit: individually`, one message per object) is measured at
+the small size into stdout (redirected to a file), a file and a webhook (a bare aiohttp receiver
+in its own process, not counted), in objects/s beside page mode.
+
+Each client runs in its own subprocess; its wall time and CPU (user + system of that child alone,
+from wait4) cover the process from start to exit. The runs are interleaved (every client once per
+round, `--rounds` rounds); each figure is the median of the rounds. The machine may be shared:
+absolute figures are noisy, the ratios against the peer measured in the same rounds are what to
+compare. Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +44,9 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 MARKETPLACE = "ATVPDKIKX0DER"
 LWA = {"client_id": "bench-client", "client_secret": "bench-secret", "refresh_token": "bench-refresh"}
+SEEDED_DAYS = 3  # the simulator seeds its orders over now - 3 days .. now
+PAGE_CLIENTS = ("spd", "sp_api", "bare")
+INDIVIDUAL_CLIENTS = ("spd_individual_stdout", "spd_individual_file", "spd_individual_webhook")
 
 
 class SimProcess:
@@ -46,7 +55,7 @@ class SimProcess:
     def __init__(self, *args: str) -> None:
         self.args = args
         self.url = ""
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> "SimProcess":
         cmd = [sys.executable, "-m", "spd.cli", "sim", "--port", "0", *self.args]
@@ -80,49 +89,67 @@ def account_yaml(name: str, url: str, refresh_token: str = LWA["refresh_token"])
             f"refresh_token: {refresh_token}, token_url: {url}/auth/o2/token}}"]
 
 
-def spd_config(tmp: Path, url: str, after: datetime, out: Path, burst: int | None = None) -> Path:
-    """One getOrders poller into a file; `burst` overrides the Usage Plan's burst of 20."""
-    limits = [f"    rate_limits: {{ordersV0.getOrders: {{rate: 1000, burst: {burst}}}}}"]
-    limits = limits if burst else []
+def spd_config(tmp: Path, url: str, after: datetime, emitter: str, emit: str) -> Path:
+    """One getOrders poller (`emit` page or individually) into one emitter (a YAML flow map)."""
     lines = [f"state: {{path: {tmp / 'state.db'}}}", "log: {level: warning, format: json}",
-             "accounts:", *account_yaml("sim", url), *limits, "emitters:",
-             f"  file: {{type: file, path: \"{out}\"}}", "pollers:", "  orders:",
-             "    object: ordersV0.getOrders", "    timestamp_field: updated",
-             "    emit: individually", f"    start_time: {iso(after)}", "    interval: 1h",
-             "    emitters: [file]"]
+             "accounts:", *account_yaml("sim", url), "emitters:", f"  out: {emitter}",
+             "pollers:", "  orders:", "    object: ordersV0.getOrders",
+             "    timestamp_field: updated", f"    emit: {emit}", f"    start_time: {iso(after)}",
+             "    interval: 1h", "    emitters: [out]"]
     path = tmp / "spd.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def run_child(cmd: list[str], timeout: float = 900) -> tuple[float, float]:
-    """Runs a client subprocess to its end; (wall seconds, CPU seconds of that child alone)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run_child(cmd: list[str], stdout: Path | None = None, timeout: float = 1800) -> dict[str, float]:
+    """Runs a client subprocess to its end: wall seconds, CPU seconds and peak RSS of that
+    child alone (wait4's rusage)."""
+    out = stdout.open("wb") if stdout else subprocess.DEVNULL
+    err = tempfile.TemporaryFile()
     began = time.perf_counter()
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
+    deadline = began + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+            raise SystemExit(f"{cmd[:5]} timed out after {timeout}s")
+        time.sleep(0.01)
     wall = time.perf_counter() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise SystemExit(f"{cmd[:4]} failed ({result.returncode}): {result.stderr.strip()[-800:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if stdout:
+        out.close()  # type: ignore[union-attr]
+    if proc.returncode != 0:
+        err.seek(0)
+        raise SystemExit(f"{cmd[:5]} failed ({proc.returncode}): {err.read().decode()[-800:]}")
+    return {"seconds": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
-def count_lines(path: Path) -> int:
+def count_objects(path: Path, emit: str) -> tuple[int, int]:
+    """(objects, bytes) in a JSON-lines output: one object a line, or a page envelope a line."""
+    objects = size = 0
     with path.open("rb") as f:
-        return sum(1 for _ in f)
-
-
-def figures(objects: int, wall: float, cpu: float) -> dict[str, Any]:
-    return {"objects": objects, "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
-            "objects_per_s": round(objects / wall), "cpu_s_per_10k": round(cpu * 10_000 / objects, 3)}
+        for line in f:
+            size += len(line)
+            objects += len(orjson.loads(line)["results"]) if emit == "page" else 1
+    return objects, size
 
 
 # --- the peers, each run as `python -m tests.bench.throughput --client NAME URL AFTER OUT` ------
 
+def envelope(page: int, after: str, objects: list[Any]) -> bytes:
+    """spd's page message for `objects`, so every client writes the same lines."""
+    return orjson.dumps({"poller": "orders", "account": "sim", "object_type": "ordersV0.getOrders",
+                         "window": [after, None], "page": page,
+                         "emitted_at": iso(datetime.now(timezone.utc)), "results": objects}) + b"\n"
+
+
 def fetch_sp_api(url: str, after: str, out: Path) -> None:
     """python-amazon-sp-api: getOrders page by page with NextToken (as its load_all_pages does,
-    the token goes with the other parameters), one orjson line per order, fsync per page."""
+    the token goes with the other parameters), one page line each, fsync per page."""
     from types import SimpleNamespace
 
     from sp_api.api import Orders
@@ -137,10 +164,12 @@ def fetch_sp_api(url: str, after: str, out: Path) -> None:
     client = Orders(market, refresh_token=LWA["refresh_token"], credentials=credentials)
     kwargs: dict[str, Any] = {"LastUpdatedAfter": after, "MarketplaceIds": [MARKETPLACE],
                               "MaxResultsPerPage": 100}
+    page = 0
     with out.open("ab") as f:
         while True:
             res = client.get_orders(**kwargs)
-            f.write(b"".join(orjson.dumps(o) + b"\n" for o in res.payload.get("Orders", [])))
+            page += 1
+            f.write(envelope(page, after, res.payload.get("Orders", [])))
             f.flush()
             os.fsync(f.fileno())
             if not res.next_token:
@@ -149,7 +178,8 @@ def fetch_sp_api(url: str, after: str, out: Path) -> None:
 
 
 async def fetch_bare(url: str, after: str, out: Path) -> None:
-    """The ceiling: one LWA token, then getOrders pages over one aiohttp session, orjson in/out."""
+    """The bare loop: one LWA token, then getOrders pages over one aiohttp session, orjson in
+    and out, one page line each, fsync per page."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -158,13 +188,15 @@ async def fetch_bare(url: str, after: str, out: Path) -> None:
             token = orjson.loads(await r.read())["access_token"]
         query = {"LastUpdatedAfter": after, "MarketplaceIds": MARKETPLACE, "MaxResultsPerPage": "100"}
         headers = {"x-amz-access-token": token}
+        page = 0
         with out.open("ab") as f:
             while True:
                 async with session.get(f"{url}/orders/v0/orders", params=query, headers=headers) as r:
                     if r.status != 200:
                         raise SystemExit(f"HTTP {r.status}: {(await r.text())[:300]}")
                     payload = orjson.loads(await r.read())["payload"]
-                f.write(b"".join(orjson.dumps(o) + b"\n" for o in payload.get("Orders", [])))
+                page += 1
+                f.write(envelope(page, after, payload.get("Orders", [])))
                 f.flush()
                 os.fsync(f.fileno())
                 if not payload.get("NextToken"):
@@ -172,80 +204,173 @@ async def fetch_bare(url: str, after: str, out: Path) -> None:
                 query["NextToken"] = payload["NextToken"]
 
 
-def client_main(name: str, url: str, after: str, out: str) -> int:
-    if name == "sp_api":
-        fetch_sp_api(url, after, Path(out))
-    else:
-        import asyncio
+async def receive_webhooks(port_file: Path) -> None:
+    """A bare webhook receiver: answers every POST 200; writes its port to `port_file`."""
+    import asyncio
 
-        asyncio.run(fetch_bare(url, after, Path(out)))
+    from aiohttp import web
+
+    received = [0]
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        received[0] += 1
+        return web.Response(text="ok")
+
+    async def count(request: web.Request) -> web.Response:
+        return web.Response(text=str(received[0]))
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    app.router.add_get("/count", count)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port_file.write_text(str(runner.addresses[0][1]))
+    await asyncio.Event().wait()  # until SIGTERM
+
+
+def client_main(name: str, *args: str) -> int:
+    import asyncio
+
+    if name == "sp_api":
+        fetch_sp_api(args[0], args[1], Path(args[2]))
+    elif name == "bare":
+        asyncio.run(fetch_bare(args[0], args[1], Path(args[2])))
+    elif name == "receiver":
+        asyncio.run(receive_webhooks(Path(args[0])))
     return 0
+
+
+class Receiver:
+    """The webhook receiver in its own process (its CPU is not counted); `url` once started."""
+
+    def __enter__(self) -> "Receiver":
+        self.tmp = tempfile.TemporaryDirectory()
+        port_file = Path(self.tmp.name) / "port"
+        cmd = [sys.executable, "-m", "tests.bench.throughput", "--client", "receiver", str(port_file)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT)
+        for _ in range(600):
+            if port_file.exists() and port_file.read_text():
+                self.url = f"http://127.0.0.1:{port_file.read_text()}/hook"
+                return self
+            time.sleep(0.05)
+        self.proc.kill()
+        raise SystemExit("webhook receiver did not start")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+        self.tmp.cleanup()
+
+    def count(self) -> int:
+        """Messages received so far."""
+        with urllib.request.urlopen(self.url.replace("/hook", "/count"), timeout=30) as resp:
+            return int(resp.read())
 
 
 # --- the benchmark ------------------------------------------------------------------------------
 
-def client_cmd(name: str, tmp: Path, url: str, after: datetime) -> tuple[list[str], Path]:
-    """The command of one client and the file it writes (fresh state and output each time)."""
+def run_client(name: str, tmp: Path, url: str, after: datetime, hook: Receiver) -> dict[str, Any]:
+    """One run of one client with fresh state and output: its figures."""
     work = Path(tempfile.mkdtemp(dir=tmp))
     out = work / "out.jsonl"
-    if name.startswith("spd"):
-        config = spd_config(work, url, after, out, burst=1000 if name == "spd_burst1000" else None)
-        return [sys.executable, "-m", "spd.cli", "once", "-c", str(config)], out
-    return [sys.executable, "-m", "tests.bench.throughput", "--client", name, url, iso(after),
-            str(out)], out
+    stdout = None
+    if name in PAGE_CLIENTS[1:]:
+        cmd = [sys.executable, "-m", "tests.bench.throughput", "--client", name, url, iso(after),
+               str(out)]
+        emit = "page"
+    else:
+        emit = "page" if name == "spd" else "individually"
+        emitter = {"spd": f"{{type: file, path: \"{out}\"}}",
+                   "spd_individual_file": f"{{type: file, path: \"{out}\"}}",
+                   "spd_individual_stdout": "{type: stdout}",
+                   "spd_individual_webhook": f"{{type: webhook, url: \"{hook.url}\"}}"}[name]
+        config = spd_config(work, url, after, emitter, emit)
+        cmd = [sys.executable, "-m", "spd.cli", "once", "-c", str(config)]
+        stdout = out if name == "spd_individual_stdout" else None
+    received = hook.count()
+    result = run_child(cmd, stdout=stdout)
+    if name == "spd_individual_webhook":
+        objects, size = hook.count() - received, 0
+    else:
+        objects, size = count_objects(out, emit)
+    result.update(objects=objects, bytes_per_object=round(size / max(objects, 1)) if size else None)
+    return result
 
 
-def measure(sim: SimProcess, tmp: Path, after: datetime, rounds: int) -> dict[str, dict[str, Any]]:
-    """Runs the clients in turn, `rounds` times, against the same simulator; per client the
-    round with the median wall time. `spd_startup` is `spd once` with nothing to fetch
-    (start_time = now, inside the 2-minute lag): its start-up and shutdown alone."""
+def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over the rounds, and objects/s and CPU per 10,000 objects."""
+    med = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "cpu_s", "peak_rss_mb")}
+    objects = runs[0]["objects"]
+    return {"objects": objects, "seconds": round(med["seconds"], 2), "cpu_s": round(med["cpu_s"], 2),
+            "objects_per_s": round(objects / med["seconds"]),
+            "cpu_s_per_10k": round(med["cpu_s"] * 10_000 / objects, 3),
+            "peak_rss_mb": round(med["peak_rss_mb"], 1),
+            "bytes_per_object": runs[0]["bytes_per_object"], "rounds": len(runs)}
+
+
+def steady_state(large: list[dict[str, Any]], small: list[dict[str, Any]]) -> float:
+    """CPU seconds per 10,000 objects beyond the fixed cost: (CPU(large) - CPU(small)) /
+    (objects(large) - objects(small)), on the medians."""
+    cpu = statistics.median(r["cpu_s"] for r in large) - statistics.median(r["cpu_s"] for r in small)
+    return round(cpu * 10_000 / (large[0]["objects"] - small[0]["objects"]), 3)
+
+
+def measure(url: str, tmp: Path, orders: int, small: int, rounds: int,
+            individual: bool, hook: Receiver) -> dict[str, Any]:
+    """Every client at both sizes, interleaved over `rounds`; medians and ratios."""
+    now = datetime.now(timezone.utc)
+    before_all = now - timedelta(days=SEEDED_DAYS + 1)
+    # About `small` of the orders were last updated after this (the seeded times are uniform).
+    after_small = now - timedelta(days=SEEDED_DAYS) * min(1.0, small / orders)
     runs: dict[str, list[dict[str, Any]]] = {}
     for _ in range(rounds):
-        for name in ("spd", "sp_api", "ceiling", "spd_burst1000", "spd_startup"):
-            since = datetime.now(timezone.utc) if name == "spd_startup" else after
-            cmd, out = client_cmd(name, tmp, sim.url, since)
-            wall, cpu = run_child(cmd)
-            objects = count_lines(out) if out.exists() else 0
-            if name == "spd_startup":
-                runs.setdefault(name, []).append({"seconds": round(wall, 2), "cpu_s": round(cpu, 2)})
-            else:
-                runs.setdefault(name, []).append(figures(objects, wall, cpu))
-    return {name: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for name, rs in runs.items()}
-
-
-def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
-    spd = results["spd"]
-    out: dict[str, float] = {}
-    for peer in ("sp_api", "ceiling"):
-        other = results[peer]
-        out[f"objects_per_s_spd_burst1000_over_{peer}"] = round(
-            results["spd_burst1000"]["objects_per_s"] / other["objects_per_s"], 3)
-        out[f"objects_per_s_spd_over_{peer}"] = round(spd["objects_per_s"] / other["objects_per_s"], 3)
-        out[f"cpu_per_object_spd_over_{peer}"] = round(spd["cpu_s_per_10k"] / other["cpu_s_per_10k"], 3)
+        for name in PAGE_CLIENTS:
+            runs.setdefault(f"{name}_large", []).append(run_client(name, tmp, url, before_all, hook))
+            runs.setdefault(f"{name}_small", []).append(run_client(name, tmp, url, after_small, hook))
+        for name in INDIVIDUAL_CLIENTS if individual else ():
+            runs.setdefault(name, []).append(run_client(name, tmp, url, after_small, hook))
+    out: dict[str, Any] = {key: median_figures(rs) for key, rs in runs.items()}
+    for name in PAGE_CLIENTS:
+        out[f"{name}_steady_cpu_s_per_10k"] = steady_state(runs[f"{name}_large"], runs[f"{name}_small"])
     return out
 
 
-def run(orders: int, rounds: int) -> dict[str, Any]:
-    after = datetime.now(timezone.utc) - timedelta(days=4)  # before the seeded period (now-3d)
+def ratios(r: dict[str, Any]) -> dict[str, float]:
+    """spd over the peer and over the bare loop, in the same rounds."""
+    out = {}
+    for other in ("sp_api", "bare"):
+        out[f"cpu_spd_over_{other}"] = round(r["spd_large"]["cpu_s"] / r[f"{other}_large"]["cpu_s"], 3)
+        out[f"wall_spd_over_{other}"] = round(r["spd_large"]["seconds"] / r[f"{other}_large"]["seconds"], 3)
+        out[f"steady_cpu_spd_over_{other}"] = round(
+            r["spd_steady_cpu_s_per_10k"] / r[f"{other}_steady_cpu_s_per_10k"], 3)
+    return out
+
+
+def run(orders: int, small: int, rounds: int, individual: bool) -> dict[str, Any]:
     sim_args = ("--no-rate-limit", "--orders", str(orders))
-    with tempfile.TemporaryDirectory() as tmp, SimProcess(*sim_args) as sim:
-        results = measure(sim, Path(tmp), after, rounds)
+    with tempfile.TemporaryDirectory() as tmp, SimProcess(*sim_args) as sim, Receiver() as hook:
+        results = measure(sim.url, Path(tmp), orders, small, rounds, individual, hook)
         stats = sim.get("/_sim/stats")["operations"]["ordersV0.getOrders"]
-    return {"bench": "throughput", "orders": orders, "rounds": rounds,
-            "spd_mode": "spd once subprocess, file emitter",
-            **results, **ratios(results), "sim_getOrders": stats}
+    return {"bench": "throughput", "orders": orders, "small": small, "rounds": rounds,
+            **ratios(results), **results, "sim_getOrders": stats}
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--client"]:
-        return client_main(*argv[1:5])
+        return client_main(*argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tests.bench throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, default=100_000, help="orders the simulator seeds")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="runs of each client, interleaved; the median one is reported")
+    parser.add_argument("--orders", type=int, default=200_000, help="orders the simulator seeds")
+    parser.add_argument("--small", type=int, default=50_000,
+                        help="about this many orders in the small runs (steady-state difference)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians reported")
+    parser.add_argument("--no-individual", action="store_true",
+                        help="skip the individual-mode runs (stdout, file, webhook)")
     args = parser.parse_args(argv)
-    print(orjson.dumps(run(args.orders, args.rounds)).decode(), flush=True)
+    result = run(args.orders, args.small, args.rounds, not args.no_individual)
+    print(orjson.dumps(result).decode(), flush=True)
     return 0
 
 
