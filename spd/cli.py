@@ -15,6 +15,7 @@ from typing import Any
 
 from spd import __version__
 from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
+from spd.core.output import JSON_HELP
 from spd.core.redaction import debug_enabled, redact
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
@@ -34,12 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    def command(name: str, handler: str, help: str, config: bool = False,
+    def command(name: str, handler: str, help: str, config: bool = False, output: bool = False,
                 **kw: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, **kw)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, json=False)
         if config:
             p.add_argument("-c", "--config", help=f"config file (default: $SPD_CONFIG, then {DEFAULT_CONFIG})")
+        if output:  # the same flag on every command that lists (spd.core.output)
+            p.add_argument("--json", action="store_true", help=JSON_HELP)
         return p
 
     command("run", "run", "run every poller and job until SIGTERM/SIGINT", config=True)
@@ -47,18 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pollers", nargs="*", metavar="POLLER", help="only these pollers (default: all)")
     p = command("demo", "demo", "run the daemon against the built-in simulator (no credentials needed)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
-    command("validate", "validate", "check a config and print what would run", config=True)
-    p = command("status", "status", "one line per poller: watermark, last run, last error, objects", config=True)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    command("validate", "validate", "check a config and print what would run", config=True, output=True)
+    command("status", "status", "one row per poller: state, watermark, lag, next run, last error",
+            config=True, output=True)
     p = command("reset", "reset", "move a poller's watermark (default: to its start_time)", config=True)
     p.add_argument("poller", metavar="POLLER")
     p.add_argument("--to", metavar="ISO8601", help="new watermark, with a time zone")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p = command("objects", "objects", "list pollable object types, or describe one")
-    p.add_argument("type", nargs="?", metavar="TYPE")
+    p = command("objects", "objects", "list pollable object types, or describe one", output=True)
+    p.add_argument("type", nargs="*", metavar="TYPE", help="API OPERATION or API.OPERATION (or an alias)")
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of the emitted data")
-    p = command("ops", "ops", "list APIs, operations, or one operation")
-    p.add_argument("api", nargs="?", metavar="API")
+    p = command("ops", "ops", "list APIs, operations, or one operation", output=True)
+    p.add_argument("api", nargs="?", metavar="API", help="an API, or API.OPERATION")
     p.add_argument("operation", nargs="?", metavar="OPERATION")
     p.add_argument("--schema", action="store_true", help="print the request body's JSON Schema")
     _add_api_commands(command)
@@ -76,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_api_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     """`spd exec` and `spd request`: one SP-API call, printed as JSON."""
-    p = command("exec", "exec", "execute one SP-API operation and print its JSON response", config=True)
-    p.add_argument("api", metavar="API")
-    p.add_argument("operation", metavar="OPERATION")
+    p = command("exec", "exec", "execute one SP-API operation and print its JSON response", config=True,
+                output=True)
+    p.add_argument("api", metavar="API", help="an API, or API.OPERATION")
+    p.add_argument("operation", nargs="?", metavar="OPERATION")
     p.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
                    help="a parameter (repeat it; arrays take a,b or repeated -p)")
     p.add_argument("--body", metavar="JSON|@FILE", help="the request body")
@@ -95,6 +99,19 @@ def _add_api_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--account", metavar="NAME", help="account (default: the only or the default one)")
 
 
+def split_operation(args: argparse.Namespace) -> None:
+    """`API.OPERATION` in one word means `API OPERATION` (`ops`, `exec`, `objects`)."""
+    if args.command in ("ops", "exec") and args.api and args.operation is None and "." in args.api:
+        args.api, _, args.operation = args.api.partition(".")
+    if args.command == "exec" and not args.operation:
+        raise UsageError("spd exec needs an operation: API OPERATION or API.OPERATION "
+                         "(see `spd ops API`)")
+    if args.command == "objects":
+        if len(args.type) > 2:
+            raise UsageError("spd objects takes one type: API OPERATION or API.OPERATION")
+        args.type = ".".join(args.type) or None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `spd` console script."""
     try:
@@ -104,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             args.sim_args = extra
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        split_operation(args)
         if "config" in args:
             args.config = args.config or os.environ.get("SPD_CONFIG") or DEFAULT_CONFIG
         from spd import commands  # after parsing: `spd --help` and usage errors load nothing else

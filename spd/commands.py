@@ -17,7 +17,7 @@ import orjson
 
 from spd.app.execute import exec_command, request_command
 from spd.app.once import run_once
-from spd.app.status import collect_status, format_status, reset_poller
+from spd.app.status import STATUS_COLUMNS, collect_status, reset_poller, status_table
 from spd.catalog import ops
 from spd.catalog.build import build_catalog, default_models_dir
 from spd.catalog.model import load_catalog
@@ -26,15 +26,28 @@ from spd.config.checks import check_config
 from spd.config.model import Config, load_config
 from spd.core.errors import EXIT_FAILURE, ApiError, UsageError
 from spd.core.logging import configure_logging
+from spd.core.output import Column, print_json, print_listing, print_table, wants_json
 from spd.core.redaction import redact_data
 from spd.sources import describe
 from spd.sources.reports import registry
 
-def print_json(value: Any) -> None:
-    """Prints JSON to stdout, indented when a person is reading."""
-    option = orjson.OPT_INDENT_2 if sys.stdout.isatty() else 0
-    sys.stdout.buffer.write(orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS) + b"\n")
-    sys.stdout.flush()
+API_COLUMNS = (Column("API", "id"), Column("VERSION", "version"),
+               Column("OPERATIONS", "operations", "right"), Column("TITLE", "title"))
+OPERATION_COLUMNS = (Column("OPERATION", "id"), Column("METHOD", "method"), Column("PATH", "path"),
+                     Column("RATE", "rate", "right"), Column("BURST", "burst", "right"))
+OBJECT_COLUMNS = (Column("TYPE", "name"), Column("KIND", lambda r: r.get("report_kind") or "operation"),
+                  Column("SUPPORTED", "supported"),
+                  Column("TIMESTAMPS", lambda r: r.get("timestamp_fields") or r.get("format")),
+                  Column("NOTES", lambda r: r.get("only") if "only" in r else _report_note(r)))
+VALIDATE_COLUMNS = (Column("WHAT", "what"), Column("DETAIL", "detail"))
+
+
+def _report_note(row: dict[str, Any]) -> str | None:
+    """A report type's required options, or that it cannot be requested."""
+    if not row.get("requestable"):
+        return "not requestable"
+    required = row.get("required_options")
+    return f"needs {', '.join(required)}" if required else None
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -69,19 +82,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load(args)
     check_config(config, load_catalog())
-    print(f"{config.path}: ok")
-    for line in config.describe():
-        print(f"  {line}")
+    items = [dict(zip(("what", "detail"), line.split(": ", 1))) for line in config.describe()]
+    if wants_json(args.json):
+        print_json({"config": str(config.path), "ok": True, "items": items})
+    else:
+        print(f"{config.path}: ok")
+        print_table(items, VALIDATE_COLUMNS)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     rows = asyncio.run(collect_status(load(args)))
-    if args.json:
-        print_json(rows)
-    else:
-        for line in format_status(rows):
-            print(line)
+    print_listing(rows, status_table(rows), STATUS_COLUMNS, json_flag=args.json,
+                  empty="no pollers configured")
     return 0
 
 
@@ -115,16 +128,19 @@ def cmd_objects(args: argparse.Namespace) -> int:
                 described["name"][len(registry.REPORT_PREFIX):]))
         print_json(described)
     else:
-        print_json(describe.list_object_types() + registry.list_report_types())
+        types = describe.list_object_types() + registry.list_report_types()
+        print_listing(types, types, OBJECT_COLUMNS, json_flag=args.json)
     return 0
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     if args.api is None:
-        print_json(ops.list_apis(catalog))
+        apis = ops.list_apis(catalog)
+        print_listing(apis, apis, API_COLUMNS, json_flag=args.json)
     elif args.operation is None:
-        print_json(ops.list_operations(catalog, args.api))
+        operations = ops.list_operations(catalog, args.api)
+        print_listing(operations, operations, OPERATION_COLUMNS, json_flag=args.json)
     elif args.schema:
         print_json(ops.operation_schema(catalog, args.api, args.operation))
     else:

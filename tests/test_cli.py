@@ -85,9 +85,10 @@ def test_validate_prints_what_would_run(tmp_path: Path) -> None:
                    "start_time": "2025-01-01T00:00:00Z"}})
     result = run_spd("validate", "-c", str(config))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == f"{config}: ok"
-    assert ("poller orders: ordersV0.getOrders by updated, every 2m from 2025-01-01T00:00:00Z → archive"
-            in result.stdout)
+    checked = json.loads(result.stdout)  # piped: JSON
+    assert (checked["config"], checked["ok"]) == (str(config), True)
+    assert {"what": "poller orders", "detail": "ordersV0.getOrders by updated, every 2m from "
+            "2025-01-01T00:00:00Z → archive (account sim, emit individually)"} in checked["items"]
     assert "test-secret-value" not in result.stdout and "test-refresh-token" not in result.stdout
 
 
@@ -125,8 +126,8 @@ def test_status_and_reset(tmp_path: Path, sim_factory: Any) -> None:
     reset = run_spd("reset", "-c", str(config), "orders", "--to", "2026-01-02T03:04:05+01:00", "--yes")
     assert reset.returncode == 0, reset.stderr
     assert reset.stdout.strip() == "poller orders: watermark set to 2026-01-02T02:04:05Z"
-    line = run_spd("status", "-c", str(config)).stdout.strip()
-    assert line.startswith("orders: watermark 2026-01-02T02:04:05Z, last run ")
+    rows = json.loads(run_spd("status", "-c", str(config)).stdout)  # piped: JSON without --json
+    assert rows[0]["watermark"] == "2026-01-02T02:04:05Z"
 
     bad = run_spd("reset", "-c", str(config), "orders", "--to", "2026-01-02", "--yes")
     assert bad.returncode == 2 and bad.stderr.startswith("spd: --to '2026-01-02' is not an ISO 8601 time")

@@ -108,7 +108,7 @@ def test_sigterm_exits_zero_and_restart_resumes(tmp_path: Path, sim_factory: Any
     assert "daemon_stopped" in stderr
     first_run = emitted(tmp_path, "orders")
     status = run_spd("status", "-c", str(config))
-    assert status.returncode == 0 and status.stdout.startswith("orders: watermark "), status
+    assert status.returncode == 0 and json.loads(status.stdout)[0]["watermark"], status  # piped: JSON
     result = run_spd("once", "-c", str(config), "orders", timeout=120)
     assert result.returncode == 0, result.stderr
     after = emitted(tmp_path, "orders")

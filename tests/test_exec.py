@@ -30,7 +30,7 @@ VALIDATION = [
     (("sellers", "getMarketplaceParticipations", {"Foo": "1"}),
      "sellers.getMarketplaceParticipations: unknown parameter 'Foo'; parameters: none"),
     ((R, "getReport", {"reportid": "1"}),
-     f"{R}.getReport: unknown parameter 'reportid'; parameters: reportId"),
+     f"{R}.getReport: unknown parameter 'reportid'; did you mean reportId?"),
     ((R, "getReport", {}),
      f"{R}.getReport: missing required parameter reportId (path); see `spd ops {R} getReport`"),
     (("ordersV0", "getOrders", {**MARKETS, "MaxResultsPerPage": "abc"}),

@@ -45,7 +45,7 @@ def test_exec_request_and_validate_need_only_accounts(sandbox: SimThread, tmp_pa
     assert json.loads(raw.stdout)["statusCode"] == 200
     checked = run_spd("validate", "-c", str(config))
     assert checked.returncode == 0, checked.stderr
-    assert "state: none (exec and request only)" in checked.stdout
+    assert {"what": "state", "detail": "none (exec and request only)"} in json.loads(checked.stdout)["items"]
     once = run_spd("status", "-c", str(config))
     assert once.returncode == 78 and 'missing required key "state"' in once.stderr
 

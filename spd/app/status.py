@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from spd.core.times import format_ts, parse_ts
+from spd.core.output import Column
+from spd.core.times import format_duration, format_ts, parse_ts, utcnow
 from spd.core.errors import SpdError, UsageError
 from spd.core.redaction import redact
 from spd.config.model import Config, PollerConfig
@@ -66,28 +67,40 @@ def status_row(name: str, cfg: PollerConfig | None, state: PollerState | None) -
     return row
 
 
-def format_status(rows: list[dict[str, Any]]) -> list[str]:
-    """Human lines: one per poller."""
-    if not rows:
-        return ["no pollers configured"]
-    lines = []
+def status_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows a person reads: one per poller, then one per marketplace series under it."""
+    table = []
     for row in rows:
-        parts = [f"watermark {row['watermark'] or '-'}"]
-        if row["window"]:
-            parts.append(f"in window {row['window'][0]}..{row['window'][1]} after page {row['page']}")
-        parts.append(f"last run {row['last_run'] or 'never'}")
-        parts.append(f"{row['objects_emitted']} objects emitted")
-        if row["last_error"]:
-            parts.append(f"last error: {row['last_error']}")
-        if row["note"]:
-            parts.append(f"note: {row['note']}")
-        if not row["in_config"]:
-            parts.append("(no longer in the config)")
-        lines.append(f"{row['poller']}: " + ", ".join(parts))
-        lines += [f"  {m['poller']}: watermark {m['watermark'] or '-'}, {m['objects_emitted']} objects emitted"
-                  + (f", last error: {m['last_error']}" if m["last_error"] else "")
-                  for m in row.get("marketplaces", [])]
-    return lines
+        table.append(row)
+        table += [{**m, "poller": f"  {m['poller']}"} for m in row.get("marketplaces", [])]
+    return table
+
+
+def _second(value: str | None) -> str | None:
+    """A timestamp as the table shows every one: to the second, `Z`."""
+    return format_ts(parse_ts(value).replace(microsecond=0)) if value else None
+
+
+def _lag(row: dict[str, Any]) -> str | None:
+    """How far the watermark is behind now, to the second."""
+    if not row.get("watermark"):
+        return None
+    behind = utcnow() - parse_ts(row["watermark"])
+    return format_duration(timedelta(seconds=max(int(behind.total_seconds()), 0)))
+
+
+def _error(row: dict[str, Any]) -> str | None:
+    notes = [n for n in (row.get("last_error"), row.get("note")) if n]
+    if not row.get("in_config", True):
+        notes.append("no longer in the config")
+    return "; ".join(notes) or None
+
+
+STATUS_COLUMNS = (
+    Column("POLLER", "poller"), Column("WATERMARK", lambda r: _second(r.get("watermark"))),
+    Column("LAG", _lag, "right"), Column("LAST RUN", lambda r: _second(r.get("last_run"))),
+    Column("OBJECTS", "objects_emitted", "right"), Column("LAST ERROR", _error),
+)
 
 
 def reset_poller(config: Config, name: str, to: str | None) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from spd.core.errors import CatalogError, UsageError
+from spd.core.output import candidates
 
 INDEX = "index.json"
 # Parameters that take marketplace ids: pollers and `spd exec` fill them from the account.
@@ -145,13 +146,13 @@ def bundle_schema(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[s
     return root
 
 
-def _close(word: str, choices: list[str]) -> list[str]:
+def close_names(word: str, choices: list[str]) -> list[str]:
     """Names close to `word`: same but for case, containing it, then similar spellings."""
     low = word.lower()
     exact = [c for c in choices if c.lower() == low]
     partial = [c for c in choices if low and low in c.lower()][:5]
     fuzzy = difflib.get_close_matches(word, choices, n=5, cutoff=0.6)
-    return list(dict.fromkeys(exact + partial + fuzzy))[:6]
+    return candidates(exact + partial + fuzzy)
 
 
 class Catalog:
@@ -167,7 +168,7 @@ class Catalog:
             return self.apis[api_id]
         except KeyError:
             pass
-        close = _close(api_id, sorted(self.apis))
+        close = close_names(api_id, sorted(self.apis))
         hint = (f"did you mean {', '.join(close)}?" if close
                 else f"known APIs: {', '.join(sorted(self.apis))}")
         raise UsageError(f"unknown API {api_id!r}; {hint} (see `spd ops`)")
@@ -181,7 +182,7 @@ class Catalog:
         if variants:
             raise UsageError(f"operation {op_id!r} of {api_id} is ambiguous: "
                              f"use one of {', '.join(variants)}")
-        close = _close(op_id, sorted(api.operations))
+        close = close_names(op_id, sorted(api.operations))
         hint = (f"did you mean {', '.join(close)}?" if close
                 else f"its operations: {', '.join(sorted(api.operations))}")
         raise UsageError(f"unknown operation {op_id!r} of API {api_id}; {hint} "

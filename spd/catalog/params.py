@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from spd.catalog.model import Operation, Param
+from spd.catalog.model import Operation, Param, close_names
 from spd.core.errors import UsageError
 
 TYPE_NAMES = {"integer": "an integer", "number": "a number", "boolean": "true or false",
@@ -53,8 +53,10 @@ def check_params(op: Operation, params: Mapping[str, Any], fillable: Iterable[st
             body = next((p.name for p in op.params if p.location == "body"), None)
             if name == body:
                 raise UsageError(f"{label}: {name} is the request body; give it with --body JSON")
-            allowed = ", ".join(known) or "none"
-            raise UsageError(f"{label}: unknown parameter {name!r}; parameters: {allowed}")
+            close = close_names(name, list(known))
+            hint = (f"did you mean {', '.join(close)}?" if close
+                    else f"parameters: {', '.join(known) or 'none'}")
+            raise UsageError(f"{label}: unknown parameter {name!r}; {hint}")
     later = set(fillable)
     missing = [p for p in known.values()
                if p.required and params.get(p.name) is None and p.name not in later]

@@ -15,6 +15,7 @@ from typing import Any
 
 from spd.catalog import contract
 from spd.catalog.model import MARKETPLACE_PARAMS, Catalog, Operation, Param, load_catalog
+from spd.core.output import MAX_CANDIDATES, candidates
 from spd.sources.hooks import SCHEMAS
 from spd.sources.object_type import ObjectType, UnknownObjectType
 from spd.sources.reports.registry import REPORT_PREFIX, resolve_report_type
@@ -199,11 +200,11 @@ def resolve_object_type(name: str) -> ObjectType:
     if name.startswith(REPORT_PREFIX):
         return resolve_report_type(name)
     choices = sorted(registry) + sorted(a for ot in registry.values() for a in ot.aliases)
-    close = difflib.get_close_matches(name, choices, n=4, cutoff=0.5)
-    supported = ", ".join(ot.name for ot in object_types() if ot.supported)
+    close = candidates(difflib.get_close_matches(name, choices, n=MAX_CANDIDATES, cutoff=0.5))
+    count = sum(1 for ot in object_types() if ot.supported)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise UnknownObjectType(f"unknown object type {name!r}; {hint}supported: {supported} "
-                            "(see `spd objects`)")
+    raise UnknownObjectType(f"unknown object type {name!r}; {hint}"
+                            f"`spd objects` lists the {count} supported types")
 
 
 def next_page_params(op: Operation, params: dict[str, Any], token: str) -> dict[str, Any]:

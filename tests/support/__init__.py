@@ -1,5 +1,6 @@
 """What the tests share, one module per peer or helper; no test module imports another.
 
+- terminal: run_spd_tty, `spd` on a pseudo-terminal (tables, live progress)
 - spd: `spd` subprocesses (run_spd, start_spd, stop_spd), wait_for, read_jsonl, iso, ROOT, SHARED_MODELS
 - config: the one write_config (one simulator account, emitters, pollers) and POLLERS
 - sim: SimThread, the simulator in a background thread

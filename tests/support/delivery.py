@@ -3,6 +3,7 @@ its emitters, the spd process and its state, for the end-to-end delivery tests a
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -81,9 +82,11 @@ class Scene:
         return self.watermark() > self.end
 
     def status_line(self) -> str:
+        """The last errors `spd status` shows (its JSON: the output is piped), one per poller."""
         result = run_spd("status", "-c", str(self.config), timeout=30)
         assert result.returncode == 0, result.stderr
-        return result.stdout
+        return "; ".join(f"{row['poller']}: last error: {row['last_error']}"
+                         for row in json.loads(result.stdout) if row["last_error"])
 
 
 def webhook(url: str, **extra: Any) -> dict[str, Any]:
