@@ -19,6 +19,7 @@ from support.hostile import write_hostile_config
 from spd.core.errors import StateLockedError
 from spd.state.store import StateStore
 from support.spd import fill_disk, run_spd, start_spd, stop_spd, wait_for
+from support.terminal import run_spd_tty
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -147,8 +148,9 @@ def test_a_full_disk_under_the_state_is_recorded_on_the_poller(tmp_path, tmpfs, 
         error = json.loads(run_spd("status", "-c", str(config), "--json").stdout)[0]["last_error"]
         assert error.startswith(f"state {tmpfs / 'state.db'}: cannot write the state database")
         assert "full" in error
-        line = run_spd("status", "-c", str(config)).stdout
-        assert "last error: state " in line and "last run never" not in line
+        table = run_spd_tty("status", "-c", str(config)).lines  # what a person reads
+        row = next(line for line in table if line.startswith("p "))
+        assert f"state {tmpfs / 'state.db'}: cannot write" in row and " - " not in row.split("state ")[0]
     finally:
         code = stop_spd(proc, signal.SIGTERM)
         stderr = proc.stderr.read().decode()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.config import write_config
-from tests.support.spd import run_spd, spd_env
-from tests.support.terminal import run_spd_tty
+from support.config import write_config
+from support.spd import run_spd, spd_env
+from support.terminal import run_spd_tty
 
 
 def table(lines: list[str], header: str) -> tuple[list[str], list[list[str]]]:

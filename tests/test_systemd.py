@@ -4,6 +4,7 @@ unit's sandbox (tests/sandbox.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -326,7 +327,7 @@ def test_spd_validates_and_polls_inside_the_units_sandbox(sim_factory: Any, noti
         check = subprocess.run(in_sandbox("validate", "-c", str(config)), capture_output=True, text=True,
                                env=env, cwd=base, timeout=120)
         assert check.returncode == 0, check.stderr
-        assert f"state: {state / 'state.db'}" in check.stdout
+        assert {"what": "state", "detail": str(state / "state.db")} in json.loads(check.stdout)["items"]
         proc = subprocess.Popen(in_sandbox("run", "-c", str(config)), stderr=subprocess.PIPE, env=env, cwd=base)
         try:
             notify_socket.wait(lambda m: m.get("READY") == "1", timeout=60)

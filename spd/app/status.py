@@ -90,7 +90,9 @@ def _lag(row: dict[str, Any]) -> str | None:
 
 
 def _error(row: dict[str, Any]) -> str | None:
-    notes = [n for n in (row.get("last_error"), row.get("note")) if n]
+    notes = [row["last_error"]] if row.get("last_error") else []
+    if row.get("note"):
+        notes.append(f"note: {row['note']}")
     if not row.get("in_config", True):
         notes.append("no longer in the config")
     return "; ".join(notes) or None

@@ -17,7 +17,7 @@ import termios
 import time
 from dataclasses import dataclass
 
-from tests.support.spd import ROOT, spd_cmd, spd_env
+from .spd import ROOT, spd_cmd, spd_env
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-B]|\x1b[=>]")
 
