@@ -96,14 +96,14 @@ def satisfied(req: Requires, sent: dict[str, str]) -> bool:
 
 def first_page(ot: ObjectType, field: str) -> dict[str, str]:
     """What spd sends on a first page by `field`, or demands in `params` (`spd validate`)."""
-    bounds = ot.created_bounds if field == "created" else ot.updated_bounds
+    bounds = ot.window.created if field == "created" else ot.window.updated
     sent = {name: "T" for name in bounds or () if name}
-    sent.update({name: str(value) for name, value in ot.fixed_params})
+    sent.update({name: str(value) for name, value in ot.params.fixed})
     sent.update({name: "X" for name in ot.needs(field)})
-    if ot.marketplace_param:
-        sent[ot.marketplace_param] = "ATVPDKIKX0DER"
-    if ot.page_size_param:
-        sent[ot.page_size_param] = str(ot.page_size_max)
+    if ot.partitioning.marketplace_param:
+        sent[ot.partitioning.marketplace_param] = "ATVPDKIKX0DER"
+    if ot.paging.size_param:
+        sent[ot.paging.size_param] = str(ot.paging.size_max)
     return sent
 
 
@@ -111,7 +111,7 @@ def bound_problems(ot: ObjectType, op: ModelOp) -> list[str]:
     out = []
     ends = contract.bounds(ot.name)
     for field in ("created", "updated"):
-        declared = ot.created_bounds if field == "created" else ot.updated_bounds
+        declared = ot.window.created if field == "created" else ot.window.updated
         stated = ends.get(field, {})
         expected = (stated["after"][0], stated["before"][0] if "before" in stated else None) if stated else None
         if declared != expected:
@@ -119,7 +119,7 @@ def bound_problems(ot: ObjectType, op: ModelOp) -> list[str]:
         for param in declared or ():
             if param and op.params.get(param, {}).get("in") != "query":
                 out.append(f"{param} is not a query parameter of the model")
-        if declared and not any(inc for f, _, inc in ot.inclusive if f == field) \
+        if declared and not any(inc for f, _, inc in ot.window.inclusive if f == field) \
                 and not ot.boundary_overlap(field) and stated:
             out.append(f"{field}: neither bound is said to include its instant and windows do not overlap")
     return out
@@ -130,7 +130,7 @@ def required_problems(ot: ObjectType, op: ModelOp) -> list[str]:
     for field in ot.timestamp_fields():
         sent = first_page(ot, field)
         for name, raw in op.params.items():
-            if raw.get("required") and raw.get("in") in ("query", "path") and name != ot.token_param \
+            if raw.get("required") and raw.get("in") in ("query", "path") and name != ot.paging.token_param \
                     and name not in sent:
                 out.append(f"by {field}: the model requires {name}, spd neither sends nor demands it")
         for r in contract.rules_for(ot.name, REQUIRES):
@@ -144,37 +144,37 @@ def paging_problems(ot: ObjectType, op: ModelOp) -> list[str]:
     size = contract.rule(ot.name, PAGE_SIZE)
     want_param = size.where if size else None
     want_max = (size.value if size.value is not None else model_max(op, str(size.where))) if size else None
-    if (ot.page_size_param, ot.page_size_max) != (want_param, want_max):
-        out.append(f"page size {ot.page_size_param}={ot.page_size_max}, Amazon's maximum "
+    if (ot.paging.size_param, ot.paging.size_max) != (want_param, want_max):
+        out.append(f"page size {ot.paging.size_param}={ot.paging.size_max}, Amazon's maximum "
                    f"{want_param}={want_max}")
-    if op.params.get(ot.token_param, {}).get("in") != "query":
-        out.append(f"token parameter {ot.token_param} is not in the model")
-    token = op.at(op.response(), ot.token_path)
+    if op.params.get(ot.paging.token_param, {}).get("in") != "query":
+        out.append(f"token parameter {ot.paging.token_param} is not in the model")
+    token = op.at(op.response(), ot.paging.token_path)
     if token is None or token.get("type") != "string":
-        out.append(f"no next token at {'.'.join(ot.token_path)} in the model's response")
+        out.append(f"no next token at {'.'.join(ot.paging.token_path)} in the model's response")
     mode = contract.page2(ot.name)
     alone = mode.mode in ("only", "ignores")
-    if ot.token_alone != alone or tuple(ot.token_params) != tuple(mode.set):
-        out.append(f"next page: token_alone={ot.token_alone} token_params={ot.token_params}, "
+    if ot.paging.token_alone != alone or tuple(ot.paging.token_params) != tuple(mode.set):
+        out.append(f"next page: token_alone={ot.paging.token_alone} token_params={ot.paging.token_params}, "
                    f"Amazon's {mode}")
     ttl = contract.rule(ot.name, TOKEN_TTL)
-    if ot.token_ttl != (ttl.value if ttl else None):
-        out.append(f"token_ttl {ot.token_ttl}, Amazon's {ttl.value if ttl else None}")
+    if ot.paging.token_ttl != (ttl.value if ttl else None):
+        out.append(f"token_ttl {ot.paging.token_ttl}, Amazon's {ttl.value if ttl else None}")
     return out
 
 
 def item_problems(ot: ObjectType, op: ModelOp) -> list[str]:
     out = []
-    node = op.at(op.response(), ot.results_path)
-    kind = "object" if ot.flatten else "array"
+    node = op.at(op.response(), ot.extraction.results_path)
+    kind = "object" if ot.extraction.flatten else "array"
     if node is None or node.get("type", "object") != kind:
-        return [f"no result {kind} at {'.'.join(ot.results_path)}"]
+        return [f"no result {kind} at {'.'.join(ot.extraction.results_path)}"]
     ident = contract.rule(ot.name, ID)
-    if ot.id_field != (ident.value if ident else None):
-        out.append(f"id {ot.id_field}, Amazon's identifier {ident.value if ident else None}")
+    if ot.extraction.id_field != (ident.value if ident else None):
+        out.append(f"id {ot.extraction.id_field}, Amazon's identifier {ident.value if ident else None}")
     schemas = ([op.resolve(op.resolve(s).get("items")) for s in op.properties(node).values()]
-               if ot.flatten else [item_schema(op, ot.results_path)])
-    for field, spec in (("created", ot.created_field), ("updated", ot.updated_field)):
+               if ot.extraction.flatten else [item_schema(op, ot.extraction.results_path)])
+    for field, spec in (("created", ot.extraction.created_field), ("updated", ot.extraction.updated_field)):
         stated = contract.bounds(ot.name).get(field, {})
         item = next(iter(stated.values()))[1].item_field if stated else None
         if stated and item is not None and spec != item:
@@ -182,14 +182,14 @@ def item_problems(ot: ObjectType, op: ModelOp) -> list[str]:
         for path in (spec,) if isinstance(spec, str) else spec or ():
             if not any(op.at(s, path.split(".")) is not None for s in schemas):
                 out.append(f"{path} is not in the model's result item")
-    if ot.id_field and op.at(schemas[0], ot.id_field.split(".")) is None:
-        out.append(f"{ot.id_field} is not in the model's result item")
+    if ot.extraction.id_field and op.at(schemas[0], ot.extraction.id_field.split(".")) is None:
+        out.append(f"{ot.extraction.id_field} is not in the model's result item")
     return out
 
 
 def limit_problems(ot: ObjectType) -> list[str]:
     out = []
-    for kind, declared in ((MAX_WINDOW, ot.max_window), (MAX_AGE, ot.max_age)):
+    for kind, declared in ((MAX_WINDOW, ot.window.max_window), (MAX_AGE, ot.window.max_age)):
         stated = contract.rule(ot.name, kind)
         limit = stated.value.delta if stated else None
         if declared is not None and (limit is None or declared > limit):
@@ -198,20 +198,20 @@ def limit_problems(ot: ObjectType) -> list[str]:
         if limit is not None and declared is None and (kind == MAX_AGE or windowed):
             out.append(f"{kind}: Amazon limits it to {limit}, spd does not")
     lags = [r.value.delta for r in contract.rules_for(ot.name, LAG)]
-    if ot.lag != max(lags, default=timedelta(0)):
-        out.append(f"lag {ot.lag}, Amazon's {max(lags, default=timedelta(0))}")
+    if ot.window.lag != max(lags, default=timedelta(0)):
+        out.append(f"lag {ot.window.lag}, Amazon's {max(lags, default=timedelta(0))}")
     return out
 
 
 def marketplace_problems(ot: ObjectType, op: ModelOp) -> list[str]:
     market = next((m for m in MARKETPLACE_NAMES if op.params.get(m, {}).get("in") == "query"), None)
     if contract.rule(ot.name, OMIT_MARKETPLACE) is not None:
-        return [] if ot.marketplace_param is None else [
-            f"sends {ot.marketplace_param}, which Amazon says hides data when given"]
-    if market and op.params[market].get("required") and ot.marketplace_param != market:
-        return [f"the model requires {market}, spd sends {ot.marketplace_param}"]
-    if ot.marketplace_param and is_single(op.params[ot.marketplace_param]) and not ot.single_marketplace:
-        return [f"{ot.marketplace_param} takes one marketplace; spd sends several"]
+        return [] if ot.partitioning.marketplace_param is None else [
+            f"sends {ot.partitioning.marketplace_param}, which Amazon says hides data when given"]
+    if market and op.params[market].get("required") and ot.partitioning.marketplace_param != market:
+        return [f"the model requires {market}, spd sends {ot.partitioning.marketplace_param}"]
+    if ot.partitioning.marketplace_param and is_single(op.params[ot.partitioning.marketplace_param]) and not ot.partitioning.per_marketplace:
+        return [f"{ot.partitioning.marketplace_param} takes one marketplace; spd sends several"]
     return []
 
 
@@ -267,35 +267,37 @@ def test_objects_shows_each_bound_as_amazon_documents_it() -> None:
 
 
 MUTATIONS = [
-    ("InvoicesApiModel_2024-06-19.getInvoices", {"page_size_max": 100}, "page size"),
-    ("awd_2024-05-09.listInboundShipments", {"page_size_max": 100}, "page size"),
-    ("finances_2024-06-19.listTransactions", {"marketplace_param": "marketplaceId"}, "hides data"),
-    ("feeds_2021-06-30.getFeeds", {"needs_params": ()}, "Either feedTypes or nextToken"),
-    ("externalFulfillmentReturns_2024-09-11.listReturns", {"field_needs": ()}, "returnLocationId"),
-    ("vendorShipments.GetShipmentDetails", {"max_window": timedelta(days=7)}, "max_window"),
-    ("vendorOrders.getPurchaseOrders", {"max_window": None}, "max_window"),
-    ("feeds_2021-06-30.getFeeds", {"max_age": timedelta(days=120)}, "max_age"),
-    ("reports_2021-06-30.getReports", {"token_alone": False}, "next page"),
-    ("fulfillmentInboundV0.getShipments", {"token_params": ()}, "next page"),
-    ("fbaInventory.getInventorySummaries", {"token_ttl": None}, "token_ttl"),
-    ("financesV0.listFinancialEvents", {"lag": timedelta(0)}, "lag"),
-    ("financesV0.listFinancialEvents", {"created_bounds": ("PostedAfter", None)}, "bounds"),
-    ("ordersV0.getOrders", {"id_field": "AmazonOrderID"}, "id"),
-    ("orders_2026-01-01.searchOrders", {"updated_field": "lastUpdateTime"}, "updated field"),
-    ("orders_2026-01-01.searchOrders", {"results_path": ("order",)}, "no result"),
-    ("orders_2026-01-01.searchOrders", {"token_path": ("nextToken",)}, "no next token"),
-    ("services.getServiceJobs", {"single_marketplace": False}, "takes one marketplace"),
-    ("vehicles_2024-11-01.getVehicles", {"needs_params": ()}, "vehicleType"),
-    ("vendorOrders.getPurchaseOrders", {"inclusive": (("created", "after", None), ("created", "before", None))},
-     "do not overlap"),
+    ("InvoicesApiModel_2024-06-19.getInvoices", "paging", {"size_max": 100}, "page size"),
+    ("awd_2024-05-09.listInboundShipments", "paging", {"size_max": 100}, "page size"),
+    ("finances_2024-06-19.listTransactions", "partitioning", {"marketplace_param": "marketplaceId"},
+     "hides data"),
+    ("feeds_2021-06-30.getFeeds", "params", {"needs": ()}, "Either feedTypes or nextToken"),
+    ("externalFulfillmentReturns_2024-09-11.listReturns", "params", {"field_needs": ()}, "returnLocationId"),
+    ("vendorShipments.GetShipmentDetails", "window", {"max_window": timedelta(days=7)}, "max_window"),
+    ("vendorOrders.getPurchaseOrders", "window", {"max_window": None}, "max_window"),
+    ("feeds_2021-06-30.getFeeds", "window", {"max_age": timedelta(days=120)}, "max_age"),
+    ("reports_2021-06-30.getReports", "paging", {"token_alone": False}, "next page"),
+    ("fulfillmentInboundV0.getShipments", "paging", {"token_params": ()}, "next page"),
+    ("fbaInventory.getInventorySummaries", "paging", {"token_ttl": None}, "token_ttl"),
+    ("financesV0.listFinancialEvents", "window", {"lag": timedelta(0)}, "lag"),
+    ("financesV0.listFinancialEvents", "window", {"created": ("PostedAfter", None)}, "bounds"),
+    ("ordersV0.getOrders", "extraction", {"id_field": "AmazonOrderID"}, "id"),
+    ("orders_2026-01-01.searchOrders", "extraction", {"updated_field": "lastUpdateTime"}, "updated field"),
+    ("orders_2026-01-01.searchOrders", "extraction", {"results_path": ("order",)}, "no result"),
+    ("orders_2026-01-01.searchOrders", "paging", {"token_path": ("nextToken",)}, "no next token"),
+    ("services.getServiceJobs", "partitioning", {"per_marketplace": False}, "takes one marketplace"),
+    ("vehicles_2024-11-01.getVehicles", "params", {"needs": ()}, "vehicleType"),
+    ("vendorOrders.getPurchaseOrders", "window",
+     {"inclusive": (("created", "after", None), ("created", "before", None))}, "do not overlap"),
 ]
 
 
-@pytest.mark.parametrize("name, change, message", MUTATIONS, ids=[f"{n}:{next(iter(c))}" for n, c, _ in MUTATIONS])
-def test_a_wrong_declaration_is_caught(name: str, change: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize("name, part, change, message", MUTATIONS,
+                         ids=[f"{n}:{p}.{next(iter(c))}" for n, p, c, _ in MUTATIONS])
+def test_a_wrong_declaration_is_caught(name: str, part: str, change: dict[str, Any], message: str) -> None:
     ot = next(t for t in TYPES if t.name == name)
     assert problems(ot) == []
-    wrong = replace(ot, **change)
+    wrong = replace(ot, **{part: replace(getattr(ot, part), **change)})
     if "inclusive" in change:  # a registry that ignored what the bounds include
         wrong = _NoOverlap(wrong)
     found = problems(wrong)

@@ -125,7 +125,7 @@ def test_any_reply_ends_the_run_with_a_result_or_one_spd_error(body: Any) -> Non
             return start, await store.require("p"), poller, failed
 
     start, state, poller, failed = asyncio.run(scenario())
-    lag = CONFIG.pollers["p"].object_type.lag
+    lag = CONFIG.pollers["p"].object_type.window.lag
     assert state.watermark >= start
     assert state.watermark <= datetime.now(UTC) - lag + ECHO_CLOCK_SKEW  # never in the future
     if failed is not None:
@@ -157,7 +157,7 @@ def test_a_window_ends_inside_its_bounds_or_not_at_all(body: Any) -> None:
     state, poller, end = asyncio.run(scenario())
     if end is None:
         return
-    assert state.watermark <= end <= datetime.now(UTC) - poller.object_type.lag + ECHO_CLOCK_SKEW
+    assert state.watermark <= end <= datetime.now(UTC) - poller.object_type.window.lag + ECHO_CLOCK_SKEW
 
 
 # -- report documents -------------------------------------------------------------------------

@@ -63,7 +63,7 @@ async def test_every_type_loses_nothing_and_advances(tmp_path: Path, sim: Simula
     finally:
         await stop_runtime(runtime)
     assert result.caught_up and state is not None and state.watermark > START + timedelta(days=14)
-    market = "ATVPDKIKX0DER" if ot.marketplace_param else None
+    market = "ATVPDKIKX0DER" if ot.partitioning.marketplace_param else None
     expected = {object_id(ot, row["data"]) for row in
                 await truth(sim.url, name, field, START, state.watermark, market)}
     emitted = {m["id"] for m in recorder.messages}
@@ -88,15 +88,15 @@ def test_the_registry_covers_the_issue() -> None:
 
 def test_declarations_prose_only_facts() -> None:
     inv = resolve_object_type("fbaInventory.getInventorySummaries")
-    assert inv.updated_bounds == ("startDateTime", None) and not inv.has_upper_bound("updated")
-    assert inv.single_marketplace and inv.token_ttl == timedelta(seconds=30)
-    assert inv.max_age == timedelta(days=540)
-    assert resolve_object_type("reports_2021-06-30.getReports").token_alone
-    assert resolve_object_type("vendorDirectFulfillmentShipping_2021-12-28.getPackingSlips").max_window == timedelta(days=7)
-    assert resolve_object_type("vendorDirectFulfillmentOrders_2021-12-28.getOrders").max_window is None
-    assert resolve_object_type("listingsItems_2021-08-01.searchListingsItems").page_size_max == 20
+    assert inv.window.updated == ("startDateTime", None) and not inv.has_upper_bound("updated")
+    assert inv.partitioning.per_marketplace and inv.paging.token_ttl == timedelta(seconds=30)
+    assert inv.window.max_age == timedelta(days=540)
+    assert resolve_object_type("reports_2021-06-30.getReports").paging.token_alone
+    assert resolve_object_type("vendorDirectFulfillmentShipping_2021-12-28.getPackingSlips").window.max_window == timedelta(days=7)
+    assert resolve_object_type("vendorDirectFulfillmentOrders_2021-12-28.getOrders").window.max_window is None
+    assert resolve_object_type("listingsItems_2021-08-01.searchListingsItems").paging.size_max == 20
     fin = resolve_object_type("financesV0.listFinancialEvents")
-    assert fin.flatten == "financial_events" and fin.id_field is None and fin.lag == timedelta(minutes=2)
+    assert fin.extraction.flatten == "financial_events" and fin.extraction.id_field is None and fin.window.lag == timedelta(minutes=2)
     listed = {row["name"]: row for row in list_object_types()}
     assert listed["feeds_2021-06-30.getFeeds"]["only"] == "created only"
     assert "no upper bound" in listed["fbaInventory.getInventorySummaries"]["only"]

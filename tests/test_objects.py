@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import timedelta
 
 import orjson
@@ -14,12 +15,12 @@ from spd.core.errors import UsageError
 from spd.sources.object_type import UnknownObjectType, object_cursor, object_id
 from spd.sources.registry import build_registry, object_types, resolve_object_type
 
-from spd.sources.type_table import TYPES
+from spd.sources.type_table import TYPES, Declared, PagingDecl
 
 
 def test_every_declared_type_is_supported() -> None:
     types = object_types()
-    assert {ot.name for ot in types if ot.supported} == {n for n, t in TYPES.items() if t.get("supported")}
+    assert {ot.name for ot in types if ot.supported} == set(TYPES)
     assert len(types) == 39
     assert [ot.name for ot in types] == sorted(ot.name for ot in types)
 
@@ -27,61 +28,62 @@ def test_every_declared_type_is_supported() -> None:
 def test_orders_v0() -> None:
     ot = resolve_object_type("ordersV0.getOrders")
     assert (ot.api, ot.operation) == ("ordersV0", "getOrders")
-    assert ot.created_bounds == ("CreatedAfter", "CreatedBefore")
-    assert ot.updated_bounds == ("LastUpdatedAfter", "LastUpdatedBefore")
-    assert (ot.page_size_param, ot.page_size_max) == ("MaxResultsPerPage", 100)
-    assert (ot.token_param, ot.token_path) == ("NextToken", ("payload", "NextToken"))
-    assert ot.results_path == ("payload", "Orders")
-    assert (ot.id_field, ot.created_field, ot.updated_field) == (
+    assert ot.window.created == ("CreatedAfter", "CreatedBefore")
+    assert ot.window.updated == ("LastUpdatedAfter", "LastUpdatedBefore")
+    assert (ot.paging.size_param, ot.paging.size_max) == ("MaxResultsPerPage", 100)
+    assert (ot.paging.token_param, ot.paging.token_path) == ("NextToken", ("payload", "NextToken"))
+    assert ot.extraction.results_path == ("payload", "Orders")
+    assert (ot.extraction.id_field, ot.extraction.created_field, ot.extraction.updated_field) == (
         "AmazonOrderId", "PurchaseDate", "LastUpdateDate")
-    assert ot.lag == timedelta(minutes=2) and ot.max_window is None
-    assert ot.echo_before == {"created": ("payload", "CreatedBefore"),
-                              "updated": ("payload", "LastUpdatedBefore")}
-    assert ot.marketplace_param == "MarketplaceIds" and ot.token_alone
+    assert ot.window.lag == timedelta(minutes=2) and ot.window.max_window is None
+    assert dict(ot.window.echo) == {"created": ("payload", "CreatedBefore"),
+                                    "updated": ("payload", "LastUpdatedBefore")}
+    assert ot.partitioning.marketplace_param == "MarketplaceIds" and ot.paging.token_alone
     assert ot.timestamp_fields() == ["created", "updated"]
     assert hash(ot) == hash(resolve_object_type("Orders v0 getOrders"))  # usable as a key
 
 
 def test_orders_2026() -> None:
     ot = resolve_object_type("orders_2026-01-01.searchOrders")
-    assert ot.created_bounds == ("createdAfter", "createdBefore")
-    assert ot.updated_bounds == ("lastUpdatedAfter", "lastUpdatedBefore")
-    assert (ot.page_size_param, ot.page_size_max) == ("maxResultsPerPage", 100)
-    assert (ot.token_param, ot.token_path) == ("paginationToken", ("pagination", "nextToken"))
-    assert ot.results_path == ("orders",)
-    assert (ot.id_field, ot.created_field, ot.updated_field) == (
+    assert ot.window.created == ("createdAfter", "createdBefore")
+    assert ot.window.updated == ("lastUpdatedAfter", "lastUpdatedBefore")
+    assert (ot.paging.size_param, ot.paging.size_max) == ("maxResultsPerPage", 100)
+    assert (ot.paging.token_param, ot.paging.token_path) == ("paginationToken", ("pagination", "nextToken"))
+    assert ot.extraction.results_path == ("orders",)
+    assert (ot.extraction.id_field, ot.extraction.created_field, ot.extraction.updated_field) == (
         "orderId", "createdTime", "lastUpdatedTime")
-    assert ot.lag == timedelta(minutes=2)
-    assert ot.echo_before == {"created": ("createdBefore",), "updated": ("lastUpdatedBefore",)}
-    assert ot.marketplace_param == "marketplaceIds" and not ot.token_alone
+    assert ot.window.lag == timedelta(minutes=2)
+    assert dict(ot.window.echo) == {"created": ("createdBefore",), "updated": ("lastUpdatedBefore",)}
+    assert ot.partitioning.marketplace_param == "marketplaceIds" and not ot.paging.token_alone
 
 
 def test_vendor_orders() -> None:
     ot = resolve_object_type("vendorOrders.getPurchaseOrders")
-    assert ot.created_bounds == ("createdAfter", "createdBefore")
-    assert ot.updated_bounds == ("changedAfter", "changedBefore")
-    assert (ot.page_size_param, ot.page_size_max) == ("limit", 100)
-    assert ot.token_path == ("payload", "pagination", "nextToken")
-    assert ot.results_path == ("payload", "orders")
-    assert ot.id_field == "purchaseOrderNumber"
-    assert ot.created_field == "orderDetails.purchaseOrderDate"
-    assert ot.updated_field == ("orderDetails.purchaseOrderChangedDate",
-                                "orderDetails.purchaseOrderStateChangedDate",
-                                "orderDetails.purchaseOrderDate")
-    assert ot.max_window == timedelta(days=7) and ot.lag == timedelta(0)
-    assert ot.marketplace_param is None and ot.echo_before is None
+    assert ot.window.created == ("createdAfter", "createdBefore")
+    assert ot.window.updated == ("changedAfter", "changedBefore")
+    assert (ot.paging.size_param, ot.paging.size_max) == ("limit", 100)
+    assert ot.paging.token_path == ("payload", "pagination", "nextToken")
+    assert ot.extraction.results_path == ("payload", "orders")
+    assert ot.extraction.id_field == "purchaseOrderNumber"
+    assert ot.extraction.created_field == "orderDetails.purchaseOrderDate"
+    assert ot.extraction.updated_field == ("orderDetails.purchaseOrderChangedDate",
+                                           "orderDetails.purchaseOrderStateChangedDate",
+                                           "orderDetails.purchaseOrderDate")
+    assert ot.window.max_window == timedelta(days=7) and ot.window.lag == timedelta(0)
+    assert ot.partitioning.marketplace_param is None and ot.window.echo == ()
 
 
 def test_declared_fields_exist_in_the_response_schemas() -> None:
     cat = load_catalog()
     for ot in object_types():
-        if ot.flatten:
+        if ot.extraction.flatten:
             continue
         name = ot.name
         schema = describe.object_schema(name, cat)
         props = registry._properties(schema, schema.get("definitions", {}))
-        updated = ot.updated_field if isinstance(ot.updated_field, tuple) else (ot.updated_field,)
-        for spec in (ot.id_field, ot.created_field, *updated):
+        ext = ot.extraction
+        updated = ext.updated_field if isinstance(ext.updated_field, tuple) else (ext.updated_field,)
+        for spec in (ext.id_field, ext.created_field, *updated):
             if spec is None:
                 continue
             head = spec.split(".")[0]
@@ -153,7 +155,7 @@ def test_object_id_and_content_hash() -> None:
     assert hashed == "sha256:" + hashlib.sha256(b'{"x":1,"y":{"a":[1,2],"b":2}}').hexdigest()
     assert object_id(ot, {**a, "x": 2}) != hashed
     no_id = resolve_object_type("financesV0.listFinancialEvents")
-    assert no_id.id_field is None
+    assert no_id.extraction.id_field is None
     assert object_id(no_id, {"AmazonOrderId": "1", "z": 0}).startswith("sha256:")
 
 
@@ -174,22 +176,24 @@ def test_every_type_is_consistent_with_its_operation() -> None:
     cat = load_catalog()
     for ot in object_types():
         op = cat.operation(ot.api, ot.operation)
-        assert op.pagination is not None and op.pagination.token_param == ot.token_param
-        assert ot.created_bounds or ot.updated_bounds
-        assert registry.item_schema(op, ot.results_path, ot.flatten) is not None, ot.name
+        assert op.pagination is not None and op.pagination.token_param == ot.paging.token_param
+        assert ot.window.created or ot.window.updated
+        assert registry.item_schema(op, ot.extraction.results_path, ot.extraction.flatten) is not None, ot.name
         assert ot.aliases and ot.aliases[0].endswith(" " + ot.operation)
 
 
 def test_bad_overrides_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     cat = load_catalog()
     bad = dict(registry.TYPES)
-    bad["ordersV0.getOrders"] = {**bad["ordersV0.getOrders"], "page_size_param": "PageSize"}
+    orders = bad["ordersV0.getOrders"]
+    bad["ordersV0.getOrders"] = replace(orders, paging=PagingDecl({**orders.paging, "size_param": "PageSize"}))
     monkeypatch.setattr(registry, "TYPES", bad)
     with pytest.raises(ValueError, match="PageSize"):
         build_registry(cat)
-    monkeypatch.setattr(registry, "TYPES", {"ordersV0.getOrder": {"supported": True}})
+    monkeypatch.setattr(registry, "TYPES", {"ordersV0.getOrder": Declared()})
     with pytest.raises(ValueError, match="not pollable"):
         build_registry(cat)
-    monkeypatch.setattr(registry, "TYPES", {"ordersV0.getOrders": {"colour": "red"}})
-    with pytest.raises(ValueError, match="unknown keys"):
+    colour = Declared(paging={"colour": "red"})  # type: ignore[typeddict-unknown-key]
+    monkeypatch.setattr(registry, "TYPES", {"ordersV0.getOrders": colour})
+    with pytest.raises(ValueError, match="colour"):
         build_registry(cat)

@@ -50,12 +50,12 @@ def check_poller_params(name: str, ot: ObjectType, cfg: PollerConfig) -> None:
     field_name = cfg.timestamp_field
     missing = [p for p in ot.needs(field_name) if p not in cfg.params]
     if missing:
-        by = f" by {field_name}" if missing[0] not in ot.needs_params else ""
+        by = f" by {field_name}" if missing[0] not in ot.params.needs else ""
         raise ConfigError(f"pollers.{name}.params: {ot.name}{by} needs {', '.join(missing)}; "
                           f"add {', '.join(f'{p}: VALUE' for p in missing)} to params")
-    extra = [i for i in cfg.include or () if i not in ot.includes]
+    extra = [i for i in cfg.include or () if i not in ot.include_names()]
     if extra:
-        allowed = ", ".join(ot.includes) or "nothing"
+        allowed = ", ".join(ot.include_names()) or "nothing"
         hint = " (searchOrders: use params.includedData)" if "items" in extra else ""
         raise ConfigError(f"pollers.{name}.include: {ot.name} cannot include "
                           f"{', '.join(extra)}; allowed: {allowed}{hint}")

@@ -82,7 +82,7 @@ class PollerConfig(ConfigModel):
     def _check_fields(self) -> PollerConfig:
         ot = self.object_type
         if ot is not None:
-            bounds = ot.created_bounds if self.timestamp_field == "created" else ot.updated_bounds
+            bounds = ot.window.bounds(self.timestamp_field)
             if bounds is None:
                 other = "updated" if self.timestamp_field == "created" else "created"
                 raise fail(f"{ot.name} cannot be polled by {self.timestamp_field}; use {other}",
@@ -120,7 +120,7 @@ def _check_params(ot: ObjectType, bounds: tuple[str, str | None], params: dict[s
         op = load_catalog().operation(ot.api, ot.operation)
     except SpdError as exc:  # the registry names an operation the catalog lacks: say so, in place
         raise fail(f"{ot.name}: {exc}; choose another object type", "object") from None
-    managed = {p for p in (*bounds, ot.token_param) if p}
+    managed = {p for p in (*bounds, ot.paging.token_param) if p}
     for key in params:
         if key in managed:
             raise fail(f"{key} is set by spd from the poller's window and next token; remove it",

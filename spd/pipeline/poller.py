@@ -181,14 +181,14 @@ class Poller:
         if state.window_start is not None:
             return Window(state.window_start, state.window_end, echo=state.window_end is None)
         ot = self.object_type
-        newest = utcnow() - ot.lag
+        newest = utcnow() - ot.window.lag
         if newest - state.watermark < MIN_WINDOW:
             return None
         start = self.window_start(state.watermark)
         bounded = ot.has_upper_bound(self.config.timestamp_field)
-        if ot.max_window is not None and bounded and start + ot.max_window < newest:
-            return Window(start, start + ot.max_window, echo=False)
-        echo = bool(ot.echo_before and self.config.timestamp_field in ot.echo_before)
+        if ot.window.max_window is not None and bounded and start + ot.window.max_window < newest:
+            return Window(start, start + ot.window.max_window, echo=False)
+        echo = ot.window.echo_path(self.config.timestamp_field) is not None
         return Window(start, None if echo else newest, echo=echo)
 
     def window_start(self, watermark: datetime) -> datetime:
@@ -199,8 +199,8 @@ class Poller:
             overlap = max(overlap, BOUNDARY_OVERLAP)
         if not overlap:
             return watermark
-        if self.object_type.max_window is not None:
-            overlap = min(overlap, self.object_type.max_window / 2)
+        if self.object_type.window.max_window is not None:
+            overlap = min(overlap, self.object_type.window.max_window / 2)
         return max(watermark - overlap, min(self.config.start_time, watermark))
 
     async def poll_window(self, state: PollerState, window: Window, result: RunResult) -> PollerState:
@@ -314,16 +314,17 @@ class Poller:
 
     def echo_of(self, body: Any) -> Any:
         """The upper bound the API echoed for this poller's timestamp field, as it came."""
-        path = (self.object_type.echo_before or {}).get(self.config.timestamp_field)
+        path = self.object_type.window.echo_path(self.config.timestamp_field)
         return dig(body, path) if path else None
 
     def window_end(self, window: Window, page: Page, watermark: datetime) -> tuple[datetime, bool]:
         """The end of a window the first page decides: the checked echo where the API gives
         one (and whether it stalled: caught up), else the answer's time - lag."""
-        lag = self.object_type.lag
+        lag = self.object_type.window.lag
         if page.echo is None:
             return page.received - lag, False
-        path = (self.object_type.echo_before or {})[self.config.timestamp_field]
+        path = self.object_type.window.echo_path(self.config.timestamp_field)
+        assert path is not None  # an echo is read only where the type declares one
         return check_echo(self.object_type.name, path[-1], page.echo, window.start, watermark,
                           page.received, lag)
 
@@ -331,34 +332,35 @@ class Poller:
         """Query parameters for a first page (filters) or a following page (token)."""
         ot = self.object_type
         params: dict[str, Any] = self.market_params()
-        if token and ot.token_alone:
+        if token and ot.paging.token_alone:
             if not self.market_required():
                 params = {}
-            params.update(fill_fixed(ot.token_params, self.market))
-            params[ot.token_param] = token
+            params.update(fill_fixed(ot.paging.token_params, self.market))
+            params[ot.paging.token_param] = token
             return params
-        params.update(fill_fixed(ot.fixed_params, self.market))
+        params.update(fill_fixed(ot.params.fixed, self.market))
         params.update(self.config.params)
         after, before = self.bounds()
         params[after] = format_ts(window.start)
         if before and window.end is not None and not window.echo:
             params[before] = format_ts(window.end)
-        if ot.page_size_param and ot.page_size_max and ot.page_size_param not in self.config.params:
-            params[ot.page_size_param] = ot.page_size_max
+        size_param, size_max = ot.paging.size_param, ot.paging.size_max
+        if size_param and size_max and size_param not in self.config.params:
+            params[size_param] = size_max
         if token:
-            params.update(fill_fixed(ot.token_params, self.market))
-            params[ot.token_param] = token
+            params.update(fill_fixed(ot.paging.token_params, self.market))
+            params[ot.paging.token_param] = token
         return params
 
     def market_required(self) -> bool:
         """Whether the marketplace parameter must come even with a next token sent alone."""
-        name = self.object_type.marketplace_param
+        name = self.object_type.partitioning.marketplace_param
         param = self.operation.param(name) if name else None
         return bool(param is not None and param.required)
 
     def market_params(self) -> dict[str, Any]:
         """The marketplace filter: this series' one id, the params' own, or the account's."""
-        name = self.object_type.marketplace_param
+        name = self.object_type.partitioning.marketplace_param
         if not name:
             return {}
         if name in self.config.params:
@@ -370,7 +372,7 @@ class Poller:
 
     def bounds(self) -> tuple[str, str | None]:
         ot = self.object_type
-        bounds = ot.updated_bounds if self.config.timestamp_field == "updated" else ot.created_bounds
+        bounds = ot.window.bounds(self.config.timestamp_field)
         assert bounds is not None, "config validation guarantees the timestamp field exists"
         return bounds
 

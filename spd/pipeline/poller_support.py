@@ -65,8 +65,8 @@ def fan_out_markets(ot: ObjectType, params: dict[str, Any],
                     marketplace_ids: list[str] | None) -> list[str]:
     """The marketplaces to poll one by one (each with its own watermark): the account's ids
     when the type's marketplace parameter takes a single id and `params` does not set it."""
-    market = ot.marketplace_param
-    if not (market and ot.single_marketplace) or market in params:
+    market = ot.partitioning.marketplace_param
+    if not (market and ot.partitioning.per_marketplace) or market in params:
         return []
     return list(marketplace_ids or ())
 
@@ -118,16 +118,16 @@ def fill_fixed(pairs: tuple[tuple[str, Any], ...], market: str | None) -> dict[s
 
 def clamp_start(ot: ObjectType, start: datetime, now: datetime) -> datetime | None:
     """The oldest time the API accepts when `start` is older (None when it is not)."""
-    if ot.max_age is None:
+    if ot.window.max_age is None:
         return None
-    oldest = (now - ot.max_age + CLAMP_MARGIN).replace(microsecond=0)
+    oldest = (now - ot.window.max_age + CLAMP_MARGIN).replace(microsecond=0)
     return oldest if start < oldest else None
 
 
 def clamp_note(ot: ObjectType, start: datetime, oldest: datetime) -> str:
     """The `spd status` note of a clamped start."""
     return (f"watermark {format_ts(start)} is older than {ot.name} reaches back "
-            f"({format_duration(ot.max_age or timedelta(0))}); moved to {format_ts(oldest)}")
+            f"({format_duration(ot.window.max_age or timedelta(0))}); moved to {format_ts(oldest)}")
 
 
 async def attach_order_items(client: SpClient, account: str, items_op: Operation,
@@ -171,12 +171,13 @@ async def fetch_order_items(client: SpClient, account: str, items_op: Operation,
 def page_contents(ot: ObjectType, body: Any) -> tuple[list[Any], str | None]:
     """The objects of one reply (flattened where the type says) and its next token; ApiError
     when the reply is malformed or holds more than MAX_PAGE_OBJECTS objects."""
-    results = ".".join(ot.results_path)
-    objects = dig(body, ot.results_path)
-    if ot.flatten is not None and objects is not None:
-        objects = flatten(ot.flatten, objects)
+    ext = ot.extraction
+    results = ".".join(ext.results_path)
+    objects = dig(body, ext.results_path)
+    if ext.flatten is not None and objects is not None:
+        objects = flatten(ext.flatten, objects)
     if objects is None:
-        parent = ot.results_path[:-1]  # a missing list inside a present parent is an empty page
+        parent = ext.results_path[:-1]  # a missing list inside a present parent is an empty page
         if not isinstance(body, dict) or not parent or dig(body, parent) is None:
             raise ApiError(f"{ot.name}: malformed response, no {results}", retriable=True)
         objects = []
@@ -185,9 +186,9 @@ def page_contents(ot: ObjectType, body: Any) -> tuple[list[Any], str | None]:
     if len(objects) > MAX_PAGE_OBJECTS:
         raise ApiError(f"{ot.name}: a page of {len(objects)} objects; spd accepts at most "
                        f"{MAX_PAGE_OBJECTS} (Amazon's pages hold up to 100)", retriable=True)
-    token = dig(body, ot.token_path) or None
+    token = dig(body, ot.paging.token_path) or None
     if token is not None and not isinstance(token, str):
-        raise ApiError(f"{ot.name}: malformed response, {'.'.join(ot.token_path)} is not a "
+        raise ApiError(f"{ot.name}: malformed response, {'.'.join(ot.paging.token_path)} is not a "
                        "string", retriable=True)
     return objects, token
 
@@ -198,12 +199,13 @@ def count_fallbacks(ot: ObjectType, triples: list[Triple],
     every timestamp ("cursor: null (no F)"), or take their cursor from a declared fallback
     ("cursor: G (no F)"). Cheap for pages without any (the usual case)."""
     counts: dict[str, int] = {}
-    spec = ot.created_field if timestamp_field == "created" else ot.updated_field
+    spec = ot.extraction.timestamp(timestamp_field)
+    id_field = ot.extraction.id_field
     paths = (spec,) if isinstance(spec, str) else tuple(spec or ())
     for obj_id, cursor, obj in triples:
         keys = []
-        if ot.id_field and obj_id.startswith(CONTENT_HASH_PREFIX):
-            keys.append(f"id: content hash (no {ot.id_field})")
+        if id_field and obj_id.startswith(CONTENT_HASH_PREFIX):
+            keys.append(f"id: content hash (no {id_field})")
         if cursor is None and paths:
             keys.append(f"cursor: null (no {'/'.join(paths)})")
         elif cursor is not None and len(paths) > 1:

@@ -95,8 +95,8 @@ class ReportPoller(Poller):
         if period is None or state.window_start is not None or self.spec.snapshot:
             return super().next_window(state)
         ot, now = self.object_type, utcnow()
-        oldest = now - ot.max_age if ot.max_age is not None else None
-        found = aligned_window(state.watermark, period, now - ot.lag, self.spec.max_window,
+        oldest = now - ot.window.max_age if ot.window.max_age is not None else None
+        found = aligned_window(state.watermark, period, now - ot.window.lag, self.spec.max_window,
                                self.spec.span_periods, oldest)
         return None if found is None else Window(found[0], found[1], echo=False)
 

@@ -44,7 +44,7 @@ class SettlementPoller(ReportPoller):
 
     def __post_init__(self) -> None:
         if self.config.report_types:  # `report_types` stands for params.reportTypes
-            self.object_type = replace(self.object_type, needs_params=())
+            self.object_type = replace(self.object_type, params=replace(self.object_type.params, needs=()))
         super().__post_init__()
 
     async def run_series(self, done: int = 0) -> RunResult:

@@ -49,29 +49,31 @@ def _only(ot: ObjectType) -> str | None:
 def describe_object_type(name: str) -> dict[str, Any]:
     """`spd objects TYPE`: everything the registry declares about one type (JSON-able)."""
     ot = _resolve_for_cli(name)
+    win, pag, ext = ot.window, ot.paging, ot.extraction
     stamps = {}
-    for field_name, bounds, spec in (("created", ot.created_bounds, ot.created_field),
-                                     ("updated", ot.updated_bounds, ot.updated_field)):
+    for field_name in ("created", "updated"):
+        bounds = win.bounds(field_name)
         if bounds:
             stamps[field_name] = {"after_param": bounds[0], "before_param": bounds[1],
                                   "upper_bound": bounds[1] is not None,
-                                  "object_field": _field_spec(spec),
+                                  "object_field": _field_spec(ext.timestamp(field_name)),
                                   "bounds": _bound_text(ot, field_name),
                                   "needs_params": list(ot.needs(field_name)) or None}
     return {
         "name": ot.name, "aliases": list(ot.aliases), "api": ot.api, "operation": ot.operation,
         "supported": ot.supported, "timestamp_fields": stamps,
-        "page_size_param": ot.page_size_param, "page_size_max": ot.page_size_max,
-        "token_param": ot.token_param, "token_path": ".".join(ot.token_path),
-        "token_alone": ot.token_alone, "results_path": ".".join(ot.results_path),
-        "id_field": ot.id_field, "max_window": _duration(ot.max_window),
-        "lag": _duration(ot.lag), "max_age": _duration(ot.max_age),
-        "echo_before": {k: ".".join(v) for k, v in (ot.echo_before or {}).items()} or None,
-        "marketplace_param": ot.marketplace_param, "single_marketplace": ot.single_marketplace,
+        "page_size_param": pag.size_param, "page_size_max": pag.size_max,
+        "token_param": pag.token_param, "token_path": ".".join(pag.token_path),
+        "token_alone": pag.token_alone, "results_path": ".".join(ext.results_path),
+        "id_field": ext.id_field, "max_window": _duration(win.max_window),
+        "lag": _duration(win.lag), "max_age": _duration(win.max_age),
+        "echo_before": {k: ".".join(v) for k, v in win.echo} or None,
+        "marketplace_param": ot.partitioning.marketplace_param,
+        "single_marketplace": ot.partitioning.per_marketplace,
         "only": _only(ot), "kind": ot.kind,
-        "fixed_params": dict(ot.fixed_params) or None, "token_params": dict(ot.token_params) or None,
-        "needs_params": list(ot.needs_params) or None, "flatten": ot.flatten,
-        "includes": list(ot.includes) or None, "token_ttl": _duration(ot.token_ttl),
+        "fixed_params": dict(ot.params.fixed) or None, "token_params": dict(pag.token_params) or None,
+        "needs_params": list(ot.params.needs) or None, "flatten": ext.flatten,
+        "includes": list(ot.include_names()) or None, "token_ttl": _duration(pag.token_ttl),
         "amazon_says": [{"rule": r.kind, "where": r.where, "quote": r.quote, "source": r.source}
                         for r in contract.rules_for(ot.name)] or None,
     }
@@ -82,7 +84,7 @@ _INCLUSIVE = {True: "inclusive", False: "exclusive", None: "not stated (spd over
 
 def _bound_text(ot: ObjectType, field_name: str) -> dict[str, str] | None:
     """How Amazon documents each end of a filter: inclusive, exclusive or not stated."""
-    ends = {end: inc for name, end, inc in ot.inclusive if name == field_name}
+    ends = {end: inc for name, end, inc in ot.window.inclusive if name == field_name}
     if not ends:
         return None
     overlap = ot.boundary_overlap(field_name)
@@ -94,8 +96,8 @@ def object_schema(name: str, cat: Catalog | None = None) -> dict[str, Any]:
     """`spd objects TYPE --schema`: self-contained JSON Schema of one emitted `data` object."""
     ot = _resolve_for_cli(name)
     op = (cat or load_catalog()).operation(ot.api, ot.operation)
-    schema = item_schema(op, ot.results_path, ot.flatten)
+    schema = item_schema(op, ot.extraction.results_path, ot.extraction.flatten)
     if schema is None:
         raise CatalogError(f"object type {ot.name}: the catalog has no schema for "
-                           f"{'.'.join(ot.results_path)}")
+                           f"{'.'.join(ot.extraction.results_path)}")
     return bundle_schema(schema, op.definitions)

@@ -2,24 +2,25 @@
 
 An object type is a catalog operation that filters on a creation or update time and pages with
 a token. What the catalog shows is derived; what the models say only in prose is declared in
-the `TYPES` table of `spd.sources.type_table`. Only types marked `supported` there can be polled.
+the `TYPES` table of `spd.sources.type_table`, part by part. Only types with a row there can be
+polled.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import fields, replace
-from datetime import timedelta
+from dataclasses import replace
 from typing import Any
 
 from spd.catalog import contract
 from spd.catalog.model import MARKETPLACE_PARAMS, Catalog, Operation, Param, load_catalog
 from spd.core.output import MAX_CANDIDATES, candidates
 from spd.sources.hooks import SCHEMAS
-from spd.sources.object_type import ObjectType, UnknownObjectType
+from spd.sources.object_type import (Extraction, ObjectType, Paging, Partitioning, UnknownObjectType,
+                                     Windowing)
 from spd.sources.reports.registry import REPORT_PREFIX, resolve_report_type
-from spd.sources.type_table import TYPES
+from spd.sources.type_table import TYPES, Declared
 
 _PAGE_SIZE = re.compile(r"(?i)^(max_?results(_?per_?page)?|page_?size|limit|max_?result_?count)$")
 _CREATED = re.compile(r"(?i)^((?:label)?created|posted)(after|since)$")
@@ -104,7 +105,8 @@ def _derive(cat: Catalog, op: Operation) -> ObjectType | None:
     """The object type an operation defines, from the catalog alone (not supported)."""
     pag = op.pagination
     results_path = pag.result_path if pag else None
-    results_path = results_path or TYPES.get(op.name, {}).get("results_path")
+    declared = TYPES.get(op.name)
+    results_path = results_path or (declared.extraction.get("results_path") if declared else None)
     if pag is None or results_path is None:
         return None
     api = cat.api(op.api)
@@ -113,13 +115,28 @@ def _derive(cat: Catalog, op: Operation) -> ObjectType | None:
     market = next((m for m in MARKETPLACE_PARAMS if m in query), None)
     return ObjectType(
         name=op.name, api=op.api, operation=op.id,
-        created_bounds=_bounds(op, _CREATED), updated_bounds=_bounds(op, _UPDATED),
-        page_size_param=size_param, page_size_max=size_max, token_param=pag.token_param,
-        token_path=pag.token_path, results_path=results_path,
-        **_guess_fields(op, results_path), max_window=None, lag=timedelta(0),
-        echo_before=None, marketplace_param=market,
-        token_alone=False, aliases=(display_name(api.title, api.version, op.id),),
-        supported=False, single_marketplace=_single(op.param(market)) if market else False)
+        window=Windowing(created=_bounds(op, _CREATED), updated=_bounds(op, _UPDATED),
+                         inclusive=_inclusive(op.name)),
+        paging=Paging(token_param=pag.token_param, token_path=pag.token_path,
+                      size_param=size_param, size_max=size_max),
+        extraction=Extraction(results_path=results_path, **_guess_fields(op, results_path)),
+        partitioning=Partitioning(marketplace_param=market,
+                                  per_marketplace=_single(op.param(market)) if market else False),
+        aliases=(display_name(api.title, api.version, op.id),))
+
+
+def declare(ot: ObjectType, row: Declared) -> ObjectType:
+    """The derived type completed by its row of the declaration table: now supported."""
+    try:
+        return replace(
+            ot, supported=True, includes=row.includes,
+            window=replace(ot.window, **row.window),
+            paging=replace(ot.paging, **row.paging),
+            extraction=replace(ot.extraction, **row.extraction),
+            partitioning=replace(ot.partitioning, **row.partitioning),
+            params=replace(ot.params, **row.params))
+    except TypeError as exc:  # a key that is not a field of its part
+        raise ValueError(f"TYPES[{ot.name!r}]: {exc}") from None
 
 
 def _single(param: Param | None) -> bool:
@@ -135,10 +152,10 @@ def _inclusive(name: str) -> tuple[tuple[str, str, bool | None], ...]:
 def _check(ot: ObjectType, op: Operation) -> None:
     """Every parameter the type names must exist in the operation (catches model drift)."""
     names = {p.name for p in op.params}
-    wanted = [ot.page_size_param, ot.marketplace_param, ot.token_param, *ot.needs_params,
-              *(n for _, names in ot.field_needs for n in names)]
-    wanted += [name for name, _ in ot.fixed_params + ot.token_params]
-    for bounds in (ot.created_bounds, ot.updated_bounds):
+    wanted = [ot.paging.size_param, ot.partitioning.marketplace_param, ot.paging.token_param,
+              *ot.params.needs, *(n for _, names in ot.params.field_needs for n in names)]
+    wanted += [name for name, _ in ot.params.fixed + ot.paging.token_params]
+    for bounds in (ot.window.created, ot.window.updated):
         wanted.extend(bounds or ())
     missing = [n for n in wanted if n is not None and n not in names]
     if missing:
@@ -147,18 +164,15 @@ def _check(ot: ObjectType, op: Operation) -> None:
 
 def build_registry(cat: Catalog) -> dict[str, ObjectType]:
     """Every pollable object type of a catalog, by canonical name."""
-    valid = {f.name for f in fields(ObjectType)}
     registry: dict[str, ObjectType] = {}
     for op in cat.operations():
         ot = _derive(cat, op)
         if ot is None:
             continue
-        override = TYPES.get(ot.name, {})
-        unknown = set(override) - valid
-        if unknown:
-            raise ValueError(f"TYPES[{ot.name!r}] has unknown keys {sorted(unknown)}")
-        ot = replace(ot, **override, inclusive=_inclusive(ot.name))
-        if ot.created_bounds or ot.updated_bounds:
+        row = TYPES.get(ot.name)
+        if row is not None:
+            ot = declare(ot, row)
+        if ot.window.created or ot.window.updated:
             _check(ot, op)
             registry[ot.name] = ot
     aliases = [a for ot in registry.values() for a in ot.aliases]
@@ -213,8 +227,8 @@ def next_page_params(op: Operation, params: dict[str, Any], token: str) -> dict[
     required ones) and the type's `token_params` (QueryType=NEXT_TOKEN)."""
     assert op.pagination is not None
     ot = _registry().get(op.name)
-    if ot is None or not ot.token_alone:
+    if ot is None or not ot.paging.token_alone:
         return {**params, op.pagination.token_param: token}
     kept = {k: v for k, v in params.items() if (p := op.param(k)) is not None
             and (p.location in ("path", "header") or p.required)}
-    return {**kept, **dict(ot.token_params), op.pagination.token_param: token}
+    return {**kept, **dict(ot.paging.token_params), op.pagination.token_param: token}

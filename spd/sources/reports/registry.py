@@ -18,7 +18,8 @@ from typing import Any
 
 from spd.core.paths import dig
 from spd.core.times import normalize_timestamp
-from spd.sources.object_type import ObjectType, UnknownObjectType, content_hash
+from spd.sources.object_type import (Extraction, ObjectType, Paging, Partitioning, UnknownObjectType,
+                                     Windowing, content_hash)
 
 API = "reports_2021-06-30"
 REPORT_PREFIX = "report:"
@@ -203,15 +204,16 @@ def resolve_report_type(name: str) -> ObjectType:
     bounds = ("dataStartTime", "dataEndTime")
     return ObjectType(
         name=REPORT_PREFIX + report_type, api=API, operation="createReport",
-        created_bounds=bounds, updated_bounds=bounds, page_size_param=None, page_size_max=None,
-        token_param="reportId", token_path=(), results_path=(),
-        id_field=spec.id_fields[0] if len(spec.id_fields) == 1 else None,
-        created_field=spec.created_field, updated_field=spec.updated_field,
-        max_window=None if spec.snapshot else spec.max_window, lag=timedelta(minutes=2),
-        echo_before=None, marketplace_param="marketplaceIds", token_alone=False,
-        aliases=(), supported=True, kind="report", max_age=None if spec.snapshot else MAX_AGE,
-        single_marketplace=True,  # one report (and one watermark, one encoding) per marketplace
-    )
+        window=Windowing(created=bounds, updated=bounds, lag=timedelta(minutes=2),
+                         max_window=None if spec.snapshot else spec.max_window,
+                         max_age=None if spec.snapshot else MAX_AGE),
+        paging=Paging(token_param="reportId", token_path=()),
+        extraction=Extraction(results_path=(),
+                              id_field=spec.id_fields[0] if len(spec.id_fields) == 1 else None,
+                              created_field=spec.created_field, updated_field=spec.updated_field),
+        # one report (and one watermark, one encoding) per marketplace
+        partitioning=Partitioning(marketplace_param="marketplaceIds", per_marketplace=True),
+        supported=True, kind="report")
 
 
 def report_type_of(object_type: ObjectType) -> str:
