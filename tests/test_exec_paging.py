@@ -100,7 +100,8 @@ async def test_a_wrong_next_page_is_refused(pager: SimThread, tmp_path: Path,
     registry = dict(objects._registry())
     for name, change in (("reports_2021-06-30.getReports", {"token_alone": False}),
                          ("fulfillmentInboundV0.getShipments", {"token_params": ()})):
-        monkeypatch.setitem(registry, name, replace(registry[name], **change))
+        ot = registry[name]
+        monkeypatch.setitem(registry, name, replace(ot, paging=replace(ot.paging, **change)))
     monkeypatch.setattr(objects, "_REGISTRY", registry)
     for api, op_id in (("reports_2021-06-30", "getReports"), ("fulfillmentInboundV0", "getShipments")):
         op = load_catalog().operation(api, op_id)
