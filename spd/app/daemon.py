@@ -25,9 +25,12 @@ from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
                         describe_error)
 from spd.core.logging import configure_logging, quiet_library_logs
+from spd.core.redaction import redact
 from spd.catalog.model import load_catalog
+from spd.app.health import STALL_INTERVALS, Liveness
 from spd.app.metrics import MetricsServer
 from spd.app.runtime import EmitterFactory, Runtime
+from spd.client.observe import QUOTA_CLOCK
 from spd.config.checks import check_config
 from spd.emitters import build_emitter
 from spd.state.backend import StateBackend
@@ -61,6 +64,7 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads in flight (supervised)
         self.board = systemd.StatusBoard()
+        self.liveness = Liveness()  # /readyz: which pollers make no progress
         self._status_sent = ""
         self.http: Any = None
 
@@ -91,7 +95,13 @@ class Daemon:
         except BaseException:
             await runtime.close()
             raise
+        self.liveness.track({name: cfg.interval.total_seconds() for name, cfg in config.pollers.items()})
+        for name, poller in runtime.pollers.items():
+            poller.on_page = self._page_delivered
         return runtime
+
+    def _page_delivered(self, key: str, *_: object) -> None:
+        self.liveness.progressed(key.partition("@")[0])  # "orders@MARKETPLACE" is poller orders
 
     def schedule(self, config: Config) -> None:
         """One interval job per poller and per job: one run at a time, missed runs coalesced,
@@ -116,8 +126,10 @@ class Daemon:
         runtime = self.runtime
         if runtime is None or name not in runtime.pollers or self.stopped.is_set():
             return
+        QUOTA_CLOCK.set(self.liveness.quota_clock(name))  # this run's task and those it starts
         async with self.tracked("poll", name, poller=name):
             result = await runtime.pollers[name].run()
+            self.liveness.progressed(name)
             log.info("poll_completed", poller=name, pages=result.pages, objects=result.objects,
                      watermark=format_ts(result.watermark) if result.watermark else None,
                      caught_up=result.caught_up)
@@ -289,7 +301,7 @@ class Daemon:
         http = self.config.http if self.config is not None else None
         if http is None:
             return
-        server = MetricsServer(http.listen, self, ready=self.is_ready)
+        server = MetricsServer(http.listen, self, readiness=self.readiness)
         try:
             await server.start()
         except OSError as exc:
@@ -301,9 +313,23 @@ class Daemon:
                         hint="/metrics, /healthz and /readyz have no authentication and are "
                         "reachable from other hosts; listen on 127.0.0.1 unless that is meant")
 
-    def is_ready(self) -> bool:
-        """Ready while the pollers are scheduled and no stop was requested."""
-        return self.runtime is not None and not self.stopped.is_set()
+    def readiness(self) -> dict[str, Any]:
+        """/readyz's answer: `{"status": "ready"}`, or "not ready" with the reason and, per
+        stalled poller, how long it has made no progress (quota waits not counted)."""
+        if self.stopped.is_set():
+            return {"status": "not ready", "reason": "stopping"}
+        runtime = self.runtime
+        if runtime is None:
+            return {"status": "not ready", "reason": "starting or reloading"}
+        stalled = {
+            name: {"seconds": round(seconds, 1), "interval_seconds": interval,
+                   "last_error": redact(runtime.pollers[name].failure or "") or None}
+            for name, (seconds, interval) in self.liveness.stalled().items() if name in runtime.pollers
+        }
+        if not stalled:
+            return {"status": "ready"}
+        return {"status": "not ready", "stalled": stalled,
+                "reason": f"no progress for more than {STALL_INTERVALS} intervals: " + ", ".join(sorted(stalled))}
 
     def status_line(self) -> str:
         """The one-line summary systemd shows: pollers ok / waiting for quota / stalled, last error."""

@@ -7,12 +7,12 @@ client's token buckets), so no code path carries counters of its own.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from spd.core.errors import SpdError
 from spd.state.backend import PollerState
@@ -79,6 +79,8 @@ class DaemonCollector:
             "errors": CounterMetricFamily("spd_request_errors", "Failed attempts other than 429", labels=labels),
         }
         rate = GaugeMetricFamily("spd_rate_limit", "Current token bucket rate (requests/s)", labels=labels)
+        latency = HistogramMetricFamily("spd_request_duration_seconds",
+                                        "SP-API request latency, send to answer read", labels=labels)
         client = runtime.client if runtime is not None else None
         stats = client.bucket_stats() if client is not None else {}
         for account, operations in stats.items():
@@ -86,15 +88,20 @@ class DaemonCollector:
                 for key, family in families.items():
                     family.add_metric([account, operation], snap[key])
                 rate.add_metric([account, operation], snap["rate"])
+                histogram = snap["latency"]
+                latency.add_metric([account, operation], histogram.cumulative(), histogram.total)
         yield from families.values()
         yield rate
+        yield latency
 
 
-def build_app(daemon: Daemon, ready: Callable[[], bool]) -> web.Application:
-    """The aiohttp application serving /metrics, /healthz and /readyz."""
+def build_app(daemon: Daemon, readiness: Callable[[], dict[str, Any]]) -> web.Application:
+    """The aiohttp application serving /metrics, /healthz and /readyz (`readiness()` answers
+    {"status": "ready"} or "not ready" with a reason: 200 or 503)."""
     registry = CollectorRegistry()
     collector = DaemonCollector(daemon)
     registry.register(collector)
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total, resident memory, open fds
 
     async def metrics(_: web.Request) -> web.Response:
         await collector.refresh()
@@ -104,8 +111,8 @@ def build_app(daemon: Daemon, ready: Callable[[], bool]) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        ok = ready()
-        return web.json_response({"status": "ready" if ok else "not ready"}, status=200 if ok else 503)
+        answer = readiness()
+        return web.json_response(answer, status=200 if answer["status"] == "ready" else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
@@ -117,10 +124,10 @@ def build_app(daemon: Daemon, ready: Callable[[], bool]) -> web.Application:
 class MetricsServer:
     """Serves `build_app` on the configured HOST:PORT; `start()`/`close()`."""
 
-    def __init__(self, listen: str, daemon: Daemon, ready: Callable[[], bool]) -> None:
+    def __init__(self, listen: str, daemon: Daemon, readiness: Callable[[], dict[str, Any]]) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
-        self.app = build_app(daemon, ready)
+        self.app = build_app(daemon, readiness)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

@@ -8,6 +8,8 @@ dropped connections retry with full-jitter backoff only when the request is idem
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from collections.abc import Mapping
@@ -22,6 +24,7 @@ from spd.client import encode as rsp
 from spd.catalog.model import Catalog, Operation, load_catalog
 from spd.client.auth import LwaAuth, make_signer
 from spd.client.documents import DocumentDownloads
+from spd.client.observe import quota_wait
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
 from spd.client import transport
@@ -254,7 +257,8 @@ class SpClient(DocumentDownloads):
             delay = self._retry_delay(req, resp, attempt)
             if delay is None or last:
                 return self._final(req, resp, raise_errors, attempt)
-            await self._retry(req, attempt, f"HTTP {resp.status}", delay, resp.request_id)
+            await self._retry(req, attempt, f"HTTP {resp.status}", delay, resp.request_id,
+                              quota=resp.status == 429)
         raise AssertionError("unreachable")
 
     def _retry_delay(self, req: _Request, resp: Response, attempt: int) -> float | None:
@@ -290,15 +294,18 @@ class SpClient(DocumentDownloads):
         raise rsp.api_error(req.label, resp, attempts=attempt, retriable=retriable)
 
     async def _retry(
-        self, req: _Request, attempt: int, reason: str, delay: float, request_id: str | None
+        self, req: _Request, attempt: int, reason: str, delay: float, request_id: str | None,
+        *, quota: bool = False,
     ) -> None:
+        """Logs and waits before the next attempt; after a 429 the wait is a wait for quota."""
         req.bucket.stats.retries += 1
         log.warning(
             "request_retry", account=req.name, operation=req.label, attempt=attempt,
             reason=reason, delay=round(delay, 3), request_id=request_id,
         )  # fmt: skip
         if delay > 0:
-            await asyncio.sleep(delay)
+            with quota_wait() if quota else contextlib.nullcontext():
+                await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: many clients share Amazon's quotas."""
@@ -327,6 +334,7 @@ class SpClient(DocumentDownloads):
         return await self._send(req, headers), token
 
     async def _send(self, req: _Request, headers: dict[str, str]) -> Response:
+        started = time.monotonic()
         try:
             reply = await send_credentialed(
                 self.session, req.method, URL(req.url, encoded=True), data=req.body,
@@ -339,6 +347,7 @@ class SpClient(DocumentDownloads):
             raise _Transient(rsp.describe(exc), unsent=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(rsp.describe(exc)) from None
+        req.bucket.stats.latency.observe(time.monotonic() - started)
         resp = Response(reply.status, rsp.plain_headers(reply.headers), None,
                         reply.headers.get("x-amzn-RequestId"))  # fmt: skip
         self._adapt(req, resp)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from spd.catalog.model import Operation
+from spd.client.observe import LatencyHistogram, quota_wait
 from spd.core.typing import Account
 
 DEFAULT_RATE = 0.5
@@ -29,12 +30,14 @@ _EPSILON = 1e-9
 
 @dataclass
 class BucketStats:
-    """Counters of one bucket; `errors` counts failed attempts other than 429."""
+    """Counters of one bucket; `errors` counts failed attempts other than 429; `latency` the
+    durations of the requests that got an HTTP answer."""
 
     requests: int = 0
     throttled: int = 0
     retries: int = 0
     errors: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 class TokenBucket:
@@ -86,13 +89,18 @@ class TokenBucket:
         return max(self._stamp - now, 0.0) + (1.0 - self._tokens) / self._rate
 
     async def acquire(self) -> None:
-        """Wait, in arrival order, until a token is available and take it."""
+        """Wait, in arrival order, until a token is available and take it (a wait counts on
+        the task's quota clock, spd.client.observe)."""
+        if not self._lock.locked() and self.delay() == 0:
+            self._take()
+            return
         self._waiting += 1
         try:
-            async with self._lock:
-                while (wait := self.delay()) > 0:
-                    await self._sleep(wait)
-                self._take()
+            with quota_wait():
+                async with self._lock:
+                    while (wait := self.delay()) > 0:
+                        await self._sleep(wait)
+                    self._take()
         finally:
             self._waiting -= 1
 
@@ -130,6 +138,7 @@ class TokenBucket:
             "throttled": self.stats.throttled,
             "retries": self.stats.retries,
             "errors": self.stats.errors,
+            "latency": self.stats.latency,
         }
 
     def _refill(self, now: float) -> None:
