@@ -1,7 +1,10 @@
-"""`spd demo`: the daemon against the built-in simulator, printing objects for people.
+"""`spd demo`: the daemon against the built-in simulator, narrated for people.
 
 Needs no credentials and no config: the simulator listens on a free loopback port, the
-packaged demo.yaml points at it, and the state lives in a temporary directory.
+packaged demo.yaml points at it, and the state lives in a temporary directory. The simulator
+keeps creating and updating orders and purchase orders while the demo runs, so after the
+catch-up new objects arrive every few seconds. Objects go to stdout, one line each; the
+header, the "caught up" line and the closing summary go to stderr.
 """
 
 from __future__ import annotations
@@ -10,27 +13,95 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
 from spd.core.paths import dig
 from spd.app.daemon import Daemon
+from spd.config.model import Config, load_config
 from spd.core.logging import quiet_library_logs
 from spd.emitters.base import Emitter, Message
+from spd.pipeline.types import RunResult
 from spd.sim import SimSettings, Simulator
+
+# The simulated seller: two hours of history at an order every 3 s and a purchase order every
+# 5 s (with bursts), going on live at the same pace; the demo catches up from CATCH_UP ago.
+HISTORY = timedelta(hours=2)
+ORDERS = 2400
+PURCHASE_ORDERS = 1440
+CATCH_UP = timedelta(minutes=15)
+
+
+@dataclass
+class Narrator:
+    """What the demo tells a person: a header, when the pollers caught up, and a summary;
+    counts every object as catch-up or new."""
+
+    pollers: list[str]
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    started: float = field(default_factory=time.monotonic)
+    counts: Counter[str] = field(default_factory=Counter)
+    new: Counter[str] = field(default_factory=Counter)
+    behind: set[str] = field(default_factory=set)
+    caught_up_after: float | None = None
+
+    def __post_init__(self) -> None:
+        self.behind = set(self.pollers)
+
+    def header(self, sim_url: str, config: Config) -> None:
+        say = self.say
+        say(f"spd demo: the daemon polling a built-in SP-API simulator at {sim_url}")
+        say("  (fake credentials; nothing leaves this machine; Ctrl-C stops it)")
+        for name, poller in config.pollers.items():
+            every = poller.interval.total_seconds()
+            say(f"  {name:<14} {poller.object_type.name} every {every:g} s, by {poller.timestamp_field} time")
+        minutes = int(CATCH_UP.total_seconds() // 60)
+        say(f"catching up from {minutes} minutes ago; one line per object on stdout")
+
+    def emitted(self, poller: str) -> None:
+        self.counts[poller] += 1
+        if self.caught_up_after is not None:
+            self.new[poller] += 1
+
+    def polled(self, name: str, result: RunResult) -> None:
+        """A poller run completed: the first time every poller is caught up, says so."""
+        if result.caught_up:
+            self.behind.discard(name)
+        if not self.behind and self.caught_up_after is None:
+            self.caught_up_after = time.monotonic() - self.started
+            total = sum(self.counts.values())
+            self.say(f"caught up in {self.caught_up_after:.1f} s ({total} objects), waiting for "
+                     "changes: new objects print as they arrive (orders show up 2 minutes "
+                     "after they change, Amazon's lag)")
+
+    def summary(self) -> None:
+        total = sum(self.counts.values())
+        per = ", ".join(f"{name}: {n}" for name, n in sorted(self.counts.items())) or "nothing"
+        seconds = time.monotonic() - self.started
+        if self.caught_up_after is None:
+            how = "stopped before the catch-up finished"
+        else:
+            how = (f"{total - sum(self.new.values())} in the catch-up, {sum(self.new.values())} new "
+                   f"while it ran")
+        self.say(f"\nspd demo: {total} objects emitted ({per}) in {seconds:.0f} s: {how}")
+
+    def say(self, line: str) -> None:
+        print(line, file=self.err, flush=True)
 
 
 class PrettyEmitter(Emitter):
     """Prints one readable line per object instead of JSON."""
 
-    def __init__(self, name: str, counts: Counter[str], out: Any = None) -> None:
+    def __init__(self, name: str, narrator: Narrator, out: Any = None) -> None:
         self.name = name
-        self.counts = counts
+        self.narrator = narrator
         self.out = out or sys.stdout
 
     async def start(self) -> None:
@@ -41,7 +112,7 @@ class PrettyEmitter(Emitter):
             doc = orjson.loads(message.body)
             objects = doc["results"] if "results" in doc else [doc["data"]]
             for obj in objects:
-                self.counts[doc["poller"]] += 1
+                self.narrator.emitted(doc["poller"])
                 print(describe_object(doc, obj), file=self.out)
         self.out.flush()
 
@@ -71,32 +142,31 @@ def first(obj: dict[str, Any], *keys: str) -> Any:
     return next((obj[k] for k in keys if obj.get(k)), None)
 
 
+def demo_settings(now: datetime) -> SimSettings:
+    """The simulated seller (see HISTORY): busy enough that something changes every few seconds."""
+    return SimSettings(orders=ORDERS, purchase_orders=PURCHASE_ORDERS, start=now - HISTORY, end=now)
 
 
 async def demo(seconds: float | None) -> int:
-    """Starts the simulator, runs the daemon on demo.yaml, prints a summary at the end."""
-    counts: Counter[str] = Counter()
-    async with Simulator(SimSettings()) as sim:
+    """Starts the simulator, runs the daemon on demo.yaml, narrates, summarizes at the end."""
+    now = datetime.now(timezone.utc)
+    async with Simulator(demo_settings(now)) as sim:
         with tempfile.TemporaryDirectory(prefix="spd-demo-") as state_dir, \
                 as_file(files("spd._config") / "demo.yaml") as config_path:
             os.environ["SPD_SIM_URL"] = sim.url
             os.environ["SPD_STATE_DIR"] = state_dir
-            start = datetime.now(timezone.utc) - timedelta(days=4)
-            os.environ["SPD_DEMO_START"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
-            print(f"spd demo: simulator at {sim.url}; polling (Ctrl-C to stop)", file=sys.stderr)
-            daemon = Daemon(Path(config_path), emitter_factory=lambda name, cfg: PrettyEmitter(name, counts))
+            os.environ["SPD_DEMO_START"] = (now - CATCH_UP).strftime("%Y-%m-%dT%H:%M:%SZ")
+            config = load_config(Path(config_path))  # the daemon loads it again; here: to name the pollers
+            narrator = Narrator(list(config.pollers))
+            daemon = Daemon(Path(config_path), on_poll=narrator.polled,
+                            emitter_factory=lambda name, _: PrettyEmitter(name, narrator))
+            narrator.header(sim.url, config)
             await daemon.start()
             if seconds:
                 asyncio.get_running_loop().call_later(seconds, daemon.request_stop)
             code = await daemon.wait()
-    print_summary(counts)
+    narrator.summary()
     return code
-
-
-def print_summary(counts: Counter[str]) -> None:
-    total = sum(counts.values())
-    per = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items())) or "nothing"
-    print(f"\nspd demo: {total} objects emitted ({per})", file=sys.stderr)
 
 
 def run_demo(seconds: float | None = None) -> int:

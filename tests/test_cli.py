@@ -150,18 +150,6 @@ def test_reset_refuses_while_a_daemon_runs(tmp_path: Path, sim_factory: Any) -> 
         assert stop_spd(proc, signal.SIGTERM) == 0
 
 
-def test_demo_runs_without_credentials() -> None:
-    result = run_spd("demo", "--seconds", "6", timeout=90, env=spd_env())
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) > 100
-    assert any(line.startswith("orders ") for line in lines)
-    assert any(line.startswith("vendor-po ") for line in lines)
-    summary = result.stderr.strip().splitlines()[-1]
-    assert summary.startswith("spd demo: ") and " objects emitted (" in summary
-    assert "Traceback" not in result.stderr
-
-
 def test_validate_checks_what_the_object_type_needs(tmp_path: Path) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:9", {
         "features": {"object": "fulfillmentOutbound_2020-07-01.getFeatureInventory",

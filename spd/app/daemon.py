@@ -13,6 +13,7 @@ import contextlib
 import random
 import signal
 from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -33,6 +34,7 @@ from spd.app.runtime import EmitterFactory, Runtime
 from spd.client.observe import QUOTA_CLOCK
 from spd.config.checks import check_config
 from spd.emitters import build_emitter
+from spd.pipeline.types import RunResult
 from spd.state.backend import StateBackend
 from spd.state.store import StateStore
 
@@ -48,10 +50,12 @@ class Daemon:
     """Runs the pollers of one config on their intervals until stopped."""
 
     def __init__(self, config_path: Path, *, emitter_factory: EmitterFactory = build_emitter,
-                 install_signals: bool = True) -> None:
+                 install_signals: bool = True,
+                 on_poll: Callable[[str, RunResult], None] | None = None) -> None:
         self.config_path = config_path
         self.emitter_factory = emitter_factory
         self.install_signals = install_signals
+        self.on_poll = on_poll  # told of every completed poller run (the demo's narration)
         self.config: Config | None = None  # set by start()
         self.store: StateBackend | None = None
         self.runtime: Runtime | None = None
@@ -130,6 +134,8 @@ class Daemon:
         async with self.tracked("poll", name, poller=name):
             result = await runtime.pollers[name].run()
             self.liveness.progressed(name)
+            if self.on_poll is not None:
+                self.on_poll(name, result)
             log.info("poll_completed", poller=name, pages=result.pages, objects=result.objects,
                      watermark=format_ts(result.watermark) if result.watermark else None,
                      caught_up=result.caught_up)
