@@ -16,7 +16,8 @@ from spd.config.model import load_config
 from spd.core.errors import SpdError, UsageError
 from spd.app.execute import exec_command
 from spd.catalog.requests import ExecRequest, prepare, read_body
-from spd.catalog.params import parse_pairs, validate_schema
+from spd.catalog.bodies import validate_body
+from spd.catalog.params import parse_pairs
 from support.sim import SimThread
 from support.spd import SHARED_MODELS, run_spd
 from support.static_sandbox import NO_MATCH, write_sandbox_config
@@ -132,7 +133,7 @@ def test_schema_validator_keywords() -> None:
 
     def problem(value: Any) -> str | None:
         try:
-            validate_schema(value, schema, defs, "op")
+            validate_body(value, schema, defs, "op")
         except UsageError as exc:
             return str(exc)
         return None
@@ -144,6 +145,27 @@ def test_schema_validator_keywords() -> None:
     assert problem({"items": [{"sku": "AB", "qty": 0}]}) == "op: body.items[0].qty: must be at least 1, got 0"
     assert problem({"items": [{"sku": "AB", "qty": True}]}) == "op: body.items[0].qty: must be an integer, not True"
     assert problem({"note": "long"}) == "op: body.note: must be at most 3 characters, got 4"
+
+
+def test_body_problems_are_all_reported_formats_included() -> None:
+    """jsonschema reports every problem at once, in body order; formats are checked (ISO 8601
+    date-times as Amazon's examples write them pass)."""
+    body = {"reportType": 7, "marketplaceIds": ["A", 2], "dataStartTime": "yesterday",
+            "dataEndTime": "2025-13-01T00:00:00Z", "reportOptions": {"a": 1}}
+    with pytest.raises(UsageError) as err:
+        prepare(load_catalog(), ExecRequest(R, "createReport", {}, body))
+    assert str(err.value) == (
+        f"{R}.createReport: body.dataEndTime: '2025-13-01T00:00:00Z' is not a valid date-time "
+        "(ISO 8601, such as 2025-01-01T00:00:00Z); body.dataStartTime: 'yesterday' is not a valid "
+        "date-time (ISO 8601, such as 2025-01-01T00:00:00Z); body.marketplaceIds[1]: must be a "
+        "string, not 2; body.reportOptions.a: must be a string, not 1; body.reportType: must be "
+        "a string, not 7")
+    for good in ("2025-01-01T00:00:00Z", "2020-01-01T23:59:00.00-07", "2019-01-01T00:00:00.000+0000"):
+        prepare(load_catalog(), ExecRequest(R, "createReport", {}, {"reportType": "X", "marketplaceIds": ["A"],
+                                                                     "dataStartTime": good}))
+    with pytest.raises(UsageError, match=r"body\.marketplaceIds: has repeated items; each must be different$"):
+        validate_body({"marketplaceIds": ["A", "A"]},
+                      {"properties": {"marketplaceIds": {"type": "array", "uniqueItems": True}}}, {}, "op")
 
 
 def test_ops_schema_prints_the_body_schema() -> None:

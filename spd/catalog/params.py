@@ -1,9 +1,8 @@
 """Checks an operation's parameters and body against the catalog before any request is sent.
 
 `spd exec` and scheduled jobs call `check_request`; every problem is one UsageError line that
-says what is allowed. Bodies are checked against the operation's request JSON Schema with a
-small validator for the subset the catalog's schemas use (type, required, enum, properties,
-items, $ref, allOf, additionalProperties, lengths, ranges, item counts, pattern).
+says what is allowed. Parameters come as text (`-p NAME=VALUE`) and are converted here; bodies
+are checked against the operation's request JSON Schema by spd.catalog.bodies (jsonschema).
 """
 
 from __future__ import annotations
@@ -12,12 +11,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from spd.catalog.bodies import TYPE_NAMES, enum_text, number, validate_body
 from spd.catalog.model import Operation, Param, close_names
 from spd.core.errors import UsageError
-
-TYPE_NAMES = {"integer": "an integer", "number": "a number", "boolean": "true or false",
-              "string": "a string", "array": "an array", "object": "a JSON object"}
-MAX_ENUM_SHOWN = 30
 
 
 def check_request(op: Operation, params: Mapping[str, Any] | None, body: Any,
@@ -116,12 +112,12 @@ def _scalar(where: str, param: Param, kind: str | None, value: Any) -> Any:
     converted = coerce(where, kind, value)
     allowed = param.enum
     if allowed is not None and converted not in allowed and str(converted) not in map(str, allowed):
-        raise UsageError(f"{where} must be one of {_enum_text(allowed)}; got {converted!r}")
+        raise UsageError(f"{where} must be one of {enum_text(allowed)}; got {converted!r}")
     if kind in ("integer", "number"):
         if param.minimum is not None and converted < param.minimum:
-            raise UsageError(f"{where} must be at least {_num(param.minimum)}, got {converted}")
+            raise UsageError(f"{where} must be at least {number(param.minimum)}, got {converted}")
         if param.maximum is not None and converted > param.maximum:
-            raise UsageError(f"{where} must be at most {_num(param.maximum)}, got {converted}")
+            raise UsageError(f"{where} must be at most {number(param.maximum)}, got {converted}")
     if isinstance(converted, str):
         _check_length(where, converted, param.min_length, param.max_length)
     return converted
@@ -190,17 +186,6 @@ def _check_length(where: str, text: str, low: int | None, high: int | None) -> N
         raise UsageError(f"{where} must be at least {low} characters, got {len(text)}")
 
 
-def _enum_text(values: Iterable[Any]) -> str:
-    shown = [str(v) for v in values]
-    more = len(shown) - MAX_ENUM_SHOWN
-    text = ", ".join(shown[:MAX_ENUM_SHOWN])
-    return text + (f" (and {more} more; see `spd ops`)" if more > 0 else "")
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
 # --- request bodies --------------------------------------------------------------------------
 
 
@@ -217,103 +202,7 @@ def check_body(op: Operation, body: Any) -> None:
         raise UsageError(f"{label}: takes no request body; remove --body")
     schema = op.body_schema
     if schema is not None:
-        validate_schema(body, schema, op.definitions, label)
-
-
-def validate_schema(value: Any, schema: dict[str, Any], definitions: Mapping[str, Any],
-                    label: str = "body") -> None:
-    """UsageError `<label>: body.a.b: <problem>` for the first place `value` breaks `schema`."""
-    problem = SchemaChecker(definitions).check(value, schema, "body")
-    if problem is not None:
-        raise UsageError(f"{label}: {problem}")
-
-
-class SchemaChecker:
-    """Draft-4 JSON Schema checks for the keywords Amazon's models use; returns the first problem."""
-
-    def __init__(self, definitions: Mapping[str, Any]) -> None:
-        self.definitions = definitions
-
-    def check(self, value: Any, schema: Any, path: str) -> str | None:
-        if not isinstance(schema, dict):
-            return None
-        if "$ref" in schema:
-            target = self.definitions.get(str(schema["$ref"]).rsplit("/", 1)[-1])
-            return self.check(value, target, path) if target is not None else None
-        for part in schema.get("allOf") or ():
-            problem = self.check(value, part, path)
-            if problem:
-                return problem
-        kind = schema.get("type")
-        if kind is not None and not _is_type(value, kind):
-            return f"{path}: must be {TYPE_NAMES.get(kind, kind)}, not {_show(value)}"
-        if "enum" in schema and value not in schema["enum"]:
-            return f"{path}: must be one of {_enum_text(schema['enum'])}; got {_show(value)}"
-        if isinstance(value, dict):
-            return self._object(value, schema, path)
-        if isinstance(value, list):
-            return self._array(value, schema, path)
-        if isinstance(value, str):
-            return _string(value, schema, path)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return _range(value, schema, path)
-        return None
-
-    def _object(self, value: dict[str, Any], schema: dict[str, Any], path: str) -> str | None:
-        props = schema.get("properties") or {}
-        missing = [name for name in schema.get("required") or () if name not in value]
-        if missing:
-            return f"{path}: missing required property {', '.join(missing)}"
-        extra = schema.get("additionalProperties")
-        for name, item in value.items():
-            where = f"{path}.{name}"
-            if name in props:
-                problem = self.check(item, props[name], where)
-            elif extra is False:
-                allowed = ", ".join(props) or "none"
-                problem = f"{where}: unknown property; allowed: {allowed}"
-            elif isinstance(extra, dict):
-                problem = self.check(item, extra, where)
-            else:
-                problem = None
-            if problem:
-                return problem
-        return None
-
-    def _array(self, value: list[Any], schema: dict[str, Any], path: str) -> str | None:
-        high, low = schema.get("maxItems"), schema.get("minItems")
-        if high is not None and len(value) > high:
-            return f"{path}: takes at most {high} items, got {len(value)}"
-        if low is not None and len(value) < low:
-            return f"{path}: takes at least {low} items, got {len(value)}"
-        items = schema.get("items")
-        for i, item in enumerate(value):
-            problem = self.check(item, items, f"{path}[{i}]")
-            if problem:
-                return problem
-        return None
-
-
-def _is_type(value: Any, kind: str) -> bool:
-    if kind == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
-    if kind == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    checks = {"string": str, "boolean": bool, "array": list, "object": dict}
-    return isinstance(value, checks[kind]) if kind in checks else kind != "null" or value is None
-
-
-def _string(value: str, schema: dict[str, Any], path: str) -> str | None:
-    high, low = schema.get("maxLength"), schema.get("minLength")
-    if high is not None and len(value) > high:
-        return f"{path}: must be at most {high} characters, got {len(value)}"
-    if low is not None and len(value) < low:
-        return f"{path}: must be at least {low} characters, got {len(value)}"
-    pattern = schema.get("pattern")
-    if pattern and not _matches(pattern, value):
-        return f"{path}: {_show(value)} does not match the pattern {pattern}"
-    return None
+        validate_body(body, schema, op.definitions, label)
 
 
 def _matches(pattern: str, value: str) -> bool:
@@ -321,17 +210,3 @@ def _matches(pattern: str, value: str) -> bool:
         return re.search(pattern, value) is not None
     except re.error:  # an ECMA-only construct Python cannot compile: do not guess
         return True
-
-
-def _range(value: float, schema: dict[str, Any], path: str) -> str | None:
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if low is not None and (value < low or (schema.get("exclusiveMinimum") and value == low)):
-        return f"{path}: must be at least {_num(low)}, got {value}"
-    if high is not None and (value > high or (schema.get("exclusiveMaximum") and value == high)):
-        return f"{path}: must be at most {_num(high)}, got {value}"
-    return None
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
