@@ -47,6 +47,8 @@ def minimal_body(schema: Any, defs: dict[str, Any]) -> Any:
         return schema.get("minimum", 1)
     if kind == "boolean":
         return True
+    if kind == "string" and schema.get("format") in ("date-time", "date"):  # formats are checked
+        return "2025-01-01T00:00:00Z" if schema["format"] == "date-time" else "2025-01-01"
     if kind == "string":
         return "X" * schema["minLength"] if schema.get("minLength") else "TEST"
     return {}
