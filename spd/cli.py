@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("run", "run", "run every poller and job until SIGTERM/SIGINT", config=True)
     p = command("once", "once", "run pollers until they caught up with now - lag, then exit", config=True)
     p.add_argument("pollers", nargs="*", metavar="POLLER", help="only these pollers (default: all)")
+    p.add_argument("--from", dest="backfill_from", metavar="WHEN",
+                   help="backfill from WHEN (a date = midnight UTC, or a time with a zone) as a "
+                   "series of its own: the pollers' watermarks do not move")
+    p.add_argument("--until", dest="backfill_until", metavar="WHEN",
+                   help="end of the backfill (default: now)")
     p = command("demo", "demo", "run the daemon against the built-in simulator (no credentials needed)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
     command("validate", "validate", "check a config and print what would run", config=True, output=True)
@@ -55,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
             config=True, output=True)
     p = command("reset", "reset", "move a poller's watermark (default: to its start_time)", config=True)
     p.add_argument("poller", metavar="POLLER")
-    p.add_argument("--to", metavar="ISO8601", help="new watermark, with a time zone")
+    p.add_argument("--to", metavar="WHEN", help="new watermark: a date (2026-11-29 = midnight UTC) or an ISO 8601 time with a zone")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p = command("objects", "objects", "list pollable object types, or describe one", output=True)
     p.add_argument("type", nargs="*", metavar="TYPE", help="API OPERATION or API.OPERATION (or an alias)")

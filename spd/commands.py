@@ -10,14 +10,16 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from spd.app.backfill import Backfill
 from spd.app.execute import exec_command, request_command
 from spd.app.once import run_once
-from spd.app.status import STATUS_COLUMNS, collect_status, reset_poller, status_table
+from spd.app.status import STATUS_COLUMNS, ResetPlan, collect_status, plan_reset, reset_poller, status_table
 from spd.catalog import ops
 from spd.catalog.build import build_catalog, default_models_dir
 from spd.catalog.model import load_catalog
@@ -26,6 +28,7 @@ from spd.config.checks import check_config
 from spd.config.model import Config, load_config
 from spd.core.errors import EXIT_FAILURE, ApiError, UsageError
 from spd.core.logging import configure_logging
+from spd.core.times import format_ts, parse_instant, utcnow
 from spd.core.output import Column, print_json, print_listing, print_table, wants_json
 from spd.core.redaction import redact_data
 from spd.sources import describe
@@ -70,7 +73,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    return run_once(config_path(args), args.pollers)
+    return run_once(config_path(args), args.pollers, backfill_range(args))
+
+
+def backfill_range(args: argparse.Namespace) -> Backfill | None:
+    """`--from T1 [--until T2]`: the range of a bounded backfill, or None for a normal run."""
+    if args.backfill_from is None:
+        if args.backfill_until is not None:
+            raise UsageError("--until needs --from: a backfill runs from --from to --until")
+        return None
+    start, until = (parse_when(option, value) for option, value in
+                    (("--from", args.backfill_from), ("--until", args.backfill_until or "now")))
+    if until <= start:
+        raise UsageError(f"--until {format_ts(until)} is not after --from {format_ts(start)}")
+    return Backfill(start, until)
+
+
+def parse_when(option: str, value: str) -> datetime:
+    """A command-line time: a date (midnight UTC), a timestamp with a zone, or `now`."""
+    if value == "now":
+        return utcnow()
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}; a date such as 2026-11-29 means midnight UTC") from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -100,18 +126,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     config = load(args)
+    configure_logging(config.log.level, config.log.format)  # stderr: stdout says what moved
+    plan = plan_reset(config, args.poller, args.to)
     if not args.yes:
-        confirm_reset(args.poller, args.to)
-    print(reset_poller(config, args.poller, args.to))
+        confirm_reset(plan)
+    print(reset_poller(config, plan))
     return 0
 
 
-def confirm_reset(poller: str, to: str | None) -> None:
-    """Asks before moving a watermark; without a terminal, `--yes` is required."""
-    target = to or "its start_time"
+def confirm_reset(plan: ResetPlan) -> None:
+    """Asks before moving a watermark, showing where it is and where it goes; without a
+    terminal, `--yes` is required."""
     if not sys.stdin.isatty():
-        raise UsageError(f"reset of poller {poller} needs confirmation: add --yes")
-    answer = input(f"Move the watermark of poller {poller} to {target}? [y/N] ")
+        raise UsageError(f"reset of poller {plan.poller} needs confirmation: add --yes "
+                         f"({plan.describe()})")
+    answer = input(f"Poller {plan.poller}: move the {plan.describe()}? [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
         raise UsageError("reset cancelled")
 

@@ -121,16 +121,17 @@ def test_status_and_reset(tmp_path: Path, sim_factory: Any) -> None:
     assert row["watermark"] > iso(now - timedelta(minutes=10))
 
     refused = run_spd("reset", "-c", str(config), "orders")  # no terminal, no --yes
-    assert_one_line_error(refused, 2, "spd: reset of poller orders needs confirmation: add --yes")
+    assert refused.returncode == 2 and refused.stderr.startswith(
+        "spd: reset of poller orders needs confirmation: add --yes (watermark ")
 
     reset = run_spd("reset", "-c", str(config), "orders", "--to", "2026-01-02T03:04:05+01:00", "--yes")
     assert reset.returncode == 0, reset.stderr
-    assert reset.stdout.strip() == "poller orders: watermark set to 2026-01-02T02:04:05Z"
+    assert reset.stdout.strip() == f"poller orders: watermark {row['watermark']} → 2026-01-02T02:04:05Z"
     rows = json.loads(run_spd("status", "-c", str(config)).stdout)  # piped: JSON without --json
     assert rows[0]["watermark"] == "2026-01-02T02:04:05Z"
 
-    bad = run_spd("reset", "-c", str(config), "orders", "--to", "2026-01-02", "--yes")
-    assert bad.returncode == 2 and bad.stderr.startswith("spd: --to '2026-01-02' is not an ISO 8601 time")
+    bad = run_spd("reset", "-c", str(config), "orders", "--to", "2026-01-02T03:04", "--yes")
+    assert bad.returncode == 2 and bad.stderr.startswith("spd: --to '2026-01-02T03:04' is not a date")
     unknown = run_spd("reset", "-c", str(config), "nope", "--yes")
     assert_one_line_error(unknown, 2, "spd: unknown poller nope; the config has: orders")
 

@@ -17,6 +17,7 @@ from spd.core.times import format_ts
 from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
 from spd.core.logging import configure_logging, quiet_library_logs
 from spd.core.redaction import redact
+from spd.app.backfill import Backfill, backfill_poller
 from spd.app.runtime import Runtime
 from spd.config.model import Config
 from spd.state.store import StateStore
@@ -35,8 +36,9 @@ def select_pollers(config: Config, names: list[str]) -> list[str]:
     return names
 
 
-async def catch_up(config_path: Path, names: list[str]) -> int:
-    """Runs the selected pollers concurrently until caught up; 1 if any failed."""
+async def catch_up(config_path: Path, names: list[str], backfill: Backfill | None = None) -> int:
+    """Runs the selected pollers concurrently until caught up (or, for a backfill, until its
+    end); 1 if any failed."""
     config = load_config(config_path)
     configure_logging(config.log.level, config.log.format)
     selected = select_pollers(config, names)
@@ -47,11 +49,14 @@ async def catch_up(config_path: Path, names: list[str]) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, runtime.stop_pollers)
+            pollers = {n: runtime.pollers[n] for n in selected}
+            if backfill is not None:
+                pollers = {n: backfill_poller(p, backfill) for n, p in pollers.items()}
             if sys.stderr.isatty():
                 progress = Progress(sys.stderr)
-                for name in selected:
-                    runtime.pollers[name].on_page = progress.update
-            results = await asyncio.gather(*(runtime.pollers[n].run() for n in selected),
+                for poller in pollers.values():
+                    poller.on_page = progress.update
+            results = await asyncio.gather(*(p.run() for p in pollers.values()),
                                            return_exceptions=True)
         finally:
             await runtime.close()
@@ -67,7 +72,8 @@ async def catch_up(config_path: Path, names: list[str]) -> int:
             if not isinstance(result, SpdError):
                 log.debug("poller_traceback", poller=name, exc_info=result)
         else:
-            print(f"{name}: {result.objects} objects in {result.pages} pages, watermark "
+            label = f"{name} (backfill {format_ts(backfill.start)}..{format_ts(backfill.until)})" if backfill else name
+            print(f"{label}: {result.objects} objects in {result.pages} pages, watermark "
                   f"{format_ts(result.watermark) if result.watermark else '-'}", file=sys.stderr)
     return EXIT_FAILURE if failed else 0
 
@@ -90,7 +96,7 @@ class Progress:
             self.out.flush()
 
 
-def run_once(config_path: Path, names: list[str]) -> int:
-    """`spd once -c CONFIG [POLLER...]`."""
+def run_once(config_path: Path, names: list[str], backfill: Backfill | None = None) -> int:
+    """`spd once -c CONFIG [POLLER...] [--from T1 [--until T2]]`."""
     quiet_library_logs()
-    return asyncio.run(catch_up(config_path, names))
+    return asyncio.run(catch_up(config_path, names, backfill))

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from spd.core.output import Column
-from spd.core.times import format_duration, format_ts, parse_ts, utcnow
+from spd.core.times import format_duration, format_ts, parse_instant, parse_ts, utcnow
 from spd.core.errors import SpdError, UsageError
 from spd.core.redaction import redact
 from spd.config.model import Config, PollerConfig
 from spd.config.secrets import register_config_secrets
 from spd.state.backend import PollerState
 from spd.state.store import StateStore
+
+BACKFILL = "@backfill:"  # the state rows of `spd once --from --until` (spd.app.backfill)
 
 
 async def collect_status(config: Config) -> list[dict[str, Any]]:
@@ -26,14 +29,18 @@ async def collect_status(config: Config) -> list[dict[str, Any]]:
     rows = []
     for name, cfg in config.pollers.items():
         row = status_row(name, cfg, states.get(name))
-        markets = [status_row(key, cfg, state) for key, state in states.items() if key.startswith(f"{name}@")]
+        series = [status_row(key, cfg, state) for key, state in states.items() if key.startswith(f"{name}@")]
+        markets = [s for s in series if not s["poller"].startswith(f"{name}{BACKFILL}")]
+        if len(markets) < len(series):  # `spd once --from --until`: its own rows, under the poller
+            row["backfills"] = [s for s in series if s not in markets]
         if markets:  # a poller fanned out per marketplace: its counts live on those rows
             row["marketplaces"] = markets
             row["objects_emitted"] = sum(m["objects_emitted"] for m in markets)
             row["pages_emitted"] = sum(m["pages_emitted"] for m in markets)
             row["last_error"] = row["last_error"] or next((m["last_error"] for m in markets if m["last_error"]), None)
         rows.append(row)
-    known = {r["poller"] for r in rows} | {m["poller"] for r in rows for m in r.get("marketplaces", [])}
+    known = {r["poller"] for r in rows} | {m["poller"] for r in rows
+                                           for m in r.get("marketplaces", []) + r.get("backfills", [])}
     rows += [status_row(name, None, state) for name, state in states.items() if name not in known]
     return rows
 
@@ -72,7 +79,8 @@ def status_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     table = []
     for row in rows:
         table.append(row)
-        table += [{**m, "poller": f"  {m['poller']}"} for m in row.get("marketplaces", [])]
+        table += [{**m, "poller": f"  {m['poller']}"}
+                  for m in row.get("marketplaces", []) + row.get("backfills", [])]
     return table
 
 
@@ -105,18 +113,42 @@ STATUS_COLUMNS = (
 )
 
 
-def reset_poller(config: Config, name: str, to: str | None) -> str:
-    """Moves a poller's watermark to `to` (default its start_time); refuses while a daemon runs."""
+@dataclass(frozen=True)
+class ResetPlan:
+    """A reset to be confirmed: the poller, its watermark now (None before its first run), the target."""
+
+    poller: str
+    current: datetime | None
+    target: datetime
+
+    def describe(self) -> str:
+        """`watermark 2026-11-30T12:00:00Z → 2026-11-29T00:00:00Z`."""
+        current = format_ts(self.current) if self.current else "none yet"
+        return f"watermark {current} → {format_ts(self.target)}"
+
+
+def plan_reset(config: Config, name: str, to: str | None) -> ResetPlan:
+    """What a reset of `name` would do: `to` (a timestamp, or a date at midnight UTC), else
+    the poller's start_time; the current watermark is read without writing anything."""
     cfg = config.pollers.get(name)
     if cfg is None:
         allowed = ", ".join(sorted(config.pollers)) or "none"
         raise UsageError(f"unknown poller {name}; the config has: {allowed}")
     try:
-        target = parse_ts(to) if to else cfg.start_time
+        target = parse_instant(to) if to else cfg.start_time
     except (SpdError, ValueError) as exc:
-        raise UsageError(f"--to {to!r} is not an ISO 8601 time with a zone, such as 2025-01-01T00:00:00Z ({exc})") from None
-    asyncio.run(move_watermark(config.state_path(), name, target, cfg.identity()))
-    return f"poller {name}: watermark set to {format_ts(target)}"
+        raise UsageError(f"--to {to!r} is not a date (2026-11-29, midnight UTC) or an ISO 8601 "
+                         f"time with a zone such as 2025-01-01T00:00:00Z ({exc})") from None
+    path = config.state_path()
+    state = asyncio.run(read_states(path)).get(name) if path.exists() else None
+    return ResetPlan(name, state.watermark if state else None, target)
+
+
+def reset_poller(config: Config, plan: ResetPlan) -> str:
+    """Moves the watermark as planned; refused while a daemon runs."""
+    cfg = config.pollers[plan.poller]
+    asyncio.run(move_watermark(config.state_path(), plan.poller, plan.target, cfg.identity()))
+    return f"poller {plan.poller}: {plan.describe()}"
 
 
 async def move_watermark(path: Path, name: str, target: datetime, identity: str) -> None:

@@ -72,6 +72,21 @@ def parse_ts(text: str) -> datetime:
 
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_instant(text: str) -> datetime:
+    """What a person types on the command line: a timestamp with a zone, or a date alone
+    (`2026-11-29` is midnight UTC); ValueError (one line) otherwise."""
+    value = text.strip() if isinstance(text, str) else text
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise ValueError(f"{_show(text)} is not a valid date; use YYYY-MM-DD, such as 2026-11-29") from None
+    return parse_ts(text)
+
+
 def format_ts(value: datetime) -> str:
     """UTC RFC 3339 with `Z`: to the second, or to the ms or µs when the time has them.
 

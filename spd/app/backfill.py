@@ -1,0 +1,152 @@
+"""`spd once POLLER --from T1 --until T2`: a bounded backfill that never moves the poller's watermark.
+
+The backfill is a series of its own: its state rows are the poller's keys with
+`@backfill:T1..T2` after the name (`orders@backfill:2026-11-01T00:00:00Z..2026-11-02T00:00:00Z`,
+and `…@MARKETPLACE` per marketplace where the type fans out), so an interrupted backfill resumes
+when run again with the same range, and `spd status` lists it under its poller. Its messages
+are the poller's own (same poller name, emitters and emit mode); consumers deduplicate as
+always. Windows never end after T2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from spd.core.errors import UsageError
+from spd.core.times import format_ts
+from spd.pipeline.poller import Poller
+from spd.pipeline.types import Window
+from spd.state.backend import PollerState, ReportLedger, StateBackend
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """The range of a bounded backfill: from `start` (included) to `until`."""
+
+    start: datetime
+    until: datetime
+
+    def key(self, poller: str) -> str:
+        """The backfill's own state row for the poller's row `poller` (`name` or `name@MARKET`)."""
+        name, at, market = poller.partition("@")
+        return f"{name}@backfill:{format_ts(self.start)}..{format_ts(self.until)}{at}{market}"
+
+
+def backfill_poller(poller: Poller, backfill: Backfill) -> Poller:
+    """A copy of `poller` that polls only [start, until) and keeps its state in its own rows."""
+    if type(poller) is not Poller:
+        raise UsageError(f"poller {poller.name}: --from/--until backfill operation pollers; "
+                         f"{poller.object_type.name} is polled by reports, which are not supported yet")
+    field = poller.config.timestamp_field
+    if not poller.object_type.has_upper_bound(field):
+        raise UsageError(f"poller {poller.name}: {poller.object_type.name} has no upper bound for "
+                         f"{field}, so a backfill could not stop at --until; run it without --until")
+    config = poller.config.model_copy(update={"start_time": backfill.start})
+    values: dict[str, Any] = {f.name: getattr(poller, f.name) for f in fields(poller) if f.init}
+    values.update(config=config, store=BackfillStore(poller.store, backfill), until=backfill.until)
+    return BoundedPoller(**values)
+
+
+@dataclass
+class BoundedPoller(Poller):
+    """A poller whose windows end at `until` at the latest, and which stops there."""
+
+    until: datetime | None = None
+
+    def next_window(self, state: PollerState) -> Window | None:
+        """The poller's next window, cut at `until`; None once the watermark reached it."""
+        assert self.until is not None  # backfill_poller sets it
+        if state.window_start is None and state.watermark >= self.until:
+            return None
+        window = super().next_window(state)
+        if window is None or (window.end is not None and window.end <= self.until):
+            return window
+        return Window(window.start, self.until, echo=False)
+
+
+class BackfillStore:
+    """The poller's state backend with every poller key moved to the backfill's own rows."""
+
+    def __init__(self, store: StateBackend, backfill: Backfill) -> None:
+        self._store = store
+        self._backfill = backfill
+        self._keys: dict[str, str] = {}  # backfill row -> the key the poller knows
+
+    def _key(self, poller: str) -> str:
+        key = self._backfill.key(poller)
+        self._keys[key] = poller
+        return key
+
+    def _back(self, state: PollerState | None) -> PollerState | None:
+        if state is None:
+            return None
+        return replace(state, poller=self._keys.get(state.poller, state.poller))
+
+    async def open(self) -> None:
+        await self._store.open()
+
+    async def close(self) -> None:
+        await self._store.close()
+
+    async def __aenter__(self) -> StateBackend:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def is_locked_by_daemon(self) -> bool:
+        return await self._store.is_locked_by_daemon()
+
+    async def all(self) -> list[PollerState]:
+        return await self._store.all()
+
+    async def pollers(self) -> list[str]:
+        return await self._store.pollers()
+
+    @property
+    def ledger(self) -> ReportLedger:
+        return self._store.ledger
+
+    @property
+    def where(self) -> str:
+        return self._store.where
+
+    async def get(self, poller: str) -> PollerState | None:
+        return self._back(await self._store.get(self._key(poller)))
+
+    async def require(self, poller: str) -> PollerState:
+        state = self._back(await self._store.require(self._key(poller)))
+        assert state is not None
+        return state
+
+    async def ensure(self, poller: str, identity: str, start: datetime, *,
+                     config_path: str | Path | None = None) -> PollerState:
+        state = await self._store.ensure(self._key(poller), identity, self._backfill.start,
+                                         config_path=config_path)
+        return self._back(state)  # type: ignore[return-value]
+
+    async def save_page(self, poller: str, window_start: datetime, window_end: datetime | None,
+                        next_token: str | None, page: int, count: int) -> None:
+        await self._store.save_page(self._key(poller), window_start, window_end, next_token, page, count)
+
+    async def finish_window(self, poller: str, new_watermark: datetime) -> None:
+        await self._store.finish_window(self._key(poller), new_watermark)
+
+    async def restart_window(self, poller: str) -> None:
+        await self._store.restart_window(self._key(poller))
+
+    async def record_run(self, poller: str, *, error: str | None) -> None:
+        await self._store.record_run(self._key(poller), error=error)
+
+    async def set_note(self, poller: str, note: str | None) -> None:
+        await self._store.set_note(self._key(poller), note)
+
+    async def delete(self, poller: str) -> bool:
+        return await self._store.delete(self._key(poller))
+
+    async def reset(self, poller: str, to: datetime, identity: str | None = None) -> None:
+        await self._store.reset(self._key(poller), to, identity)
