@@ -23,6 +23,8 @@ from spd.client.http import Response
 from spd.config.model import load_config
 from spd.core.errors import ConfigError, SpdError
 from spd.core.redaction import redact_secrets
+from spd.pipeline.factory import build_poller
+from spd.pipeline.operation_fetch import OperationFetch
 from spd.pipeline.poller import Poller
 from spd.pipeline.poller_support import ECHO_CLOCK_SKEW
 from spd.sources.reports.document import DocumentStream
@@ -102,10 +104,10 @@ class ConstantClient:
 def make_poller(store: StateStore, body: Any) -> Poller:
     cfg = CONFIG.pollers["p"]
     ot = cfg.object_type
-    return Poller(name="p", config=cfg, account_name="acme", account=CONFIG.accounts["acme"],
-                  object_type=ot, client=ConstantClient(body),
-                  operation=load_catalog().operation(ot.api, ot.operation), store=store,
-                  emitters=[RecordingEmitter("archive")])
+    return build_poller(cfg, name="p", account_name="acme", account=CONFIG.accounts["acme"],
+                        object_type=ot, client=ConstantClient(body),  # type: ignore[arg-type]
+                        operation=load_catalog().operation(ot.api, ot.operation), store=store,
+                        emitters=[RecordingEmitter("archive")])
 
 
 @FAST
@@ -144,12 +146,14 @@ def test_a_window_ends_inside_its_bounds_or_not_at_all(body: Any) -> None:
             await store.delete("p")
             await store.ensure("p", CONFIG.pollers["p"].identity(), CONFIG.pollers["p"].start_time)
             poller = make_poller(store, body)
+            fetching, series = poller.fetching, poller.series()[0]
+            assert isinstance(fetching, OperationFetch)
             state = await store.require("p")
-            window = poller.next_window(state)
+            window = fetching.plan(series, state)
             assert window is not None
             try:
-                end, _ = poller.window_end(window, await poller.fetch_page(window, None),
-                                           state.watermark)
+                page = await fetching.fetch_page(series, window, None)
+                end, _ = fetching.window_end(series, window, page, state.watermark)
             except SpdError:
                 return state, poller, None
             return state, poller, end

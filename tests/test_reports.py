@@ -20,7 +20,8 @@ from spd.config.model import load_config
 from spd.core.errors import ApiError
 from spd.sources.reports.document import DocumentStream, iter_rows, parse_bytes
 from spd.sources.reports.formats import ReportFormatError
-from spd.pipeline.reports import ReportFailedError, ReportPoller, parse_token
+from spd.pipeline.poller import Poller
+from spd.pipeline.reports import ReportFailedError, ReportFetch, parse_token
 from spd.sources.reports.registry import normalize_report_time, resolve_report_type
 from spd.app.runtime import Runtime
 from spd.sim import SimSettings, Simulator
@@ -179,14 +180,14 @@ class Harness:
         self.recorder = RecordingEmitter("archive")
         self.runtime: Runtime | None = None
 
-    async def start(self, *, cooldown: float = 900.0) -> ReportPoller:
+    async def start(self, *, cooldown: float = 900.0) -> Poller:
         store = StateStore(Path(self.config.state.path))
         await store.open()
         self.runtime = Runtime(self.config, store, emitter_factory=lambda name, cfg: self.recorder)
         await self.runtime.start()
         poller = self.runtime.pollers["p"]
-        assert isinstance(poller, ReportPoller)
-        poller.status_delay, poller.cooldown = 0.05, timedelta(seconds=cooldown)
+        assert isinstance(poller.fetching, ReportFetch)
+        poller.fetching.status_delay, poller.fetching.cooldown = 0.05, timedelta(seconds=cooldown)
         return poller
 
     async def stop(self) -> None:

@@ -20,7 +20,7 @@ from spd.config.model import Config
 from spd.config.secrets import register_config_secrets
 from spd.emitters import build_emitter
 from spd.emitters.base import Emitter
-from spd.pipeline.factory import poller_class
+from spd.pipeline.factory import build_poller
 from spd.pipeline.jobs import Job, build_jobs
 from spd.pipeline.poller import Poller
 from spd.state.backend import StateBackend
@@ -58,8 +58,8 @@ class Runtime:
             self.emitters[name] = emitter
         for name, cfg in self.config.pollers.items():
             ot = cfg.object_type
-            self.pollers[name] = poller_class(cfg)(
-                name=name, config=cfg, account_name=cfg.account,
+            self.pollers[name] = build_poller(
+                cfg, name=name, account_name=cfg.account,
                 account=self.config.accounts[cfg.account], object_type=ot, client=self.client,
                 operation=catalog.operation(ot.api, ot.operation), store=self.store,
                 emitters=[self.emitters[e] for e in cfg.emitters], config_path=str(self.config.path),

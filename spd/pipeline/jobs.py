@@ -8,7 +8,6 @@ next run tries again.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,11 +18,11 @@ import structlog
 from spd.catalog.model import Catalog, Operation
 from spd.client.http import SpClient
 from spd.emitters.base import Emitter, Message
-from spd.core.errors import DeliveryError, SpdError
 from spd.catalog.requests import ExecRequest
 from spd.config.checks import check_jobs
 from spd.config.model import Config
 from spd.core.times import now_ms, rfc3339
+from spd.pipeline.delivery import Delivery
 from spd.pipeline.operations import run_operation
 
 log = structlog.get_logger(__name__)
@@ -66,14 +65,8 @@ class Job:
                                      self.request)
         message = build_job_message(job=self.name, account=self.account, api=self.operation.api,
                                     operation=self.operation.id, result=result)
-        outcomes = await asyncio.gather(*(e.send([message]) for e in self.emitters),
-                                        return_exceptions=True)
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            first = failures[0]
-            if isinstance(first, SpdError):
-                raise DeliveryError(f"job {self.name}: result not delivered: {first}")
-            raise first
+        # no acknowledgement kept across runs: a failed run emits nothing, the next calls again
+        await Delivery(f"job {self.name}", self.emitters).send([message], "result")
         return JobRun(self.request.all_pages, len(self.emitters))
 
 

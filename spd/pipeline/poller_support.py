@@ -1,5 +1,5 @@
 """Helpers of the poller that need no poller state: response digging, expired tokens, the
-marketplace fan-out, start_time clamping and Orders v0 `include: [items]`."""
+marketplace fan-out, start_time clamping, echo checks and the next-token guard."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from spd.state.backend import PollerState, StateBackend
 log = structlog.get_logger("spd.pipeline.poller")
 
 MARKET_PLACEHOLDER = "{marketplace}"
-# Items are fetched for several orders at once; the client's token bucket paces them.
-ITEM_FETCHES_IN_FLIGHT = 8
 # A start_time older than the API reaches is moved this much inside the limit, so that the
 # first request, sent a little later, is still accepted.
 CLAMP_MARGIN = timedelta(minutes=10)
@@ -128,44 +126,6 @@ def clamp_note(ot: ObjectType, start: datetime, oldest: datetime) -> str:
     """The `spd status` note of a clamped start."""
     return (f"watermark {format_ts(start)} is older than {ot.name} reaches back "
             f"({format_duration(ot.window.max_age or timedelta(0))}); moved to {format_ts(oldest)}")
-
-
-async def attach_order_items(client: SpClient, account: str, items_op: Operation,
-                             orders: list[dict[str, Any]]) -> None:
-    """Sets `OrderItems` on every order: getOrderItems, all pages, under its own rate limit."""
-    gate = asyncio.Semaphore(ITEM_FETCHES_IN_FLIGHT)
-
-    async def one(order: dict[str, Any]) -> None:
-        order_id = order.get("AmazonOrderId")
-        if not order_id:
-            return
-        async with gate:
-            order["OrderItems"] = await fetch_order_items(client, account, items_op, str(order_id))
-
-    await asyncio.gather(*(one(order) for order in orders))
-
-
-async def fetch_order_items(client: SpClient, account: str, items_op: Operation,
-                            order_id: str) -> list[dict[str, Any]]:
-    """Every item of one order, following NextToken."""
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    guard = TokenGuard(f"ordersV0.getOrderItems {order_id}")
-    while True:
-        params: dict[str, Any] = {"orderId": order_id}
-        if token:
-            params["NextToken"] = token
-            guard.sent(token)
-        body = (await client.call(account, items_op, params)).body
-        page = dig(body, ("payload", "OrderItems"))
-        if not isinstance(page, list):
-            raise ApiError(f"ordersV0.getOrderItems {order_id}: malformed response, no "
-                           "payload.OrderItems", retriable=True)
-        items.extend(page)
-        token = dig(body, ("payload", "NextToken")) or None
-        if token is None:
-            return items
-        guard.check(token, len(items), len(page))
 
 
 def page_contents(ot: ObjectType, body: Any) -> tuple[list[Any], str | None]:

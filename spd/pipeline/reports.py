@@ -15,11 +15,9 @@ data times.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,14 +27,16 @@ from spd.catalog.model import load_catalog
 from spd.core.retry import Backoff
 from spd.core.times import format_ts, parse_ts, utcnow
 from spd.core.errors import ApiError, SpdError
-from spd.pipeline.poller import Poller
-from spd.pipeline.types import PollStopped, RunResult, Window
+from spd.core.typing import Triple
+from spd.pipeline.series import Batch, Series, WindowRun
+from spd.pipeline.types import RunResult, Window
+from spd.pipeline.windows import plan_window
 from spd.sources.reports.document import DocumentStream, iter_pages, iter_rows
 from spd.sources.reports.formats import Row
 from spd.sources.reports.periods import aligned_window, last_day
 from spd.sources.reports.registry import (API, PERIOD_OPTION, ReportSpec, report_spec,
                                   report_type_of, row_cursor, row_id)
-from spd.state.backend import PollerState, ReportLedger
+from spd.state.backend import PollerState
 
 log = structlog.get_logger("spd.reports")
 
@@ -53,8 +53,6 @@ class ReportFailedError(SpdError):
     retriable = True
 
 
-Stopped = PollStopped  # the poller is stopping; nothing was delivered for the work abandoned
-
 def parse_token(token: str | None) -> tuple[str | None, int]:
     """("<reportId>", rows done) of a checkpoint token, (None, 0) when there is none."""
     if not token or ":" not in token:
@@ -63,132 +61,111 @@ def parse_token(token: str | None) -> tuple[str | None, int]:
     return (report_id, int(done)) if done.isdigit() else (None, 0)
 
 
-@dataclass
-class ReportPoller(Poller):
-    """A `report:REPORT_TYPE` poller; see the module docstring."""
+class ReportFetch:
+    """The fetch strategy of `report:REPORT_TYPE`; see the module docstring."""
 
-    status_delay: float = 2.0  # first wait between getReport checks; doubles up to the cap
-    status_delay_cap: float = 60.0
-    cooldown: timedelta = timedelta(minutes=15)  # before a FATAL/CANCELLED window is retried
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __init__(self) -> None:
+        self.status_delay = 2.0  # first wait between getReport checks; doubles up to the cap
+        self.status_delay_cap = 60.0
+        self.cooldown = timedelta(minutes=15)  # before a FATAL/CANCELLED window is retried
         catalog = load_catalog()
         self.ops = {name: catalog.operation(API, name) for name in
                     ("createReport", "getReport", "getReportDocument", "getReports")}
 
-    @property
-    def ledger(self) -> ReportLedger:
-        return self.store.ledger
-
-    @property
-    def spec(self) -> ReportSpec:
-        return report_spec(report_type_of(self.object_type))
-
-    @property
-    def options(self) -> dict[str, str]:
-        return dict(getattr(self.config, "report_options", None) or {})
-
-    def next_window(self, state: PollerState) -> Window | None:
+    def plan(self, series: Series, state: PollerState) -> Window | None:
         """Whole reporting periods where the report has a reportPeriod; else the base windows."""
-        period = self.options.get(PERIOD_OPTION)
-        if period is None or state.window_start is not None or self.spec.snapshot:
-            return super().next_window(state)
-        ot, now = self.object_type, utcnow()
-        oldest = now - ot.window.max_age if ot.window.max_age is not None else None
-        found = aligned_window(state.watermark, period, now - ot.window.lag, self.spec.max_window,
-                               self.spec.span_periods, oldest)
+        period = options(series).get(PERIOD_OPTION)
+        spec = spec_of(series)
+        if period is None or state.window_start is not None or spec.snapshot:
+            return plan_window(series, state)
+        win, now = series.object_type.window, utcnow()
+        oldest = now - win.max_age if win.max_age is not None else None
+        found = aligned_window(state.watermark, period, now - win.lag, spec.max_window,
+                               spec.span_periods, oldest)
         return None if found is None else Window(found[0], found[1], echo=False)
 
-    async def poll_window(self, state: PollerState, window: Window, result: RunResult) -> PollerState:
+    async def fetch(self, series: Series, state: PollerState, run: WindowRun,
+                    result: RunResult) -> AsyncGenerator[Batch, None]:
         """One report for the window: request (or resume) it, wait, stream its rows."""
-        key, end = self.state_key, window.end
+        window, end = run.window, run.end
         assert end is not None, "report windows always have an end"
-        result.windows += 1
         report_id, done = parse_token(state.next_token)
+        page_no = state.page
+        if report_id is None:
+            report_id = await self.request_report(series, window)
         try:
-            if report_id is None:
-                report_id = await self.request_report(window)
-            try:
-                report = await self.wait_for(report_id)
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-                # the report expired (Amazon keeps them 90 days) or never existed: a new one
-                self.log.warning("report_gone", report_id=report_id, rows_done=done)
-                await self.store.restart_window(key)
-                await self.ledger.clear_attempt(key)
-                report_id, done, state.page = await self.request_report(window), 0, 0
-                report = await self.wait_for(report_id)
-            if report["processingStatus"] != "DONE":
-                return await self.report_failed(window, report)
-            page_no = state.page
-            async with contextlib.aclosing(self.report_pages(report, done)) as pages:
-                async for rows in pages:
-                    page_no, done = page_no + 1, done + len(rows)
-                    await self.deliver_rows(window.start, end, page_no, rows, self.spec)
-                    await self.store.save_page(key, window.start, end, f"{report_id}:{done}", page_no,
-                                         len(rows))
-                    result.pages, result.objects = result.pages + 1, result.objects + len(rows)
-                    if self.over_cap(result) or self.stopping.is_set():
-                        result.capped = self.over_cap(result)
-                        return await self.store.require(key)
-        except Stopped:
-            return await self.store.require(key)
-        await self.complete(window.start, end, report_id, done)
-        return await self.store.require(key)
+            report = await self.wait_for(series, report_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # the report expired (Amazon keeps them 90 days) or never existed: a new one
+            series.log.warning("report_gone", report_id=report_id, rows_done=done)
+            await series.store.restart_window(series.key)
+            await series.store.ledger.clear_attempt(series.key)
+            report_id, done, page_no = await self.request_report(series, window), 0, 0
+            report = await self.wait_for(series, report_id)
+        run.facts.update(report_id=report_id, rows=done)
+        if report["processingStatus"] != "DONE":
+            await self.report_failed(series, run, report)
+            return
+        spec = spec_of(series)
+        async with contextlib.aclosing(self.report_pages(series, report, done)) as pages:
+            async for rows in pages:
+                page_no, done = page_no + 1, done + len(rows)
+                run.facts["rows"] = done
+                yield Batch(page_no, row_triples(series, spec, rows), series.object_type.name, end,
+                            f"{report_id}:{done}")
+        run.watermark = end
 
-    async def complete(self, start: datetime, end: datetime, report_id: str, rows: int) -> None:
-        """Moves the watermark past a finished window and forgets its report."""
-        await self.store.finish_window(self.state_key, end)
-        await self.ledger.clear_attempt(self.state_key)
-        state = await self.store.get(self.state_key)
+    async def closed(self, series: Series, run: WindowRun) -> None:
+        """Forgets the window's report; a note about an earlier failure goes."""
+        assert run.end is not None
+        await series.store.ledger.clear_attempt(series.key)
+        state = await series.store.get(series.key)
         if state is not None and (state.note or "").startswith("report "):
-            await self.store.set_note(self.state_key, None)
-        self.log.info("report_window_completed", report_id=report_id, rows=rows,
-                      window=[format_ts(start), format_ts(end)])
+            await series.store.set_note(series.key, None)
+        if run.facts.get("note"):
+            await series.store.set_note(series.key, run.facts["note"])
+        series.log.info("report_window_completed", report_id=run.facts.get("report_id"),
+                        rows=run.facts.get("rows"),
+                        window=[format_ts(run.window.start), format_ts(run.end)])
 
-    async def request_report(self, window: Window) -> str:
+    async def request_report(self, series: Series, window: Window) -> str:
         """The report of this window: the one already requested, or a new one once any
         cool-down after a FATAL/CANCELLED outcome is over."""
-        attempt = await self.ledger.attempt(self.state_key)
+        attempt = await series.store.ledger.attempt(series.key)
         if attempt is not None and attempt.window_start == window.start:
             if attempt.status == "PENDING":
                 return attempt.report_id
             if attempt.retry_at is not None and utcnow() < attempt.retry_at:
                 raise ReportFailedError(
-                    f"poller {self.state_key}: report {attempt.report_id} ended {attempt.status} for "
+                    f"poller {series.key}: report {attempt.report_id} ended {attempt.status} for "
                     f"the window from {format_ts(window.start)}; retrying after "
                     f"{format_ts(attempt.retry_at)}")
-        body: dict[str, Any] = {"reportType": report_type_of(self.object_type),
-                                "marketplaceIds": self.marketplaces()}
-        if self.options:
-            body["reportOptions"] = self.options
-        if not self.spec.snapshot:
+        body: dict[str, Any] = {"reportType": report_type_of(series.object_type),
+                                "marketplaceIds": marketplaces(series)}
+        if options(series):
+            body["reportOptions"] = options(series)
+        if not spec_of(series).snapshot:
             assert window.end is not None
-            aligned = PERIOD_OPTION in self.options  # the last day, not the next period's first
+            aligned = PERIOD_OPTION in options(series)  # the last day, not the next period's first
             body["dataStartTime"] = format_ts(window.start)
             body["dataEndTime"] = format_ts(last_day(window.end) if aligned else window.end)
-        response = await self.unless_stopped(
-            self.client.call(self.account_name, self.ops["createReport"], None, body))
+        response = await series.unless_stopped(
+            series.client.call(series.account_name, self.ops["createReport"], None, body))
         report_id = str((response.body or {}).get("reportId") or "")
         if not report_id:
             raise ApiError(f"{API}.createReport: malformed response, no reportId", retriable=True)
-        await self.ledger.requested(self.state_key, window.start, report_id)
-        self.log.info("report_requested", report_id=report_id, window_start=format_ts(window.start))
+        await series.store.ledger.requested(series.key, window.start, report_id)
+        series.log.info("report_requested", report_id=report_id, window_start=format_ts(window.start))
         return report_id
 
-    def marketplaces(self) -> list[str]:
-        if self.market is not None:
-            return [self.market]
-        return list(self.config.params.get("marketplaceIds") or self.account.marketplace_ids or ())
-
-    async def wait_for(self, report_id: str) -> dict[str, Any]:
+    async def wait_for(self, series: Series, report_id: str) -> dict[str, Any]:
         """getReport until the report is DONE, FATAL or CANCELLED, backing off between checks."""
         backoff = Backoff(self.status_delay, self.status_delay_cap, "none")
         for check in itertools.count(1):
-            response = await self.unless_stopped(
-                self.client.call(self.account_name, self.ops["getReport"], {"reportId": report_id}))
+            response = await series.unless_stopped(series.client.call(
+                series.account_name, self.ops["getReport"], {"reportId": report_id}))
             report = response.body if isinstance(response.body, dict) else {}
             status = report.get("processingStatus")
             if status in FINISHED:
@@ -196,38 +173,41 @@ class ReportPoller(Poller):
             if status not in ("IN_QUEUE", "IN_PROGRESS"):
                 raise ApiError(f"{API}.getReport: report {report_id} has unknown status {status!r}",
                                retriable=True)
-            await self.sleep_unless_stopped(backoff.delay(check))
+            await series.sleep_unless_stopped(backoff.delay(check))
         raise AssertionError("unreachable")
 
-    async def report_failed(self, window: Window, report: dict[str, Any]) -> PollerState:
-        """Records a FATAL/CANCELLED report; raises unless a CANCELLED window counts as empty."""
+    async def report_failed(self, series: Series, run: WindowRun, report: dict[str, Any]) -> None:
+        """Records a FATAL/CANCELLED report; raises unless a CANCELLED window counts as empty
+        (then the window completes with a note)."""
+        window = run.window
         assert window.end is not None
         status, report_id = report["processingStatus"], str(report.get("reportId"))
         retry_at = utcnow() + self.cooldown
-        failures = await self.ledger.failed(self.state_key, status, retry_at)
+        failures = await series.store.ledger.failed(series.key, status, retry_at)
         span = f"{format_ts(window.start)}..{format_ts(window.end)}"
         if status == "CANCELLED" and failures >= CANCELLED_AS_EMPTY:
-            await self.complete(window.start, window.end, report_id, 0)
-            await self.store.set_note(self.state_key, f"report {report_id} CANCELLED {failures} times for "
-                                f"{span}: Amazon cancels reports without data; window completed empty")
-            return await self.store.require(self.state_key)
-        detail = await self.failure_detail(report)
+            run.facts.update(rows=0, note=f"report {report_id} CANCELLED {failures} times for {span}: "
+                                          "Amazon cancels reports without data; window completed empty")
+            run.watermark = window.end
+            return
+        detail = await self.failure_detail(series, report)
         note = (f"report {report_id} {status} for {span}{detail}; the window is retried after "
                 f"{format_ts(retry_at)}")
-        await self.store.set_note(self.state_key, note)
-        self.log.error("report_failed", report_id=report_id, status=status, window=span,
-                       retry_at=format_ts(retry_at))
-        raise ReportFailedError(f"poller {self.state_key}: {note}")
+        await series.store.set_note(series.key, note)
+        series.log.error("report_failed", report_id=report_id, status=status, window=span,
+                         retry_at=format_ts(retry_at))
+        raise ReportFailedError(f"poller {series.key}: {note}")
 
-    async def failure_detail(self, report: dict[str, Any]) -> str:
+    async def failure_detail(self, series: Series, report: dict[str, Any]) -> str:
         """Amazon's explanation from a FATAL report's document, if it has one (best effort)."""
         doc_id = report.get("reportDocumentId")
         if not doc_id:
             return ""
+        client = series.client
         try:
-            doc = await self.client.call(self.account_name, self.ops["getReportDocument"],
-                                         {"reportDocumentId": doc_id})
-            async with self.client.download_stream(doc.body["url"]) as download:
+            doc = await client.call(series.account_name, self.ops["getReportDocument"],
+                                    {"reportDocumentId": doc_id})
+            async with client.download_stream(doc.body["url"]) as download:
                 text = await read_head(download.chunks(), FAILURE_DETAIL_BYTES)
             stream = DocumentStream(compression=doc.body.get("compressionAlgorithm"),
                                     content_type=download.content_type)
@@ -235,52 +215,57 @@ class ReportPoller(Poller):
             message = rows[0].get("errorDetails") if rows else None
             return f" ({str(message or rows[0])[:200]})" if rows else ""
         except (SpdError, KeyError, TypeError) as exc:
-            self.log.warning("report_failure_detail_unavailable", error=str(exc))
+            series.log.warning("report_failure_detail_unavailable", error=str(exc))
             return ""
 
-    async def report_pages(self, report: dict[str, Any], skip: int) -> AsyncGenerator[list[Row], None]:
+    async def report_pages(self, series: Series, report: dict[str, Any],
+                           skip: int) -> AsyncGenerator[list[Row], None]:
         """The report's rows in pages of PAGE_SIZE, after the first `skip` (already delivered)."""
         doc_id = report.get("reportDocumentId")
         if not doc_id:
             raise ApiError(f"{API}.getReport: DONE report {report.get('reportId')} has no "
                            "reportDocumentId", retriable=True)
-        response = await self.unless_stopped(self.client.call(
-            self.account_name, self.ops["getReportDocument"], {"reportDocumentId": doc_id}))
+        response = await series.unless_stopped(series.client.call(
+            series.account_name, self.ops["getReportDocument"], {"reportDocumentId": doc_id}))
         doc = response.body if isinstance(response.body, dict) else {}
         if not doc.get("url"):
             raise ApiError(f"{API}.getReportDocument: malformed response, no url", retriable=True)
         spec = report_spec(str(report.get("reportType") or ""))
-        markets = report.get("marketplaceIds") or self.marketplaces()
-        async with self.client.download_stream(doc["url"]) as download:
+        markets = report.get("marketplaceIds") or marketplaces(series)
+        async with series.client.download_stream(doc["url"]) as download:
             stream = DocumentStream(compression=doc.get("compressionAlgorithm"),
                                     content_type=download.content_type,
                                     marketplace_ids=markets, fmt=spec.fmt)
-            rows = iter_rows(download.chunks(), stream, check_stop=self.check_stop)
+            rows = iter_rows(download.chunks(), stream, check_stop=series.check_stop)
             async for page in iter_pages(rows, size=PAGE_SIZE, skip=skip,
                                          consumed=lambda: stream.bytes_out):
                 yield page
-        self.log.info("report_document_read", report_id=report.get("reportId"),
-                      bytes=stream.bytes_in, inflated=stream.bytes_out, encoding=stream.encoding,
-                      format=stream.fmt)
+        series.log.info("report_document_read", report_id=report.get("reportId"),
+                        bytes=stream.bytes_in, inflated=stream.bytes_out, encoding=stream.encoding,
+                        format=stream.fmt)
 
-    async def deliver_rows(self, start: datetime, end: datetime, page_no: int, rows: list[Row],
-                           spec: ReportSpec, type_name: str | None = None) -> None:
-        """Hands one page of rows to every emitter; returns once all acknowledged it."""
-        field_name = self.config.timestamp_field
-        triples = [(row_id(spec, r), row_cursor(spec, r, field_name), r) for r in rows]
-        await self.deliver_triples(start, end, page_no, triples, type_name or self.object_type.name)
 
-    def check_stop(self) -> None:
-        """Raises Stopped when the poller was told to stop (between document chunks)."""
-        if self.stopping.is_set():
-            raise Stopped()
+def spec_of(series: Series) -> ReportSpec:
+    """The declared spec of the series' report type."""
+    return report_spec(report_type_of(series.object_type))
 
-    async def sleep_unless_stopped(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-        except TimeoutError:
-            return
-        raise Stopped()
+
+def options(series: Series) -> dict[str, str]:
+    """The poller's `report_options` (createReport's reportOptions)."""
+    return dict(series.config.report_options or {})
+
+
+def marketplaces(series: Series) -> list[str]:
+    """The marketplaces a report covers: the series' one, the params', or the account's."""
+    if series.market is not None:
+        return [series.market]
+    return list(series.config.params.get("marketplaceIds") or series.account.marketplace_ids or ())
+
+
+def row_triples(series: Series, spec: ReportSpec, rows: list[Row]) -> list[Triple]:
+    """Each row's (id, cursor, row)."""
+    field_name = series.config.timestamp_field
+    return [(row_id(spec, r), row_cursor(spec, r, field_name), r) for r in rows]
 
 
 async def read_head(chunks: AsyncIterator[bytes], limit: int) -> bytes:

@@ -1,0 +1,180 @@
+"""Fetching an operation's windows: one request per page, following the next token (DESIGN.md §4).
+
+The request is built from the type's parts: the window's bounds (`Windowing`), the page size and
+next token (`Paging`), the marketplace (`Partitioning`) and fixed parameters (`Parameters`); the
+reply is read by `Extraction`, then enriched by the hooks the poller's `include:` names. The next
+page is fetched while this one is delivered: its token is known already, and the request and the
+emitters' fsyncs overlap. Nothing is checkpointed ahead: a failed delivery drops the fetched page
+and the run resumes from the last acknowledged one. Where the API echoes the upper bound it
+applied, the window's end is the echo, once checked (poller_support.check_echo): never later than
+the answer's time - lag, never a step back, and an echo that stops advancing means caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Any
+
+from spd.core.errors import ApiError
+from spd.core.paths import dig
+from spd.core.times import format_ts, utcnow
+from spd.core.typing import Triple
+from spd.pipeline.enrich import Enrichment
+from spd.pipeline.poller_support import (TokenGuard, check_echo, count_fallbacks, fill_fixed,
+                                         is_expired_token_error, market_value, page_contents)
+from spd.pipeline.series import Batch, Series, WindowRun
+from spd.pipeline.types import Page, RunResult, Window
+from spd.pipeline.windows import plan_window
+from spd.sources.object_type import object_cursor, object_id
+from spd.state.backend import PollerState
+
+
+class OperationFetch:
+    """The fetch strategy of an object type's operation; see the module docstring."""
+
+    def __init__(self, enrichments: list[Enrichment] | None = None) -> None:
+        self.enrichments = enrichments or []
+
+    def plan(self, series: Series, state: PollerState) -> Window | None:
+        return plan_window(series, state)
+
+    async def fetch(self, series: Series, state: PollerState, run: WindowRun,
+                    result: RunResult) -> AsyncGenerator[Batch, None]:
+        """The window's pages from the checkpointed token on; a next token that expired
+        restarts the window."""
+        window, name = run.window, series.object_type.name
+        token, page_no = state.next_token, state.page
+        guard = TokenGuard(name, token)
+        fetching: asyncio.Future[Page] | None = self.start_fetch(series, window, token)
+        try:
+            while fetching is not None:
+                try:
+                    page = await series.unless_stopped(fetching)
+                except ApiError as exc:
+                    if not (token and is_expired_token_error(exc)):
+                        raise
+                    series.log.warning("next_token_expired", window_start=format_ts(window.start))
+                    await series.store.restart_window(series.key)
+                    token, page_no, guard = None, 0, TokenGuard(name)
+                    fetching = self.start_fetch(series, window, None)
+                    continue
+                if run.end is None:
+                    run.end, run.caught_up = self.window_end(series, window, page, state.watermark)
+                guard.check(page.next_token, page_no + 1, len(page.objects))
+                if page.next_token:
+                    guard.sent(page.next_token)
+                page_no += 1
+                fetching = self.prefetch(series, window, page, result)
+                token = page.next_token
+                yield Batch(page_no, self.triples(series, page_no, page.objects), name, run.end,
+                            token, last=token is None)
+                if token is None:
+                    run.watermark = run.end
+        finally:
+            if fetching is not None:
+                fetching.cancel()
+
+    async def closed(self, series: Series, run: WindowRun) -> None:
+        assert run.end is not None
+        series.log.info("window_completed", window=[format_ts(run.window.start), format_ts(run.end)],
+                        pages=run.page)
+
+    def start_fetch(self, series: Series, window: Window, token: str | None) -> asyncio.Future[Page]:
+        return asyncio.ensure_future(self.fetch_page(series, window, token))
+
+    def prefetch(self, series: Series, window: Window, page: Page,
+                 result: RunResult) -> asyncio.Future[Page] | None:
+        """The next page's fetch, unless there is none, the run stops or the cap is reached
+        with this page (a request spent past the cap would waste quota)."""
+        cap = series.config.max_items_per_run
+        if page.next_token is None or series.stopping.is_set():
+            return None
+        if cap is not None and result.objects + len(page.objects) >= cap:
+            return None
+        return self.start_fetch(series, window, page.next_token)
+
+    async def fetch_page(self, series: Series, window: Window, token: str | None) -> Page:
+        """One request: the window's filters, or the next token (alone where the API wants it)."""
+        params = request_params(series, window, token)
+        response = await series.client.call(series.account_name, series.operation, params,
+                                            restricted=series.config.restricted)
+        body = response.body
+        objects, next_token = page_contents(series.object_type, body)
+        received = utcnow()
+        if objects:
+            for enrich in self.enrichments:
+                await enrich(series.client, series.account_name, objects)
+        path = series.object_type.window.echo_path(series.config.timestamp_field)
+        return Page(objects, next_token, dig(body, path) if path else None, received)
+
+    def window_end(self, series: Series, window: Window, page: Page,
+                   watermark: datetime) -> tuple[datetime, bool]:
+        """The end of a window the first page decides: the checked echo where the API gives
+        one (and whether it stalled: caught up), else the answer's time - lag."""
+        ot = series.object_type
+        lag = ot.window.lag
+        if page.echo is None:
+            return page.received - lag, False
+        path = ot.window.echo_path(series.config.timestamp_field)
+        assert path is not None  # an echo is read only where the type declares one
+        return check_echo(ot.name, path[-1], page.echo, window.start, watermark, page.received, lag)
+
+    def triples(self, series: Series, page_no: int, objects: list[dict[str, Any]]) -> list[Triple]:
+        """Each object's (id, cursor, data); objects without an id or time are counted in the log."""
+        field_name, ot = series.config.timestamp_field, series.object_type
+        triples = [(object_id(ot, obj), object_cursor(ot, obj, field_name), obj) for obj in objects]
+        fallbacks = count_fallbacks(ot, triples, field_name)
+        if fallbacks:  # emitted all the same, but never silently
+            missing = any(k.startswith(("id:", "cursor: null")) for k in fallbacks)
+            (series.log.warning if missing else series.log.info)(
+                "objects_without_id_or_time", page=page_no, objects=len(objects), fallbacks=fallbacks)
+        return triples
+
+
+def request_params(series: Series, window: Window, token: str | None) -> dict[str, Any]:
+    """Query parameters for a first page (filters) or a following page (token)."""
+    ot, cfg = series.object_type, series.config
+    paging = ot.paging
+    params: dict[str, Any] = market_params(series)
+    if token and paging.token_alone:
+        if not market_required(series):
+            params = {}
+        params.update(fill_fixed(paging.token_params, series.market))
+        params[paging.token_param] = token
+        return params
+    params.update(fill_fixed(ot.params.fixed, series.market))
+    params.update(cfg.params)
+    bounds = ot.window.bounds(cfg.timestamp_field)
+    assert bounds is not None, "config validation guarantees the timestamp field exists"
+    after, before = bounds
+    params[after] = format_ts(window.start)
+    if before and window.end is not None and not window.echo:
+        params[before] = format_ts(window.end)
+    if paging.size_param and paging.size_max and paging.size_param not in cfg.params:
+        params[paging.size_param] = paging.size_max
+    if token:
+        params.update(fill_fixed(paging.token_params, series.market))
+        params[paging.token_param] = token
+    return params
+
+
+def market_required(series: Series) -> bool:
+    """Whether the marketplace parameter must come even with a next token sent alone."""
+    name = series.object_type.partitioning.marketplace_param
+    param = series.operation.param(name) if name else None
+    return bool(param is not None and param.required)
+
+
+def market_params(series: Series) -> dict[str, Any]:
+    """The marketplace filter: this series' one id, the params' own, or the account's."""
+    name = series.object_type.partitioning.marketplace_param
+    if not name:
+        return {}
+    if name in series.config.params:
+        return {name: series.config.params[name]}
+    if series.market is not None:
+        return {name: market_value(series.operation, name, series.market)}
+    ids = list(series.account.marketplace_ids or ())
+    return {name: ids} if ids else {}

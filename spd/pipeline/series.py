@@ -1,0 +1,129 @@
+"""One series of windows and the strategy that fetches it.
+
+A poller runs one series per state row (the poller's, or one per marketplace where the type
+takes a single marketplace id). The series loop (spd.pipeline.poller) is the same for every
+kind of poller: plan a window → fetch its pages → deliver each → checkpoint each → move the
+watermark. What differs is a `FetchStrategy`: operations (spd.pipeline.operation_fetch),
+reports requested per window (spd.pipeline.reports) and reports Amazon generates itself
+(spd.pipeline.settlements).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from spd.catalog.model import Operation
+from spd.client.http import SpClient
+from spd.config.model import PollerConfig
+from spd.config.sections import AccountConfig
+from spd.core.typing import Triple
+from spd.pipeline.types import PollStopped, RunResult, Window
+from spd.sources.object_type import ObjectType
+from spd.state.backend import PollerState, StateBackend
+
+log = structlog.get_logger("spd.pipeline.poller")
+T = TypeVar("T")
+
+
+@dataclass
+class Series:
+    """What a strategy fetches with: the poller's settings, its state row and marketplace."""
+
+    poller: str  # the poller's name
+    key: str  # its state row: the poller's name, or "name@MARKETPLACE"
+    market: str | None  # the one marketplace this series polls (fan-out), else None
+    config: PollerConfig
+    account_name: str
+    account: AccountConfig
+    object_type: ObjectType
+    client: SpClient
+    operation: Operation
+    store: StateBackend
+    stopping: asyncio.Event
+
+    @property
+    def log(self) -> Any:
+        return log.bind(poller=self.key, account=self.account_name, operation=self.object_type.name)
+
+    def over_cap(self, result: RunResult) -> bool:
+        """Whether the run reached `max_items_per_run`."""
+        cap = self.config.max_items_per_run
+        return cap is not None and result.objects >= cap
+
+    async def state(self) -> PollerState:
+        """The series' state row as stored now (the series loop ensured it)."""
+        return await self.store.require(self.key)
+
+    async def unless_stopped(self, work: Awaitable[T]) -> T:
+        """Awaits `work`, abandoning it (PollStopped) at once when the poller is told to stop:
+        nothing was delivered for it yet, and a request can wait minutes for quota."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+        if task.cancelled() or not task.done():
+            raise PollStopped()
+        return task.result()
+
+    async def sleep_unless_stopped(self, seconds: float) -> None:
+        """Sleeps, or raises PollStopped at once when the poller is told to stop."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return
+        raise PollStopped()
+
+    def check_stop(self) -> None:
+        """Raises PollStopped when the poller was told to stop (between document chunks)."""
+        if self.stopping.is_set():
+            raise PollStopped()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One fetched page, ready to deliver and checkpoint."""
+
+    page: int  # its number in the window
+    triples: list[Triple]  # (id, cursor, data) of each object
+    object_type: str  # what the messages say (a settlement's report type)
+    end: datetime  # the window's end (an echoed end is known from the first page)
+    token: str | None  # the checkpoint's next token: where the page after this one starts
+    last: bool = False  # the window's last page: it completes the window, whatever the cap
+
+
+@dataclass
+class WindowRun:
+    """What the strategy finds out about a window while fetching it."""
+
+    window: Window
+    end: datetime | None = None  # the window's end once known
+    page: int = 0  # the last page checkpointed
+    watermark: datetime | None = None  # set once the window is complete: the new watermark
+    caught_up: bool = False  # nothing more to fetch in this run after this window
+    # what the strategy records and logs when the window closes (report id, rows, a note)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class FetchStrategy(Protocol):
+    """How one kind of poller plans and fetches windows; the series loop does the rest."""
+
+    def plan(self, series: Series, state: PollerState) -> Window | None:
+        """The window in progress, or the next one; None when caught up."""
+
+    def fetch(self, series: Series, state: PollerState, run: WindowRun,
+              result: RunResult) -> AsyncGenerator[Batch, None]:
+        """The window's pages from where `state` left off; sets `run.watermark` after the last.
+        May raise PollStopped (nothing delivered for the work abandoned)."""
+
+    async def closed(self, series: Series, run: WindowRun) -> None:
+        """After the watermark moved past the window: forget its bookkeeping, log it."""
