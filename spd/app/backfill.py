@@ -10,15 +10,17 @@ always. Windows never end after T2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from spd.core.errors import UsageError
 from spd.core.times import format_ts
+from spd.pipeline.operation_fetch import OperationFetch
 from spd.pipeline.poller import Poller
-from spd.pipeline.types import Window
+from spd.pipeline.series import Batch, FetchStrategy, Series, WindowRun
+from spd.pipeline.types import RunResult, Window
 from spd.state.backend import PollerState, ReportLedger, StateBackend
 
 
@@ -37,7 +39,7 @@ class Backfill:
 
 def backfill_poller(poller: Poller, backfill: Backfill) -> Poller:
     """A copy of `poller` that polls only [start, until) and keeps its state in its own rows."""
-    if type(poller) is not Poller:
+    if not isinstance(poller.fetching, OperationFetch):
         raise UsageError(f"poller {poller.name}: --from/--until backfill operation pollers; "
                          f"{poller.object_type.name} is polled by reports, which are not supported yet")
     field = poller.config.timestamp_field
@@ -45,26 +47,33 @@ def backfill_poller(poller: Poller, backfill: Backfill) -> Poller:
         raise UsageError(f"poller {poller.name}: {poller.object_type.name} has no upper bound for "
                          f"{field}, so a backfill could not stop at --until; run it without --until")
     config = poller.config.model_copy(update={"start_time": backfill.start})
-    values: dict[str, Any] = {f.name: getattr(poller, f.name) for f in fields(poller) if f.init}
-    values.update(config=config, store=BackfillStore(poller.store, backfill), until=backfill.until)
-    return BoundedPoller(**values)
+    return replace(poller, config=config, store=BackfillStore(poller.store, backfill),
+                   fetching=BoundedFetch(poller.fetching, backfill.until))
 
 
-@dataclass
-class BoundedPoller(Poller):
-    """A poller whose windows end at `until` at the latest, and which stops there."""
+class BoundedFetch:
+    """A fetch strategy whose windows end at `until` at the latest, and which stops there;
+    fetching itself is the wrapped strategy's."""
 
-    until: datetime | None = None
+    def __init__(self, inner: FetchStrategy, until: datetime) -> None:
+        self.inner = inner
+        self.until = until
 
-    def next_window(self, state: PollerState) -> Window | None:
+    def plan(self, series: Series, state: PollerState) -> Window | None:
         """The poller's next window, cut at `until`; None once the watermark reached it."""
-        assert self.until is not None  # backfill_poller sets it
         if state.window_start is None and state.watermark >= self.until:
             return None
-        window = super().next_window(state)
+        window = self.inner.plan(series, state)
         if window is None or (window.end is not None and window.end <= self.until):
             return window
         return Window(window.start, self.until, echo=False)
+
+    def fetch(self, series: Series, state: PollerState, run: WindowRun,
+              result: RunResult) -> AsyncGenerator[Batch, None]:
+        return self.inner.fetch(series, state, run, result)
+
+    async def closed(self, series: Series, run: WindowRun) -> None:
+        await self.inner.closed(series, run)
 
 
 class BackfillStore:
