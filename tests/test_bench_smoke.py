@@ -67,3 +67,12 @@ def test_hostile_measures_a_real_spd_against_the_stub() -> None:
     assert "larger than 10 MiB" in out["getorders_50mb"]["last_line"], out
     assert out["yaml_bomb"]["exit_code"] == 78 and not out["yaml_bomb"]["traceback"], out
     assert set(out["peak_rss_over_idle"]) == {"getorders_50mb", "yaml_bomb"}, out
+
+
+def test_parsers_compare_the_libraries_with_the_hand_written_code_on_the_same_input() -> None:
+    out = bench("parsers", "--mb", "0.3", "--rounds", "1", "--items", "20")
+    for shape in ("json_array", "json_sections"):  # the bench checks the two parsers agree
+        assert out[shape]["rows"] > 300 and out[shape]["handwritten_over_ijson"] > 0, out
+    assert out["inbound_plan_body"]["refused_by_jsonschema"] == 0, out  # a valid body passes both
+    if "sandbox_bodies" in out:  # with Amazon's models: both refuse the same examples
+        assert out["sandbox_bodies"]["refused_by_jsonschema"] == out["sandbox_bodies"]["refused_by_handwritten"], out

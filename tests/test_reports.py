@@ -138,6 +138,37 @@ def test_truncated_documents_fail_loudly(data: bytes, kwargs: dict[str, Any]) ->
         parse_bytes(data, **kwargs)
 
 
+@pytest.mark.parametrize("size", [1, 7, 65536])
+def test_json_shapes_parsed_by_ijson_whatever_the_chunks(size: int) -> None:
+    cases = {
+        b'[1, [2, 3], {"a": 1.5, "b": 10, "c": null}]': [{"value": 1}, {"value": [2, 3]},
+                                                       {"a": 1.5, "b": 10, "c": None}],
+        b'{"spec": {"x": [1]}, "empty": [], "s": [{"a": 1}, 2], "t": [{"b": "\\u00e9"}], "n": 3}':
+            [{"a": 1, "_section": "s"}, {"value": 2, "_section": "s"}, {"b": "\u00e9", "_section": "t"}],
+        b'{"a": 1, "b": {"c": [2]}}': [{"a": 1, "b": {"c": [2]}}],  # no array member: one row
+        b' \n[]': [],
+    }
+    def types(rows: list[dict[str, Any]]) -> list[type]:
+        return [type(v) for row in rows for v in row.values()]
+
+    for data, rows in cases.items():
+        got = feed(data, size)
+        assert got == rows and types(got) == types(rows), (data, size)  # 1.5 a float, not a Decimal
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"42", "JSON document must be an array or an object"),
+    (b"", "JSON document is truncated or empty"),
+    (b'{"rows": [{"a": 1}, {"a": ', "JSON document is truncated or empty"),
+    (b"[1] [2]", "JSON document: parse error: trailing garbage"),
+    (b'[{"a": 1,}]', "JSON document: parse error: invalid object key"),
+], ids=["scalar", "empty", "truncated", "two-values", "bad-key"])
+def test_json_errors_are_one_line(data: bytes, message: str) -> None:
+    with pytest.raises(ReportFormatError) as err:
+        parse_bytes(data, fmt="json")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
 def test_report_names_timestamps_and_tokens() -> None:
     ot = resolve_report_type(ORDERS_REPORT)
     assert ot.kind == "report" and ot.operation == "createReport" and ot.supported

@@ -10,6 +10,7 @@ BENCHES["throughput"] = "tests.bench.throughput"
 BENCHES["ratelimit"] = "tests.bench.ratelimit"
 BENCHES["scale"] = "tests.bench.scale"
 BENCHES["hostile"] = "tests.bench.hostile"
+BENCHES["parsers"] = "tests.bench.parsers"
 BENCHES["startup"] = "tests.bench.startup"
 
 

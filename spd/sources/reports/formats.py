@@ -2,8 +2,9 @@
 
 Each parser has `feed(text) -> rows` and `close() -> rows`. Rows are dicts:
 - TSV/CSV: the header row gives the keys (Amazon's flat files are TSV without quoting);
-- JSON: the elements of a top-level array, or of every array member of a top-level object
-  (tagged with `_section`, e.g. `salesAndTrafficByAsin`); an object without arrays is one row;
+- JSON (parsed by ijson): the elements of a top-level array, or of every array member of a
+  top-level object (tagged with `_section`, e.g. `salesAndTrafficByAsin`); an object without
+  arrays is one row;
 - XML: the children of the root element (`Message` elements of an `AmazonEnvelope`).
 Memory is bounded by the largest row, not by the document, and a row (a TSV/CSV line or
 record, a JSON element, an XML element, a JSON document's non-array members together) longer
@@ -13,11 +14,11 @@ than MAX_ROW_CHARS fails the document: whatever a server sends, memory stays bou
 from __future__ import annotations
 
 import csv
-import re
 import xml.etree.ElementTree as ET
+from collections.abc import Generator
 from typing import Any
 
-import orjson
+import ijson
 
 from spd.core.http import format_size
 from spd.core.errors import ApiError
@@ -29,6 +30,9 @@ SECTION_KEY = "_section"
 # than this is a broken or hostile document. Fields are bounded by their row.
 MAX_ROW_CHARS = 2**20
 csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW_CHARS))  # csv's default is 128 KiB
+
+
+_IJSON = ijson.get_backend(ijson.backend)  # yajl2_c where its wheel installs: C speed
 
 
 class ReportFormatError(ApiError):
@@ -129,151 +133,133 @@ class TextRows:
         return row
 
 
-_STRUCTURE = re.compile(r'[\[\]{}",]')
-_STRING_END = re.compile(r'["\\]')
-_KEY = re.compile(r'^\s*("(?:[^"\\]|\\.)*")\s*:\s*$', re.S)
-
-
 class JsonRows:
-    """A JSON document → rows without loading it whole (see the module docstring).
+    """A JSON document → rows without loading it whole (see the module docstring), parsed by
+    ijson (yajl, in C): a top-level array's elements are built in C; in a top-level object the
+    member values are watched event by event and each array member's elements built in C.
 
-    Items are the text between separators at the "item depth": 1 inside a top-level array; in a
-    top-level object 1 for its members and 2 inside an array member (a section)."""
+    Memory: ijson holds no more than the text fed since the last complete row, and more than
+    MAX_ROW_CHARS of it without a row fails the document (one element, or the members outside
+    arrays together), whatever the server sends."""
 
     def __init__(self) -> None:
-        self.depth = 0
-        self.mode: str | None = None  # "array" | "object"
-        self.done = False
-        self.in_string = False
-        self.escape = False
-        self.item_depth = 1
-        self.section: str | None = None
-        self.parts: list[str] = []  # text of the current item from earlier chunks
-        self.parts_len = 0
-        self.context: Row = {}  # non-array members of a top-level object
-        self.context_len = 0
+        self.rows: list[Row] = []  # rows the text fed so far completed
         self.rows_seen = 0
+        self.since_row = 0  # characters fed since a row last completed
+        self.in_array = False  # inside the top-level array or an array member
+        self.context: Row = {}  # the members of a top-level object that are not arrays
+        self._coro: Any = None
 
     def feed(self, text: str) -> list[Row]:
-        rows: list[Row] = []
-        start = 0  # where the current item's text starts in this chunk
-        i, n = 0, len(text)
-        while i < n:
-            if self.in_string:
-                i = self._skip_string(text, i, n)
-                continue
-            m = _STRUCTURE.search(text, i)
-            if m is None:
-                if self.mode is None or self.done:
-                    self._check_blank(text[i:])
-                break
-            j = m.start()
-            if self.mode is None or self.done:
-                self._check_blank(text[i:j])
-            start = self._structure(text, j, start, rows)
-            i = j + 1
-        if self.depth >= self.item_depth and not self.done:
-            self.parts.append(text[start:])
-            self.parts_len += n - start
-            if self.parts_len > MAX_ROW_CHARS:
-                raise ReportFormatError(f"JSON document: element {self.rows_seen + 1} is longer "
-                                        f"than {format_size(MAX_ROW_CHARS)}; the document is broken")
+        if self._coro is None:
+            head = text.lstrip(" \t\r\n\ufeff")
+            if not head:
+                return []
+            self._coro = self._parser(head[0])
+        try:
+            self._coro.send(text.encode("utf-8"))
+        except ijson.JSONError as exc:
+            raise ReportFormatError(f"JSON document: {_first_line(exc)}") from None
+        rows = self._take_rows()
+        self.rows_seen += len(rows)
+        self.since_row = 0 if rows else self.since_row + len(text)
+        if self.since_row > MAX_ROW_CHARS:
+            raise ReportFormatError(self._too_long())
         return rows
 
     def close(self) -> list[Row]:
-        if not self.done or self.in_string:
+        if self._coro is None:
             raise ReportFormatError("JSON document is truncated or empty")
-        if self.mode == "object" and self.rows_seen == 0 and self.context:
-            return [self.context]
-        return []
-
-    def _check_blank(self, text: str) -> None:
-        if text.strip():
-            where = "after the end" if self.done else "before the start"
-            raise ReportFormatError(f"JSON document has unexpected text {where}: {text.strip()[:20]!r}")
-
-    def _skip_string(self, text: str, i: int, n: int) -> int:
-        if self.escape:
-            self.escape = False
-            return i + 1
-        m = _STRING_END.search(text, i)
-        if m is None:
-            return n
-        if m.group() == "\\":
-            if m.start() + 1 >= n:
-                self.escape = True
-                return n
-            return m.start() + 2
-        self.in_string = False
-        return m.start() + 1
-
-    def _structure(self, text: str, j: int, start: int, rows: list[Row]) -> int:
-        """Handles the structural character text[j]; returns where the current item starts."""
-        char = text[j]
-        if self.done:
-            raise ReportFormatError("JSON document has more than one top-level value")
-        if char == '"':
-            if self.mode is None:
-                raise ReportFormatError("JSON document must be an array or an object")
-            self.in_string = True
-            return start
-        if self.mode is None:
-            if char not in "[{":
-                raise ReportFormatError("JSON document must be an array or an object")
-            self.mode = "array" if char == "[" else "object"
-            self.depth = 1
-            return j + 1
-        if char in "[{":
-            if self.mode == "object" and self.depth == 1 and char == "[":
-                self._open_section(self._take(text, start, j))
-                self.depth = self.item_depth = 2
-                return j + 1
-            self.depth += 1
-            return start
-        if self.depth == self.item_depth:
-            self._finish(self._take(text, start, j), rows)
-            start = j + 1
-        if char == ",":
-            return start
-        self.depth -= 1
-        if self.depth == 0:
-            self.done = True
-        elif self.mode == "object" and self.depth == 1 and self.item_depth == 2:
-            self.item_depth, self.section = 1, None  # the section array closed
-            self.parts, self.parts_len = [], 0
-            return j + 1
-        return start
-
-    def _take(self, text: str, start: int, j: int) -> str:
-        raw = "".join(self.parts) + text[start:j]
-        self.parts, self.parts_len = [], 0
-        return raw
-
-    def _open_section(self, prefix: str) -> None:
-        m = _KEY.match(prefix)
-        if m is None:
-            raise ReportFormatError("JSON document: malformed member before an array")
-        self.section = orjson.loads(m.group(1))
-
-    def _finish(self, raw: str, rows: list[Row]) -> None:
-        if not raw.strip():
-            return
         try:
-            if self.mode == "object" and self.item_depth == 1:  # a non-array member
-                self.context_len += len(raw)
-                if self.context_len > MAX_ROW_CHARS:
-                    raise ReportFormatError("JSON document: its members outside arrays are "
-                                            f"longer than {format_size(MAX_ROW_CHARS)} together")
-                self.context.update(orjson.loads("{" + raw + "}"))
-                return
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ReportFormatError(f"JSON document: invalid element: {exc}") from None
+            self._coro.close()
+        except ijson.IncompleteJSONError:
+            raise ReportFormatError("JSON document is truncated or empty") from None
+        except ijson.JSONError as exc:
+            raise ReportFormatError(f"JSON document: {_first_line(exc)}") from None
+        rows = self._take_rows()
+        if self.rows_seen + len(rows) == 0 and self.context:
+            return [self.context]  # an object without arrays is one row
+        return rows
+
+    def _take_rows(self) -> list[Row]:
+        """The rows completed so far; the list itself stays (ijson's sinks append to it)."""
+        rows = self.rows[:]
+        self.rows.clear()
+        return rows
+
+    def _parser(self, first: str) -> Any:
+        """The ijson pipeline for a document starting with `first`."""
+        if first == "[":
+            self.in_array = True
+            return ijson.items_coro(_RowSink(self.rows, None), "item", use_float=True)
+        if first == "{":
+            members = self._members()
+            next(members)  # to its first yield, ready for events
+            return ijson.parse_coro(members, use_float=True)
+        raise ReportFormatError("JSON document must be an array or an object")
+
+    def _too_long(self) -> str:
+        limit = format_size(MAX_ROW_CHARS)
+        if self.in_array:
+            return f"JSON document: element {self.rows_seen + 1} is longer than {limit}; the document is broken"
+        return f"JSON document: its members outside arrays are longer than {limit} together"
+
+    def _members(self) -> Generator[None, Event, None]:
+        """The parse events of a top-level object: each member's value is taken whole before
+        the next key, so the loop sees only the object's own keys and its end."""
+        yield  # the object's start_map
+        key = ""
+        while True:
+            _, kind, value = yield
+            if kind == "map_key":
+                key = value
+            elif kind == "start_array":  # a section: its elements are rows
+                self.in_array = True
+                items = _IJSON.items_basecoro(_RowSink(self.rows, key), f"{key}.item" if key else "item")
+                send = items.send
+                while True:  # the hot loop: one event at a time to the C builder
+                    event = yield
+                    if event[0] == key and event[1] == "end_array":
+                        break
+                    send(event)
+                self.in_array = False
+            elif kind == "start_map":
+                self.context[key] = yield from _value(kind, value)
+            elif kind != "end_map":
+                self.context[key] = value
+
+
+Event = tuple[str, str, Any]
+
+
+class _RowSink:
+    """Where ijson's builders put each complete element: as a row, tagged with its section."""
+
+    def __init__(self, rows: list[Row], section: str | None) -> None:
+        self.rows = rows
+        self.section = section
+
+    def send(self, value: Any) -> None:
         row = value if isinstance(value, dict) else {"value": value}
         if self.section is not None:
             row[SECTION_KEY] = self.section
-        self.rows_seen += 1
-        rows.append(row)
+        self.rows.append(row)
+
+
+def _value(kind: str, value: Any) -> Generator[None, Event, Any]:
+    """Builds one value from its events, the first (`kind`, `value`) already received."""
+    builder = ijson.ObjectBuilder()
+    builder.event(kind, value)
+    depth = 1
+    while depth:
+        _, kind, value = yield
+        builder.event(kind, value)
+        depth += (kind in ("start_map", "start_array")) - (kind in ("end_map", "end_array"))
+    return builder.value
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class XmlRows:
