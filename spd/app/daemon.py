@@ -89,7 +89,8 @@ class Daemon:
         self.notify_ready()
         if systemd.under_systemd():
             self._status_task = asyncio.ensure_future(self._refresh_status())
-        log.info("daemon_started", pollers=sorted(self.config.pollers), config=str(self.config_path))
+        log.info("daemon_started", pollers=sorted(self.config.pollers),
+                 subscriptions=sorted(self.config.subscriptions), config=str(self.config_path))
 
     async def open_runtime(self, config: Config) -> Runtime:
         assert self.store is not None  # opened before any runtime
@@ -115,6 +116,36 @@ class Daemon:
             self.add_interval_job(self.run_poller, name, name, poller.interval.total_seconds())
         for name, job in config.jobs.items():  # ids cannot clash: names never contain ":"
             self.add_interval_job(self.run_job, name, f"job:{name}", job.interval.total_seconds())
+        self.start_subscriptions(config)
+
+    def start_subscriptions(self, config: Config) -> None:
+        """One task per queue of `subscriptions:`, counted in flight so a stop drains it; after a
+        queue outage, the poller named in `reconcile_with` runs at once (the safety net)."""
+        assert self.runtime is not None
+        for name, consumer in self.runtime.consumers.items():
+            safety_nets = {s.reconcile_with for s in config.subscriptions.values()
+                           if s.reconcile_with and s.name in {r.name for r in consumer.routes.values()}}
+            consumer.recovered = lambda nets=frozenset(safety_nets): self.run_now(nets)
+            asyncio.ensure_future(self.run_subscription(name))
+
+    async def run_subscription(self, name: str) -> None:
+        """Reads one queue until the stop (errors are retried inside the consumer)."""
+        runtime = self.runtime
+        if runtime is None or name not in runtime.consumers or self.stopped.is_set():
+            return
+        async with self.tracked("subscription", f"subscription:{name}", subscription=name):
+            await runtime.consumers[name].run()
+
+    def run_now(self, pollers: frozenset[str]) -> None:
+        """Moves the next run of these pollers to now (a subscription's queue is back: the
+        poller catches what the outage may have missed)."""
+        if self.scheduler is None:
+            return
+        for name in pollers:
+            job = self.scheduler.get_job(name)
+            if job is not None:
+                log.info("reconcile_poller_triggered", poller=name)
+                job.modify(next_run_time=datetime.now(timezone.utc))
 
     def add_interval_job(self, func: Any, name: str, job_id: str, seconds: float) -> None:
         jitter = min(FIRST_RUN_SPREAD, seconds * 0.05)

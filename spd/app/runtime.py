@@ -23,6 +23,8 @@ from spd.emitters.base import Emitter
 from spd.pipeline.factory import build_poller
 from spd.pipeline.jobs import Job, build_jobs
 from spd.pipeline.poller import Poller
+from spd.pipeline.subscription_setup import build_consumers
+from spd.pipeline.subscriptions import QueueConsumer, Route
 from spd.state.backend import StateBackend
 
 log = structlog.get_logger("spd.app.runtime")
@@ -43,6 +45,8 @@ class Runtime:
     emitters: dict[str, Emitter] = field(default_factory=dict)
     pollers: dict[str, Poller] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
+    consumers: dict[str, QueueConsumer] = field(default_factory=dict)  # one per queue
+    subscriptions: dict[str, Route] = field(default_factory=dict)  # every subscription by name
 
     async def start(self) -> None:
         """Checks every poller's identity, then opens the client and the emitters."""
@@ -65,6 +69,7 @@ class Runtime:
                 emitters=[self.emitters[e] for e in cfg.emitters], config_path=str(self.config.path),
             )
         self.jobs = build_jobs(self.config, catalog, self.client, self.emitters)
+        self.consumers, self.subscriptions = build_consumers(self.config, self.emitters, self.client, catalog)
 
     async def check_identities(self) -> None:
         """Raises IdentityChangedError before anything runs when a poller changed under its watermark."""
@@ -75,6 +80,8 @@ class Runtime:
         """Asks every poller to stop after the page in flight."""
         for poller in self.pollers.values():
             poller.stopping.set()
+        for consumer in self.consumers.values():
+            consumer.stopping.set()
 
     async def close(self) -> None:
         """Flushes and closes the emitters, then the client; safe to call twice."""
@@ -84,6 +91,12 @@ class Runtime:
             except Exception as exc:  # one emitter failing to close must not keep the others open
                 log.error("emitter_close_failed", emitter=name, error=str(exc) or type(exc).__name__)
 
+        for name, consumer in self.consumers.items():
+            try:
+                await asyncio.wait_for(consumer.close(), CLOSE_TIMEOUT)
+            except Exception as exc:
+                log.error("subscription_close_failed", subscription=name, error=str(exc) or type(exc).__name__)
+        self.consumers.clear()
         await asyncio.gather(*(close_one(n, e) for n, e in self.emitters.items()))
         self.emitters.clear()
         if self.client is not None:

@@ -20,6 +20,7 @@ from pydantic import Field, SkipValidation, ValidationError, field_validator, mo
 from spd.catalog.model import load_catalog
 from spd.client.rdt import DATA_ELEMENTS
 from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
+from spd.config.subscriptions import SubscriptionConfig, check_subscriptions
 from spd.config.sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, EmitterConfig,
                                  FileEmitterConfig, HttpConfig, KafkaEmitterConfig, KafkaSaslConfig,
                                  KafkaSslConfig, LogConfig, LwaConfig, RateLimitConfig, StateConfig,
@@ -40,7 +41,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 __all__ = [
     "AccountConfig", "AwsConfig", "Config", "EmitterConfig", "FileEmitterConfig", "HttpConfig",
     "JobConfig", "KafkaEmitterConfig", "KafkaSaslConfig", "KafkaSslConfig", "LogConfig", "LwaConfig",
-    "PollerConfig", "RateLimitConfig", "StateConfig", "StdoutEmitterConfig",
+    "PollerConfig", "RateLimitConfig", "StateConfig", "StdoutEmitterConfig", "SubscriptionConfig",
     "WebhookEmitterConfig", "ENDPOINTS", "load_config",
 ]
 
@@ -158,6 +159,7 @@ class Config(ConfigModel):
     emitters: dict[str, EmitterConfig] = {}
     pollers: dict[str, PollerConfig] = {}
     jobs: dict[str, JobConfig] = {}
+    subscriptions: dict[str, SubscriptionConfig] = {}  # push: SP-API notifications via SQS (§14)
 
     @model_validator(mode="before")
     @classmethod
@@ -166,12 +168,12 @@ class Config(ConfigModel):
             return data
         data = dict(data)
         accounts = data.get("accounts")
-        for section in ("pollers", "jobs"):
+        for section in ("pollers", "jobs", "subscriptions"):
             if isinstance(data.get(section), dict):
                 data[section] = {k: _named(k, v, accounts, section) for k, v in data[section].items()}
         return data
 
-    @field_validator("accounts", "emitters", "pollers", "jobs", mode="before")
+    @field_validator("accounts", "emitters", "pollers", "jobs", "subscriptions", mode="before")
     @classmethod
     def _names(cls, value: Any, info: Any) -> Any:
         if isinstance(value, dict):
@@ -188,16 +190,20 @@ class Config(ConfigModel):
         if len(defaults) > 1:
             raise fail(f"only one account may be default: true, and {defaults[0]} already is; "
                         "remove one of them", "accounts", defaults[1], "default")
-        if self.pollers or self.jobs:
+        if self.pollers or self.jobs or self.subscriptions:
             if self.state is None:
-                raise fail('missing required key "state"; pollers and jobs keep their watermarks '
-                           "there: add state: {path: /var/lib/spd/state.db}")
+                raise fail('missing required key "state"; pollers, jobs and subscriptions keep '
+                           "their state there: add state: {path: /var/lib/spd/state.db}")
             if not self.emitters:
                 raise fail("no emitters are configured; add at least one, such as out: {type: stdout}",
                            "emitters")
-        for section, entries in (("pollers", self.pollers), ("jobs", self.jobs)):
+        sections: tuple[tuple[str, dict[str, PollerConfig] | dict[str, JobConfig]
+                              | dict[str, SubscriptionConfig]], ...] = (
+            ("pollers", self.pollers), ("jobs", self.jobs), ("subscriptions", self.subscriptions))
+        for section, entries in sections:
             for name, entry in entries.items():
                 self._check_refs(section, name, entry)
+        check_subscriptions(self.subscriptions, self.pollers)
         return self
 
     def state_path(self) -> Path:
@@ -209,7 +215,8 @@ class Config(ConfigModel):
                               "/var/lib/spd/state.db}")
         return Path(self.state.path)
 
-    def _check_refs(self, section: str, name: str, entry: PollerConfig | JobConfig) -> None:
+    def _check_refs(self, section: str, name: str,
+                    entry: PollerConfig | JobConfig | SubscriptionConfig) -> None:
         if entry.account not in self.accounts:
             raise fail(f"unknown account {show(entry.account)}; accounts: {', '.join(self.accounts)}",
                         section, name, "account")
@@ -255,8 +262,13 @@ class Config(ConfigModel):
         for name, job in self.jobs.items():
             lines.append(f"job {name}: {job.api}.{job.operation}, every {format_duration(job.interval)} → "
                          f"{', '.join(job.emitters)} (account {job.account})")
-        if not self.pollers and not self.jobs:
-            lines.append("no pollers or jobs")
+        for name, sub in self.subscriptions.items():
+            lines.append(f"subscription {name}: {', '.join(sub.notification_types)} from "
+                         f"{_public_url(sub.queue_url)} → {', '.join(sub.emitters)} (account {sub.account}"
+                         + (f", reconciled by poller {sub.reconcile_with}" if sub.reconcile_with else "")
+                         + ")")
+        if not self.pollers and not self.jobs and not self.subscriptions:
+            lines.append("no pollers, jobs or subscriptions")
         return lines
 
 
@@ -377,7 +389,8 @@ def _matches(data: Any, parts: list[str], path: KeyPath = ()) -> Iterator[tuple[
 
 def _check_internal_keys(doc: YamlDoc) -> None:
     """Fields spd fills in itself (a poller's name, the config's path) are unknown keys in the file."""
-    sections: list[tuple[str, type[ConfigModel]]] = [("pollers.*", PollerConfig), ("jobs.*", JobConfig)]
+    sections: list[tuple[str, type[ConfigModel]]] = [("pollers.*", PollerConfig), ("jobs.*", JobConfig),
+                                                     ("subscriptions.*", SubscriptionConfig)]
     entries = [((), doc.data, Config)] + [(p, v, m) for pattern, m in sections
                                           for p, v in _matches(doc.data, pattern.split("."))]
     for path, value, model in entries:
@@ -411,4 +424,8 @@ def _absolute_paths(config: Config, base: Path) -> Config:
         for name, e in config.emitters.items()
     }
     state = config.state and config.state.model_copy(update={"path": base / config.state.path.expanduser()})
-    return config.model_copy(update={"state": state, "emitters": emitters})
+    subscriptions = {
+        name: s.model_copy(update={"dead_letter": base / s.dead_letter.expanduser()}) if s.dead_letter else s
+        for name, s in config.subscriptions.items()
+    }
+    return config.model_copy(update={"state": state, "emitters": emitters, "subscriptions": subscriptions})
