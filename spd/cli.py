@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("operation", nargs="?", metavar="OPERATION")
     p.add_argument("--schema", action="store_true", help="print the request body's JSON Schema")
     _add_api_commands(command)
+    p = command("subscribe", "subscribe", "create (or --list, --delete) a subscription's SQS "
+                "destination and notification subscriptions", config=True, output=True)
+    p.add_argument("subscription", nargs="?", metavar="SUBSCRIPTION", help="a name under subscriptions:")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--list", action="store_true", help="show destinations and subscriptions")
+    action.add_argument("--delete", action="store_true", help="remove the subscriptions, then the destination")
     # The simulator parses its own options (`spd sim --help`).
     command("sim", "sim", "run the SP-API simulator in the foreground", add_help=False)
     models = sub.add_parser("models", help="manage the operation catalog")

@@ -20,6 +20,7 @@ from spd.app.backfill import Backfill
 from spd.app.execute import exec_command, request_command
 from spd.app.once import run_once
 from spd.app.status import STATUS_COLUMNS, ResetPlan, collect_status, plan_reset, reset_poller, status_table
+from spd.app.subscribe import SUBSCRIBE_COLUMNS, list_subscriptions, subscribe, unsubscribe
 from spd.catalog import ops
 from spd.catalog.build import build_catalog, default_models_dir
 from spd.catalog.model import load_catalog
@@ -209,6 +210,25 @@ def _api_output(call: Callable[[Config], Coroutine[Any, Any, Any]], args: argpar
     return 0
 
 
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    config = load(args)
+    configure_logging("warning", config.log.format)  # stdout is the table; retries still warn
+    if args.list:
+        work = list_subscriptions(config, args.subscription)
+    elif args.delete:
+        work = unsubscribe(config, args.subscription)
+    else:
+        work = subscribe(config, args.subscription)
+    try:
+        rows = asyncio.run(work)
+    except ApiError as exc:
+        sys.stderr.buffer.write(orjson.dumps(redact_data(exc.error_json())) + b"\n")
+        sys.stderr.flush()
+        return EXIT_FAILURE
+    print_listing(rows, rows, SUBSCRIBE_COLUMNS, json_flag=args.json, empty="nothing")
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from spd.sim.cli import main as sim_main  # the simulator's aiohttp server, for `spd sim` only
 
@@ -225,5 +245,5 @@ def cmd_models_build(args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "once": cmd_once, "demo": cmd_demo, "validate": cmd_validate,
     "status": cmd_status, "reset": cmd_reset, "objects": cmd_objects, "ops": cmd_ops,
-    "exec": cmd_exec, "request": cmd_request, "sim": cmd_sim, "models_build": cmd_models_build,
+    "exec": cmd_exec, "request": cmd_request, "subscribe": cmd_subscribe, "sim": cmd_sim, "models_build": cmd_models_build,
 }

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spd.sim import generic, lwa, order_items, orders, pager, reports, sigv4, vendor
+from spd.sim import generic, get_order, lwa, notifications, order_items, orders, pager, publisher, reports, sigv4, vendor
 from spd.sim.common import ApiReject, Call, TokenCodec, error_body, iso, parse_time, to_epoch
 from spd.sim.data import Dataset, order_factory, po_factory
 from spd.sim.render import render_2026, render_po, render_v0
@@ -35,6 +35,8 @@ OPERATIONS: dict[str, tuple[str, str, Handler]] = {
     order_items.GET_ORDER_ITEMS: ("GET", "/orders/v0/orders/{orderId}/orderItems",
                                   order_items.get_order_items),
 }
+OPERATIONS[get_order.GET_ORDER] = ("GET", "/orders/v0/orders/{orderId}", get_order.get_order)
+OPERATIONS.update(notifications.operations())  # destinations and subscriptions (spd.sim.notifications)
 OPERATIONS.update(generic.operations())  # every other pollable object type (spd.sim.generic)
 OPERATIONS.update(reports.operations(OPERATIONS))  # the reports flow (spd.sim.reports)
 
@@ -76,6 +78,8 @@ class SimSettings:
     denied_data_elements: frozenset[str] = frozenset()  # RDT elements the app has no role for
     sandbox_models: Path | None = None  # static sandbox of these model files (spd.sim.sandbox)
     pager: bool = False  # every paged operation answers two pages (spd.sim.pager)
+    sqs_endpoint: str | None = None  # set: publish ORDER_CHANGE into subscribed SQS queues there
+    sqs_keys: tuple[str, str, str] = ("simulator", "simulator", "us-east-1")  # key id, secret, region
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "drop_rate", "truncate_rate"):
@@ -111,7 +115,8 @@ class SimState:
         self.token_on_full_page = settings.token_on_full_page
         self.known_markets = orders.known_markets(settings.marketplaces)
         self.codec = TokenCodec(settings.seed)
-        self.limiter = RateLimiter({**generic.usage_plans(), **settings.rate_limits},
+        self.limiter = RateLimiter({**generic.usage_plans(), **notifications.usage_plans(),
+                                    **settings.rate_limits},
                                    enabled=settings.rate_limit)
         knobs = FaultKnobs(settings.error_rate, settings.latency_ms, settings.drop_rate,
                            settings.truncate_rate)
@@ -122,6 +127,7 @@ class SimState:
                                 denied_elements=settings.denied_data_elements)
         self.auth = lwa.AuthStore(auth, self.now)
         self.stats: dict[str, Counter[str]] = {op: Counter() for op in OPERATIONS}
+        self.notifications = notifications.NotificationWorld()
 
     def now(self) -> float:
         """The simulator's clock in epoch seconds."""
@@ -345,6 +351,8 @@ def make_app(settings: SimSettings | None = None) -> web.Application:
         return app
     for op, (method, path, handler) in OPERATIONS.items():
         app.router.add_route(method, path, _endpoint(op, handler))
+    if state.settings.sqs_endpoint is not None:
+        app.cleanup_ctx.append(publisher.publisher_ctx(state))
     reports.add_routes(app, state)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app

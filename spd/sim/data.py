@@ -197,6 +197,17 @@ class Dataset:
             if rec.current(now) == idx:
                 yield rec, idx
 
+    def changes(self, lo: float, hi: float) -> list[tuple[Record, int]]:
+        """Every version whose change time is in (lo, hi], visible to queries yet or not (what
+        a notification announces), ordered by (time, id)."""
+        start = bisect.bisect_left(self._version_keys, (math.floor(lo) + 1,))
+        out = []
+        for t, _id, rec, idx in self._versions[start:]:
+            if t > hi:
+                break
+            out.append((rec, idx))
+        return out
+
     def ground_truth(
         self, field_name: str, lo: float, hi: float, now: float
     ) -> list[dict[str, Any]]:
