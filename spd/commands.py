@@ -19,7 +19,7 @@ import orjson
 from spd.app.backfill import Backfill
 from spd.app.execute import exec_command, request_command
 from spd.app.once import run_once
-from spd.app.status import STATUS_COLUMNS, ResetPlan, collect_status, plan_reset, reset_poller, status_table
+from spd.app.status import STATUS_COLUMNS, SUBSCRIPTION_COLUMNS, ResetPlan, collect_status, plan_reset, reset_poller, status_table
 from spd.app.subscribe import SUBSCRIBE_COLUMNS, list_subscriptions, subscribe, unsubscribe
 from spd.catalog import ops
 from spd.catalog.build import build_catalog, default_models_dir
@@ -120,8 +120,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     rows = asyncio.run(collect_status(load(args)))
-    print_listing(rows, status_table(rows), STATUS_COLUMNS, json_flag=args.json,
-                  empty="no pollers configured")
+    subscriptions = [r for r in rows if "subscription" in r]
+    if wants_json(args.json) or not subscriptions:
+        print_listing(rows, status_table(rows), STATUS_COLUMNS, json_flag=args.json,
+                      empty="no pollers configured")
+        return 0
+    if len(subscriptions) < len(rows):
+        print_table(status_table(rows), STATUS_COLUMNS)
+    print_table(subscriptions, SUBSCRIPTION_COLUMNS)
     return 0
 
 

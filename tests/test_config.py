@@ -92,7 +92,7 @@ def append(extra: str) -> Callable[[str], str]:
 BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
     ("unknown top-level key", append("colour: red\n"),
      "colour (line 18): unknown key \"colour\"; allowed keys: state, log, http, accounts, emitters, "
-     "pollers, jobs"),
+     "pollers, jobs, subscriptions"),
     ("unknown poller key", replace("    interval: 2m", "    intervall: 2m"),
      f'pollers.orders.intervall (line 16): unknown key "intervall"; allowed keys: {POLLER_KEYS}'),
     ("internal field written in the file", replace("    interval: 2m", "    name: x"),

@@ -284,3 +284,56 @@ def test_a_sigkilled_run_loses_nothing(tmp_path: Path, sqs: MotoSqs) -> None:
             assert stop_spd(proc) == 0
     finally:
         hook.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def metric(url: str, name: str) -> float | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:  # not listening yet
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + '{subscription="orders"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_status_and_metrics_count_per_subscription_across_restarts(tmp_path: Path, sqs: MotoSqs) -> None:
+    queue = sqs.queue()
+    for i in range(3):
+        sqs.send(queue, order_change(f"111-{i}", notification_id=f"m{i}"))
+    sqs.send(queue, "poison")
+    port = free_port()
+    path = config_for(tmp_path, sqs, queue, extra={"wait_time": "1s", "dead_letter": str(tmp_path / "dead.jsonl")},
+                      more=f"http: {{listen: 127.0.0.1:{port}}}")
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    proc = start_spd("run", "-c", str(path))
+    try:
+        wait_for(lambda: metric(metrics, "spd_notifications_emitted_total") == 3.0, timeout=30)
+        assert metric(metrics, "spd_notifications_received_total") == 4.0
+        assert metric(metrics, "spd_notifications_dead_lettered_total") == 1.0
+        assert metric(metrics, "spd_subscription_queue_lag_seconds") is not None
+    finally:
+        assert stop_spd(proc) == 0
+    done = run_spd("status", "-c", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    row = next(r for r in json.loads(done.stdout) if r.get("subscription") == "orders")
+    assert (row["received"], row["emitted"], row["dead_lettered"]) == (4, 3, 1)
+    sqs.send(queue, order_change("111-9", notification_id="m9"))
+    proc = start_spd("run", "-c", str(path))
+    try:
+        wait_for(lambda: metric(metrics, "spd_notifications_emitted_total") == 4.0, timeout=30)
+    finally:
+        assert stop_spd(proc) == 0
+    text = run_spd("status", "-c", str(path)).stdout
+    assert "subscription orders: 5 received, 4 emitted, 1 dead-lettered" in text

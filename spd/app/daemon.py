@@ -30,6 +30,7 @@ from spd.core.redaction import redact
 from spd.catalog.model import load_catalog
 from spd.app.health import STALL_INTERVALS, Liveness
 from spd.app.metrics import MetricsServer
+from spd.app.push import Push
 from spd.app.runtime import EmitterFactory, Runtime
 from spd.client.observe import QUOTA_CLOCK
 from spd.config.checks import check_config
@@ -71,6 +72,7 @@ class Daemon:
         self.liveness = Liveness()  # /readyz: which pollers make no progress
         self._status_sent = ""
         self.http: Any = None
+        self.push = Push(self)  # the subscriptions' tasks and counters
 
     async def start(self) -> None:
         """Opens everything in order and schedules the pollers; ready when it returns."""
@@ -116,36 +118,7 @@ class Daemon:
             self.add_interval_job(self.run_poller, name, name, poller.interval.total_seconds())
         for name, job in config.jobs.items():  # ids cannot clash: names never contain ":"
             self.add_interval_job(self.run_job, name, f"job:{name}", job.interval.total_seconds())
-        self.start_subscriptions(config)
-
-    def start_subscriptions(self, config: Config) -> None:
-        """One task per queue of `subscriptions:`, counted in flight so a stop drains it; after a
-        queue outage, the poller named in `reconcile_with` runs at once (the safety net)."""
-        assert self.runtime is not None
-        for name, consumer in self.runtime.consumers.items():
-            safety_nets = {s.reconcile_with for s in config.subscriptions.values()
-                           if s.reconcile_with and s.name in {r.name for r in consumer.routes.values()}}
-            consumer.recovered = lambda nets=frozenset(safety_nets): self.run_now(nets)
-            asyncio.ensure_future(self.run_subscription(name))
-
-    async def run_subscription(self, name: str) -> None:
-        """Reads one queue until the stop (errors are retried inside the consumer)."""
-        runtime = self.runtime
-        if runtime is None or name not in runtime.consumers or self.stopped.is_set():
-            return
-        async with self.tracked("subscription", f"subscription:{name}", subscription=name):
-            await runtime.consumers[name].run()
-
-    def run_now(self, pollers: frozenset[str]) -> None:
-        """Moves the next run of these pollers to now (a subscription's queue is back: the
-        poller catches what the outage may have missed)."""
-        if self.scheduler is None:
-            return
-        for name in pollers:
-            job = self.scheduler.get_job(name)
-            if job is not None:
-                log.info("reconcile_poller_triggered", poller=name)
-                job.modify(next_run_time=datetime.now(timezone.utc))
+        self.push.start(config)
 
     def add_interval_job(self, func: Any, name: str, job_id: str, seconds: float) -> None:
         jitter = min(FIRST_RUN_SPREAD, seconds * 0.05)
@@ -276,6 +249,7 @@ class Daemon:
         for task in (self._watchdog, self._status_task):
             if task is not None:
                 task.cancel()
+        await self.push.stop()
         if self.runtime is not None:
             await self.runtime.close()
             self.runtime = None
@@ -317,6 +291,7 @@ class Daemon:
         assert self.scheduler is not None
         self.scheduler.remove_all_jobs()
         await self.drain()
+        await self.push.runtime_closing()  # the next runtime continues from the saved counters
         if self.runtime is not None:
             runtime, self.runtime = self.runtime, None  # nothing runs on a closed runtime
             await runtime.close()

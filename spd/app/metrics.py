@@ -45,6 +45,7 @@ class DaemonCollector:
     def collect(self) -> Iterator[Metric]:
         yield from self.poller_metrics()
         yield from self.request_metrics()
+        yield from self.subscription_metrics()
 
     def poller_metrics(self) -> Iterator[Metric]:
         runtime = self.daemon.runtime
@@ -93,6 +94,30 @@ class DaemonCollector:
         yield from families.values()
         yield rate
         yield latency
+
+
+    def subscription_metrics(self) -> Iterator[Metric]:
+        """Per subscription: notifications received, emitted, dead-lettered, refused and left on
+        the queue, and the queue lag (age of the oldest message in the last batch)."""
+        runtime = self.daemon.runtime
+        labels = ["subscription"]
+        counters = {
+            "received": CounterMetricFamily("spd_notifications_received", "SQS messages received", labels=labels),
+            "emitted": CounterMetricFamily("spd_notifications_emitted", "Notifications delivered to every emitter",
+                                           labels=labels),
+            "dead_lettered": CounterMetricFamily("spd_notifications_dead_lettered",
+                                                 "Malformed messages written to the dead-letter file", labels=labels),
+            "malformed": CounterMetricFamily("spd_notifications_refused",
+                                             "Malformed messages left to the queue's redrive policy", labels=labels),
+        }
+        lag = GaugeMetricFamily("spd_subscription_queue_lag_seconds",
+                                "Age of the oldest message in the last batch received", labels=labels)
+        for name, route in (runtime.subscriptions.items() if runtime is not None else ()):
+            for key, family in counters.items():
+                family.add_metric([name], getattr(route.stats, key))
+            lag.add_metric([name], route.stats.queue_lag)
+        yield from counters.values()
+        yield lag
 
 
 def build_app(daemon: Daemon, readiness: Callable[[], dict[str, Any]]) -> web.Application:

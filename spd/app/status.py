@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from spd.core.output import Column
 from spd.core.times import format_duration, format_ts, parse_instant, parse_ts, utcnow
@@ -14,6 +16,7 @@ from spd.core.errors import SpdError, UsageError
 from spd.core.redaction import redact
 from spd.config.model import Config, PollerConfig
 from spd.config.secrets import register_config_secrets
+from spd.app.push import SUBSCRIPTION_KEY
 from spd.state.backend import PollerState
 from spd.state.store import StateStore
 
@@ -26,6 +29,7 @@ async def collect_status(config: Config) -> list[dict[str, Any]]:
     register_config_secrets(config)  # errors written by an older spd may still hold one
     path = config.state_path()
     states = await read_states(path) if path.exists() else {}
+    counts = await read_subscription_counts(path) if path.exists() and config.subscriptions else {}
     rows = []
     for name, cfg in config.pollers.items():
         row = status_row(name, cfg, states.get(name))
@@ -42,6 +46,7 @@ async def collect_status(config: Config) -> list[dict[str, Any]]:
     known = {r["poller"] for r in rows} | {m["poller"] for r in rows
                                            for m in r.get("marketplaces", []) + r.get("backfills", [])}
     rows += [status_row(name, None, state) for name, state in states.items() if name not in known]
+    rows += [subscription_row(name, counts.get(name)) for name in config.subscriptions]
     return rows
 
 
@@ -49,6 +54,29 @@ async def read_states(path: Path) -> dict[str, PollerState]:
     """Every saved poller state, by name, read without writing anything."""
     async with StateStore(path, readonly=True) as store:
         return {s.poller: s for s in await store.all()}
+
+
+async def read_subscription_counts(path: Path) -> dict[str, str]:
+    """The subscriptions' counters the daemon saved, by subscription, read without writing."""
+    async with StateStore(path, readonly=True) as store:
+        return await store.meta_items(SUBSCRIPTION_KEY)
+
+
+def subscription_row(name: str, saved: str | None) -> dict[str, Any]:
+    """The status of one subscription: its counters as the daemon last saved them."""
+    try:
+        values = orjson.loads(saved) if saved else {}
+    except orjson.JSONDecodeError:
+        values = {}
+    values = values if isinstance(values, dict) else {}
+    received = values.get("last_received_at")
+    return {
+        "subscription": name,
+        **{k: values.get(k, 0) for k in ("received", "emitted", "dead_lettered", "malformed")},
+        "queue_lag": values.get("queue_lag", 0.0),
+        "last_received": format_ts(datetime.fromtimestamp(received, timezone.utc)) if received else None,
+        "last_error": redact(values["last_error"]) if values.get("last_error") else None,
+    }
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -78,6 +106,8 @@ def status_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows a person reads: one per poller, then one per marketplace series under it."""
     table = []
     for row in rows:
+        if "subscription" in row:
+            continue  # SUBSCRIPTION_COLUMNS: a table of their own
         table.append(row)
         table += [{**m, "poller": f"  {m['poller']}"}
                   for m in row.get("marketplaces", []) + row.get("backfills", [])]
@@ -110,6 +140,14 @@ STATUS_COLUMNS = (
     Column("POLLER", "poller"), Column("WATERMARK", lambda r: _second(r.get("watermark"))),
     Column("LAG", _lag, "right"), Column("LAST RUN", lambda r: _second(r.get("last_run"))),
     Column("OBJECTS", "objects_emitted", "right"), Column("LAST ERROR", _error),
+)
+
+
+SUBSCRIPTION_COLUMNS = (
+    Column("SUBSCRIPTION", "subscription"), Column("RECEIVED", "received", "right"),
+    Column("EMITTED", "emitted", "right"), Column("DEAD-LETTERED", "dead_lettered", "right"),
+    Column("REFUSED", "malformed", "right"), Column("QUEUE LAG", lambda r: f"{r['queue_lag']:.1f}s", "right"),
+    Column("LAST MESSAGE", lambda r: _second(r.get("last_received"))), Column("LAST ERROR", "last_error"),
 )
 
 

@@ -192,8 +192,10 @@ class Config(ConfigModel):
                         "remove one of them", "accounts", defaults[1], "default")
         if self.pollers or self.jobs or self.subscriptions:
             if self.state is None:
-                raise fail('missing required key "state"; pollers, jobs and subscriptions keep '
-                           "their state there: add state: {path: /var/lib/spd/state.db}")
+                what = ("pollers and jobs keep their watermarks" if not self.subscriptions else
+                        "pollers, jobs and subscriptions keep their state")
+                raise fail(f'missing required key "state"; {what} there: add state: '
+                           "{path: /var/lib/spd/state.db}")
             if not self.emitters:
                 raise fail("no emitters are configured; add at least one, such as out: {type: stdout}",
                            "emitters")

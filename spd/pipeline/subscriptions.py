@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -57,6 +57,22 @@ class SubscriptionStats:
     queue_lag: float = 0.0  # seconds: age of the oldest message in the last batch
     last_error: str | None = None
     last_received_at: float | None = None
+
+
+    def to_json(self) -> str:
+        """The counters as stored in the state (`spd status` reads them)."""
+        return orjson.dumps(asdict(self)).decode()
+
+    def add_saved(self, text: str) -> None:
+        """Continues the counters of an earlier run from their stored JSON (bad JSON is ignored)."""
+        try:
+            saved = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(saved, dict):
+            for key in ("received", "emitted", "dead_lettered", "malformed"):
+                if isinstance(saved.get(key), int):
+                    setattr(self, key, getattr(self, key) + saved[key])
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from spd.core.errors import IdentityChangedError
 
@@ -77,6 +77,18 @@ class ReportLedger(Protocol):
 
     async def moved(self, series: str, watermark: datetime) -> None:
         """The watermark moved forward: entries before it can never be listed again."""
+
+
+@runtime_checkable
+class MetaStore(Protocol):
+    """Text values by key beside the poller state (the subscriptions' counters `status` shows);
+    a backend without it keeps them in memory only."""
+
+    async def put_meta(self, key: str, value: str) -> None:
+        """Stores one text value by key."""
+
+    async def meta_items(self, prefix: str) -> dict[str, str]:
+        """Every value stored by `put_meta` whose key starts with `prefix`, by the rest of its key."""
 
 
 class StateBackend(Protocol):

@@ -333,6 +333,21 @@ class StateStore:
             rows = db.execute("SELECT poller FROM pollers ORDER BY poller").fetchall()
         return [r[0] for r in rows]
 
+    def _put_meta_now(self, key: str, value: str) -> None:
+        with self._sql() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    async def put_meta(self, key: str, value: str) -> None:
+        """Stores one value of the key-value `meta` table (subscription counters, for status)."""
+        await self._off_loop(self._put_meta_now, key, value)
+
+    async def meta_items(self, prefix: str) -> dict[str, str]:
+        """Every `meta` value whose key starts with `prefix`, by the rest of its key."""
+        with self._sql() as db:
+            rows = db.execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                              (len(prefix), prefix)).fetchall()
+        return {k[len(prefix):]: v for k, v in rows}
+
     def _write_now(self, sql: str, args: tuple[Any, ...], poller: str) -> None:
         with self._sql() as db:
             cur = db.execute(sql, args)
