@@ -119,7 +119,7 @@ def test_two_subscriptions_may_not_read_one_type_of_one_queue(tmp_path: Path, sq
 async def start(path: Path, recorder: RecordingEmitter | None = None) -> Runtime:
     config = load_config(path)
     store = StateStore(Path(config.state.path))
-    store.open()
+    await store.open()
     factory = None if recorder is None else (lambda name, cfg: recorder)
     runtime = Runtime(config, store, **({"emitter_factory": factory} if factory else {}))
     await runtime.start()
@@ -137,7 +137,7 @@ async def run_until(runtime: Runtime, predicate: Any, timeout: float = 30.0) -> 
         runtime.stop_pollers()
         await asyncio.wait(tasks, timeout=10)
         await runtime.close()
-        runtime.store.close()
+        await runtime.store.close()
 
 
 async def test_notifications_are_emitted_and_deleted_after_delivery(tmp_path: Path, sqs: MotoSqs) -> None:
@@ -209,7 +209,7 @@ async def test_a_refused_delivery_leaves_the_message_and_a_retry_goes_only_where
     path.write_text(text)
     config = load_config(path)
     store = StateStore(Path(config.state.path))
-    store.open()
+    await store.open()
     runtime = Runtime(config, store, emitter_factory=lambda name, cfg: {"good": good, "flaky": flaky}.get(name, good))
     await runtime.start()
     # the refused message comes back after the 10 s visibility timeout and is delivered then
@@ -337,3 +337,32 @@ def test_status_and_metrics_count_per_subscription_across_restarts(tmp_path: Pat
         assert stop_spd(proc) == 0
     text = run_spd("status", "-c", str(path)).stdout
     assert "subscription orders: 5 received, 4 emitted, 1 dead-lettered" in text
+
+
+def test_the_reconcile_poller_runs_at_once_when_the_queue_is_back(tmp_path: Path, sqs: MotoSqs,
+                                                                  sim_factory: Any) -> None:
+    sim = sim_factory(orders=50)
+    name = f"later-{time.time_ns()}"
+    queue = f"{sqs.url}/123456789012/{name}"  # not created yet: the subscription fails and retries
+    pollers = "\n".join(["pollers:", "  orders:", "    object: ordersV0.getOrders",
+                         "    timestamp_field: updated", "    interval: 1h", "    emitters: [archive]"])
+    sub = subscription_yaml("changes", sqs, queue, types=["ORDER_CHANGE"], emitters=["archive"],
+                            extra={"wait_time": "1s", "reconcile_with": "orders"})
+    path = write_subscription_config(tmp_path, account_yaml("sim", sim.url), [sub], pollers=pollers)
+
+    def last_run() -> str | None:
+        done = run_spd("status", "-c", str(path), "--json")
+        row = next((r for r in json.loads(done.stdout or "[]") if r.get("poller") == "orders"), None)
+        return row["last_run"] if row else None
+
+    proc = start_spd("run", "-c", str(path))
+    try:
+        first = wait_for(last_run, timeout=60)  # the first scheduled run; the next is an hour away
+        time.sleep(2)
+        assert last_run() == first
+        sqs.queue(name)  # the queue is back
+        wait_for(lambda: last_run() not in (None, first), timeout=40)
+    finally:
+        assert stop_spd(proc) == 0
+    log = proc.stderr.read().decode() if proc.stderr else ""
+    assert "reconcile_poller_triggered" in log and "subscription_failed" in log

@@ -12,6 +12,7 @@ BENCHES["scale"] = "tests.bench.scale"
 BENCHES["hostile"] = "tests.bench.hostile"
 BENCHES["parsers"] = "tests.bench.parsers"
 BENCHES["startup"] = "tests.bench.startup"
+BENCHES["push"] = "tests.bench.push"
 
 
 def main(argv: list[str]) -> int:
