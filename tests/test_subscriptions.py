@@ -22,6 +22,7 @@ from spd.state.store import StateStore
 from support.aws_peer import account_yaml
 from support.recording import RecordingEmitter
 from support.spd import read_jsonl, run_spd, start_spd, stop_spd, wait_for
+from support.terminal import run_spd_tty
 from support.sqs_peer import (MotoSqs, camel_notification, order_change, subscription_yaml,
                               write_subscription_config)
 from support.webhook_receiver import WebhookReceiver
@@ -77,7 +78,8 @@ def test_a_config_with_subscriptions_and_no_pollers_validates(tmp_path: Path, sq
     path = config_for(tmp_path, sqs, "http://127.0.0.1:1/123456789012/q")
     done = run_spd("validate", "-c", str(path))
     assert done.returncode == 0, done.stderr
-    assert "subscription orders: ORDER_CHANGE, LISTINGS_ITEM_STATUS_CHANGE from" in done.stdout
+    items = {i["what"]: i["detail"] for i in json.loads(done.stdout)["items"]}
+    assert items["subscription orders"].startswith("ORDER_CHANGE, LISTINGS_ITEM_STATUS_CHANGE from ")
     assert "spd-sqs-secret" not in done.stdout
 
 
@@ -335,8 +337,11 @@ def test_status_and_metrics_count_per_subscription_across_restarts(tmp_path: Pat
         wait_for(lambda: metric(metrics, "spd_notifications_emitted_total") == 4.0, timeout=30)
     finally:
         assert stop_spd(proc) == 0
-    text = run_spd("status", "-c", str(path)).stdout
-    assert "subscription orders: 5 received, 4 emitted, 1 dead-lettered" in text
+    table = run_spd_tty("status", "-c", str(path))  # a person's table
+    assert table.returncode == 0, table.text
+    header, row = [line for line in table.lines if line.strip()][-2:]
+    assert header.split()[:5] == ["SUBSCRIPTION", "RECEIVED", "EMITTED", "DEAD-LETTERED", "REFUSED"]
+    assert row.split()[:5] == ["orders", "5", "4", "1", "0"]
 
 
 def test_the_reconcile_poller_runs_at_once_when_the_queue_is_back(tmp_path: Path, sqs: MotoSqs,
