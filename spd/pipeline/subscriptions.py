@@ -230,18 +230,20 @@ class QueueConsumer:
         skipped for it."""
         messages = await self.build(route, items)
         ready = [(msg, m) for msg, m in messages if m is not None]
-        failures: list[BaseException] = []
-        for emitter in route.emitters:
+        # per SQS message rather than per batch (spd.pipeline.delivery keys pages): SQS regroups
+        # redelivered messages into other batches
+        async def one(emitter: Emitter) -> None:
             pending = [m for msg, m in ready if id(emitter) not in self.acked.get(msg.message_id, ())]
-            if not pending:
-                continue
-            try:
+            if pending:
                 await emitter.send(pending)
-            except SpdError as exc:
-                failures.append(exc)
-                continue
             for msg, _ in ready:
                 self.acked.setdefault(msg.message_id, set()).add(id(emitter))
+
+        results = await asyncio.gather(*(one(e) for e in route.emitters), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        unexpected = next((f for f in failures if not isinstance(f, SpdError)), None)
+        if unexpected is not None:
+            raise unexpected
         if len(self.acked) > MAX_ACKED:
             self.acked.clear()
         if failures:
