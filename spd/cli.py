@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end of the backfill (default: now)")
     p = command("demo", "demo", "run the daemon against the built-in simulator (no credentials needed)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--push", action="store_true",
+                   help="also read pushed ORDER_CHANGE notifications (moto's SQS on loopback; needs moto[server])")
     command("validate", "validate", "check a config and print what would run", config=True, output=True)
     command("status", "status", "one row per poller: state, watermark, lag, next run, last error",
             config=True, output=True)

@@ -103,7 +103,7 @@ def parse_when(option: str, value: str) -> datetime:
 def cmd_demo(args: argparse.Namespace) -> int:
     from spd.demo import run_demo  # the simulator and the daemon, for `spd demo` only
 
-    return run_demo(seconds=args.seconds)
+    return run_demo(seconds=args.seconds, push=args.push)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -5,11 +5,19 @@ packaged demo.yaml points at it, and the state lives in a temporary directory. T
 keeps creating and updating orders and purchase orders while the demo runs, so after the
 catch-up new objects arrive every few seconds. Objects go to stdout, one line each; the
 header, the "caught up" line and the closing summary go to stderr.
+
+`--push` adds push beside poll: moto's SQS server on loopback (`pip install 'moto[server]'`)
+stands in for Amazon SQS, the simulator publishes ORDER_CHANGE into its queue as Amazon's
+Notifications API would, the subscription is set up as `spd subscribe` does, and the pushed
+notifications print (as `push:order-changes`) seconds after each change, minutes before the
+poller sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
 import sys
 import tempfile
@@ -25,6 +33,8 @@ import orjson
 
 from spd.core.paths import dig
 from spd.app.daemon import Daemon
+from spd.app.subscribe import subscribe
+from spd.core.errors import UsageError
 from spd.config.model import Config, load_config
 from spd.core.logging import quiet_library_logs
 from spd.emitters.base import Emitter, Message
@@ -62,6 +72,9 @@ class Narrator:
         for name, poller in config.pollers.items():
             every = poller.interval.total_seconds()
             say(f"  {name:<14} {poller.object_type.name} every {every:g} s, by {poller.timestamp_field} time")
+        for name, sub in config.subscriptions.items():
+            say(f"  push:{name:<9} {', '.join(sub.notification_types)} from SQS (moto on loopback), "
+                f"reconciled by {sub.reconcile_with}")
         minutes = int(CATCH_UP.total_seconds() // 60)
         say(f"catching up from {minutes} minutes ago; one line per object on stdout")
 
@@ -110,6 +123,10 @@ class PrettyEmitter(Emitter):
     async def send(self, messages: list[Message]) -> None:
         for message in messages:
             doc = orjson.loads(message.body)
+            if "subscription" in doc:  # a pushed notification
+                self.narrator.emitted(f"push:{doc['subscription']}")
+                print(describe_notification(doc), file=self.out)
+                continue
             objects = doc["results"] if "results" in doc else [doc["data"]]
             for obj in objects:
                 self.narrator.emitted(doc["poller"])
@@ -138,6 +155,15 @@ def describe_object(doc: dict[str, Any], obj: dict[str, Any]) -> str:
     return f"{doc['poller']:<16} {oid:<22} {status:<18} {amount:<14} {when}"
 
 
+def describe_notification(doc: dict[str, Any]) -> str:
+    """`push:NAME  order id  status  type  event time` of a pushed notification."""
+    data = doc["data"] if isinstance(doc["data"], dict) else {}
+    change = data.get("OrderChangeNotification") or {}
+    oid = change.get("AmazonOrderId") or doc.get("notification_id") or "?"
+    status = (change.get("Summary") or {}).get("OrderStatus") or ""
+    return f"{'push:' + doc['subscription']:<16} {oid:<22} {status:<18} {doc['notification_type']:<14} {doc['event_time']}"
+
+
 def first(obj: dict[str, Any], *keys: str) -> Any:
     return next((obj[k] for k in keys if obj.get(k)), None)
 
@@ -147,16 +173,31 @@ def demo_settings(now: datetime) -> SimSettings:
     return SimSettings(orders=ORDERS, purchase_orders=PURCHASE_ORDERS, start=now - HISTORY, end=now)
 
 
-async def demo(seconds: float | None) -> int:
+async def demo(seconds: float | None, push: bool = False) -> int:
     """Starts the simulator, runs the daemon on demo.yaml, narrates, summarizes at the end."""
     now = datetime.now(timezone.utc)
-    async with Simulator(demo_settings(now)) as sim:
+    sqs = SqsPeer.start() if push else None
+    try:
+        return await _demo(now, seconds, sqs)
+    finally:
+        if sqs is not None:
+            sqs.stop()
+
+
+async def _demo(now: datetime, seconds: float | None, sqs: SqsPeer | None) -> int:
+    settings = demo_settings(now)
+    if sqs is not None:
+        settings = dataclasses.replace(settings, sqs_endpoint=sqs.url, sqs_keys=SQS_KEYS)
+    async with Simulator(settings) as sim:
         with tempfile.TemporaryDirectory(prefix="spd-demo-") as state_dir, \
-                as_file(files("spd._config") / "demo.yaml") as config_path:
+                as_file(files("spd._config") / "demo.yaml") as packaged:
             os.environ["SPD_SIM_URL"] = sim.url
             os.environ["SPD_STATE_DIR"] = state_dir
             os.environ["SPD_DEMO_START"] = (now - CATCH_UP).strftime("%Y-%m-%dT%H:%M:%SZ")
-            config = load_config(Path(config_path))  # the daemon loads it again; here: to name the pollers
+            config_path = Path(packaged)
+            if sqs is not None:
+                config_path = await with_subscription(config_path, Path(state_dir), sqs)
+            config = load_config(config_path)  # the daemon loads it again; here: to name the pollers
             narrator = Narrator(list(config.pollers))
             daemon = Daemon(Path(config_path), on_poll=narrator.polled,
                             emitter_factory=lambda name, _: PrettyEmitter(name, narrator))
@@ -169,7 +210,52 @@ async def demo(seconds: float | None) -> int:
     return code
 
 
-def run_demo(seconds: float | None = None) -> int:
-    """`spd demo [--seconds N]`."""
+SQS_KEYS = ("demo-key-id", "demo-secret", "us-east-1")
+
+
+@dataclass
+class SqsPeer:
+    """moto's SQS server on loopback with one queue: the demo's stand-in for Amazon SQS."""
+
+    server: Any
+    url: str
+    queue_url: str
+
+    @classmethod
+    def start(cls) -> SqsPeer:
+        try:
+            import boto3
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            raise UsageError("spd demo --push runs moto's SQS server on loopback: "
+                             "pip install 'moto[server]'") from None
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        sqs = boto3.client("sqs", endpoint_url=url, region_name=SQS_KEYS[2],
+                           aws_access_key_id=SQS_KEYS[0], aws_secret_access_key=SQS_KEYS[1])
+        return cls(server, url, sqs.create_queue(QueueName="spd-demo")["QueueUrl"])
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+async def with_subscription(packaged: Path, folder: Path, sqs: SqsPeer) -> Path:
+    """demo.yaml plus an ORDER_CHANGE subscription on the demo queue, reconciled by the orders
+    poller, set up in the simulator's Notifications API as `spd subscribe` does."""
+    keys = f"{{access_key_id: {SQS_KEYS[0]}, secret_access_key: {SQS_KEYS[1]}, region: {SQS_KEYS[2]}}}"
+    lines = ["", "subscriptions:", "  order-changes:", f"    queue_url: {sqs.queue_url}",
+             f"    endpoint_url: {sqs.url}", f"    aws: {keys}", "    notification_types: [ORDER_CHANGE]",
+             "    reconcile_with: orders", "    emitters: [out]", ""]
+    path = folder / "demo-push.yaml"
+    path.write_text(packaged.read_text() + "\n".join(lines))
+    await subscribe(load_config(path), "order-changes")
+    return path
+
+
+def run_demo(seconds: float | None = None, push: bool = False) -> int:
+    """`spd demo [--seconds N] [--push]`."""
     quiet_library_logs()
-    return asyncio.run(demo(seconds))
+    return asyncio.run(demo(seconds, push))

@@ -174,3 +174,14 @@ def test_simulator_pushes_order_changes_that_spd_run_emits_with_the_full_order(
 
     wait_for(announced, timeout=60)
     assert sim.get("/_sim/stats")["lwa"]["rdt_issued"] >= 1
+
+
+def test_demo_push_shows_pushed_notifications_beside_the_pollers() -> None:
+    done = run_spd("demo", "--push", "--seconds", "20", timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pushed = [line for line in done.stdout.splitlines() if line.startswith("push:order-changes ")]
+    polled = [line for line in done.stdout.splitlines() if line.startswith("orders ")]
+    assert pushed and polled, done.stdout[-2000:]
+    assert all(" ORDER_CHANGE " in line for line in pushed)
+    assert "push:order-changes ORDER_CHANGE from SQS" in done.stderr
+    assert "push:order-changes: " in done.stderr.strip().splitlines()[-1]  # counted in the summary
