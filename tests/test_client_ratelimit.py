@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from spd.client.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket, initial_limits
+from spd.client.ratelimit import DEFAULT_BURST, DEFAULT_RATE, SavedBuckets, TokenBucket, initial_limits
+from spd.core.typing import BucketLevel
 
 
 class FakeTime:
@@ -229,3 +230,68 @@ def test_initial_limits_from_usage_plan_then_default():
     assert initial_limits(account, _op(0.0167, 20)) == (0.0167, 20)
     assert initial_limits(account, _op(None, None)) == (DEFAULT_RATE, DEFAULT_BURST)
     assert (DEFAULT_RATE, DEFAULT_BURST) == (0.5, 1)
+
+
+# --- levels kept across reloads and restarts (issue 13 item 5) ---------------------------------
+
+
+class MemoryJournal:
+    """A QuotaJournal in memory that remembers every save."""
+
+    def __init__(self, levels: list[BucketLevel] | None = None) -> None:
+        self.levels = {(x.account, x.operation): x for x in levels or []}
+        self.saves: list[list[BucketLevel]] = []
+
+    async def load_bucket_levels(self) -> list[BucketLevel]:
+        return list(self.levels.values())
+
+    async def save_bucket_levels(self, levels: list[BucketLevel]) -> None:
+        self.saves.append(levels)
+        self.levels.update({(x.account, x.operation): x for x in levels})
+
+
+async def test_a_level_is_saved_before_the_takes_it_covers_never_above_the_real_one():
+    journal, wall = MemoryJournal(), FakeTime()
+    saved = SavedBuckets(journal, wall=wall.clock)
+    bucket, t = make_bucket(4.0, 6)
+    saved.attach("acme", "op", bucket)
+    for _ in range(20):
+        await bucket.acquire()
+        level = journal.levels[("acme", "op")]
+        assert level.tokens <= bucket.tokens() + 1e-9  # whenever the process dies, no bucket too full
+        assert level.rate == 4.0 and level.burst == 6
+    assert len(journal.saves) == 5  # a save covers ceil(rate * 1 s) = 4 takes
+
+
+async def test_a_restart_starts_from_the_saved_level_refilled_since_and_capped_at_the_burst():
+    wall = FakeTime()
+    journal = MemoryJournal([BucketLevel("acme", "op", 0.5, 5, -1.0, wall.now - 4.0)])
+    saved = SavedBuckets(journal, wall=wall.clock)
+    await saved.load()
+    bucket, t = make_bucket(0.5, 5)
+    saved.attach("acme", "op", bucket)
+    assert bucket.tokens() == pytest.approx(1.0)  # -1 + 4 s * 0.5/s
+    wall.now += 100
+    other, _ = make_bucket(0.5, 5)
+    saved.attach("acme", "op", other)
+    assert other.tokens() == 5.0  # never above the burst
+    fresh, _ = make_bucket(0.5, 5)
+    saved.attach("acme", "other-op", fresh)
+    assert fresh.tokens() == 5.0  # nothing saved: full, as Amazon's new bucket
+    await saved.save_all({("acme", "op"): bucket})
+    assert journal.levels[("acme", "op")].tokens == pytest.approx(1.0)  # exact at close
+
+
+async def test_a_rate_change_or_a_429_saves_again_before_the_next_take():
+    journal = MemoryJournal()
+    saved = SavedBuckets(journal, wall=FakeTime().clock)
+    bucket, t = make_bucket(10.0, 10)
+    saved.attach("acme", "op", bucket)
+    await bucket.acquire()
+    assert len(journal.saves) == 1
+    bucket.set_rate(2.0)
+    await bucket.acquire()
+    assert len(journal.saves) == 2 and journal.levels[("acme", "op")].rate == 2.0
+    bucket.drain()
+    await bucket.acquire()
+    assert len(journal.saves) == 3 and journal.levels[("acme", "op")].tokens <= 0.0

@@ -1,5 +1,5 @@
 """The state interface, written once and run against every backend (tests/support/state_backends):
-watermarks, page checkpoints, counters, identity, reset, and the report ledger."""
+watermarks, page checkpoints, counters, identity, reset, the report ledger and rate-limit levels."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from spd.core.errors import IdentityChangedError, StateError
+from spd.core.typing import BucketLevel
 from spd.state.backend import MAX_ERROR_CHARS, StateBackend
 from support.state_backends import BACKENDS, open_backend
 
@@ -187,3 +188,17 @@ async def test_done_reports_pruned_forward_and_forgotten_after_a_reset(store: St
     assert await ledger.done_ids("settle", T0 + timedelta(days=2)) == {"r1", "r2", "r3"}
     assert await ledger.done_ids("settle", T0 + timedelta(hours=12)) == set()
     assert await ledger.done_ids("other", T0) == set()
+
+
+# -- rate-limit bucket levels ------------------------------------------------------------------
+
+
+async def test_bucket_levels_are_kept_per_bucket(store: StateBackend) -> None:
+    assert await store.load_bucket_levels() == []
+    a = BucketLevel("acme", "ordersV0.getOrders", 0.0167, 20, 12.5, 1_700_000_000.25)
+    b = BucketLevel("acme", "raw", 0.5, 1, -2.0, 1_700_000_001.0)  # below zero: takes reserved
+    await store.save_bucket_levels([a, b])
+    newer = BucketLevel("acme", "ordersV0.getOrders", 0.02, 20, 3.0, 1_700_000_005.5)
+    await store.save_bucket_levels([newer])
+    await store.save_bucket_levels([])
+    assert await store.load_bucket_levels() == [newer, b]

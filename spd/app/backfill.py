@@ -17,6 +17,7 @@ from pathlib import Path
 
 from spd.core.errors import UsageError
 from spd.core.times import format_ts
+from spd.core.typing import BucketLevel
 from spd.pipeline.operation_fetch import OperationFetch
 from spd.pipeline.poller import Poller
 from spd.pipeline.series import Batch, FetchStrategy, Series, WindowRun
@@ -159,3 +160,9 @@ class BackfillStore:
 
     async def reset(self, poller: str, to: datetime, identity: str | None = None) -> None:
         await self._store.reset(self._key(poller), to, identity)
+
+    async def load_bucket_levels(self) -> list[BucketLevel]:
+        return await self._store.load_bucket_levels()  # quota is the account's, not the poller's
+
+    async def save_bucket_levels(self, levels: list[BucketLevel]) -> None:
+        await self._store.save_bucket_levels(levels)

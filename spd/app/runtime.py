@@ -54,7 +54,7 @@ class Runtime:
         catalog = load_catalog()
         check_config(self.config, catalog)
         await self.check_identities()
-        self.client = SpClient(self.config.accounts, catalog)
+        self.client = SpClient(self.config.accounts, catalog, journal=self.store)  # quota kept across restarts
         await self.client.start()
         for name, settings in self.config.emitters.items():
             emitter = self.emitter_factory(name, settings)

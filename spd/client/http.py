@@ -35,10 +35,12 @@ from spd.client.ratelimit import (
     DEFAULT_BURST,
     DEFAULT_GUARD,
     DEFAULT_RATE,
+    QuotaJournal,
+    SavedBuckets,
     TokenBucket,
     initial_limits,
 )
-from spd.core.errors import ApiError, AuthError, UsageError
+from spd.core.errors import ApiError, AuthError, SpdError, UsageError
 from spd.core.typing import Account
 
 log = structlog.get_logger(__name__)
@@ -103,6 +105,7 @@ class SpClient(DocumentDownloads):
         backoff_cap: float = 30.0,
         max_retry_after: float = 300.0,
         guard: float = DEFAULT_GUARD,
+        journal: QuotaJournal | None = None,
     ) -> None:
         self._accounts = accounts
         self._catalog = catalog
@@ -116,12 +119,15 @@ class SpClient(DocumentDownloads):
         self.max_retry_after = max_retry_after
         self._guard = guard
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._saved = SavedBuckets(journal) if journal is not None else None  # levels kept across restarts
         self.auth = LwaAuth(lambda: self.session)
         self.rdt = RestrictedTokens(self._create_rdt)
         self.signer = make_signer(accounts)
 
     async def start(self) -> None:
-        """Open the HTTP session (honours HTTP(S)_PROXY / NO_PROXY)."""
+        """Open the HTTP session (honours HTTP(S)_PROXY / NO_PROXY); read the saved bucket levels."""
+        if self._saved is not None:
+            await self._saved.load()
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 trust_env=True, timeout=self._timeout, headers={"User-Agent": self.user_agent}
@@ -129,7 +135,12 @@ class SpClient(DocumentDownloads):
             self._owns_session = True
 
     async def close(self) -> None:
-        """Cancel token refreshes in flight and close the session if we opened it."""
+        """Save the bucket levels, cancel token refreshes in flight, close the session if ours."""
+        if self._saved is not None and self._buckets:
+            try:
+                await self._saved.save_all(self._buckets)
+            except SpdError as exc:  # the levels saved before each take still hold: safe to go on
+                log.warning("rate_limit_levels_not_saved", error=str(exc))
         self.auth.close()
         self.rdt.close()
         if self.signer is not None:
@@ -211,7 +222,13 @@ class SpClient(DocumentDownloads):
         bucket = self._buckets.get(key)
         if bucket is None:
             rate, burst = initial_limits(self._account(account), op)
-            bucket = self._buckets[key] = TokenBucket(rate, burst, guard=self._guard)
+            bucket = self._new_bucket(key, rate, burst)
+        return bucket
+
+    def _new_bucket(self, key: tuple[str, str], rate: float, burst: int) -> TokenBucket:
+        bucket = self._buckets[key] = TokenBucket(rate, burst, guard=self._guard)
+        if self._saved is not None:
+            self._saved.attach(*key, bucket)
         return bucket
 
     def bucket_stats(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -232,7 +249,7 @@ class SpClient(DocumentDownloads):
     def _raw_bucket(self, account: str) -> TokenBucket:
         key = (account, RAW_BUCKET)
         if key not in self._buckets:
-            self._buckets[key] = TokenBucket(DEFAULT_RATE, DEFAULT_BURST, guard=self._guard)
+            self._new_bucket(key, DEFAULT_RATE, DEFAULT_BURST)
         return self._buckets[key]
 
     async def _execute(self, req: _Request, raise_errors: bool) -> Response:

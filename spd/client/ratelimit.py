@@ -7,14 +7,15 @@ polling sleep), waiters are served first come, first served, and a rate change w
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from spd.catalog.model import Operation
 from spd.client.observe import LatencyHistogram, quota_wait
-from spd.core.typing import Account
+from spd.core.typing import Account, BucketLevel
 
 DEFAULT_RATE = 0.5
 DEFAULT_BURST = 1
@@ -25,6 +26,9 @@ DEFAULT_BURST = 1
 # per request and capped at 2 % of the interval.
 DEFAULT_GUARD = 0.15  # tolerates 150 ms of jitter between our send and Amazon seeing it
 GUARD_SHARE = 0.02
+# A saved level covers the takes of about this long (at least one): one durable write a second
+# at most per bucket; after a crash the next start waits at most this long more than it must.
+JOURNAL_SECONDS = 1.0
 _EPSILON = 1e-9
 
 
@@ -66,6 +70,9 @@ class TokenBucket:
         self._wake: asyncio.Future[None] | None = None
         self._waiting = 0
         self.stats = BucketStats()
+        # Saves a level (tokens) before the takes it covers (SavedBuckets); None: not saved
+        self.journal: Callable[[TokenBucket, float], Awaitable[None]] | None = None
+        self._covered = 0  # takes the last saved level still covers
 
     @property
     def rate(self) -> float:
@@ -90,8 +97,9 @@ class TokenBucket:
 
     async def acquire(self) -> None:
         """Wait, in arrival order, until a token is available and take it (a wait counts on
-        the task's quota clock, spd.client.observe)."""
-        if not self._lock.locked() and self.delay() == 0:
+        the task's quota clock, spd.client.observe). With a journal, a level is saved first
+        whenever the last one no longer covers this take."""
+        if not self._lock.locked() and self.delay() == 0 and (self.journal is None or self._covered > 0):
             self._take()
             return
         self._waiting += 1
@@ -100,9 +108,25 @@ class TokenBucket:
                 async with self._lock:
                     while (wait := self.delay()) > 0:
                         await self._sleep(wait)
+                    if self.journal is not None and self._covered <= 0:
+                        await self._save_ahead(self.journal)
                     self._take()
         finally:
             self._waiting -= 1
+
+    async def _save_ahead(self, journal: Callable[[TokenBucket, float], Awaitable[None]]) -> None:
+        """Saves the level as if the next `reserve` takes had happened already: until they have,
+        the saved level is never above the real one, whenever the process dies."""
+        reserve = max(1, min(self._burst, math.ceil(self._rate * JOURNAL_SECONDS)))
+        await journal(self, self.tokens() - reserve)
+        self._covered = reserve
+
+    def restore(self, level: BucketLevel, now: float) -> None:
+        """Starts from a saved level (taken at wall time `level.at`; `now` is wall time too),
+        refilled at its rate since; never above this bucket's burst."""
+        elapsed = max(0.0, now - level.at)
+        self._tokens = min(float(self._burst), level.tokens + elapsed * level.rate)
+        self._stamp = self._clock()
 
     def try_acquire(self) -> bool:
         """Take a token if one is available now and nobody is waiting."""
@@ -117,6 +141,7 @@ class TokenBucket:
             return False
         self._refill(self._clock())  # tokens earned so far count at the old rate
         self._rate = float(rate)
+        self._covered = 0  # the saved level refills at the old rate: save again before a take
         self._wake_waiter()
         return True
 
@@ -126,6 +151,7 @@ class TokenBucket:
         self._refill(now)
         self._tokens = 0.0
         self._stamp = max(self._stamp, now)
+        self._covered = 0
 
     def snapshot(self) -> dict[str, Any]:
         """Rate, burst, available tokens, waiters and counters, for metrics and `status`."""
@@ -151,6 +177,7 @@ class TokenBucket:
         self._refill(now)
         was_full = self._tokens >= self._burst - _EPSILON
         self._tokens -= 1.0
+        self._covered -= 1
         if was_full and self._guard > 0:
             self._stamp = now + self._guard_for_this_take()
 
@@ -198,3 +225,44 @@ def initial_limits(account: Account, op: Operation) -> tuple[float, int]:
     if not rate or rate <= 0:
         return DEFAULT_RATE, int(burst or DEFAULT_BURST)
     return float(rate), max(int(burst or DEFAULT_BURST), 1)
+
+
+class QuotaJournal(Protocol):
+    """Where bucket levels are kept across reloads and restarts (spd.state.backend.StateBackend)."""
+
+    async def load_bucket_levels(self) -> list[BucketLevel]: ...
+
+    async def save_bucket_levels(self, levels: list[BucketLevel]) -> None: ...
+
+
+class SavedBuckets:
+    """The client's buckets kept in a QuotaJournal: a new bucket starts from its saved level,
+    a level is saved before the takes it covers, and every exact level at close (a reload
+    starts where the old config stopped)."""
+
+    def __init__(self, journal: QuotaJournal, wall: Callable[[], float] = time.time) -> None:
+        self.journal = journal
+        self.wall = wall
+        self.saved: dict[tuple[str, str], BucketLevel] = {}
+
+    async def load(self) -> None:
+        self.saved = {(x.account, x.operation): x for x in await self.journal.load_bucket_levels()}
+
+    def attach(self, account: str, operation: str, bucket: TokenBucket) -> None:
+        """Restores `bucket` from its saved level, if any, and saves its levels from now on."""
+        level = self.saved.get((account, operation))
+        if level is not None:
+            bucket.restore(level, self.wall())
+
+        async def save(b: TokenBucket, tokens: float) -> None:
+            await self.journal.save_bucket_levels([self.level(account, operation, b, tokens)])
+
+        bucket.journal = save
+
+    def level(self, account: str, operation: str, bucket: TokenBucket, tokens: float) -> BucketLevel:
+        return BucketLevel(account, operation, bucket.rate, bucket.burst, tokens, self.wall())
+
+    async def save_all(self, buckets: dict[tuple[str, str], TokenBucket]) -> None:
+        """Every bucket's level as it is now (nothing is sent any more)."""
+        await self.journal.save_bucket_levels(
+            [self.level(account, op, bucket, bucket.tokens()) for (account, op), bucket in buckets.items()])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 JsonObject = dict[str, Any]
@@ -70,3 +71,16 @@ class Account(Protocol):
     def aws(self) -> AwsRole | None: ...
     @property
     def rate_limits(self) -> Mapping[str, RateLimit]: ...
+
+
+@dataclass(frozen=True)
+class BucketLevel:
+    """A rate-limit bucket's level at a wall-clock time, as the state keeps it across restarts.
+    `tokens` may be below zero: takes the client reserved before sending them."""
+
+    account: str
+    operation: str  # "api.operation", or "raw" for requests that match no operation
+    rate: float  # tokens per second when the level was taken
+    burst: int
+    tokens: float
+    at: float  # epoch seconds

@@ -1,7 +1,7 @@
 """The state interface: what every backend (SQLite today, PostgreSQL next) offers the pipeline.
 
 One narrow async interface over every table spd keeps: poller watermarks and page checkpoints,
-the report ledger (`StateBackend.ledger`) and the daemon lock. A second backend implements these
+the report ledger (`StateBackend.ledger`), the rate-limit bucket levels and the daemon lock. A second backend implements these
 two Protocols; the storage tests (tests/test_state_backends.py) run once per backend. The values
 shared by every backend (the row types, how times are stored) live here too.
 """
@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from spd.core.errors import IdentityChangedError
+from spd.core.typing import BucketLevel
 
 MAX_ERROR_CHARS = 500
 
@@ -92,8 +93,8 @@ class MetaStore(Protocol):
 
 
 class StateBackend(Protocol):
-    """Poller state: watermarks, page checkpoints, counters, the report ledger and the daemon
-    lock. Writes return once durable. Failures are StateError (damaged: exit 78) or
+    """Poller state: watermarks, page checkpoints, counters, the report ledger, rate-limit
+    bucket levels and the daemon lock. Writes return once durable. Failures are StateError (damaged: exit 78) or
     StateWriteError (cannot write now: exit 1), one line each."""
 
     @property
@@ -155,6 +156,13 @@ class StateBackend(Protocol):
 
     async def delete(self, poller: str) -> bool:
         """Forgets a poller entirely; True when it had state."""
+
+    async def load_bucket_levels(self) -> list[BucketLevel]:
+        """The rate-limit bucket levels last saved, one per (account, operation)."""
+
+    async def save_bucket_levels(self, levels: list[BucketLevel]) -> None:
+        """Replaces the saved level of each bucket named (the others stay); durable on return,
+        so a restart after a crash starts no bucket fuller than Amazon's."""
 
 
 def to_iso(dt: datetime) -> str:

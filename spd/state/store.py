@@ -28,8 +28,10 @@ import structlog
 
 from spd.core.errors import StateError, StateWriteError
 from spd.core.redaction import redact
+from spd.core.typing import BucketLevel
 from spd.state.backend import PollerState, check_identity, from_iso, one_line, to_iso
 from spd.state.files import DaemonLock, DiskReserve
+from spd.state.buckets import BUCKETS_TABLE, SqliteBuckets
 from spd.state.ledger import LEDGER_TABLES, SqliteLedger
 
 log = structlog.get_logger(__name__)
@@ -98,6 +100,7 @@ class StateStore:
         self._conn: sqlite3.Connection | None = None
         self._mutex = threading.RLock()
         self.ledger = SqliteLedger(self._sql)
+        self.buckets = SqliteBuckets(self._sql)
 
     @property
     def where(self) -> str:
@@ -249,7 +252,7 @@ class StateStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            for table in LEDGER_TABLES:  # created lazily by spd before the state interface
+            for table in (*LEDGER_TABLES, BUCKETS_TABLE):  # created where missing
                 conn.execute(table)
             version = self._version(conn)
             self._check_version(version)
@@ -454,3 +457,14 @@ class StateStore:
             cur = db.execute("DELETE FROM pollers WHERE poller = ?", (poller,))
         return cur.rowcount > 0
 
+    async def load_bucket_levels(self) -> list[BucketLevel]:
+        """The rate-limit bucket levels last saved, one per (account, operation)."""
+        try:
+            return self.buckets.load()
+        except (TypeError, ValueError) as exc:
+            raise self._damaged(f"rate_limits has an unreadable value: {exc}") from None
+
+    async def save_bucket_levels(self, levels: list[BucketLevel]) -> None:
+        """Replaces the saved level of each bucket named; durable when it returns."""
+        if levels:
+            await self._off_loop(self.buckets.save, levels)
