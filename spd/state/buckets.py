@@ -42,5 +42,6 @@ class SqliteBuckets:
                                [(x.account, x.operation, x.rate, x.burst, x.tokens, x.at) for x in levels])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # a full disk may have rolled it back already
+                    db.execute("ROLLBACK")
                 raise
