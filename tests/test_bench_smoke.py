@@ -76,3 +76,11 @@ def test_parsers_compare_the_libraries_with_the_hand_written_code_on_the_same_in
     assert out["inbound_plan_body"]["refused_by_jsonschema"] == 0, out  # a valid body passes both
     if "sandbox_bodies" in out:  # with Amazon's models: both refuse the same examples
         assert out["sandbox_bodies"]["refused_by_jsonschema"] == out["sandbox_bodies"]["refused_by_handwritten"], out
+
+
+def test_push_measures_pushed_notifications_beside_the_poller() -> None:
+    out = bench("push", "--seconds", "15", "--interval", "5")
+    assert out["exit_code"] == 0, out
+    assert out["push"]["count"] > 0 and 0 < out["push"]["p50_s"] <= out["push"]["p99_s"], out
+    # the poller sees a change only after Amazon's 2-minute rule: nothing yet in 15 s
+    assert out["poll"]["count"] == 0, out

@@ -371,3 +371,19 @@ def test_the_reconcile_poller_runs_at_once_when_the_queue_is_back(tmp_path: Path
         assert stop_spd(proc) == 0
     log = proc.stderr.read().decode() if proc.stderr else ""
     assert "reconcile_poller_triggered" in log and "subscription_failed" in log
+
+
+async def test_a_role_arn_is_assumed_through_sts_before_reading_the_queue(tmp_path: Path, sqs: MotoSqs) -> None:
+    queue = sqs.queue()
+    sqs.send(queue, order_change("111-1", notification_id="via-role"))
+    path = config_for(tmp_path, sqs, queue, extra={"wait_time": "1s"})
+    role = "arn:aws:iam::123456789012:role/SpdQueueReader"
+    text = path.read_text().replace("region: us-east-1}", f"region: us-east-1, role_arn: \"{role}\", "
+                                                          f"sts_endpoint: \"{sqs.url}\"}}")
+    path.write_text(text)
+    runtime = await start(path)
+    queue_client = runtime.consumers["orders"].queue
+    out = tmp_path / "out" / "orders.jsonl"
+    await run_until(runtime, lambda: len(read_jsonl(out)) >= 1)
+    assert [line["notification_id"] for line in read_jsonl(out)] == ["via-role"]
+    assert queue_client._roles is not None and queue_client._roles.assumed == 1  # moto's STS answered
