@@ -112,9 +112,7 @@ class AccountConfig(ConfigModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if not REGION_RE.fullmatch(value):
-            raise fail(f"{show(value)} is not an AWS region; use one such as us-east-1")
-        return value
+        return check_region(value)
 
     @field_validator("rate_limits", mode="before")
     @classmethod
@@ -128,6 +126,13 @@ class AccountConfig(ConfigModel):
     def base_url(self) -> str:
         """The SP-API base URL the endpoint names, without a trailing slash."""
         return ENDPOINTS[self.endpoint][0] if self.endpoint in ENDPOINTS else self.endpoint
+
+
+def check_region(value: str) -> str:
+    """An AWS region name such as us-east-1 (a validation error otherwise)."""
+    if not REGION_RE.fullmatch(value):
+        raise fail(f"{show(value)} is not an AWS region; use one such as us-east-1")
+    return value
 
 
 def _region_for(endpoint: str) -> str:

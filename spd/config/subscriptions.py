@@ -18,7 +18,7 @@ from spd.client.rdt import DATA_ELEMENTS
 from spd.core.errors import SpdError
 from spd.core.fields import (ConfigModel, FilePath, Interval, Secret, Text, UniqueTexts, Url, check_url,
                              fail, show)
-from spd.config.sections import REGION_RE
+from spd.config.sections import check_region
 
 NOTIFICATION_TYPE_RE = re.compile(r"[A-Z][A-Z0-9_]*")
 # SQS allows a visibility timeout of 0 s .. 12 h; spd keeps it between these (it extends it
@@ -41,16 +41,7 @@ class SqsAwsConfig(ConfigModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if not REGION_RE.fullmatch(value):
-            raise fail(f"{show(value)} is not an AWS region; use one such as us-east-1")
-        return value
-
-
-def _notification_type(value: Any) -> Any:
-    if isinstance(value, str) and not NOTIFICATION_TYPE_RE.fullmatch(value):
-        raise fail(f"{show(value)} is not a notification type; write it as Amazon does, such as "
-                   "ORDER_CHANGE or REPORT_PROCESSING_FINISHED")
-    return value
+        return check_region(value)
 
 
 RestrictedElement = Literal[DATA_ELEMENTS]  # type: ignore[valid-type]  # the Tokens API's data elements
@@ -91,11 +82,9 @@ class SubscriptionConfig(ConfigModel):
     @classmethod
     def _types(cls, value: list[str]) -> list[str]:
         for i, item in enumerate(value):
-            try:
-                _notification_type(item)
-            except Exception:
+            if not NOTIFICATION_TYPE_RE.fullmatch(item):
                 raise fail(f"{show(item)} is not a notification type; write it as Amazon does, such "
-                           "as ORDER_CHANGE or REPORT_PROCESSING_FINISHED", i) from None
+                           "as ORDER_CHANGE or REPORT_PROCESSING_FINISHED", i)
         return value
 
     @field_validator("visibility_timeout")
