@@ -162,3 +162,25 @@ async def test_revoked_refresh_token_is_invalid_grant(sim, catalog):
     async with SpClient({"acme": account(sim, refresh_token="Atzr|revoked")}, catalog) as client:
         with pytest.raises(AuthError, match=r"\(invalid_grant\)$"):
             await client.call("acme", op, orders_params())
+
+
+async def test_requests_beyond_the_in_flight_cap_wait_without_timing_out(catalog):
+    """Thousands of pollers due at once: requests queue before the wire, and each one's timeout
+    starts when it goes out, so a slow SP-API makes them wait, not fail."""
+    from spd.client import http
+
+    settings = SimSettings(orders=0, purchase_orders=0, live=False, rate_limit=False, latency_ms=1000)
+    limits = {"ordersV0.getOrders": SimpleNamespace(rate=1000.0, burst=1000)}
+    calls = 4 * http.MAX_IN_FLIGHT
+    op = catalog.operation("ordersV0", "getOrders")
+    async with Simulator(settings) as sim:
+        # 3 rounds of 1 s in the pool of 128 would exceed a 2.5 s timeout that counted the wait
+        async with SpClient({"acme": account(sim, rate_limits=limits)}, catalog, timeout=2.5,
+                            max_attempts=1) as client:
+            await client.call("acme", op, orders_params())  # the LWA token, once
+            began = time.monotonic()
+            replies = await asyncio.gather(*(client.call("acme", op, orders_params())
+                                             for _ in range(calls)))
+            elapsed = time.monotonic() - began
+    assert [r.status for r in replies] == [200] * calls
+    assert elapsed >= 3.0  # they did queue: at most MAX_IN_FLIGHT at a time

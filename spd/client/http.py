@@ -49,6 +49,12 @@ USER_AGENT = f"spd/{__version__} (Language=Python)"
 RATE_HEADER = "x-amzn-RateLimit-Limit"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
 RAW_BUCKET = "raw"
+# SP-API requests on the wire at once. Beyond it a request waits here rather than in aiohttp's
+# connection pool, whose wait would count against its timeout: thousands of pollers due at once
+# would otherwise time out before sending. The pool keeps a few connections beyond this for LWA,
+# Restricted Data Tokens and document downloads.
+MAX_IN_FLIGHT = 96
+POOL_SIZE = 128
 
 
 @dataclass
@@ -120,6 +126,7 @@ class SpClient(DocumentDownloads):
         self._guard = guard
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._saved = SavedBuckets(journal) if journal is not None else None  # levels kept across restarts
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.auth = LwaAuth(lambda: self.session)
         self.rdt = RestrictedTokens(self._create_rdt)
         self.signer = make_signer(accounts)
@@ -130,7 +137,8 @@ class SpClient(DocumentDownloads):
             await self._saved.load()
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                trust_env=True, timeout=self._timeout, headers={"User-Agent": self.user_agent}
+                trust_env=True, timeout=self._timeout, headers={"User-Agent": self.user_agent},
+                connector=aiohttp.TCPConnector(limit=POOL_SIZE),
             )
             self._owns_session = True
 
@@ -353,10 +361,11 @@ class SpClient(DocumentDownloads):
     async def _send(self, req: _Request, headers: dict[str, str]) -> Response:
         started = time.monotonic()
         try:
-            reply = await send_credentialed(
-                self.session, req.method, URL(req.url, encoded=True), data=req.body,
-                headers=headers, timeout=self._timeout, limit=transport.MAX_RESPONSE_BYTES,
-            )  # fmt: skip
+            async with self._in_flight:  # the timeout starts once the request can go out
+                reply = await send_credentialed(
+                    self.session, req.method, URL(req.url, encoded=True), data=req.body,
+                    headers=headers, timeout=self._timeout, limit=transport.MAX_RESPONSE_BYTES,
+                )  # fmt: skip
         except BodyTooLarge as exc:  # the same request would get the same answer: no retry
             raise ApiError(f"{req.label}: {exc}; refused (Amazon's replies are at most 10 MB)",
                            retriable=False) from None

@@ -28,6 +28,10 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     length = response.content_length
     if length is not None and length > limit:
         raise BodyTooLarge(limit)
+    if length is not None and response.headers.get("Content-Encoding", "identity") == "identity":
+        # The parser reads exactly Content-Length bytes of an uncompressed body: one read, no
+        # copies (a compressed body may inflate beyond its length, so it is counted chunk by chunk).
+        return await response.read()
     body = bytearray()
     async for chunk in response.content.iter_chunked(_CHUNK):
         body += chunk
