@@ -42,6 +42,10 @@ from spd.state.store import StateStore
 log = structlog.get_logger("spd.app.daemon")
 
 FIRST_RUN_SPREAD = 5.0  # seconds; also the most jitter any run gets
+# Many pollers: their first runs (and so every later one, the interval keeps the phase) are spread
+# so that about this many start per second, at most over one interval; 10,000 pollers due in the
+# same 5 seconds would start seconds late and hold thousands of pages in memory at once.
+FIRST_RUNS_PER_SECOND = 100.0
 DRAIN_TIMEOUT = 15.0  # in-flight pages get this long to finish; with the emitters' bounded close
 # (CLOSE_TIMEOUT each) the whole stop stays under 30 s
 STATUS_INTERVAL = 5.0  # seconds between checks whether systemd's STATUS= line needs an update
@@ -114,15 +118,21 @@ class Daemon:
         """One interval job per poller and per job: one run at a time, missed runs coalesced,
         small jitter, first runs spread over a few seconds rather than all at once."""
         assert self.scheduler is not None
+        spread = (len(config.pollers) + len(config.jobs)) / FIRST_RUNS_PER_SECOND
         for name, poller in config.pollers.items():
-            self.add_interval_job(self.run_poller, name, name, poller.interval.total_seconds())
+            self.add_interval_job(self.run_poller, name, name, poller.interval.total_seconds(), spread)
         for name, job in config.jobs.items():  # ids cannot clash: names never contain ":"
-            self.add_interval_job(self.run_job, name, f"job:{name}", job.interval.total_seconds())
+            self.add_interval_job(self.run_job, name, f"job:{name}", job.interval.total_seconds(),
+                                  spread)
         self.push.start(config)
 
-    def add_interval_job(self, func: Any, name: str, job_id: str, seconds: float) -> None:
+    def add_interval_job(self, func: Any, name: str, job_id: str, seconds: float,
+                         spread: float = 0.0) -> None:
+        """Runs `func(name)` every `seconds` (with jitter), the first time within `spread`
+        seconds (at most one interval) or the jitter, whichever is longer."""
         jitter = min(FIRST_RUN_SPREAD, seconds * 0.05)
-        first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, jitter))
+        first_within = max(jitter, min(spread, seconds))
+        first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, first_within))
         self.scheduler.add_job(  # type: ignore[union-attr]
             func, "interval", seconds=seconds, args=[name], id=job_id, max_instances=1,
             coalesce=True, misfire_grace_time=None, jitter=jitter, next_run_time=first,
