@@ -1,4 +1,4 @@
-"""The file emitter: JSON lines appended to a templated path, fsynced once per `send`.
+"""The file emitter: JSON lines appended to a templated path, fsynced before `send` returns.
 
 Files are created mode 0600, in directories created 0700, and kept open (one handle per
 resolved path). SIGHUP (`reopen`) closes them so logrotate's renamed files are let go. A torn
@@ -18,6 +18,8 @@ import stat
 import string
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 TEMPLATE_FIELDS = ("poller", "object_type", "account", "date")
 MAX_OPEN_FILES = 256  # least recently used handles beyond this are closed (1,000 pollers)
+SYNC_THREADS = 16  # files of one batch fsynced at once
 _UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 _CHUNK = 65536
 
@@ -87,6 +90,15 @@ def _last_line_end(fd: int, size: int) -> int:
     return 0
 
 
+@dataclass
+class _Pending:
+    """One send waiting for its batch: its lines per file, its day, and its outcome."""
+
+    groups: dict[Path, list[bytes]]
+    date: str
+    done: asyncio.Future[None]
+
+
 class FileEmitter(Emitter):
     """Appends JSON lines to `path` (a template) with fsync per send by default."""
 
@@ -100,7 +112,10 @@ class FileEmitter(Emitter):
         self._uses_date = "{date}" in self.template
         self._handles: OrderedDict[Path, int] = OrderedDict()
         self._date: str | None = None
-        self._lock = asyncio.Lock()  # one send at a time, in order
+        self._lock = asyncio.Lock()  # one batch at a time, in order
+        self._queue: list[_Pending] = []  # sends waiting for the next batch
+        self._writer: asyncio.Future[None] | None = None
+        self._sync_pool: ThreadPoolExecutor | None = None  # parallel fsyncs of a batch
         self._io_lock = threading.Lock()  # guards handles between the I/O thread and reopen()
         self._reopen_pending = False
 
@@ -113,7 +128,12 @@ class FileEmitter(Emitter):
         return Path(self.template.format_map({k: safe_component(v) for k, v in values.items()}))
 
     async def send(self, messages: list[Message]) -> None:
-        """Appends the messages; returns after write, flush and (with `fsync`) fsync."""
+        """Appends the messages; returns after write, flush and (with `fsync`) fsync.
+
+        Sends that arrive while a batch is being written are written together next (group
+        commit): each file is appended to in arrival order and fsynced once per batch, the
+        files of one batch in parallel, so thousands of pollers sharing the emitter do not queue
+        behind one fsync each."""
         self._check_open()
         if not messages:
             return
@@ -124,24 +144,88 @@ class FileEmitter(Emitter):
             key = (m.poller, m.object_type, m.account)
             path = seen.get(key) or seen.setdefault(key, self.resolve(m, date))
             groups.setdefault(path, []).append(m.body)
-        async with self._lock:
-            # In a thread: fsync can take a long time and must not stall the other pollers.
-            await asyncio.to_thread(self._write_groups, groups, date)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(groups, date, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._drain())
+        await done
 
-    def _write_groups(self, groups: dict[Path, list[bytes]], date: str) -> None:
+    async def _drain(self) -> None:
+        """Writes the queued sends batch after batch until none is left."""
+        async with self._lock:
+            while self._queue:
+                batch = [p for p in self._take_batch() if not p.done.cancelled()]
+                if not batch:
+                    continue
+                try:
+                    # In a thread: fsync can take a long time and must not stall the pollers.
+                    errors = await asyncio.to_thread(self._write_batch, batch)
+                except BaseException as exc:  # a bug or cancellation: no send may hang
+                    for pending in batch:
+                        if not pending.done.done():
+                            pending.done.set_exception(exc)
+                    raise
+                for pending in batch:
+                    if pending.done.done():
+                        continue
+                    failed = next((errors[p] for p in pending.groups if p in errors), None)
+                    if failed is None:
+                        pending.done.set_result(None)
+                    else:
+                        pending.done.set_exception(failed)
+
+    def _take_batch(self) -> list[_Pending]:
+        """The queued sends of the same day as the oldest one, in arrival order."""
+        date = self._queue[0].date
+        batch = [p for p in self._queue if p.date == date]
+        self._queue = [p for p in self._queue if p.date != date]
+        return batch
+
+    def _write_batch(self, batch: list[_Pending]) -> dict[Path, DeliveryError]:
+        """Appends every send of `batch` (one day), then fsyncs each file once; the error of
+        each path that failed."""
+        merged: dict[Path, list[bytes]] = {}
+        for pending in batch:
+            for path, bodies in pending.groups.items():
+                merged.setdefault(path, []).extend(bodies)
+        errors: dict[Path, DeliveryError] = {}
         with self._io_lock:
+            date = batch[0].date
             if self._reopen_pending or (self._uses_date and date != self._date):
                 self._close_all()  # SIGHUP came mid-send, or a new day: new files
                 self._reopen_pending = False
             self._date = date
             written = []
-            for path, bodies in groups.items():
-                fd = self._fd_for(path)
-                self._append(path, fd, b"\n".join(bodies) + b"\n")
+            for path, bodies in merged.items():
+                try:
+                    fd = self._fd_for(path)
+                    self._append(path, fd, b"\n".join(bodies) + b"\n")
+                except DeliveryError as exc:
+                    errors[path] = exc
+                    continue
                 written.append((path, fd))
             if self.fsync:
-                for path, fd in written:
-                    self._sync(path, fd)
+                errors.update(self._sync_each(written))
+            self._trim_handles()
+        return errors
+
+    def _sync_each(self, written: list[tuple[Path, int]]) -> dict[Path, DeliveryError]:
+        """fsyncs the written files, several at once when there are several (the filesystem
+        commits concurrent fsyncs together); the error of each that failed."""
+        def sync(item: tuple[Path, int]) -> DeliveryError | None:
+            try:
+                self._sync(*item)
+            except DeliveryError as exc:
+                return exc
+            return None
+
+        if len(written) <= 1:
+            results = [sync(item) for item in written]
+        else:
+            if self._sync_pool is None:
+                self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix=f"spd-fsync-{self.name}")
+            results = list(self._sync_pool.map(sync, written))
+        return {path: exc for (path, _), exc in zip(written, results) if exc is not None}
 
     def _fd_for(self, path: Path) -> int:
         fd = self._handles.get(path)
@@ -167,9 +251,13 @@ class FileEmitter(Emitter):
             os.close(fd)
             raise self._error(path, exc) from None
         self._handles[path] = fd
+        return fd
+
+    def _trim_handles(self) -> None:
+        """Closes the least recently used handles beyond MAX_OPEN_FILES (after a batch, whose
+        own handles must stay open until they are fsynced)."""
         while len(self._handles) > MAX_OPEN_FILES:
             os.close(self._handles.popitem(last=False)[1])
-        return fd
 
     def _repair(self, path: Path, fd: int) -> None:
         """Cuts a torn last line (no trailing newline) left by a crash mid-write."""
@@ -256,6 +344,9 @@ class FileEmitter(Emitter):
     async def _close(self) -> None:
         async with self._lock:
             await asyncio.to_thread(self._locked_close_all)
+        if self._sync_pool is not None:
+            self._sync_pool.shutdown(wait=False)
+            self._sync_pool = None
 
     def _locked_close_all(self) -> None:
         with self._io_lock:
