@@ -156,3 +156,27 @@ async def test_a_retried_page_goes_only_to_the_emitters_that_did_not_acknowledge
     pages = [m["page"] for m in healthy.messages]
     assert pages == sorted(set(pages))  # the healthy emitter got page 2 once, not three times
     assert [m["page"] for m in flaky.messages] == pages
+
+
+async def test_a_run_ends_once_it_reached_its_own_start_even_when_requests_are_slow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests slower than MIN_WINDOW (thousands of pollers, a slow API): each window ends at
+    its answer's time - lag, older than now - lag by the time it is delivered; the run stops at
+    its own start instead of chasing the clock forever, and the next run picks the rest up."""
+    import asyncio
+
+    from spd.pipeline import poller as poller_module, windows
+
+    for module in (poller_module, windows):
+        monkeypatch.setattr(module, "MIN_WINDOW", timedelta(milliseconds=50))
+    settings = SimSettings(orders=0, purchase_orders=200, start=NOW - timedelta(days=1), end=NOW,
+                           rate_limit=False, latency_ms=300)
+    async with Simulator(settings) as slow:
+        runtime, recorder = await make_runtime(tmp_path, slow, {
+            "object": "vendorOrders.getPurchaseOrders", "start_time": iso(NOW - timedelta(hours=2))})
+        try:
+            result = await asyncio.wait_for(runtime.pollers["p"].run(), 30)
+        finally:
+            await runtime.close()
+            await runtime.store.close()
+    assert result.caught_up and result.windows <= 2, result

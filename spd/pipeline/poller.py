@@ -29,8 +29,8 @@ from spd.core.errors import SpdError, describe_error
 from spd.core.times import format_ts, utcnow
 from spd.emitters.base import Emitter
 from spd.pipeline.delivery import PageDelivery
-from spd.pipeline.poller_support import (clamp_note, clamp_start, fan_out_markets, fold_fanned_out,
-                                         sync_fanned_out)
+from spd.pipeline.poller_support import (MIN_WINDOW, clamp_note, clamp_start, fan_out_markets,
+                                         fold_fanned_out, sync_fanned_out)
 from spd.pipeline.series import Batch, FetchStrategy, Series, WindowRun
 from spd.pipeline.types import PollStopped, RunResult, Window
 from spd.sources.object_type import ObjectType
@@ -122,6 +122,7 @@ class Poller:
                                   config_path=self.config_path)
         state = await self.clamp(series, state)
         result = RunResult(watermark=state.watermark, objects=done)
+        began = utcnow()
         try:
             while not self.stopping.is_set():
                 window = self.fetching.plan(series, state)
@@ -130,6 +131,9 @@ class Poller:
                     break
                 state = await self.run_window(series, state, window, result)
                 if result.capped or result.caught_up:
+                    break
+                if self.reached(state, began):
+                    result.caught_up = True  # what came since is the next run's
                     break
         except Exception as exc:
             if key != self.name:
@@ -175,6 +179,13 @@ class Poller:
         result.objects += len(batch.triples)
         if self.on_page is not None:
             self.on_page(series.key, result, batch.end)
+
+    def reached(self, state: PollerState, began: datetime) -> bool:
+        """Whether the watermark caught up with the run's own start - lag. Without this stop, a
+        run whose requests take longer than MIN_WINDOW (a slow API, thousands of pollers) would
+        chase the clock window after window and never end."""
+        newest = began - self.object_type.window.lag
+        return state.window_start is None and newest - state.watermark < MIN_WINDOW
 
     async def clamp(self, series: Series, state: PollerState) -> PollerState:
         """Moves a watermark older than the API reaches to the oldest accepted time (+ note)."""
