@@ -18,7 +18,10 @@ bursts, the p99 lateness of scheduled runs, starved pollers, 429s and fsyncs per
 - Starved: pollers none of whose scheduled runs began inside the idle window (which holds at
   least one interval, so each poller is due at least once).
 - fsyncs: the daemon runs under `strace -f --seccomp-bpf -e trace=fsync,fdatasync` (only those
-  calls stop the process), counted inside the idle window, per minute; `--no-strace` skips it.
+  calls stop the process), counted inside the idle window, per minute, apart for the state
+  database and the emitter's files; `--no-strace` skips it.
+- sim_cpu_share: the simulator's CPU share in the idle window; it shares the machine, and near
+  one core it is the simulator, not spd, that sets the pace.
 - 429s: the simulator's count of throttled requests over the whole run.
 - Peak RSS: VmHWM of the daemon process at the end.
 """
@@ -160,6 +163,14 @@ def run_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     return spans + [(began, float("inf")) for began in open_runs.values()]
 
 
+def durations(spans: list[tuple[float, float]], since: float, until: float) -> dict[str, Any]:
+    """p50/p99 seconds of the runs that began inside [since, until) (unfinished: infinite)."""
+    taken = [e - b for b, e in spans if since <= b < until]
+    p50, p99 = percentile(taken, 50), percentile(taken, 99)
+    return {"p50_s": None if p50 is None else round(p50, 2),
+            "p99_s": None if p99 is None else round(p99, 2)}
+
+
 def cpu_between_bursts(samples: list[tuple[float, float]], spans: list[tuple[float, float]]) -> dict[str, Any]:
     """CPU share over the sampled seconds in which no run was in flight (None when every
     second had one: the runs are spread over the whole interval, there are no bursts)."""
@@ -194,14 +205,16 @@ def starved(events: list[dict[str, Any]], pollers: int, since: float, until: flo
     return pollers - len(ran)
 
 
-def fsyncs(trace: Path, since: float, until: float) -> int:
-    """fsync/fdatasync calls in the strace output (`-ttt` epoch stamps) inside [since, until)."""
-    count = 0
+def fsyncs(trace: Path, since: float, until: float) -> dict[str, int]:
+    """fsync/fdatasync calls in the strace output (`-ttt` epoch stamps, `-y` paths) inside
+    [since, until): of the state database (its -wal included) and of the emitter's files."""
+    count = {"state": 0, "output": 0}
     with trace.open() as f:
         for line in f:
             parts = line.split(None, 2)
             if len(parts) == 3 and parts[2].startswith(("fsync(", "fdatasync(")):
-                count += since <= float(parts[1]) < until
+                if since <= float(parts[1]) < until:
+                    count["state" if "state.db" in parts[2] else "output"] += 1
     return count
 
 
@@ -235,13 +248,15 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool,
-        catch_up_timeout: float) -> dict[str, Any]:
+        catch_up_timeout: float, keep_log: Path | None) -> dict[str, Any]:
     with SimProcess() as sim:
+        assert sim.proc is not None
+        sim_proc = psutil.Process(sim.proc.pid)
         config, pollers = write_config(tmp, sim.url, accounts, interval)
         log_path, trace_path = tmp / "spd.log", tmp / "strace.out"
         cmd = [sys.executable, "-m", "tests.bench.scale", "--daemon", str(config)]
         if trace:
-            cmd = ["strace", "-f", "-qq", "--seccomp-bpf", "-ttt", "-e", "trace=fsync,fdatasync",
+            cmd = ["strace", "-f", "-qq", "-y", "--seccomp-bpf", "-ttt", "-e", "trace=fsync,fdatasync",
                    "-o", str(trace_path), *cmd]
         popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"))
         proc, logs = daemon_process(popen, trace), LogReader(log_path)
@@ -249,10 +264,10 @@ def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool,
         try:
             started = time.time()
             catch_up, caught_up = wait_catch_up(proc, logs, pollers, catch_up_timeout)
-            since = time.time()
+            since, sim_cpu0 = time.time(), sum(sim_proc.cpu_times()[:2])
             if caught_up == pollers:
                 samples = sample_cpu(proc, idle)
-            until = time.time()
+            until, sim_cpu1 = time.time(), sum(sim_proc.cpu_times()[:2])
             rss = peak_rss_mb(proc.pid) if proc.is_running() else 0.0
             logs.read()
         finally:
@@ -264,6 +279,8 @@ def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool,
                 proc.kill()
                 code = popen.wait(30)
         stats = sim.get("/_sim/stats")["operations"]
+    if keep_log is not None:
+        shutil.copyfile(log_path, keep_log)
     result: dict[str, Any] = {
         "bench": "scale", "accounts": accounts, "pollers": pollers, "interval_s": interval,
         "catch_up_s": round(catch_up, 1), "caught_up_pollers": caught_up,
@@ -278,7 +295,11 @@ def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool,
             "lateness_idle": lateness(logs.events, since, until),
             "lateness_catch_up": lateness(logs.events, started - 5, since),
             "starved_pollers": starved(logs.events, pollers, since, until),
-            "fsyncs_per_min": None if fsync_count is None else round(fsync_count * 60 / wall),
+            "run_duration": durations(run_spans(logs.events), since, until),
+            "fsyncs_per_min": None if fsync_count is None else
+            {k: round(v * 60 / wall) for k, v in fsync_count.items()},
+            # The simulator shares the machine: near 1.0 it, not spd, sets the pace.
+            "sim_cpu_share": round((sim_cpu1 - sim_cpu0) / (until - since), 3),
         })
     result.update({
         "warnings_errors": counts(logs.events), "exit_code": code,
@@ -299,13 +320,15 @@ def main(argv: list[str]) -> int:
                         help="idle window, seconds (default: interval + 10, so it holds one full "
                              "round of scheduled runs; a shorter one can hold none at all)")
     parser.add_argument("--no-strace", action="store_true", help="do not count fsyncs (no strace)")
+    parser.add_argument("--keep-log", type=Path, help="copy the daemon's JSON log here")
     parser.add_argument("--catch-up-timeout", type=float, default=900,
                         help="give up (and report how many pollers caught up) after this long")
     args = parser.parse_args(argv)
     trace = not args.no_strace and shutil.which("strace") is not None
     with tempfile.TemporaryDirectory() as tmp:
         idle = args.interval + 10.0 if args.idle is None else args.idle
-        result = run(args.accounts, args.interval, idle, Path(tmp), trace, args.catch_up_timeout)
+        result = run(args.accounts, args.interval, idle, Path(tmp), trace, args.catch_up_timeout,
+                     args.keep_log)
     print(orjson.dumps(result).decode(), flush=True)
     return 0
 
