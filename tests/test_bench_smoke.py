@@ -35,7 +35,7 @@ def test_throughput_runs_every_client_over_the_same_pages() -> None:
     sizes = [out[f"{c}_large"]["bytes_per_object"] for c in ("spd", "sp_api", "bare")]
     assert max(sizes) - min(sizes) <= 0.05 * max(sizes), out
     for mode in ("stdout", "file", "webhook"):
-        assert out[f"spd_individual_{mode}"]["objects"] == out["spd_small"]["objects"], out
+        assert abs(out[f"spd_individual_{mode}"]["objects"] - out["spd_small"]["objects"]) <= 3, out
     assert out["cpu_spd_over_sp_api"] > 0 and out["wall_spd_over_bare"] > 0, out
 
 
