@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -22,6 +23,7 @@ def first_runs(tmp_path: Path, pollers: int, interval: str) -> tuple[list[float]
     config = load_config(write_config(tmp_path, "http://127.0.0.1:9", {f"p{i}": spec for i in range(pollers)}))
     daemon = Daemon(config.path)
     daemon.scheduler = AsyncIOScheduler(timezone=timezone.utc)  # never started: nothing runs
+    daemon.runtime = SimpleNamespace(consumers={})  # type: ignore[assignment]  # no subscriptions
     began = time.monotonic()
     daemon.schedule(config)
     took = time.monotonic() - began
