@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
-from datetime import datetime
 from typing import Any
 from pathlib import Path
 
@@ -18,6 +16,9 @@ from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
 from spd.core.logging import configure_logging, quiet_library_logs
 from spd.core.redaction import redact
 from spd.app.backfill import Backfill, backfill_poller
+from spd.app.progress import LiveProgress, now_minus
+from spd.core.output import is_terminal
+from spd.pipeline.poller import Poller
 from spd.app.runtime import Runtime
 from spd.config.model import Config
 from spd.state.store import StateStore
@@ -52,16 +53,9 @@ async def catch_up(config_path: Path, names: list[str], backfill: Backfill | Non
             pollers = {n: runtime.pollers[n] for n in selected}
             if backfill is not None:
                 pollers = {n: backfill_poller(p, backfill) for n, p in pollers.items()}
-            if sys.stderr.isatty():
-                progress = Progress(sys.stderr)
-                for poller in pollers.values():
-                    poller.on_page = progress.update
-            results = await asyncio.gather(*(p.run() for p in pollers.values()),
-                                           return_exceptions=True)
+            results = await run_pollers(pollers, runtime, backfill)
         finally:
             await runtime.close()
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")  # clear the progress line
     failed = 0
     for name, result in zip(selected, results):
         if isinstance(result, (KeyboardInterrupt, SystemExit)):
@@ -78,22 +72,26 @@ async def catch_up(config_path: Path, names: list[str], backfill: Backfill | Non
     return EXIT_FAILURE if failed else 0
 
 
-class Progress:
-    """One line on a terminal, rewritten at most every half second: pages and objects per
-    poller and the end of the window each is in."""
+async def run_pollers(pollers: dict[str, Poller], runtime: Runtime,
+                      backfill: Backfill | None) -> list[Any]:
+    """Runs the pollers concurrently; on a terminal under live progress lines, with log lines
+    printed above them."""
+    async def run_all() -> list[Any]:
+        return await asyncio.gather(*(p.run() for p in pollers.values()), return_exceptions=True)
 
-    def __init__(self, out: Any) -> None:
-        self.out = out
-        self.seen: dict[str, str] = {}
-        self.last = 0.0
-
-    def update(self, key: str, result: Any, window_end: datetime) -> None:
-        self.seen[key] = f"{key} {result.objects} objects/{result.pages} pages to {format_ts(window_end)}"
-        now = time.monotonic()
-        if now - self.last >= 0.5:
-            self.last = now
-            self.out.write("\r\033[K" + "; ".join(self.seen.values()))
-            self.out.flush()
+    if not is_terminal(sys.stderr):
+        return await run_all()
+    client, log_config = runtime.client, runtime.config.log
+    try:
+        with LiveProgress(client.quota_waits if client else list) as progress:
+            configure_logging(log_config.level, log_config.format)  # into the live display's stderr
+            for name, poller in pollers.items():
+                until = backfill.until if backfill else None
+                progress.track(name, (lambda: until) if until else now_minus(poller.object_type.window.lag))
+                poller.on_page = progress.poller_page
+            return await run_all()
+    finally:
+        configure_logging(log_config.level, log_config.format)  # the terminal's stderr again
 
 
 def run_once(config_path: Path, names: list[str], backfill: Backfill | None = None) -> int:

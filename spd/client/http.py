@@ -24,7 +24,7 @@ from spd.client import encode as rsp
 from spd.catalog.model import Catalog, Operation, load_catalog
 from spd.client.auth import LwaAuth, make_signer
 from spd.client.documents import DocumentDownloads
-from spd.client.observe import quota_wait
+from spd.client.observe import QuotaWait, current_wait, quota_wait
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
 from spd.client import transport
@@ -234,7 +234,7 @@ class SpClient(DocumentDownloads):
         return bucket
 
     def _new_bucket(self, key: tuple[str, str], rate: float, burst: int) -> TokenBucket:
-        bucket = self._buckets[key] = TokenBucket(rate, burst, guard=self._guard)
+        bucket = self._buckets[key] = TokenBucket(rate, burst, guard=self._guard, name=key[1])
         if self._saved is not None:
             self._saved.attach(*key, bucket)
         return bucket
@@ -246,6 +246,11 @@ class SpClient(DocumentDownloads):
         for (account, key), bucket in self._buckets.items():
             stats.setdefault(account, {})[key] = bucket.snapshot()
         return stats
+
+    def quota_waits(self) -> list[QuotaWait]:
+        """Every wait for quota in progress, of any operation and account, longest first."""
+        waits = [current_wait(b) for b in self._buckets.values() if b.waiting and b.delay() > 0]
+        return sorted(waits, key=lambda w: -w.seconds)
 
     def _account(self, name: str) -> Any:
         acct = self._accounts.get(name)
@@ -329,7 +334,7 @@ class SpClient(DocumentDownloads):
             reason=reason, delay=round(delay, 3), request_id=request_id,
         )  # fmt: skip
         if delay > 0:
-            with quota_wait() if quota else contextlib.nullcontext():
+            with quota_wait(req.bucket) if quota else contextlib.nullcontext():
                 await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:

@@ -55,6 +55,7 @@ class TokenBucket:
         guard: float = DEFAULT_GUARD,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
+        name: str = "",
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError(f"token bucket needs rate > 0 and burst >= 1, got {rate}/{burst}")
@@ -73,6 +74,12 @@ class TokenBucket:
         # Saves a level (tokens) before the takes it covers (SavedBuckets); None: not saved
         self.journal: Callable[[TokenBucket, float], Awaitable[None]] | None = None
         self._covered = 0  # takes the last saved level still covers
+        self.name = name  # "API.OPERATION", for messages about waits
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a token now."""
+        return self._waiting
 
     @property
     def rate(self) -> float:
@@ -104,7 +111,7 @@ class TokenBucket:
             return
         self._waiting += 1
         try:
-            with quota_wait():
+            with quota_wait(self):
                 async with self._lock:
                     while (wait := self.delay()) > 0:
                         await self._sleep(wait)

@@ -1,0 +1,63 @@
+"""Progress you can trust (issue 13 item 3): real `spd` subprocesses on a pseudo-terminal against
+the simulator, whose token buckets are enforced (a request past the quota gets a 429)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from support.config import write_config
+from support.spd import iso, read_jsonl, run_spd
+from support.terminal import run_spd_tty
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+# the simulator's buckets: one request every 2 s
+SLOW = {"ordersV0.getOrders": (0.5, 1), "vendorOrders.getPurchaseOrders": (0.5, 1)}
+SLOW_ACCOUNT = ("    rate_limits: {ordersV0.getOrders: {rate: 0.5, burst: 1}, "
+                "vendorOrders.getPurchaseOrders: {rate: 0.5, burst: 1}}")
+
+
+def test_once_shows_pages_position_eta_and_quota_waits(tmp_path: Path, sim_factory: Any) -> None:
+    sim = sim_factory(orders=60, purchase_orders=20, start=NOW - timedelta(days=20), end=NOW,
+                      rate_limits=SLOW)
+    config = write_config(tmp_path, sim.url, {
+        "orders": {"object": "ordersV0.getOrders", "timestamp_field": "updated",
+                   "start_time": iso(NOW - timedelta(days=21)), "params": {"MaxResultsPerPage": 20}},
+        # windows of at most 7 days: the position moves window by window, with an ETA
+        "vendor": {"object": "vendorOrders.getPurchaseOrders", "timestamp_field": "updated",
+                   "start_time": iso(NOW - timedelta(days=21))}},
+        extra_account=SLOW_ACCOUNT, log="{level: info, format: json}")
+    result = run_spd_tty("once", "-c", str(config), timeout=120)
+    assert result.returncode == 0, result.text
+    text = result.text
+    # the live lines: pages, objects, position against the target with a share and an ETA
+    positions = re.findall(r"vendor: \d+ pages, \d+ objects, window to \S+Z, done to \S+Z of \S+Z \((\d+)%\)"
+                           r"(, ETA \d+[sm])?", text)
+    assert positions, text
+    assert any(eta for share, eta in positions if 0 < int(share) < 100), positions
+    assert re.search(r"orders: \d+ pages, \d+ objects, window to \S+Z, done to \S+Z of \S+Z", text), text
+    # the waits of every operation's token bucket, named as a person reads them
+    assert re.search(r"waiting \d+ s for ordersV0\.getOrders quota, 0\.5/s", text), text
+    assert re.search(r"waiting \d+ s for vendorOrders\.getPurchaseOrders quota, 0\.5/s", text), text
+    # log lines are whole lines: none is torn by the progress redraws
+    logs = [line for line in result.lines if '"event"' in line]
+    assert logs and all(line.startswith("{") and line.endswith("}") for line in logs), logs
+    for line in logs:
+        json.loads(line)
+    # the summary stays after the live lines are gone
+    assert any(re.fullmatch(r"orders: 6\d objects in \d+ pages, watermark \S+", line) for line in result.lines)
+    assert any(re.fullmatch(r"vendor: \d+ objects in [3-9] pages, watermark \S+", line) for line in result.lines)
+    assert len(read_jsonl(tmp_path / "out" / "orders.jsonl")) >= 60
+
+
+def test_once_without_a_terminal_prints_no_progress(tmp_path: Path, sim_factory: Any) -> None:
+    sim = sim_factory(orders=30, purchase_orders=5, start=NOW - timedelta(days=1), end=NOW, rate_limit=False)
+    config = write_config(tmp_path, sim.url, {
+        "orders": {"object": "ordersV0.getOrders", "start_time": iso(NOW - timedelta(days=2))}})
+    result = run_spd("once", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "ETA" not in result.stderr and "\x1b[" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("orders: 30 objects in ")
