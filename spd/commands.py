@@ -189,7 +189,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
                              args.restricted, validate=not args.no_validate)
     if req.validate:
         prepare(load_catalog(), req)  # bad parameters are reported before a config is needed
-    return _api_output(lambda config: exec_command(config, req, args.account), args)
+    return _api_output(lambda config: exec_command(config, req, args.account, summary=not args.json),
+                       args)
 
 
 def cmd_request(args: argparse.Namespace) -> int:

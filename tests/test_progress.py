@@ -61,3 +61,23 @@ def test_once_without_a_terminal_prints_no_progress(tmp_path: Path, sim_factory:
     assert result.returncode == 0, result.stderr
     assert "ETA" not in result.stderr and "\x1b[" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith("orders: 30 objects in ")
+
+
+def test_exec_all_pages_shows_progress_then_a_summary_table(tmp_path: Path, sim_factory: Any) -> None:
+    sim = sim_factory(orders=5, purchase_orders=12, start=NOW - timedelta(days=3), end=NOW, rate_limits=SLOW)
+    config = write_config(tmp_path, sim.url, extra_account=SLOW_ACCOUNT)
+    args = ("exec", "vendorOrders.getPurchaseOrders", "-p", "limit=4", "-p",
+            f"createdAfter={iso(NOW - timedelta(days=4))}", "-p", f"createdBefore={iso(NOW)}",
+            "--all-pages", "-c", str(config))
+    result = run_spd_tty(*args)
+    assert result.returncode == 0, result.text
+    assert re.search(r"vendorOrders\.getPurchaseOrders: [2-9] pages, \d+ objects", result.text), result.text
+    assert re.search(r"waiting \d+ s for vendorOrders\.getPurchaseOrders quota, 0\.5/s", result.text)
+    header = next(i for i, line in enumerate(result.lines) if line.startswith("OPERATION"))
+    assert re.split(r"\s{2,}", result.lines[header]) == ["OPERATION", "PAGES", "RESULTS", "SECONDS"]
+    row = re.split(r"\s{2,}", result.lines[header + 1].strip())
+    piped = run_spd(*args)  # a script reads the merged answer alone
+    assert piped.returncode == 0, piped.stderr
+    results = len(json.loads(piped.stdout)["payload"]["orders"])
+    assert results >= 12 and row[:3] == ["vendorOrders.getPurchaseOrders", str(-(-results // 4)), str(results)]
+    assert "OPERATION" not in piped.stderr and "waiting" not in piped.stderr

@@ -8,15 +8,19 @@ with every page goes through spd.pipeline.operations, which scheduled jobs use t
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
-from spd.catalog.model import load_catalog
+from spd.app.progress import LiveProgress
+from spd.catalog.model import Operation, load_catalog
 from spd.catalog.requests import ExecRequest, check_raw, prepare
 from spd.client.encode import api_error
 from spd.client.http import SpClient
 from spd.config.checks import check_sandbox_only
 from spd.config.model import Config
 from spd.config.secrets import register_config_secrets
+from spd.core.logging import configure_logging
+from spd.core.output import Column, is_terminal, print_table
 from spd.pipeline.operations import run_operation
 
 
@@ -26,16 +30,52 @@ def _client_for(config: Config, account: str | None) -> tuple[str, SpClient]:
     return name, SpClient({name: acct}, load_catalog())
 
 
-async def exec_command(config: Config, req: ExecRequest, account: str | None = None) -> Any:
-    """`spd exec`: validates first (no request for bad input), then calls; returns the body."""
+async def exec_command(config: Config, req: ExecRequest, account: str | None = None, *,
+                       summary: bool = True) -> Any:
+    """`spd exec`: validates first (no request for bad input), then calls; returns the body.
+    `--all-pages` on a terminal shows live progress and then, with `summary`, a table of it."""
     catalog = load_catalog()
     name, acct = config.account_for(account)
     check_sandbox_only(catalog.operation(req.api, req.operation), name, acct)
     op, params = prepare(catalog, req, list(acct.marketplace_ids or ()))
     name, client = _client_for(config, name)
     async with client:
-        return await run_operation(client, name, op, params, req,
-                                   progress=req.all_pages and sys.stderr.isatty())
+        if not (req.all_pages and is_terminal(sys.stderr)):
+            return await run_operation(client, name, op, params, req)
+        return await all_pages_with_progress(config, client, name, op, params, req, summary)
+
+
+async def all_pages_with_progress(config: Config, client: SpClient, account: str, op: Operation,
+                                  params: dict[str, Any], req: ExecRequest, summary: bool) -> Any:
+    """Every page under live progress lines (pages, results, quota waits), then a summary table
+    on stderr: stdout keeps the merged response alone."""
+    started, seen = time.monotonic(), {"pages": 0, "results": 0}
+    try:
+        with LiveProgress(client.quota_waits) as live:
+            configure_logging(*_log_settings(config))  # log lines go above the live lines
+            show = live.exec_page(op.name)
+
+            def hear(pages: int, results: int) -> None:
+                seen.update(pages=pages, results=results)
+                show(pages, results)
+
+            body = await run_operation(client, account, op, params, req, progress=hear)
+    finally:
+        configure_logging(*_log_settings(config))
+    if summary:
+        print_table([{"operation": op.name, **seen, "seconds": round(time.monotonic() - started, 1)}],
+                    SUMMARY_COLUMNS, stream=sys.stderr)
+    return body
+
+
+SUMMARY_COLUMNS = (Column("OPERATION", "operation"), Column("PAGES", "pages", "right"),
+                   Column("RESULTS", "results", "right"), Column("SECONDS", "seconds", "right"))
+
+
+def _log_settings(config: Config) -> tuple[str, str | None]:
+    """exec's logging: warnings (retries) and worse, unless debug or error is asked for."""
+    level = config.log.level if config.log.level in ("debug", "error") else "warning"
+    return level, config.log.format
 
 
 async def request_command(config: Config, method: str, path: str, body: Any = None, *,

@@ -7,7 +7,7 @@ position, the offset (spd.catalog.contract), and merges the results into the fir
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,12 +20,14 @@ from spd.core.errors import ApiError
 from spd.core.paths import dig
 from spd.sources.registry import next_page_params
 
+PageProgress = Callable[[int, int], None]  # (pages so far, results so far)
 MAX_PAGES = 100_000  # a server that never stops paging is a bug, not a reason to loop forever
 
 
 async def run_operation(client: SpClient, account: str, op: Operation, params: dict[str, Any],
-                        req: ExecRequest, *, progress: bool = False) -> Any:
-    """Calls `op` (every page with `all_pages`); returns the response body, pages merged."""
+                        req: ExecRequest, *, progress: PageProgress | None = None) -> Any:
+    """Calls `op` (every page with `all_pages`); returns the response body, pages merged.
+    `progress` hears (pages so far, results so far) after every page."""
     first = await _call(client, account, op, params, req)
     if not req.all_pages:
         return first.body
@@ -38,6 +40,7 @@ async def run_operation(client: SpClient, account: str, op: Operation, params: d
     merged = first.body
     results = dig(merged, pag.result_path or ())
     token, page, seen = dig(merged, pag.token_path), 1, set()
+    _progress(progress, page, results)
     while token:
         if token in seen or page >= MAX_PAGES:
             raise ApiError(f"{op.name}: the next token repeats after page {page}; stopped paging")
@@ -63,18 +66,21 @@ def _merge(results: Any, more: Any) -> None:
                 results[key] = values
 
 
-def _progress(enabled: bool, page: int, results: Any) -> None:
-    if not enabled:
-        return
+def count_results(results: Any) -> int:
+    """The results merged so far: a list's items, or the items of an object's lists."""
     if isinstance(results, dict):
-        count = sum(len(v) for v in results.values() if isinstance(v, list))
-    else:
-        count = len(results) if isinstance(results, list) else 0
-    print(f"page {page}: {count} results", file=sys.stderr, flush=True)
+        return sum(len(v) for v in results.values() if isinstance(v, list))
+    return len(results) if isinstance(results, list) else 0
+
+
+def _progress(progress: PageProgress | None, page: int, results: Any) -> None:
+    if progress is not None:
+        progress(page, count_results(results))
 
 
 async def _offset_pages(client: SpClient, account: str, op: Operation, params: dict[str, Any],
-                        req: ExecRequest, offset: Offset, first: Any, progress: bool) -> Any:
+                        req: ExecRequest, offset: Offset, first: Any,
+                        progress: PageProgress | None) -> Any:
     """Pages by position: the offset moves by the page size until the total is reached. With a
     result list the pages merge into the first; without one (label documents) the answer is the
     list of every page's body."""
