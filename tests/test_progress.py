@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from support.config import write_config
-from support.spd import iso, read_jsonl, run_spd
+from support.delivery import webhook
+from support.spd import iso, read_jsonl, run_spd, start_spd, stop_spd, wait_for
 from support.terminal import run_spd_tty
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -81,3 +82,42 @@ def test_exec_all_pages_shows_progress_then_a_summary_table(tmp_path: Path, sim_
     results = len(json.loads(piped.stdout)["payload"]["orders"])
     assert results >= 12 and row[:3] == ["vendorOrders.getPurchaseOrders", str(-(-results // 4)), str(results)]
     assert "OPERATION" not in piped.stderr and "waiting" not in piped.stderr
+
+
+def test_status_shows_what_a_running_daemon_does(tmp_path: Path, sim_factory: Any) -> None:
+    """Per poller: waiting for quota until T (with the operation and its rate), stalled: reason,
+    the lag behind now and the next run; idle once no daemon runs them."""
+    sim = sim_factory(orders=60, purchase_orders=5, start=NOW - timedelta(days=1), end=NOW,
+                      rate_limits={"ordersV0.getOrders": (0.05, 1)})  # a token every 20 s
+    hook = json.dumps(webhook("http://127.0.0.1:9/closed", max_retry_time="500ms"))
+    config = write_config(tmp_path, sim.url, {
+        "orders": {"object": "ordersV0.getOrders", "timestamp_field": "updated", "interval": "1m",
+                   "start_time": iso(NOW - timedelta(days=2)), "params": {"MaxResultsPerPage": 10},
+                   "emitters": ["archive"]},
+        "vendor": {"object": "vendorOrders.getPurchaseOrders", "timestamp_field": "updated",
+                   "interval": "1m", "start_time": iso(NOW - timedelta(days=2)), "emitters": ["hook"]}},
+        emitters={"archive": f'{{type: file, path: "{tmp_path}/out/{{poller}}.jsonl"}}', "hook": hook},
+        extra_account="    rate_limits: {ordersV0.getOrders: {rate: 0.05, burst: 1}}")
+    proc = start_spd("run", "-c", str(config))
+    try:
+        def rows() -> dict[str, Any]:
+            return {r["poller"]: r for r in json.loads(run_spd("status", "-c", str(config)).stdout)}
+
+        waiting = wait_for(lambda: (r := rows())["orders"]["state"].startswith("waiting for quota until")
+                           and r["vendor"]["state"].startswith("stalled: ") and r, timeout=60)
+        orders, vendor = waiting["orders"], waiting["vendor"]
+        assert re.fullmatch(r"waiting for quota until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", orders["state"])
+        assert re.fullmatch(r"waiting \d+ s for ordersV0\.getOrders quota, 0\.05/s", orders["waiting_for_quota"])
+        assert orders["next_run"] and orders["lag_seconds"] is not None
+        assert "127.0.0.1:9" in vendor["state"] and vendor["last_error"]
+        table = run_spd_tty("status", "-c", str(config)).lines
+        names = re.split(r"\s{2,}", next(line for line in table if line.startswith("POLLER")))
+        assert names == ["POLLER", "STATE", "WATERMARK", "LAG", "NEXT RUN", "LAST RUN", "OBJECTS", "LAST ERROR"]
+        row = next(line for line in table if line.startswith("orders "))
+        assert "waiting for quota until " in row
+        # one precision: every time in the table is to the second
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in
+                   re.findall(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "\n".join(table)))
+    finally:
+        assert stop_spd(proc) == 0
+    assert {r["state"] for r in json.loads(run_spd("status", "-c", str(config)).stdout)} == {"idle"}

@@ -21,6 +21,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from spd.app import systemd
+from spd.app.live import WRITE_INTERVAL as LIVE_INTERVAL, live_path, poller_now, write_live
 from spd.config.model import Config, load_config
 from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
@@ -70,6 +71,7 @@ class Daemon:
         self.exit_code = 0
         self._watchdog: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
+        self._live_task: asyncio.Task[None] | None = None  # `spd status` reads what it writes
         self._reloading = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads in flight (supervised)
         self.board = systemd.StatusBoard()
@@ -93,6 +95,7 @@ class Daemon:
         self.start_watchdog()
         await self.start_http()
         self.notify_ready()
+        self._live_task = asyncio.ensure_future(self._write_live_loop())
         if systemd.under_systemd():
             self._status_task = asyncio.ensure_future(self._refresh_status())
         log.info("daemon_started", pollers=sorted(self.config.pollers),
@@ -191,6 +194,7 @@ class Daemon:
         finally:
             self.inflight.pop(task, None)
             self.report_status()
+            self.write_live()
 
     def add_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -256,10 +260,12 @@ class Daemon:
         await self.drain()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        for task in (self._watchdog, self._status_task):
+        for task in (self._watchdog, self._status_task, self._live_task):
             if task is not None:
                 task.cancel()
         await self.push.stop()
+        if self.config is not None and self.config.state is not None:  # no daemon runs them now
+            live_path(self.config.state_path()).unlink(missing_ok=True)
         if self.runtime is not None:
             await self.runtime.close()
             self.runtime = None
@@ -361,21 +367,39 @@ class Daemon:
         return self.board.line(list(runtime.pollers), list(runtime.jobs), self.waiting_for_quota())
 
     def waiting_for_quota(self) -> set[str]:
-        """Pollers in flight whose operation's token bucket has a request waiting for a token."""
-        runtime = self.runtime
-        if runtime is None or runtime.client is None:
-            return set()
-        buckets = runtime.client.bucket_stats()
+        """Pollers in flight with a request waiting for quota, of any operation (their run's
+        quota clock, spd.client.observe)."""
         waiting = set()
         for key in self.inflight.values():
-            poller = runtime.pollers.get(key)
-            if poller is None:
-                continue
-            op = poller.operation
-            snap = buckets.get(poller.account_name, {}).get(f"{op.api}.{op.id}")
-            if snap and snap["waiting"] and snap["tokens"] < 1:
+            clock = self.liveness.quota_clock(key)
+            if clock is not None and clock.waiting:
                 waiting.add(key)
         return waiting
+
+    def write_live(self) -> None:
+        """Each poller's state and next run for `spd status` (spd.app.live); a write that fails
+        (a full disk) costs only that."""
+        runtime, config = self.runtime, self.config
+        if runtime is None or config is None or self.stopped.is_set():
+            return
+        running = set(self.inflight.values())
+        pollers = {name: poller_now(name, name in running, self.board, self.liveness,
+                                    self.next_run(name), self.board.reasons.get(name))
+                   for name in runtime.pollers}
+        try:
+            write_live(live_path(config.state_path()), pollers)
+        except OSError as exc:
+            log.debug("live_status_not_written", error=str(exc))
+
+    def next_run(self, job_id: str) -> datetime | None:
+        """When the scheduler runs `job_id` next."""
+        job = self.scheduler.get_job(job_id) if self.scheduler is not None else None
+        return job.next_run_time if job is not None else None
+
+    async def _write_live_loop(self) -> None:
+        while True:
+            self.write_live()
+            await asyncio.sleep(LIVE_INTERVAL)
 
     def notify_ready(self) -> None:
         """READY=1 with the current status line (at startup and after each reload)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from spd.app.live import PollerNow, live_path, read_live
 from spd.core.output import Column
 from spd.core.times import format_duration, format_ts, parse_instant, parse_ts, utcnow
 from spd.core.errors import SpdError, UsageError
@@ -30,9 +31,12 @@ async def collect_status(config: Config) -> list[dict[str, Any]]:
     path = config.state_path()
     states = await read_states(path) if path.exists() else {}
     counts = await read_subscription_counts(path) if path.exists() and config.subscriptions else {}
+    live = read_live(live_path(path)) or {}  # what a running daemon does now
     rows = []
     for name, cfg in config.pollers.items():
         row = status_row(name, cfg, states.get(name))
+        now = live.get(name, PollerNow("idle"))
+        row.update(state=now.describe(), waiting_for_quota=now.quota, next_run=now.next_run)
         series = [status_row(key, cfg, state) for key, state in states.items() if key.startswith(f"{name}@")]
         markets = [s for s in series if not s["poller"].startswith(f"{name}{BACKFILL}")]
         if len(markets) < len(series):  # `spd once --from --until`: its own rows, under the poller
@@ -87,9 +91,11 @@ def status_row(name: str, cfg: PollerConfig | None, state: PollerState | None) -
     """The status of one poller as a flat dict."""
     row: dict[str, Any] = {
         "poller": name,
+        "state": None,  # running, waiting for quota until T, stalled: reason, idle (spd.app.live)
         "object_type": cfg.object_type.name if cfg else None,
         "in_config": cfg is not None,
         "watermark": _ts(state.watermark) if state else (_ts(cfg.start_time) if cfg else None),
+        "lag_seconds": int((utcnow() - state.watermark).total_seconds()) if state else None,
         "window": [_ts(state.window_start), _ts(state.window_end)] if state and state.window_start else None,
         "page": state.page if state else 0,
         "last_run": _ts(state.last_run_at) if state else None,
@@ -121,10 +127,9 @@ def _second(value: str | None) -> str | None:
 
 def _lag(row: dict[str, Any]) -> str | None:
     """How far the watermark is behind now, to the second."""
-    if not row.get("watermark"):
+    if row.get("lag_seconds") is None:
         return None
-    behind = utcnow() - parse_ts(row["watermark"])
-    return format_duration(timedelta(seconds=max(int(behind.total_seconds()), 0)))
+    return format_duration(timedelta(seconds=max(row["lag_seconds"], 0)))
 
 
 def _error(row: dict[str, Any]) -> str | None:
@@ -137,8 +142,10 @@ def _error(row: dict[str, Any]) -> str | None:
 
 
 STATUS_COLUMNS = (
-    Column("POLLER", "poller"), Column("WATERMARK", lambda r: _second(r.get("watermark"))),
-    Column("LAG", _lag, "right"), Column("LAST RUN", lambda r: _second(r.get("last_run"))),
+    Column("POLLER", "poller"), Column("STATE", "state"),
+    Column("WATERMARK", lambda r: _second(r.get("watermark"))), Column("LAG", _lag, "right"),
+    Column("NEXT RUN", lambda r: _second(r.get("next_run"))),
+    Column("LAST RUN", lambda r: _second(r.get("last_run"))),
     Column("OBJECTS", "objects_emitted", "right"), Column("LAST ERROR", _error),
 )
 

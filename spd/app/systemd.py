@@ -67,15 +67,18 @@ class StatusBoard:
     """The outcome of each poller's and job's last run, rendered as one STATUS= line."""
 
     failed: dict[str, bool] = field(default_factory=dict)  # key -> stalled (an emitter refused)?
+    reasons: dict[str, str] = field(default_factory=dict)  # key -> the error of its failed run
     last_error: LastError | None = None
 
     def succeeded(self, key: str) -> None:
         """The run of `key` ("orders", "job:inventory") completed."""
         self.failed.pop(key, None)
+        self.reasons.pop(key, None)
 
     def failure(self, key: str, error: str, *, stalled: bool) -> None:
         """The run of `key` failed; `stalled` when an emitter could not deliver (watermark held)."""
         self.failed[key] = stalled
+        self.reasons[key] = " ".join(error.split())
         self.error(_label(key), error)
 
     def error(self, name: str, message: str) -> None:
