@@ -65,7 +65,8 @@ async def test_single_marketplace_types_fan_out_with_their_own_watermarks(tmp_pa
     assert parent.watermark == min(states[f"inv@{m}"].watermark for m in (US, CA))
     assert f"{US} at " in parent.note and f"{CA} at " in parent.note
     assert any(line.startswith("inv | ") and "per marketplace" in line for line in lines)
-    assert lines[0].split(" | ")[4] == str(len(recorder.messages))  # the marketplaces' sum
+    objects = [c.header for c in STATUS_COLUMNS].index("OBJECTS")
+    assert lines[0].split(" | ")[objects] == str(len(recorder.messages))  # the marketplaces' sum
     assert sorted(line.split(" | ")[0] for line in lines[1:3]) == sorted([f"  inv@{US}", f"  inv@{CA}"])
     assert not any("no longer in the config" in line for line in lines)
 

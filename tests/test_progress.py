@@ -110,11 +110,14 @@ def test_status_shows_what_a_running_daemon_does(tmp_path: Path, sim_factory: An
         assert re.fullmatch(r"waiting \d+ s for ordersV0\.getOrders quota, 0\.05/s", orders["waiting_for_quota"])
         assert orders["next_run"] and orders["lag_seconds"] is not None
         assert "127.0.0.1:9" in vendor["state"] and vendor["last_error"]
-        table = run_spd_tty("status", "-c", str(config)).lines
+        def table_while_waiting() -> list[str] | None:  # a token comes every 20 s: catch a wait
+            lines = run_spd_tty("status", "-c", str(config)).lines
+            return lines if any(line.startswith("orders ") and "waiting for quota until " in line
+                                for line in lines) else None
+
+        table = wait_for(table_while_waiting, timeout=60, interval=0.5)
         names = re.split(r"\s{2,}", next(line for line in table if line.startswith("POLLER")))
         assert names == ["POLLER", "STATE", "WATERMARK", "LAG", "NEXT RUN", "LAST RUN", "OBJECTS", "LAST ERROR"]
-        row = next(line for line in table if line.startswith("orders "))
-        assert "waiting for quota until " in row
         # one precision: every time in the table is to the second
         assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in
                    re.findall(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "\n".join(table)))
