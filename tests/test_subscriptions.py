@@ -387,3 +387,25 @@ async def test_a_role_arn_is_assumed_through_sts_before_reading_the_queue(tmp_pa
     await run_until(runtime, lambda: len(read_jsonl(out)) >= 1)
     assert [line["notification_id"] for line in read_jsonl(out)] == ["via-role"]
     assert queue_client._roles is not None and queue_client._roles.assumed == 1  # moto's STS answered
+
+
+def test_a_sighup_reload_keeps_reading_the_queue_and_the_counters(tmp_path: Path, sqs: MotoSqs) -> None:
+    queue = sqs.queue()
+    sqs.send(queue, order_change("111-1", notification_id="before-reload"))
+    path = config_for(tmp_path, sqs, queue, extra={"wait_time": "1s"})
+    out = tmp_path / "out" / "orders.jsonl"
+    proc = start_spd("run", "-c", str(path))
+    try:
+        wait_for(lambda: read_jsonl(out), timeout=30)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        sqs.send(queue, order_change("111-2", notification_id="after-reload"))
+        wait_for(lambda: len(read_jsonl(out)) >= 2, timeout=30)
+    finally:
+        assert stop_spd(proc) == 0
+    assert [line["notification_id"] for line in read_jsonl(out)] == ["before-reload", "after-reload"]
+    done = run_spd("status", "-c", str(path), "--json")
+    row = next(r for r in json.loads(done.stdout) if r.get("subscription") == "orders")
+    assert (row["received"], row["emitted"]) == (2, 2)  # not reset by the reload
+    log = proc.stderr.read().decode() if proc.stderr else ""
+    assert "config_reloaded" in log
