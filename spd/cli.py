@@ -17,6 +17,7 @@ from spd import __version__
 from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
 from spd.core.output import JSON_HELP
 from spd.core.redaction import debug_enabled, redact
+from spd.core.replica import publish_replica_id
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
 
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         split_operation(args)
         if "config" in args:
             args.config = args.config or os.environ.get("SPD_CONFIG") or DEFAULT_CONFIG
+            publish_replica_id()  # `${SPD_REPLICA_ID}` in the config names this replica
         from spd import commands  # after parsing: `spd --help` and usage errors load nothing else
 
         return commands.HANDLERS[args.handler](args)

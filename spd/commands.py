@@ -19,7 +19,8 @@ import orjson
 from spd.app.backfill import Backfill
 from spd.app.execute import exec_command, request_command
 from spd.app.once import run_once
-from spd.app.status import STATUS_COLUMNS, SUBSCRIPTION_COLUMNS, ResetPlan, collect_status, plan_reset, reset_poller, status_table
+from spd.app.status import (SUBSCRIPTION_COLUMNS, ResetPlan, collect_status, plan_reset, reset_poller,
+                            status_columns, status_table)
 from spd.app.subscribe import SUBSCRIBE_COLUMNS, list_subscriptions, subscribe, unsubscribe
 from spd.catalog import ops
 from spd.catalog.build import build_catalog, default_models_dir
@@ -122,11 +123,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = asyncio.run(collect_status(load(args)))
     subscriptions = [r for r in rows if "subscription" in r]
     if wants_json(args.json) or not subscriptions:
-        print_listing(rows, status_table(rows), STATUS_COLUMNS, json_flag=args.json,
+        print_listing(rows, status_table(rows), status_columns(rows), json_flag=args.json,
                       empty="no pollers configured")
         return 0
     if len(subscriptions) < len(rows):
-        print_table(status_table(rows), STATUS_COLUMNS)
+        print_table(status_table(rows), status_columns(rows))
     print_table(subscriptions, SUBSCRIPTION_COLUMNS)
     return 0
 

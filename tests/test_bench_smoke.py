@@ -84,3 +84,10 @@ def test_push_measures_pushed_notifications_beside_the_poller() -> None:
     assert out["push"]["count"] > 0 and 0 < out["push"]["p50_s"] <= out["push"]["p99_s"], out
     # the poller sees a change only after Amazon's 2-minute rule: nothing yet in 15 s
     assert out["poll"]["count"] == 0, out
+
+
+def test_cluster_measures_takeover_heartbeats_and_database_load() -> None:
+    out = bench("cluster", "--pollers", "15", "--window", "3")
+    assert out["accounts"] == 3 and out["takeover_accounts"] >= 1, out
+    assert 0 < out["takeover_s"] < 4 * out["lease_ttl_s"] and out["db_transactions_per_s"] > 0, out
+    assert out["heartbeat_ms_p50"] > 0 and out["heartbeat_over_select1"] > 1, out

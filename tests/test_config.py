@@ -91,7 +91,7 @@ def append(extra: str) -> Callable[[str], str]:
 
 BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
     ("unknown top-level key", append("colour: red\n"),
-     "colour (line 18): unknown key \"colour\"; allowed keys: state, log, http, accounts, emitters, "
+     "colour (line 18): unknown key \"colour\"; allowed keys: state, cluster, log, http, accounts, emitters, "
      "pollers, jobs, subscriptions"),
     ("unknown poller key", replace("    interval: 2m", "    intervall: 2m"),
      f'pollers.orders.intervall (line 16): unknown key "intervall"; allowed keys: {POLLER_KEYS}'),
@@ -671,7 +671,7 @@ def test_example_config_mentions_every_key() -> None:
               config_module.KafkaEmitterConfig, config_module.FileEmitterConfig, config_module.JobConfig,
               config_module.LogConfig, config_module.HttpConfig, config_module.RateLimitConfig,
               config_module.StateConfig, config_module.KafkaSaslConfig, config_module.KafkaSslConfig,
-              config_module.StdoutEmitterConfig]
+              config_module.StdoutEmitterConfig, config_module.ClusterConfig]
     missing = [f"{m.__name__}.{k}" for m in models for k in m.allowed_keys() if f"{k}:" not in text]
     assert missing == []
 

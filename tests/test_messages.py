@@ -129,3 +129,13 @@ def test_rfc3339(dt: datetime, text: str) -> None:
 
 def test_normalize_cursor_accepts_datetimes() -> None:
     assert normalize_cursor(datetime(2025, 1, 1, tzinfo=UTC)) == "2025-01-01T00:00:00Z"
+
+
+def test_every_message_of_a_page_shares_one_emitted_at_of_now() -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    objects = [(str(i), W0, {"n": i}) for i in range(100)]
+    messages = build_messages(poller="p", account="a", object_type="t", emit="individually",
+                              window=(W0, W1), page=1, objects=objects)
+    stamps = {_parse(m.body)["emitted_at"] for m in messages}
+    assert len(messages) == 100 and len(stamps) == 1
+    assert before <= datetime.fromisoformat(stamps.pop()) <= datetime.now(UTC)

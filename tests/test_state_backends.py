@@ -11,7 +11,7 @@ import pytest
 
 from spd.core.errors import IdentityChangedError, StateError
 from spd.core.typing import BucketLevel
-from spd.state.backend import MAX_ERROR_CHARS, StateBackend
+from spd.state.backend import MAX_ERROR_CHARS, MetaStore, StateBackend
 from support.state_backends import BACKENDS, open_backend
 
 UTC = timezone.utc
@@ -202,3 +202,13 @@ async def test_bucket_levels_are_kept_per_bucket(store: StateBackend) -> None:
     await store.save_bucket_levels([newer])
     await store.save_bucket_levels([])
     assert await store.load_bucket_levels() == [newer, b]
+
+
+async def test_meta_values_by_prefix(store: StateBackend) -> None:
+    assert isinstance(store, MetaStore)
+    await store.put_meta("subscription:a", "1")
+    await store.put_meta("subscription:b", "2")
+    await store.put_meta("subscription:a", "3")  # replaced
+    await store.put_meta("other:a", "4")
+    assert await store.meta_items("subscription:") == {"a": "3", "b": "2"}
+    assert await store.meta_items("none:") == {}

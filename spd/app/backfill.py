@@ -114,6 +114,9 @@ class BackfillStore:
     async def all(self) -> list[PollerState]:
         return await self._store.all()
 
+    async def lease_holders(self) -> dict[str, str]:
+        return await self._store.lease_holders()
+
     async def pollers(self) -> list[str]:
         return await self._store.pollers()
 

@@ -32,13 +32,15 @@ from spd.catalog.model import load_catalog
 from spd.app.health import STALL_INTERVALS, Liveness
 from spd.app.metrics import MetricsServer
 from spd.app.push import Push
-from spd.app.runtime import EmitterFactory, Runtime
+from spd.app.runtime import EmitterFactory, Runtime, drain_tasks
 from spd.client.observe import QUOTA_CLOCK
 from spd.config.checks import check_config
 from spd.emitters import build_emitter
 from spd.pipeline.types import RunResult
+from spd.app.cluster import Cluster
+from spd.app.placement import Placement
+from spd.app.state import open_state
 from spd.state.backend import StateBackend
-from spd.state.store import StateStore
 
 log = structlog.get_logger("spd.app.daemon")
 
@@ -65,6 +67,7 @@ class Daemon:
         self.config: Config | None = None  # set by start()
         self.store: StateBackend | None = None
         self.runtime: Runtime | None = None
+        self.placement = Placement(self)  # with state.url: the accounts this replica runs
         self.scheduler: AsyncIOScheduler | None = None
         self.inflight: dict[asyncio.Task[None], str] = {}  # run in flight -> poller name or "job:NAME"
         self.stopped = asyncio.Event()
@@ -84,12 +87,14 @@ class Daemon:
         """Opens everything in order and schedules the pollers; ready when it returns."""
         self.config = load_config(self.config_path)
         configure_logging(self.config.log.level, self.config.log.format)
-        self.store = store = StateStore(self.config.state_path(), daemon=True)
+        self.store = store = open_state(self.config, daemon=True)
         await store.open()
         self.runtime = await self.open_runtime(self.config)
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self.placement.prepare(store, self.config)
         self.schedule(self.config)
         self.scheduler.start()
+        await self.placement.join()
         if self.install_signals:
             self.add_signal_handlers()
         self.start_watchdog()
@@ -117,17 +122,24 @@ class Daemon:
     def _page_delivered(self, key: str, *_: object) -> None:
         self.liveness.progressed(key.partition("@")[0])  # "orders@MARKETPLACE" is poller orders
 
-    def schedule(self, config: Config) -> None:
+    def schedule(self, config: Config, accounts: set[str] | None = None, *, now: bool = False) -> None:
         """One interval job per poller and per job: one run at a time, missed runs coalesced,
-        small jitter, first runs spread over a few seconds rather than all at once."""
+        small jitter, first runs spread over a few seconds rather than all at once (`now`: at
+        once). In a cluster, only those of the accounts this replica holds (or of `accounts`)."""
         assert self.scheduler is not None
         spread = (len(config.pollers) + len(config.jobs)) / FIRST_RUNS_PER_SECOND
+        if accounts is None:  # the whole config (start, reload): its subscriptions' queues too
+            self.push.start(config)
+            accounts = self.placement.accounts()
+        else:  # an account this replica just took: at once
+            spread = 0.0
         for name, poller in config.pollers.items():
-            self.add_interval_job(self.run_poller, name, name, poller.interval.total_seconds(), spread)
+            if accounts is None or poller.account in accounts:
+                self.add_interval_job(self.run_poller, name, name, poller.interval.total_seconds(), spread)
         for name, job in config.jobs.items():  # ids cannot clash: names never contain ":"
-            self.add_interval_job(self.run_job, name, f"job:{name}", job.interval.total_seconds(),
-                                  spread)
-        self.push.start(config)
+            if accounts is None or job.account in accounts:
+                self.add_interval_job(self.run_job, name, f"job:{name}", job.interval.total_seconds(),
+                                      spread)
 
     def add_interval_job(self, func: Any, name: str, job_id: str, seconds: float,
                          spread: float = 0.0) -> None:
@@ -142,10 +154,17 @@ class Daemon:
             replace_existing=True,
         )
 
+    @property
+    def cluster(self) -> Cluster | None:
+        """This replica's cluster membership (with state.url), else None."""
+        return self.placement.cluster
+
     async def run_poller(self, name: str) -> None:
         """One scheduled poller run; errors are recorded and logged, the next run tries again."""
         runtime = self.runtime
         if runtime is None or name not in runtime.pollers or self.stopped.is_set():
+            return
+        if not self.placement.runs_here(runtime.pollers[name].account_name):
             return
         QUOTA_CLOCK.set(self.liveness.quota_clock(name))  # this run's task and those it starts
         async with self.tracked("poll", name, poller=name):
@@ -161,6 +180,8 @@ class Daemon:
         """One scheduled job run: call the operation, emit the result; failures wait for the next run."""
         runtime = self.runtime
         if runtime is None or name not in runtime.jobs or self.stopped.is_set():
+            return
+        if self.config is not None and not self.placement.runs_here(self.config.jobs[name].account):
             return
         async with self.tracked("job", f"job:{name}", job=name):
             await runtime.jobs[name].run()
@@ -241,14 +262,7 @@ class Daemon:
         """Stops the pollers after their page in flight; cancels what is still running after the timeout."""
         if self.runtime is not None:
             self.runtime.stop_pollers()
-        pending = set(self.inflight)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning("work_abandoned", tasks=len(late))
-                await asyncio.wait(late, timeout=2)
+        await drain_tasks(set(self.inflight), DRAIN_TIMEOUT)
 
     async def close(self) -> None:
         """Stop scheduling → drain in-flight pages → flush and close emitters → close state."""
@@ -264,8 +278,9 @@ class Daemon:
             if task is not None:
                 task.cancel()
         await self.push.stop()
-        if self.config is not None and self.config.state is not None:  # no daemon runs them now
-            live_path(self.config.state_path()).unlink(missing_ok=True)
+        if self.config is not None and self.config.state is not None and self.config.state.path:
+            live_path(self.config.state_path()).unlink(missing_ok=True)  # no daemon runs them now
+        await self.placement.leave()  # after the drain: no page of this replica is in flight
         if self.runtime is not None:
             await self.runtime.close()
             self.runtime = None
@@ -321,6 +336,7 @@ class Daemon:
             config = self.config
             self.runtime = await self.open_runtime(config)  # if this fails too: _reload_done
         self.config = config
+        self.placement.reconfigure(config)
         self.schedule(config)
         log.info("config_reloaded", pollers=sorted(config.pollers))
 
@@ -380,8 +396,8 @@ class Daemon:
         """Each poller's state and next run for `spd status` (spd.app.live); a write that fails
         (a full disk) costs only that."""
         runtime, config = self.runtime, self.config
-        if runtime is None or config is None or self.stopped.is_set():
-            return
+        if runtime is None or config is None or self.stopped.is_set() or not config.state_config().path:
+            return  # (replicas on PostgreSQL have no state file to write it beside)
         running = set(self.inflight.values())
         pollers = {name: poller_now(name, name in running, self.board, self.liveness,
                                     self.next_run(name), self.board.reasons.get(name))

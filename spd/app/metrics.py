@@ -35,17 +35,40 @@ class DaemonCollector:
         runtime, store = self.daemon.runtime, self.daemon.store
         states: dict[str, PollerState | None] = {}
         if runtime is not None and store is not None:
-            for name in list(runtime.pollers):
-                try:
-                    states[name] = await store.get(name)
-                except SpdError:  # a damaged or unreadable state: the poller is failing
-                    states[name] = None
+            try:  # one query, whatever the number of pollers
+                saved = {s.poller: s for s in await store.all()}
+            except SpdError:  # a damaged or unreadable state: every poller is failing
+                saved = {}
+            states = {name: saved.get(name) for name in runtime.pollers}
         self.states = states
 
     def collect(self) -> Iterator[Metric]:
         yield from self.poller_metrics()
         yield from self.request_metrics()
         yield from self.subscription_metrics()
+        yield from self.cluster_metrics()
+
+    def cluster_metrics(self) -> Iterator[Metric]:
+        """With state.url: this replica's leases, takeovers and heartbeats."""
+        cluster = self.daemon.cluster
+        if cluster is None:
+            return
+        labels = ["replica"]
+        held = GaugeMetricFamily("spd_cluster_leases_held", "Account leases this replica holds", labels=labels)
+        held.add_metric([cluster.replica], len(cluster.held))
+        takeovers = CounterMetricFamily("spd_cluster_takeovers", "Expired leases of other replicas taken over",
+                                        labels=labels)
+        takeovers.add_metric([cluster.replica], cluster.stats.takeovers)
+        failed = CounterMetricFamily("spd_cluster_heartbeats_failed", "Heartbeats that could not reach the database",
+                                     labels=labels)
+        failed.add_metric([cluster.replica], cluster.stats.failed_heartbeats)
+        lag = GaugeMetricFamily("spd_cluster_heartbeat_lag_seconds",
+                                "Seconds since the last heartbeat that renewed the leases", labels=labels)
+        lag.add_metric([cluster.replica], cluster.heartbeat_lag() or 0.0)
+        round_trip = GaugeMetricFamily("spd_cluster_heartbeat_seconds", "How long the last heartbeat took",
+                                       labels=labels)
+        round_trip.add_metric([cluster.replica], cluster.stats.last_duration)
+        yield from (held, takeovers, failed, lag, round_trip)
 
     def poller_metrics(self) -> Iterator[Metric]:
         runtime = self.daemon.runtime

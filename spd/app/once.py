@@ -21,7 +21,7 @@ from spd.core.output import is_terminal
 from spd.pipeline.poller import Poller
 from spd.app.runtime import Runtime
 from spd.config.model import Config
-from spd.state.store import StateStore
+from spd.app.state import open_state
 
 log = structlog.get_logger("spd.app.once")
 
@@ -43,7 +43,7 @@ async def catch_up(config_path: Path, names: list[str], backfill: Backfill | Non
     config = load_config(config_path)
     configure_logging(config.log.level, config.log.format)
     selected = select_pollers(config, names)
-    async with StateStore(config.state_path(), daemon=True) as store:
+    async with open_state(config, daemon=True, alone=True) as store:
         runtime = Runtime(config, store)
         try:
             await runtime.start()

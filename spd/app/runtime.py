@@ -76,6 +76,14 @@ class Runtime:
         for name, cfg in self.config.pollers.items():
             await self.store.ensure(name, cfg.identity(), cfg.start_time, config_path=str(self.config.path))
 
+    def account_stopping(self, account: str, stopping: bool) -> set[str]:
+        """Asks the account's pollers to stop after their page in flight (or lets them run
+        again); returns the scheduler keys of its pollers and jobs (`job:NAME`)."""
+        keys = {n for n, p in self.config.pollers.items() if p.account == account}
+        for name in keys & set(self.pollers):
+            (self.pollers[name].stopping.set if stopping else self.pollers[name].stopping.clear)()
+        return keys | {f"job:{n}" for n, j in self.config.jobs.items() if j.account == account}
+
     def stop_pollers(self) -> None:
         """Asks every poller to stop after the page in flight."""
         for poller in self.pollers.values():
@@ -102,3 +110,17 @@ class Runtime:
         if self.client is not None:
             await self.client.close()
             self.client = None
+
+
+async def drain_tasks(pending: set[asyncio.Task[None]], timeout: float) -> None:
+    """Waits up to `timeout` for the runs in flight, then cancels the rest."""
+    if not pending:
+        return
+    late = pending
+    if timeout > 0:
+        _, late = await asyncio.wait(pending, timeout=timeout)
+    for task in late:
+        task.cancel()
+    if late:
+        log.warning("work_abandoned", tasks=len(late))
+        await asyncio.wait(late, timeout=2)

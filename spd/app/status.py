@@ -18,26 +18,29 @@ from spd.core.redaction import redact
 from spd.config.model import Config, PollerConfig
 from spd.config.secrets import register_config_secrets
 from spd.app.push import SUBSCRIPTION_KEY
-from spd.state.backend import PollerState
-from spd.state.store import StateStore
+from spd.app.state import open_state
+from spd.state.backend import MetaStore, PollerState
 
 BACKFILL = "@backfill:"  # the state rows of `spd once --from --until` (spd.app.backfill)
 
 
 async def collect_status(config: Config) -> list[dict[str, Any]]:
     """One row per configured poller (and per orphaned state row), JSON-able, no secrets.
-    The state file is only read: a missing one is not created, an old one not migrated."""
+    The state is only read: a missing file is not created, an old one not migrated, and a
+    shared database is read without joining its cluster. `replica`: who runs the poller."""
     register_config_secrets(config)  # errors written by an older spd may still hold one
-    path = config.state_path()
-    states = await read_states(path) if path.exists() else {}
-    counts = await read_subscription_counts(path) if path.exists() and config.subscriptions else {}
-    live = read_live(live_path(path)) or {}  # what a running daemon does now
+    states, holders = await read_states(config)
+    counts = await read_subscription_counts(config) if config.subscriptions else {}
+    path = config.state_config().path
+    live = (read_live(live_path(Path(path))) if path else None) or {}  # what a running daemon does now
     rows = []
     for name, cfg in config.pollers.items():
-        row = status_row(name, cfg, states.get(name))
+        replica = holders.get(cfg.account)
+        row = status_row(name, cfg, states.get(name), replica)
         now = live.get(name, PollerNow("idle"))
         row.update(state=now.describe(), waiting_for_quota=now.quota, next_run=now.next_run)
-        series = [status_row(key, cfg, state) for key, state in states.items() if key.startswith(f"{name}@")]
+        series = [status_row(key, cfg, state, replica) for key, state in states.items()
+                  if key.startswith(f"{name}@")]
         markets = [s for s in series if not s["poller"].startswith(f"{name}{BACKFILL}")]
         if len(markets) < len(series):  # `spd once --from --until`: its own rows, under the poller
             row["backfills"] = [s for s in series if s not in markets]
@@ -54,16 +57,23 @@ async def collect_status(config: Config) -> list[dict[str, Any]]:
     return rows
 
 
-async def read_states(path: Path) -> dict[str, PollerState]:
-    """Every saved poller state, by name, read without writing anything."""
-    async with StateStore(path, readonly=True) as store:
-        return {s.poller: s for s in await store.all()}
+async def read_states(config: Config) -> tuple[dict[str, PollerState], dict[str, str]]:
+    """Every saved poller state by name, and the replica holding each account, read without
+    writing anything (no state file yet: nothing)."""
+    state = config.state_config()
+    if state.path is not None and not Path(state.path).exists():
+        return {}, {}
+    async with open_state(config, readonly=True) as store:
+        return {s.poller: s for s in await store.all()}, await store.lease_holders()
 
 
-async def read_subscription_counts(path: Path) -> dict[str, str]:
+async def read_subscription_counts(config: Config) -> dict[str, str]:
     """The subscriptions' counters the daemon saved, by subscription, read without writing."""
-    async with StateStore(path, readonly=True) as store:
-        return await store.meta_items(SUBSCRIPTION_KEY)
+    state = config.state_config()
+    if state.path is not None and not Path(state.path).exists():
+        return {}
+    async with open_state(config, readonly=True) as store:
+        return await store.meta_items(SUBSCRIPTION_KEY) if isinstance(store, MetaStore) else {}
 
 
 def subscription_row(name: str, saved: str | None) -> dict[str, Any]:
@@ -87,11 +97,13 @@ def _ts(value: datetime | None) -> str | None:
     return format_ts(value) if value else None
 
 
-def status_row(name: str, cfg: PollerConfig | None, state: PollerState | None) -> dict[str, Any]:
-    """The status of one poller as a flat dict."""
+def status_row(name: str, cfg: PollerConfig | None, state: PollerState | None,
+               replica: str | None = None) -> dict[str, Any]:
+    """The status of one poller as a flat dict; `replica` runs it (with state.url)."""
     row: dict[str, Any] = {
         "poller": name,
         "state": None,  # running, waiting for quota until T, stalled: reason, idle (spd.app.live)
+        "replica": replica,
         "object_type": cfg.object_type.name if cfg else None,
         "in_config": cfg is not None,
         "watermark": _ts(state.watermark) if state else (_ts(cfg.start_time) if cfg else None),
@@ -158,6 +170,13 @@ SUBSCRIPTION_COLUMNS = (
 )
 
 
+def status_columns(rows: list[dict[str, Any]]) -> tuple[Column, ...]:
+    """STATUS_COLUMNS, with the replica running each poller when replicas share the state."""
+    if not any(r.get("replica") for r in rows):
+        return STATUS_COLUMNS
+    return (STATUS_COLUMNS[0], Column("REPLICA", "replica"), *STATUS_COLUMNS[1:])
+
+
 @dataclass(frozen=True)
 class ResetPlan:
     """A reset to be confirmed: the poller, its watermark now (None before its first run), the target."""
@@ -184,19 +203,18 @@ def plan_reset(config: Config, name: str, to: str | None) -> ResetPlan:
     except (SpdError, ValueError) as exc:
         raise UsageError(f"--to {to!r} is not a date (2026-11-29, midnight UTC) or an ISO 8601 "
                          f"time with a zone such as 2025-01-01T00:00:00Z ({exc})") from None
-    path = config.state_path()
-    state = asyncio.run(read_states(path)).get(name) if path.exists() else None
+    state = asyncio.run(read_states(config))[0].get(name)
     return ResetPlan(name, state.watermark if state else None, target)
 
 
 def reset_poller(config: Config, plan: ResetPlan) -> str:
     """Moves the watermark as planned; refused while a daemon runs."""
     cfg = config.pollers[plan.poller]
-    asyncio.run(move_watermark(config.state_path(), plan.poller, plan.target, cfg.identity()))
+    asyncio.run(move_watermark(config, plan.poller, plan.target, cfg.identity()))
     return f"poller {plan.poller}: {plan.describe()}"
 
 
-async def move_watermark(path: Path, name: str, target: datetime, identity: str) -> None:
-    """Resets one poller's state row (refused while a daemon holds the state)."""
-    async with StateStore(path) as store:
+async def move_watermark(config: Config, name: str, target: datetime, identity: str) -> None:
+    """Resets one poller's state row (refused while a daemon or a replica runs)."""
+    async with open_state(config) as store:
         await store.reset(name, target, identity=identity)

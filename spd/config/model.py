@@ -21,7 +21,7 @@ from spd.catalog.model import load_catalog
 from spd.client.rdt import DATA_ELEMENTS
 from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
 from spd.config.subscriptions import SubscriptionConfig, check_subscriptions
-from spd.config.sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, EmitterConfig,
+from spd.config.sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, ClusterConfig, EmitterConfig,
                                  FileEmitterConfig, HttpConfig, KafkaEmitterConfig, KafkaSaslConfig,
                                  KafkaSslConfig, LogConfig, LwaConfig, RateLimitConfig, StateConfig,
                                  StdoutEmitterConfig, WebhookEmitterConfig)
@@ -39,7 +39,7 @@ DEFAULT_INTERVAL = timedelta(minutes=2)
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 __all__ = [
-    "AccountConfig", "AwsConfig", "Config", "EmitterConfig", "FileEmitterConfig", "HttpConfig",
+    "AccountConfig", "AwsConfig", "ClusterConfig", "Config", "EmitterConfig", "FileEmitterConfig", "HttpConfig",
     "JobConfig", "KafkaEmitterConfig", "KafkaSaslConfig", "KafkaSslConfig", "LogConfig", "LwaConfig",
     "PollerConfig", "RateLimitConfig", "StateConfig", "StdoutEmitterConfig", "SubscriptionConfig",
     "WebhookEmitterConfig", "ENDPOINTS", "load_config",
@@ -153,6 +153,7 @@ class Config(ConfigModel):
     from_files: dict[KeyPath, tuple[tuple[str, str], ...]] = Field(default_factory=dict, exclude=True,
                                                                   repr=False)
     state: StateConfig | None = None  # needed by pollers and jobs; `exec` and `request` need only accounts
+    cluster: ClusterConfig | None = None  # with state.url: replicas share the pollers
     log: LogConfig = LogConfig()
     http: HttpConfig | None = None
     accounts: dict[str, AccountConfig]
@@ -206,16 +207,37 @@ class Config(ConfigModel):
             for name, entry in entries.items():
                 self._check_refs(section, name, entry)
         check_subscriptions(self.subscriptions, self.pollers)
+        if self.cluster is not None and (self.state is None or self.state.url is None):
+            raise fail("cluster needs state.url: replicas share their pollers through a PostgreSQL"
+                       " database (state: {url: postgresql://USER@HOST/DB})", "cluster")
         return self
 
-    def state_path(self) -> Path:
-        """The state database's path; ConfigError when the config has no `state` (a config for
-        `exec` and `request` only)."""
+    def state_config(self) -> StateConfig:
+        """The `state` section; ConfigError when the config has none (a config for `exec` and
+        `request` only)."""
         if self.state is None:
             raise ConfigError(f"{self.path}: missing required key \"state\"; `spd run`, `once`, "
                               "`status` and `reset` keep watermarks there: add state: {path: "
                               "/var/lib/spd/state.db}")
-        return Path(self.state.path)
+        return self.state
+
+    def state_path(self) -> Path:
+        """The SQLite state database's path (ConfigError without one, as state_config)."""
+        state = self.state_config()
+        if state.path is None:
+            raise ConfigError(f"{self.path}: state: this command needs state.path (an SQLite file)")
+        return Path(state.path)
+
+    def describe_state(self) -> str:
+        """Where the state lives, without any password."""
+        if self.state is None:
+            return "none (exec and request only)"
+        if self.state.url is not None:
+            host = urlsplit(self.state.url)
+            ttl = (self.cluster or ClusterConfig()).lease_ttl.total_seconds()
+            return (f"{host._replace(netloc=host.netloc.rpartition('@')[2]).geturl()}"
+                    f" (replicas share the pollers; lease_ttl {ttl:g}s)")
+        return str(self.state.path)
 
     def _check_refs(self, section: str, name: str,
                     entry: PollerConfig | JobConfig | SubscriptionConfig) -> None:
@@ -246,7 +268,7 @@ class Config(ConfigModel):
 
     def describe(self) -> list[str]:
         """Human lines for `spd validate`: accounts, emitters and pollers, without any secret."""
-        lines = [f"state: {self.state.path}" if self.state else "state: none (exec and request only)"]
+        lines = [f"state: {self.describe_state()}"]
         if self.http is not None:
             lines.append(f"http: {self.http.listen}" + ("" if self.http.loopback else
                          " (not loopback: /metrics is reachable from other hosts, without auth)"))
@@ -425,7 +447,9 @@ def _absolute_paths(config: Config, base: Path) -> Config:
         name: e.model_copy(update={k: absolute(getattr(e, k)) for k in ("path", "dead_letter") if hasattr(e, k)})
         for name, e in config.emitters.items()
     }
-    state = config.state and config.state.model_copy(update={"path": base / config.state.path.expanduser()})
+    state = config.state
+    if state is not None and state.path is not None:
+        state = state.model_copy(update={"path": base / state.path.expanduser()})
     subscriptions = {
         name: s.model_copy(update={"dead_letter": base / s.dead_letter.expanduser()}) if s.dead_letter else s
         for name, s in config.subscriptions.items()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import urlsplit
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Union
 
@@ -32,7 +33,48 @@ EMITTER_TYPES = ("stdout", "file", "webhook", "kafka")
 
 
 class StateConfig(ConfigModel):
-    path: FilePath
+    """Where the state lives: one SQLite file (`path`), or a PostgreSQL database (`url`) that
+    several replicas share (DESIGN §13)."""
+
+    path: FilePath | None = None
+    url: Text | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise fail(f"{show(_public(value))} is not a PostgreSQL URL; use "
+                       "postgresql://USER@HOST:PORT/DATABASE")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> StateConfig:
+        if (self.path is None) == (self.url is None):
+            raise fail("give state either path (an SQLite file) or url (postgresql://...), "
+                       "exactly one of them")
+        return self
+
+
+def _public(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+class ClusterConfig(ConfigModel):
+    """Replicas sharing pollers through `state.url`: how long a lease lives without a heartbeat."""
+
+    lease_ttl: Duration = timedelta(seconds=15)
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _ttl(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=3):
+            raise fail(f"{value.total_seconds():g}s is too short for a lease; use 3s or more "
+                       "(heartbeats come every lease_ttl / 3)")
+        return value
 
 
 class LogConfig(ConfigModel):

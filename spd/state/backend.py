@@ -164,6 +164,9 @@ class StateBackend(Protocol):
         """Replaces the saved level of each bucket named (the others stay); durable on return,
         so a restart after a crash starts no bucket fuller than Amazon's."""
 
+    async def lease_holders(self) -> dict[str, str]:
+        """Account -> the replica whose live lease runs its pollers (empty without replicas)."""
+
 
 def to_iso(dt: datetime) -> str:
     """A fixed-width ISO 8601 UTC string with `Z` (sorts as text)."""

@@ -456,6 +456,10 @@ class StateStore:
                     raise self._missing(poller)
                 self._ensure_now(poller, identity, to)
 
+    async def lease_holders(self) -> dict[str, str]:
+        """One machine, no replicas: nobody holds leases."""
+        return {}
+
     async def delete(self, poller: str) -> bool:
         """Forgets a poller entirely; True when it had state."""
         with self._sql() as db:

@@ -13,6 +13,7 @@ BENCHES["hostile"] = "tests.bench.hostile"
 BENCHES["parsers"] = "tests.bench.parsers"
 BENCHES["startup"] = "tests.bench.startup"
 BENCHES["push"] = "tests.bench.push"
+BENCHES["cluster"] = "tests.bench.cluster"
 
 
 def main(argv: list[str]) -> int:

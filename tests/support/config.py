@@ -24,19 +24,23 @@ def write_config(tmp_path: Path, url: str, pollers: dict[str, dict[str, Any]] | 
                  markets: Sequence[str] = ("ATVPDKIKX0DER",), account: str = "sim",
                  lwa: dict[str, str] | None = None, token_url: str | None = None,
                  emitters: dict[str, str] | None = None, log: str = "{level: info, format: json}",
-                 state: Path | None = None, extra: str = "", extra_account: str = "") -> Path:
+                 state: Path | None = None, extra: str = "", extra_account: str = "",
+                 state_url: str | None = None, more_accounts: Sequence[str] = ()) -> Path:
     """tmp_path/spd.yaml: state and log, one account at `url` (token URL: its /auth/o2/token),
     `emitters` (name -> YAML; default `archive`, a file per poller under tmp_path/out) and
     `pollers`, each sending to its `emitters` (default: every emitter). `extra` adds top-level lines, `extra_account`
-    lines after the account."""
+    lines after the account. `state_url` puts the state in PostgreSQL instead of tmp_path/state.db;
+    `more_accounts` are more accounts like the first, at the same `url`."""
     out = tmp_path / "out"
     emitters = emitters or {"archive": f'{{type: file, path: "{out}/{{poller}}.jsonl"}}'}
     credentials = ", ".join(f'{k}: "{v}"' for k, v in (lwa or LWA).items())
-    lines = [f"state: {{path: {state or tmp_path / 'state.db'}}}", f"log: {log}", extra,
-             "accounts:", f"  {account}:", f"    endpoint: {url}",
-             f"    marketplace_ids: [{', '.join(markets)}]",
-             f"    lwa: {{{credentials}, token_url: {token_url or url + '/auth/o2/token'}}}",
-             extra_account, "emitters:", *(f"  {name}: {spec}" for name, spec in emitters.items())]
+    where = f"url: {state_url}" if state_url else f"path: {state or tmp_path / 'state.db'}"
+    lines = [f"state: {{{where}}}", f"log: {log}", extra, "accounts:"]
+    for name in (account, *more_accounts):
+        lines += [f"  {name}:", f"    endpoint: {url}", f"    marketplace_ids: [{', '.join(markets)}]",
+                  f"    lwa: {{{credentials}, token_url: {token_url or url + '/auth/o2/token'}}}",
+                  extra_account]
+    lines += ["emitters:", *(f"  {name}: {spec}" for name, spec in emitters.items())]
     if pollers:
         lines.append("pollers:")
     for name, poller in (pollers or {}).items():

@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from spd.state.backend import StateBackend
+from spd.state.postgres import PgStore
 from spd.state.store import StateStore
 
-BACKENDS = ["sqlite"]
+from .postgres import temp_database
+
+BACKENDS = ["sqlite", "postgres"]
 
 
 @contextlib.asynccontextmanager
@@ -22,5 +25,8 @@ async def open_backend(kind: str, tmp_path: Path) -> AsyncIterator[StateBackend]
     if kind == "sqlite":
         async with StateStore(tmp_path / "state.db") as store:
             yield store
+    elif kind == "postgres":
+        async with temp_database() as url, PgStore(url) as pg:
+            yield pg
     else:
         raise ValueError(f"unknown state backend {kind}")

@@ -1,0 +1,73 @@
+"""The daemon's side of replicas (`state.url`): which accounts' pollers and jobs run in this
+process. Outside a cluster, all of them; in one (spd.app.cluster), those whose leases it holds,
+started and stopped as the cluster claims and hands back or loses them."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from spd.app.cluster import Cluster
+from spd.app.runtime import drain_tasks
+from spd.app.state import lease_ttl, work_accounts
+from spd.config.model import Config
+from spd.core.replica import replica_id
+from spd.state.backend import StateBackend
+from spd.state.postgres import PgStore
+
+if TYPE_CHECKING:  # the daemon builds this helper: it imports this module
+    from spd.app.daemon import Daemon
+
+
+class Placement:
+    """Joins the cluster of a PostgreSQL state and runs the accounts it assigns here."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.cluster: Cluster | None = None
+
+    def prepare(self, store: StateBackend, config: Config) -> None:
+        """A cluster member when the state is shared (joined by `join`, after scheduling starts)."""
+        if isinstance(store, PgStore):
+            self.cluster = Cluster(store, replica_id(), lease_ttl(config), work_accounts(config),
+                                   self.start_account, self.stop_account)
+
+    async def join(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
+
+    async def leave(self) -> None:
+        """Hands every lease back (after the daemon drained its runs)."""
+        if self.cluster is not None:
+            await self.cluster.close()
+
+    def reconfigure(self, config: Config) -> None:
+        if self.cluster is not None:
+            self.cluster.reconfigure(work_accounts(config))
+
+    def accounts(self) -> set[str] | None:
+        """The accounts that run here; None: all of them (no cluster)."""
+        return None if self.cluster is None else set(self.cluster.running)
+
+    def runs_here(self, account: str) -> bool:
+        """Whether this process runs the account's pollers and jobs."""
+        return self.cluster is None or account in self.cluster.running
+
+    async def start_account(self, account: str, _: float) -> None:
+        """The cluster gave this replica the account: its pollers and jobs run from now on."""
+        daemon = self.daemon
+        if daemon.runtime is not None and daemon.config is not None and not daemon.stopped.is_set():
+            daemon.runtime.account_stopping(account, False)
+            daemon.schedule(daemon.config, {account}, now=True)
+
+    async def stop_account(self, account: str, grace: float) -> None:
+        """The account's pollers and jobs stop here: no more runs; those in flight get `grace`
+        seconds to finish their page, then are cancelled (their page repeats elsewhere)."""
+        daemon = self.daemon
+        if daemon.runtime is None or daemon.scheduler is None:
+            return
+        keys = daemon.runtime.account_stopping(account, True)
+        for key in keys:
+            with contextlib.suppress(Exception):  # not scheduled (any more)
+                daemon.scheduler.remove_job(key)
+        await drain_tasks({t for t, k in daemon.inflight.items() if k in keys}, grace)
