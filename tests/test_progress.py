@@ -124,3 +124,16 @@ def test_status_shows_what_a_running_daemon_does(tmp_path: Path, sim_factory: An
     finally:
         assert stop_spd(proc) == 0
     assert {r["state"] for r in json.loads(run_spd("status", "-c", str(config)).stdout)} == {"idle"}
+
+
+def test_once_shows_report_waits_and_downloads(tmp_path: Path, sim_factory: Any) -> None:
+    sim = sim_factory(orders=300, purchase_orders=5, start=NOW - timedelta(days=2), end=NOW, rate_limit=False)
+    sim.post("/_sim/reports", {"processing_seconds": 4.0})  # IN_QUEUE, then IN_PROGRESS, then DONE
+    config = write_config(tmp_path, sim.url, {"orders-report": {
+        "object": "report:GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL",
+        "timestamp_field": "updated", "start_time": iso(NOW - timedelta(days=1))}})
+    result = run_spd_tty("once", "-c", str(config), timeout=120)
+    assert result.returncode == 0, result.text
+    assert re.search(r"  report \S+ (IN_QUEUE|IN_PROGRESS), checking again in \d+ s", result.text), result.text
+    assert re.search(r"  report \S+: \d+ kB downloaded", result.text), result.text
+    assert re.search(r"orders-report: \d+ objects in \d+ pages", result.text)

@@ -89,6 +89,7 @@ async def run_pollers(pollers: dict[str, Poller], runtime: Runtime,
                 until = backfill.until if backfill else None
                 progress.track(name, (lambda: until) if until else now_minus(poller.object_type.window.lag))
                 poller.on_page = progress.poller_page
+                poller.on_activity = progress.poller_activity
             return await run_all()
     finally:
         configure_logging(log_config.level, log_config.format)  # the terminal's stderr again

@@ -78,6 +78,7 @@ class LiveProgress:
         self.quota_waits = quota_waits
         self.stream = stream or sys.stderr
         self.series: dict[str, Series] = {}
+        self.activities: dict[str, str] = {}  # series -> what it waits for (a report, a download)
         self.targets: dict[str, Callable[[], datetime | None]] = {}
         self._live: Any = None
 
@@ -95,6 +96,7 @@ class LiveProgress:
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
+            self._live.refresh()  # the last state is drawn once, however short the run
             self._live.stop()
             self._live = None
 
@@ -105,6 +107,10 @@ class LiveProgress:
 
     def poller_page(self, key: str, result: Any, window_end: datetime) -> None:
         """A delivered page of series `key` (Poller.on_page): its run so far and window end."""
+        self._series_for(key).page(result.watermark, window_end, result.pages, result.objects)
+
+    def _series_for(self, key: str) -> Series:
+        """The series `key`; the first of a fanned-out poller's replaces its placeholder line."""
         series = self.series.get(key)
         if series is None:
             base = key.partition("@")[0]
@@ -112,7 +118,15 @@ class LiveProgress:
             if placeholder is not None and placeholder.pages == 0:  # fanned out: one per marketplace
                 del self.series[base]
             series = self.series[key] = Series(key, self.targets.get(base, lambda: None))
-        series.page(result.watermark, window_end, result.pages, result.objects)
+        return series
+
+    def poller_activity(self, key: str, text: str | None) -> None:
+        """What series `key` waits for now (Poller.on_activity), or None when that is over."""
+        if text is None:
+            self.activities.pop(key, None)
+        else:
+            self._series_for(key)
+            self.activities[key] = text
 
     def exec_page(self, name: str) -> Callable[[int, int], None]:
         """The callback of `spd exec --all-pages` for operation `name`: (page, results so far)."""
@@ -124,7 +138,12 @@ class LiveProgress:
     def lines(self) -> list[str]:
         """The series, then every quota wait in progress."""
         waits = [w.describe() for w in self.quota_waits() if w.seconds >= 0.5]
-        return [s.line() for s in self.series.values()] + waits
+        lines = []
+        for key, series in self.series.items():
+            lines.append(series.line())
+            if key in self.activities:
+                lines.append(f"  {self.activities[key]}")
+        return lines + waits
 
     def render(self) -> Any:
         from rich.text import Text  # imported by __enter__ already

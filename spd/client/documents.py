@@ -29,6 +29,12 @@ class Download:
     content_type: str | None
     _response: aiohttp.ClientResponse
 
+    @property
+    def size(self) -> int | None:
+        """Bytes the server says the body has (Content-Length), if it says."""
+        length = self.headers.get("Content-Length") or self.headers.get("content-length")
+        return int(length) if length and length.isdigit() else None
+
     async def chunks(self, size: int = 64 * 1024) -> AsyncIterator[bytes]:
         """The body as it arrives; a broken connection is a retriable ApiError."""
         try:

@@ -54,6 +54,7 @@ class Poller:
     config_path: str = ""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     on_page: Callable[[str, RunResult, datetime], None] | None = None  # progress: key, run, window end
+    on_activity: Callable[[str, str | None], None] | None = None  # progress: key, what it waits for
     failure: str | None = None  # the last run's error, also when the state could not record it
     delivery: PageDelivery = field(init=False)
 
@@ -74,7 +75,7 @@ class Poller:
         return Series(poller=self.name, key=key, market=market, config=self.config,
                       account_name=self.account_name, account=self.account,
                       object_type=self.object_type, client=self.client, operation=self.operation,
-                      store=self.store, stopping=self.stopping)
+                      store=self.store, stopping=self.stopping, on_activity=self.on_activity)
 
     async def run(self) -> RunResult:
         """Polls every series window after window until caught up, stopped, or capped."""

@@ -169,11 +169,14 @@ class ReportFetch:
             report = response.body if isinstance(response.body, dict) else {}
             status = report.get("processingStatus")
             if status in FINISHED:
+                series.activity(None)
                 return report
             if status not in ("IN_QUEUE", "IN_PROGRESS"):
                 raise ApiError(f"{API}.getReport: report {report_id} has unknown status {status!r}",
                                retriable=True)
-            await series.sleep_unless_stopped(backoff.delay(check))
+            delay = backoff.delay(check)
+            series.activity(f"report {report_id} {status}, checking again in {delay:.0f} s")
+            await series.sleep_unless_stopped(delay)
         raise AssertionError("unreachable")
 
     async def report_failed(self, series: Series, run: WindowRun, report: dict[str, Any]) -> None:
@@ -239,7 +242,10 @@ class ReportFetch:
             rows = iter_rows(download.chunks(), stream, check_stop=series.check_stop)
             async for page in iter_pages(rows, size=PAGE_SIZE, skip=skip,
                                          consumed=lambda: stream.bytes_out):
+                series.activity(f"report {report.get('reportId')}: {_size(stream.bytes_in)} downloaded"
+                                + (f" of {_size(download.size)}" if download.size else ""))
                 yield page
+            series.activity(f"report {report.get('reportId')}: {_size(stream.bytes_in)} downloaded")
         series.log.info("report_document_read", report_id=report.get("reportId"),
                         bytes=stream.bytes_in, inflated=stream.bytes_out, encoding=stream.encoding,
                         format=stream.fmt)
@@ -284,3 +290,8 @@ def report_time(value: Any) -> datetime | None:
         return parse_ts(value) if isinstance(value, str) else None
     except (ValueError, SpdError):
         return None
+
+
+def _size(count: int) -> str:
+    """Bytes as a person reads them: `812 kB`, `27.4 MB`."""
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"

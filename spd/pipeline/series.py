@@ -11,7 +11,7 @@ reports requested per window (spd.pipeline.reports) and reports Amazon generates
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -46,6 +46,13 @@ class Series:
     operation: Operation
     store: StateBackend
     stopping: asyncio.Event
+    on_activity: Callable[[str, str | None], None] | None = None  # progress: key, what it waits for
+
+    def activity(self, text: str | None) -> None:
+        """Tells the progress display what the series waits for now (a report being made, a
+        document downloading); None when that is over."""
+        if self.on_activity is not None:
+            self.on_activity(self.key, text)
 
     @property
     def log(self) -> Any:
