@@ -71,7 +71,11 @@ class SimProcess:
     def __exit__(self, *exc: Any) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(15)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:  # a big seeded dataset can be slow to let go
+                self.proc.kill()
+                self.proc.wait(15)
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as resp:
