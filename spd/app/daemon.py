@@ -124,7 +124,7 @@ class Daemon:
 
     def schedule(self, config: Config, accounts: set[str] | None = None, *, now: bool = False) -> None:
         """One interval job per poller and per job: one run at a time, missed runs coalesced,
-        small jitter, first runs spread over a few seconds rather than all at once (`now`: at
+        small jitter, first runs spread at about FIRST_RUNS_PER_SECOND over at most one interval (`now`: at
         once). In a cluster, only those of the accounts this replica holds (or of `accounts`)."""
         assert self.scheduler is not None
         spread = (len(config.pollers) + len(config.jobs)) / FIRST_RUNS_PER_SECOND
