@@ -521,11 +521,12 @@ def test_cli_arguments_become_settings() -> None:
     args = build_parser().parse_args(
         ["--port", "0", "--orders", "10", "--purchase-orders", "3", "--seed", "5",
          "--error-rate", "0.1", "--latency", "20", "--drop-rate", "0.2", "--truncate-rate",
-         "0.3", "--no-rate-limit", "--next-token-ttl", "5"])
+         "0.3", "--no-rate-limit", "--next-token-ttl", "5", "--no-live"])
     s = settings_from_args(args)
     assert (s.port, s.orders, s.purchase_orders, s.seed) == (0, 10, 3, 5)
     assert (s.error_rate, s.latency_ms, s.drop_rate, s.truncate_rate) == (0.1, 20, 0.2, 0.3)
-    assert not s.rate_limit and s.next_token_ttl == timedelta(seconds=5)
+    assert not s.rate_limit and s.next_token_ttl == timedelta(seconds=5) and not s.live
+    assert settings_from_args(build_parser().parse_args([])).live  # live data by default
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--error-rate", "2"])
 

@@ -61,6 +61,8 @@ def build_parser(prog: str = "spd sim") -> argparse.ArgumentParser:
     p.add_argument("--next-token-ttl", type=_non_negative, default=1800.0,
                    help="seconds a next token stays valid (default 1800)")
     p.add_argument("--no-auth", action="store_true", help="accept calls without access tokens")
+    p.add_argument("--no-live", action="store_true",
+                   help="only the seeded data: no objects created or updated after --end")
     p.add_argument("--pager", action="store_true",
                    help="every paged operation answers two pages; the second must follow Amazon's rules")
     p.add_argument("--sandbox", action="store_true",
@@ -80,7 +82,7 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         rate_limit=not args.no_rate_limit,
         next_token_ttl=timedelta(seconds=args.next_token_ttl), require_auth=not args.no_auth,
-        sandbox_models=_sandbox_models(args), pager=args.pager,
+        sandbox_models=_sandbox_models(args), pager=args.pager, live=not args.no_live,
     )
 
 

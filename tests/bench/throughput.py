@@ -44,7 +44,12 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 MARKETPLACE = "ATVPDKIKX0DER"
 LWA = {"client_id": "bench-client", "client_secret": "bench-secret", "refresh_token": "bench-refresh"}
-SEEDED_DAYS = 3  # the simulator seeds its orders over now - 3 days .. now
+SEEDED_DAYS = 3  # the simulator seeds its orders over 3 days ending SEEDED_UNTIL ago
+# The seeded period ends a week ago: a seeded order's lifecycle (spd.sim.data: pre-order, ship or
+# cancel) ends within 6 days, so all its versions are visible before any client runs, and no
+# order is added or updated later (--no-live). Every client, run at whatever time and whatever
+# its window's end (spd's stays 2 minutes behind now), pages through the same orders.
+SEEDED_UNTIL = timedelta(days=7)
 PAGE_CLIENTS = ("spd", "sp_api", "bare")
 INDIVIDUAL_CLIENTS = ("spd_individual_stdout", "spd_individual_file", "spd_individual_webhook")
 
@@ -321,13 +326,12 @@ def steady_state(large: list[dict[str, Any]], small: list[dict[str, Any]]) -> fl
     return round(cpu * 10_000 / (large[0]["objects"] - small[0]["objects"]), 3)
 
 
-def measure(url: str, tmp: Path, orders: int, small: int, rounds: int,
+def measure(url: str, end: datetime, tmp: Path, orders: int, small: int, rounds: int,
             individual: bool, hook: Receiver) -> dict[str, Any]:
     """Every client at both sizes, interleaved over `rounds`; medians and ratios."""
-    now = datetime.now(timezone.utc)
-    before_all = now - timedelta(days=SEEDED_DAYS + 1)
+    before_all = end - timedelta(days=SEEDED_DAYS + 1)
     # About `small` of the orders were last updated after this (the seeded times are uniform).
-    after_small = now - timedelta(days=SEEDED_DAYS) * min(1.0, small / orders)
+    after_small = end - timedelta(days=SEEDED_DAYS) * min(1.0, small / orders)
     runs: dict[str, list[dict[str, Any]]] = {}
     for _ in range(rounds):
         for name in PAGE_CLIENTS:
@@ -353,9 +357,10 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
 
 
 def run(orders: int, small: int, rounds: int, individual: bool) -> dict[str, Any]:
-    sim_args = ("--no-rate-limit", "--orders", str(orders))
+    end = datetime.now(timezone.utc) - SEEDED_UNTIL
+    sim_args = ("--no-rate-limit", "--no-live", "--end", iso(end), "--orders", str(orders))
     with tempfile.TemporaryDirectory() as tmp, SimProcess(*sim_args) as sim, Receiver() as hook:
-        results = measure(sim.url, Path(tmp), orders, small, rounds, individual, hook)
+        results = measure(sim.url, end, Path(tmp), orders, small, rounds, individual, hook)
         stats = sim.get("/_sim/stats")["operations"]["ordersV0.getOrders"]
     return {"bench": "throughput", "orders": orders, "small": small, "rounds": rounds,
             **ratios(results), **results, "sim_getOrders": stats}
