@@ -132,7 +132,11 @@ async def test_token_endpoint_refuses_bad_grants(
 async def test_missing_unknown_and_expired_access_tokens_get_403(
     session: aiohttp.ClientSession
 ) -> None:
-    async with Simulator(settings(access_token_ttl=timedelta(seconds=0.5))) as sim:
+    # The simulator's clock is stepped past the token's life rather than slept through: a
+    # loaded machine could otherwise spend the whole half second before the first request.
+    clock = [datetime.now(UTC)]
+    async with Simulator(settings(access_token_ttl=timedelta(seconds=0.5),
+                                  clock=lambda: clock[0])) as sim:
         api = await start_api(session, sim)
         params = {"MarketplaceIds": US, "CreatedAfter": iso(datetime.now(UTC) - timedelta(hours=1))}
         status, _, body = await api.get(ORDERS, params)
@@ -142,7 +146,7 @@ async def test_missing_unknown_and_expired_access_tokens_get_403(
             assert status == 403 and "x-amzn-RequestId" in headers
             err = assert_amazon_error(body, "Unauthorized")
             assert err["message"] == "Access to requested resource is denied."
-        await asyncio.sleep(0.6)
+        clock[0] += timedelta(seconds=0.6)
         status, _, body = await api.get(ORDERS, params)
         assert status == 403
         assert assert_amazon_error(body, "Unauthorized")["message"] == (
@@ -304,14 +308,16 @@ async def test_search_orders_pagination_and_its_token_rules(api: Api) -> None:
 # -- next tokens --------------------------------------------------------------------------------
 
 async def test_next_tokens_expire(session: aiohttp.ClientSession) -> None:
-    async with Simulator(settings(next_token_ttl=timedelta(seconds=0.5))) as sim:
+    clock = [datetime.now(UTC)]  # stepped past the token's life, not slept (see above)
+    async with Simulator(settings(next_token_ttl=timedelta(seconds=0.5),
+                                  clock=lambda: clock[0])) as sim:
         api = await start_api(session, sim)
         _, _, body = await api.get(ORDERS, {"MarketplaceIds": US, "MaxResultsPerPage": 5,
                                             "LastUpdatedAfter": "2000-01-01T00:00:00Z"})
         token = body["payload"]["NextToken"]
         status, _, _ = await api.get(ORDERS, {"MarketplaceIds": US, "NextToken": token})
         assert status == 200
-        await asyncio.sleep(0.6)
+        clock[0] += timedelta(seconds=0.6)
         status, _, body = await api.get(ORDERS, {"MarketplaceIds": US, "NextToken": token})
     assert status == 400
     err = assert_amazon_error(body, "InvalidInput")
