@@ -26,13 +26,13 @@ from spd.catalog import ops
 from spd.catalog.build import build_catalog, default_models_dir
 from spd.catalog.model import load_catalog
 from spd.catalog.requests import build_exec_request, check_raw, prepare, read_body
-from spd.config.checks import check_config
-from spd.config.model import Config, load_config
-from spd.core.errors import EXIT_FAILURE, ApiError, UsageError
+from spd.config.model import Config
+from spd.config.validate import load_config, validate_config
+from spd.core.errors import EXIT_CONFIG, EXIT_FAILURE, ApiError, UsageError
 from spd.core.logging import configure_logging
 from spd.core.times import format_ts, parse_instant, utcnow
 from spd.core.output import Column, print_json, print_listing, print_table, wants_json
-from spd.core.redaction import redact_data
+from spd.core.redaction import redact, redact_data
 from spd.sources import describe
 from spd.sources.reports import registry
 
@@ -108,15 +108,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = load(args)
-    check_config(config, load_catalog())
-    items = [dict(zip(("what", "detail"), line.split(": ", 1))) for line in config.describe()]
+    validation = validate_config(config_path(args), environment=True)
+    file = str(validation.file)
+    for problem in validation.problems:  # every problem of the file, one line each
+        kind = "" if problem.is_error else "warning: "
+        print(f"spd: {kind}{redact(problem.format(file))}", file=sys.stderr)
+    config = validation.config
+    items = [dict(zip(("what", "detail"), line.split(": ", 1))) for line in config.describe()] if config else []
     if wants_json(args.json):
-        print_json({"config": str(config.path), "ok": True, "items": items})
-    else:
-        print(f"{config.path}: ok")
+        print_json({"config": file, "ok": config is not None, "items": items,
+                    "problems": [{**p.as_dict(), "message": redact(p.message)} for p in validation.problems]})
+    elif config is not None:
+        print(f"{file}: ok")
         print_table(items, VALIDATE_COLUMNS)
-    return 0
+    return EXIT_CONFIG if config is None else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -35,7 +35,8 @@ from spd.core.paths import dig
 from spd.app.daemon import Daemon
 from spd.app.subscribe import subscribe
 from spd.core.errors import UsageError
-from spd.config.model import Config, load_config
+from spd.config.model import Config
+from spd.config.validate import load_config
 from spd.core.logging import quiet_library_logs
 from spd.emitters.base import Emitter, Message
 from spd.pipeline.types import RunResult

@@ -17,7 +17,7 @@ from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_con
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.client.gate import FailureGate
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import AuthError
 from spd.sim import SimSettings, Simulator
 from support.spd import read_jsonl, run_spd, start_spd, stop_spd, wait_for

@@ -16,7 +16,7 @@ from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_con
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
 from spd.client.sigv4 import AssumedRoles, SigV4Signer, TempCredentials
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import ApiError, AuthError
 from spd.sim import SimSettings, Simulator
 
@@ -191,7 +191,7 @@ async def test_unreachable_sts_is_retriable(moto, sim, catalog, tmp_path):
 def test_accounts_without_aws_never_import_boto(tmp_path):
     code = (
         "import sys\n"
-        "from spd.config.model import load_config\n"
+        "from spd.config.validate import load_config\n"
         "from spd.client import SpClient\n"
         "from spd.catalog.model import load_catalog\n"
         "import spd.app.runtime, spd.app.daemon, spd.app.once\n"

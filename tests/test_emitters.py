@@ -9,15 +9,18 @@ import sys
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import orjson
 import pytest
 from structlog.testing import capture_logs
 
 import spd.emitters.file as file_mod
-from spd.emitters import FileEmitter, StdoutEmitter, build_emitter
-from spd.core.errors import ConfigError, DeliveryError
+import pydantic
+
+from spd.core.errors import DeliveryError
+from spd.emitters.file import FileEmitter, FileEmitterConfig, template_folder
+from spd.emitters.registry import EMITTER_TYPES, build_emitter
+from spd.emitters.stdout import StdoutEmitter, StdoutEmitterConfig
 from spd.pipeline.messages import Message, build_messages
 from support.spd import fill_disk
 
@@ -60,21 +63,27 @@ def today() -> str:
 # -- build_emitter -----------------------------------------------------------------------------
 
 
-def test_build_emitter_dispatches_on_type(tmp_path: Path) -> None:
-    assert isinstance(build_emitter("out", SimpleNamespace(type="stdout")), StdoutEmitter)
-    fe = build_emitter("arch", SimpleNamespace(type="file", path=str(tmp_path / "{poller}.jsonl")))
+def test_build_emitter_builds_what_the_config_model_says(tmp_path: Path) -> None:
+    assert EMITTER_TYPES == ("stdout", "file", "webhook", "kafka")
+    assert isinstance(build_emitter("out", StdoutEmitterConfig()), StdoutEmitter)
+    fe = build_emitter("arch", FileEmitterConfig(path=str(tmp_path / "{poller}.jsonl")))
     assert isinstance(fe, FileEmitter) and fe.fsync is True and fe.name == "arch"
-    fe2 = build_emitter("arch", SimpleNamespace(type="file", path="x.jsonl", fsync=False))
+    fe2 = build_emitter("arch", FileEmitterConfig(path="x.jsonl", fsync=False))
     assert fe2.fsync is False
 
 
-def test_unknown_type_and_bad_template_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="unknown emitter type 'smtp'"):
-        build_emitter("x", SimpleNamespace(type="smtp"))
-    with pytest.raises(ConfigError, match=r"emitters.x.path: unknown placeholder \{region\}"):
-        build_emitter("x", SimpleNamespace(type="file", path="/tmp/{region}.jsonl"))
-    with pytest.raises(ConfigError, match="emitters.x.path"):
-        build_emitter("x", SimpleNamespace(type="file", path="/tmp/{poller.jsonl"))
+def test_a_bad_template_never_reaches_the_builder() -> None:
+    for template in ("/tmp/{region}.jsonl", "/tmp/{poller.jsonl"):
+        with pytest.raises(pydantic.ValidationError, match="has a placeholder other than"):
+            FileEmitterConfig(path=template)
+
+
+@pytest.mark.parametrize(("template", "folder"), [
+    ("out/{poller}.jsonl", "out"), ("out/{poller}/{date}.jsonl", "out"), ("out/x-{date}.jsonl", "out"),
+    ("/var/lib/spd/all.jsonl", "/var/lib/spd"), ("{poller}.jsonl", "."), ("a{{b}}/{poller}", "a{b}"),
+])
+def test_template_folder_is_the_part_before_the_first_placeholder(template: str, folder: str) -> None:
+    assert template_folder(template) == Path(folder)
 
 
 # -- stdout ------------------------------------------------------------------------------------
@@ -102,14 +111,13 @@ async def test_stdout_broken_pipe_is_a_delivery_error() -> None:
 STDOUT_CHILD = """
 import asyncio, sys
 from datetime import datetime, timezone
-from spd.emitters import build_emitter
 from spd.core.errors import DeliveryError
+from spd.emitters.stdout import StdoutEmitterConfig
 from spd.pipeline.messages import build_messages
-from types import SimpleNamespace
 
 async def main(count):
     w = (datetime(2025, 3, 1, tzinfo=timezone.utc),) * 2
-    e = build_emitter("out", SimpleNamespace(type="stdout"))
+    e = StdoutEmitterConfig().build("out")
     async with e:
         for i in range(count):
             m = build_messages(poller="p", account="a", object_type="t", emit="individually",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from spd.catalog.model import Operation, load_catalog
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import SpdError, UsageError
 from spd.app.execute import exec_command
 from spd.catalog.requests import ExecRequest, prepare, read_body

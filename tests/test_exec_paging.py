@@ -14,7 +14,7 @@ import pytest
 
 from spd.catalog import contract
 from spd.catalog.model import Operation, load_catalog
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.catalog.contract_types import OFFSET, REQUIRES
 from spd.core.errors import ApiError
 from spd.app.execute import exec_command

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from support.hostile import write_hostile_config
-from spd.config.model import MAX_CONFIG_BYTES, load_config
+from spd.config.validate import MAX_CONFIG_BYTES, load_config
 from spd.app.daemon import Daemon
 from spd.core.errors import ConfigError
 from support.spd import spd_cmd, spd_env
@@ -109,11 +109,11 @@ async def test_a_sighup_reload_parses_the_config_off_the_event_loop(tmp_path, mo
 
     parsed_in: list[int] = []
 
-    def load(path: Path):
+    def validate(path: Path, *, environment: bool):
         parsed_in.append(threading.get_ident())
         raise ConfigError(f"{path}: stop here")
 
-    monkeypatch.setattr(daemon_mod, "load_config", load)
+    monkeypatch.setattr(daemon_mod, "validate_config", validate)
     daemon = Daemon(tmp_path / "spd.yaml", install_signals=False)
     await daemon.reload()  # a bad config is reported, the old one keeps running
     assert parsed_in and parsed_in[0] != threading.get_ident()

@@ -20,7 +20,7 @@ from support.hostile import write_hostile_config
 from spd.catalog.model import load_catalog
 from spd.client import encode as rsp
 from spd.client.http import Response
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import ConfigError, SpdError
 from spd.core.redaction import redact_secrets
 from spd.pipeline.factory import build_poller

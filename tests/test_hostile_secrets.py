@@ -15,9 +15,9 @@ from structlog.testing import capture_logs
 
 from support.hostile import (ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Harness, Hostile,
                      write_hostile_config)
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.app.daemon import Daemon
-from spd.emitters import build_emitter
+from spd.emitters.registry import build_emitter
 from spd.core.redaction import REDACTED
 from spd.pipeline.messages import build_messages
 from spd.config.secrets import register_config_secrets

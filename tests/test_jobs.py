@@ -13,7 +13,7 @@ import pytest
 
 from spd.catalog.model import load_catalog
 from spd.client import SpClient
-from spd.config.model import load_config
+from spd.config.validate import load_config, validate_config
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, ConfigError, DeliveryError
 from spd.pipeline.jobs import build_job_message, build_jobs
@@ -69,12 +69,16 @@ def test_job_message_shape() -> None:
      "emitters: [archive]}\n",
      "jobs.j: ordersV0.getOrders: parameter MaxResultsPerPage must be an integer, not 'many'"),
 ])
-async def test_jobs_are_checked_against_the_catalog_at_start(tmp_path: Path, job: str, message: str) -> None:
-    config = job_config(tmp_path, "http://127.0.0.1:9", job)
-    async with SpClient(config.accounts, load_catalog()) as client:
-        with pytest.raises(ConfigError) as err:
-            build_jobs(config, load_catalog(), client, {"archive": Recorder()})
-    assert str(err.value) == f"{config.path}: {message}"
+def test_jobs_are_checked_against_the_catalog_by_the_validation_pass(tmp_path: Path, job: str,
+                                                                    message: str) -> None:
+    path = write_sandbox_config(tmp_path, "http://127.0.0.1:9", "jobs:\n" + job)
+    line = path.read_text().splitlines().index(job.rstrip("\n")) + 1
+    problems = validate_config(path).errors
+    assert [p.format(str(path)) for p in problems] == [
+        f"{path}: " + message.replace("jobs.j: ", f"jobs.j (line {line}): ", 1)]
+    with pytest.raises(ConfigError) as err:  # what `spd run` and `spd once` meet first
+        load_config(path)
+    assert str(err.value) == problems[0].format(str(path))
 
 
 async def test_typed_yaml_params_and_all_pages(sim_factory: Any, tmp_path: Path) -> None:
@@ -162,5 +166,6 @@ def test_sighup_with_a_bad_job_keeps_the_old_config(sandbox: SimThread, tmp_path
         code = stop_spd(proc, signal.SIGTERM)
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert code == 0, stderr
-    assert "reload_failed" in stderr and "jobs.broken: unknown operation 'getNothing'" in stderr
+    assert "reload_failed" in stderr and "jobs.broken (line " in stderr
+    assert "unknown operation 'getNothing'" in stderr
     assert read_jsonl(out / "account.jsonl")[0]["operation"] == "getAccount"

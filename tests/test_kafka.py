@@ -8,15 +8,14 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+import pydantic
 import pytest
 
-from spd.config.model import KafkaEmitterConfig
-from spd.emitters import build_emitter
-from spd.emitters.kafka import KafkaEmitter, safe_topic, topic_for
-from spd.core.errors import ConfigError, DeliveryError
+from spd.emitters.kafka import KafkaEmitter, KafkaEmitterConfig, safe_topic, topic_for
+from spd.emitters.registry import build_emitter
+from spd.core.errors import DeliveryError
 from spd.pipeline.messages import Message, build_messages
 from support.kafka_broker import TansuBroker
 
@@ -245,33 +244,42 @@ def test_sasl_and_ssl_options_are_passed_through(tmp_path: Path) -> None:
 
 def test_inconsistent_security_options_are_config_errors(tmp_path: Path) -> None:
     sasl = {"mechanism": "PLAIN", "username": "u", "password": "p"}
-    with pytest.raises(ConfigError, match="emitters.bus.sasl: needs security_protocol SASL_"):
-        build_emitter("bus", KafkaEmitterConfig(bootstrap_servers=["b:1"], topic="t", sasl=sasl))
-    with pytest.raises(ConfigError, match="emitters.bus.ssl: needs security_protocol SSL"):
-        build_emitter("bus", KafkaEmitterConfig(bootstrap_servers=["b:1"], topic="t",
-                                                ssl={"cafile": "x"}))
-    with pytest.raises(ConfigError, match="emitters.bus.ssl: cannot load the TLS files"):
-        build_emitter("bus", KafkaEmitterConfig(bootstrap_servers=["b:1"], topic="t",
-                                                security_protocol="SSL",
-                                                ssl={"cafile": str(tmp_path / "missing.pem")}))
+    with pytest.raises(pydantic.ValidationError, match="needs security_protocol SASL_"):
+        KafkaEmitterConfig(bootstrap_servers=["b:1"], topic="t", sasl=sasl)
+    with pytest.raises(pydantic.ValidationError, match="needs security_protocol SSL"):
+        KafkaEmitterConfig(bootstrap_servers=["b:1"], topic="t", ssl={"cafile": "x"})
+    unreadable = KafkaEmitterConfig(bootstrap_servers=["b:1"], topic="t", security_protocol="SSL",
+                                    ssl={"cafile": str(tmp_path / "missing.pem")})
+    [problem] = unreadable.environment("bus")
+    assert problem.path == ("emitters", "bus", "ssl")
+    assert problem.message.startswith("cannot load the TLS files")
 
 
-def test_compression_needing_a_missing_library_is_a_config_error() -> None:
+def test_compression_needing_a_missing_library_is_a_config_problem() -> None:
     from aiokafka import codec
 
     if codec.has_zstd():
         pytest.skip("cramjam is installed: zstd is available")
-    with pytest.raises(ConfigError, match="emitters.bus.compression: zstd needs the cramjam package"):
-        build_emitter("bus", SimpleNamespace(type="kafka", bootstrap_servers=["b:1"], topic="t",
-                                             compression="zstd"))
+    [problem] = KafkaEmitterConfig(bootstrap_servers=["b:1"], topic="t", compression="zstd").environment("bus")
+    assert problem.path == ("emitters", "bus", "compression")
+    assert problem.message.startswith("zstd needs the cramjam package")
+
+
+def test_a_missing_aiokafka_is_a_problem_of_the_emitters_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiokafka", None)  # `import aiokafka` now raises ImportError
+    [problem] = KafkaEmitterConfig(bootstrap_servers=["b:1"], topic="t").environment("bus")
+    assert problem.path == ("emitters", "bus", "type")
+    assert "pip install 'spd[kafka]'" in problem.message
 
 
 def test_aiokafka_is_imported_only_when_a_kafka_emitter_is_built() -> None:
     code = (
-        "import sys; from types import SimpleNamespace as N; from spd.emitters import build_emitter\n"
-        "build_emitter('o', N(type='stdout')); build_emitter('h', N(type='webhook', url='http://x/'))\n"
+        "import sys\nfrom spd.config.model import Config\nfrom spd.emitters.registry import build_emitter\n"
+        "from spd.emitters.kafka import KafkaEmitterConfig\n"
+        "from spd.emitters.webhook import WebhookEmitterConfig\n"
+        "build_emitter('h', WebhookEmitterConfig(url='http://x/'))\n"
         "assert 'aiokafka' not in sys.modules, 'imported too early'\n"
-        "build_emitter('k', N(type='kafka', bootstrap_servers=['b:1'], topic='t'))\n"
+        "build_emitter('k', KafkaEmitterConfig(bootstrap_servers=['b:1'], topic='t'))\n"
         "assert 'aiokafka' in sys.modules\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -11,7 +11,7 @@ from typing import AsyncIterator
 import aiohttp
 import pytest
 
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import ConfigError
 from spd.sources.describe import list_object_types, object_schema
 from spd.sources.object_type import object_id

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import DeliveryError
 from spd.app.runtime import Runtime
 from spd.sim import SimSettings, Simulator

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.times import format_ts
 from spd.core.errors import ConfigError
 from spd.sources.object_type import object_id

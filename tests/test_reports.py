@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from spd.client import SpClient
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import ApiError
 from spd.sources.reports.document import DocumentStream, iter_rows, parse_bytes
 from spd.sources.reports.formats import ReportFormatError

@@ -13,7 +13,7 @@ import pytest
 
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import ApiError
 from spd.sim import SimSettings, Simulator
 from support.aws_peer import account_yaml

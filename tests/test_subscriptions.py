@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from spd.app.runtime import Runtime
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import ConfigError
 from spd.sources.notifications import NotificationError, parse_notification
 from spd.state.store import StateStore

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import pytest
 
 from support import systemd_sandbox as sandbox
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.errors import ConfigError
 from spd.app.systemd import StatusBoard
 from support.config import write_config

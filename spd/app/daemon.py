@@ -22,20 +22,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from spd.app import systemd
 from spd.app.live import WRITE_INTERVAL as LIVE_INTERVAL, live_path, poller_now, write_live
-from spd.config.model import Config, load_config
+from spd.config.model import Config
+from spd.config.validate import validate_config
 from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
                         describe_error)
 from spd.core.logging import configure_logging, quiet_library_logs
 from spd.core.redaction import redact
-from spd.catalog.model import load_catalog
 from spd.app.health import STALL_INTERVALS, Liveness
 from spd.app.metrics import MetricsServer
 from spd.app.push import Push
 from spd.app.runtime import EmitterFactory, Runtime, drain_tasks
 from spd.client.observe import QUOTA_CLOCK
-from spd.config.checks import check_config
-from spd.emitters import build_emitter
+from spd.emitters.registry import build_emitter
 from spd.pipeline.types import RunResult
 from spd.app.cluster import Cluster
 from spd.app.placement import Placement
@@ -85,8 +84,10 @@ class Daemon:
 
     async def start(self) -> None:
         """Opens everything in order and schedules the pollers; ready when it returns."""
-        self.config = load_config(self.config_path)
+        self.config, warnings = self.validated()
         configure_logging(self.config.log.level, self.config.log.format)
+        for warning in warnings:
+            log.warning("config_warning", problem=warning)
         self.store = store = open_state(self.config, daemon=True)
         await store.open()
         self.runtime = await self.open_runtime(self.config)
@@ -293,9 +294,17 @@ class Daemon:
     def load_checked(self) -> Config:
         """The config file loaded and checked as at startup (runs in a thread: parsing a big or
         hostile file must not stall the pollers)."""
-        config = load_config(self.config_path)
-        check_config(config, load_catalog())
+        config, warnings = self.validated()
+        for warning in warnings:
+            log.warning("config_warning", problem=warning)
         return config
+
+    def validated(self) -> tuple[Config, list[str]]:
+        """The config file through the one validation pass (with the checks beyond the file), and
+        its warnings; ConfigError with the first error."""
+        validation = validate_config(self.config_path, environment=True)
+        config = validation.checked()
+        return config, [w.format(str(validation.file)) for w in validation.warnings]
 
     async def reload(self) -> None:
         """SIGHUP: swaps in the new config after draining; a bad config keeps the old one.

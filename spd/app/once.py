@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.core.times import format_ts
 from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
 from spd.core.logging import configure_logging, quiet_library_logs
@@ -40,7 +40,7 @@ def select_pollers(config: Config, names: list[str]) -> list[str]:
 async def catch_up(config_path: Path, names: list[str], backfill: Backfill | None = None) -> int:
     """Runs the selected pollers concurrently until caught up (or, for a backfill, until its
     end); 1 if any failed."""
-    config = load_config(config_path)
+    config = load_config(config_path, environment=True)
     configure_logging(config.log.level, config.log.format)
     selected = select_pollers(config, names)
     async with open_state(config, daemon=True, alone=True) as store:

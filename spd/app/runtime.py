@@ -15,11 +15,10 @@ import structlog
 
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
-from spd.config.checks import check_config
 from spd.config.model import Config
 from spd.config.secrets import register_config_secrets
-from spd.emitters import build_emitter
-from spd.emitters.base import Emitter
+from spd.emitters.base import Emitter, EmitterSettings
+from spd.emitters.registry import build_emitter
 from spd.pipeline.factory import build_poller
 from spd.pipeline.jobs import Job, build_jobs
 from spd.pipeline.poller import Poller
@@ -29,7 +28,7 @@ from spd.state.backend import StateBackend
 
 log = structlog.get_logger("spd.app.runtime")
 
-EmitterFactory = Callable[[str, Any], Emitter]
+EmitterFactory = Callable[[str, EmitterSettings], Emitter]
 
 CLOSE_TIMEOUT = 8.0  # flushing an emitter whose peer is down must not hold up the stop
 
@@ -49,10 +48,10 @@ class Runtime:
     subscriptions: dict[str, Route] = field(default_factory=dict)  # every subscription by name
 
     async def start(self) -> None:
-        """Checks every poller's identity, then opens the client and the emitters."""
+        """Checks every poller's identity, then opens the client and the emitters (the config
+        passed the validation pass: nothing here checks it again)."""
         register_config_secrets(self.config)
         catalog = load_catalog()
-        check_config(self.config, catalog)
         await self.check_identities()
         self.client = SpClient(self.config.accounts, catalog, journal=self.store)  # quota kept across restarts
         await self.client.start()

@@ -1,40 +1,38 @@
-"""The configuration file (DESIGN §3) as frozen pydantic models, and `load_config`.
+"""The configuration file (DESIGN §3) as frozen pydantic models: what each key may hold.
 
-Every problem becomes one ConfigError line: `<file>: <key.path> (line N): <problem>; <allowed>`.
-Relative paths (state, file emitters, `${file:...}`) are relative to the config file's folder.
+What needs more than one section, the catalog or the machine is checked by the one validation
+pass (spd.config.validate), which also loads files: `load_config` lives there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Iterator, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SkipValidation, ValidationError, field_validator, model_validator
+from pydantic import Field, SkipValidation, ValidationInfo, field_validator, model_validator
 
-from spd.catalog.model import load_catalog
 from spd.client.rdt import DATA_ELEMENTS
-from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, fail, kind, show, translate
-from spd.config.subscriptions import SubscriptionConfig, check_subscriptions
-from spd.config.sections import (EMITTER_TYPES, ENDPOINTS, AccountConfig, AwsConfig, ClusterConfig, EmitterConfig,
-                                 FileEmitterConfig, HttpConfig, KafkaEmitterConfig, KafkaSaslConfig,
-                                 KafkaSslConfig, LogConfig, LwaConfig, RateLimitConfig, StateConfig,
-                                 StdoutEmitterConfig, WebhookEmitterConfig)
+from spd.config.sections import (ENDPOINTS, AccountConfig, AwsConfig, ClusterConfig, HttpConfig, LogConfig,
+                                 LwaConfig, RateLimitConfig, StateConfig)
+from spd.config.subscriptions import SubscriptionConfig
+from spd.core.errors import ConfigError, UsageError
+from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, fail, show
 from spd.core.times import format_duration, format_ts
-from spd.core.errors import ConfigError, SpdError, UsageError
+from spd.core.yamlload import KeyPath
+from spd.emitters.file import FileEmitterConfig
+from spd.emitters.kafka import KafkaEmitterConfig, KafkaSaslConfig, KafkaSslConfig
+from spd.emitters.registry import EmitterConfig
+from spd.emitters.stdout import StdoutEmitterConfig
+from spd.emitters.webhook import WebhookEmitterConfig
 from spd.sources.object_type import ObjectType
 from spd.sources.registry import object_types, resolve_object_type
-from spd.core.yamlload import KeyPath, YamlDoc, load_yaml
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# Checked before parsing: PyYAML needs about 90 times a document's size in memory (and ~5 s per
-# MiB); 10,000 pollers take about 2.5 MiB.
-MAX_CONFIG_BYTES = 4 * 2**20
 DEFAULT_INTERVAL = timedelta(minutes=2)
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -42,7 +40,7 @@ __all__ = [
     "AccountConfig", "AwsConfig", "ClusterConfig", "Config", "EmitterConfig", "FileEmitterConfig", "HttpConfig",
     "JobConfig", "KafkaEmitterConfig", "KafkaSaslConfig", "KafkaSslConfig", "LogConfig", "LwaConfig",
     "PollerConfig", "RateLimitConfig", "StateConfig", "StdoutEmitterConfig", "SubscriptionConfig",
-    "WebhookEmitterConfig", "ENDPOINTS", "load_config",
+    "WebhookEmitterConfig", "ENDPOINTS",
 ]
 
 
@@ -79,18 +77,6 @@ class PollerConfig(ConfigModel):
             return {**data, "object_type": _object_type(data["object"])}
         return data
 
-    @model_validator(mode="after")
-    def _check_fields(self) -> PollerConfig:
-        ot = self.object_type
-        if ot is not None:
-            bounds = ot.window.bounds(self.timestamp_field)
-            if bounds is None:
-                other = "updated" if self.timestamp_field == "created" else "created"
-                raise fail(f"{ot.name} cannot be polled by {self.timestamp_field}; use {other}",
-                            "timestamp_field")
-            _check_params(ot, bounds, self.params)
-        return self
-
     def identity(self) -> str:
         """Stable short hash of what the watermark means: account, object type, field, params
         (and the report types and download flag of a settlements poller)."""
@@ -105,7 +91,6 @@ class PollerConfig(ConfigModel):
 
 
 def _object_type(name: str) -> Any:
-
     try:
         ot = resolve_object_type(name)
     except KeyError as exc:
@@ -114,21 +99,6 @@ def _object_type(name: str) -> Any:
         supported = ", ".join(t.name for t in object_types() if t.supported)
         raise fail(f"{ot.name} is not supported in this version; supported: {supported}", "object")
     return ot
-
-
-def _check_params(ot: ObjectType, bounds: tuple[str, str | None], params: dict[str, Any]) -> None:
-    try:
-        op = load_catalog().operation(ot.api, ot.operation)
-    except SpdError as exc:  # the registry names an operation the catalog lacks: say so, in place
-        raise fail(f"{ot.name}: {exc}; choose another object type", "object") from None
-    managed = {p for p in (*bounds, ot.paging.token_param) if p}
-    for key in params:
-        if key in managed:
-            raise fail(f"{key} is set by spd from the poller's window and next token; remove it",
-                        "params", key)
-        if op.param(key) is None:
-            known = ", ".join(p.name for p in op.params if p.location == "query" and p.name not in managed)
-            raise fail(f"{key} is not a parameter of {ot.name}; parameters: {known}", "params", key)
 
 
 class JobConfig(ConfigModel):
@@ -164,53 +134,27 @@ class Config(ConfigModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _wire(cls, data: Any) -> Any:
+    def _wire(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        accounts = data.get("accounts")
+        # the validation pass checks a config without its broken entries against the file's names
+        accounts = (info.context or {}).get("accounts", data.get("accounts"))
         for section in ("pollers", "jobs", "subscriptions"):
             if isinstance(data.get(section), dict):
-                data[section] = {k: _named(k, v, accounts, section) for k, v in data[section].items()}
+                data[section] = {k: _named(k, v, accounts) for k, v in data[section].items()}
         return data
 
     @field_validator("accounts", "emitters", "pollers", "jobs", "subscriptions", mode="before")
     @classmethod
-    def _names(cls, value: Any, info: Any) -> Any:
+    def _names(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, dict):
-            if not value and info.field_name == "accounts":
+            if not value and info.field_name == "accounts" and not (info.context or {}).get("partial"):
                 raise fail("no accounts are configured; add at least one, such as one with endpoint and lwa")
             for key in value:
                 if not NAME_RE.fullmatch(key):
                     raise fail(f"{show(key)} is not a valid name; use letters, digits, _, . and -", key)
         return value
-
-    @model_validator(mode="after")
-    def _references(self) -> Config:
-        defaults = [name for name, acc in self.accounts.items() if acc.default]
-        if len(defaults) > 1:
-            raise fail(f"only one account may be default: true, and {defaults[0]} already is; "
-                        "remove one of them", "accounts", defaults[1], "default")
-        if self.pollers or self.jobs or self.subscriptions:
-            if self.state is None:
-                what = ("pollers and jobs keep their watermarks" if not self.subscriptions else
-                        "pollers, jobs and subscriptions keep their state")
-                raise fail(f'missing required key "state"; {what} there: add state: '
-                           "{path: /var/lib/spd/state.db}")
-            if not self.emitters:
-                raise fail("no emitters are configured; add at least one, such as out: {type: stdout}",
-                           "emitters")
-        sections: tuple[tuple[str, dict[str, PollerConfig] | dict[str, JobConfig]
-                              | dict[str, SubscriptionConfig]], ...] = (
-            ("pollers", self.pollers), ("jobs", self.jobs), ("subscriptions", self.subscriptions))
-        for section, entries in sections:
-            for name, entry in entries.items():
-                self._check_refs(section, name, entry)
-        check_subscriptions(self.subscriptions, self.pollers)
-        if self.cluster is not None and (self.state is None or self.state.url is None):
-            raise fail("cluster needs state.url: replicas share their pollers through a PostgreSQL"
-                       " database (state: {url: postgresql://USER@HOST/DB})", "cluster")
-        return self
 
     def state_config(self) -> StateConfig:
         """The `state` section; ConfigError when the config has none (a config for `exec` and
@@ -239,16 +183,6 @@ class Config(ConfigModel):
                     f" (replicas share the pollers; lease_ttl {ttl:g}s)")
         return str(self.state.path)
 
-    def _check_refs(self, section: str, name: str,
-                    entry: PollerConfig | JobConfig | SubscriptionConfig) -> None:
-        if entry.account not in self.accounts:
-            raise fail(f"unknown account {show(entry.account)}; accounts: {', '.join(self.accounts)}",
-                        section, name, "account")
-        for i, emitter in enumerate(entry.emitters):
-            if emitter not in self.emitters:
-                raise fail(f"unknown emitter {show(emitter)}; emitters: {', '.join(self.emitters)}",
-                            section, name, "emitters", i)
-
     def account_for(self, name: str | None = None) -> tuple[str, AccountConfig]:
         """The named account, else the only one or the one marked `default: true` (UsageError otherwise)."""
         if name is not None:
@@ -261,10 +195,14 @@ class Config(ConfigModel):
                              "default: true; choose one with --account NAME")
         return chosen, self.accounts[chosen]
 
-    def error(self, key_path: str, problem: str) -> ConfigError:
-        """A ConfigError at a dotted key path (`pollers.orders.params`), with the file and line."""
-        path = tuple(key_path.split("."))
-        return YamlDoc(str(self.path), None, self.lines, self.from_files).error(path, problem)
+    def references(self) -> list[tuple[str, str, str, list[str]]]:
+        """(section, name, account, emitter names) of every entry that polls an account and
+        sends to emitters: what the validation pass checks the names of."""
+        entries: list[tuple[str, dict[str, PollerConfig] | dict[str, JobConfig]
+                            | dict[str, SubscriptionConfig]]] = [
+            ("pollers", self.pollers), ("jobs", self.jobs), ("subscriptions", self.subscriptions)]
+        return [(section, name, entry.account, list(entry.emitters))
+                for section, group in entries for name, entry in group.items()]
 
     def describe(self) -> list[str]:
         """Human lines for `spd validate`: accounts, emitters and pollers, without any secret."""
@@ -277,7 +215,7 @@ class Config(ConfigModel):
             lines.append(f"account {name}: {_public_url(acc.base_url)}, region {acc.region}, marketplaces {markets}"
                          + (" (default)" if acc.default else ""))
         for name, emitter in self.emitters.items():
-            lines.append(f"emitter {name}: {_describe_emitter(emitter)}")
+            lines.append(f"emitter {name}: {emitter.describe()}")
         for name, p in self.pollers.items():
             object_name = p.object_type.name if p.object_type is not None else p.object
             lines.append(f"poller {name}: {object_name} by {p.timestamp_field}, every "
@@ -296,16 +234,6 @@ class Config(ConfigModel):
         return lines
 
 
-def _describe_emitter(emitter: EmitterConfig) -> str:
-    if isinstance(emitter, FileEmitterConfig):
-        return f"file {emitter.path}" + (" (fsync)" if emitter.fsync else "")
-    if isinstance(emitter, WebhookEmitterConfig):
-        return f"webhook {_public_url(emitter.url)}"
-    if isinstance(emitter, KafkaEmitterConfig):
-        return f"kafka {', '.join(emitter.bootstrap_servers)} topic {emitter.topic}"
-    return str(emitter.type)
-
-
 def _public_url(url: str) -> str:
     """A URL without `user:password@`, which may hold a credential."""
     parts = urlsplit(url)
@@ -320,7 +248,7 @@ def _default_account(accounts: dict[str, bool]) -> str | None:
     return defaults[0] if len(defaults) == 1 else None
 
 
-def _named(name: str, entry: Any, accounts: Any, section: str) -> Any:
+def _named(name: str, entry: Any, accounts: Any) -> Any:
     """A poller or job entry with its name, and its account when the file leaves it out."""
     if not isinstance(entry, dict):
         return entry
@@ -328,12 +256,8 @@ def _named(name: str, entry: Any, accounts: Any, section: str) -> Any:
     if entry.get("account") is None and isinstance(accounts, dict) and accounts:
         flags = {k: _is_default(a) for k, a in accounts.items()}
         chosen = _default_account(flags)
-        if chosen is None and sum(flags.values()) > 1:
-            return entry  # Config reports the several defaults themselves
-        if chosen is None:
-            raise fail(f"no account given and none of {', '.join(accounts)} is marked default: true; "
-                        "set account: to one of them", section, name, "account")
-        entry["account"] = chosen
+        if chosen is not None:  # else the account stays "": the validation pass says why
+            entry["account"] = chosen
     return entry
 
 
@@ -342,116 +266,3 @@ def _is_default(account: Any) -> bool:
     if isinstance(account, dict):
         return str(account.get("default")).lower() in {"true", "yes", "on", "1", "t", "y"}
     return bool(getattr(account, "default", False))
-
-
-def load_config(path: str | Path) -> Config:
-    """Reads, substitutes and validates a config file; ConfigError (one line) on any problem."""
-    file = Path(path)
-    doc = load_yaml(file, _read(file))
-    if doc.data is None:
-        raise ConfigError(f"{file}: the file is empty; write a config (see config/spd.example.yaml)")
-    if not isinstance(doc.data, dict):
-        raise ConfigError(f"{file}: the top level is {kind(doc.data)}; write a mapping with state, "
-                          "accounts, emitters and pollers")
-    _check_internal_keys(doc)
-    _check_emitter_types(doc)
-    try:
-        config = Config.model_validate({**doc.data, **_default_state(doc.data), "path": file,
-                                        "lines": doc.lines, "from_files": doc.from_files})
-    except ValidationError as exc:
-        raise translate(exc, doc, Config) from None
-    return _absolute_paths(config, file.parent.absolute())
-
-
-def state_directory() -> Path | None:
-    """The unit's StateDirectory= ($STATE_DIRECTORY, the first when it lists several), else None."""
-    first = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(first) if first else None
-
-
-def _default_state(data: dict[str, Any]) -> dict[str, Any]:
-    """Under systemd, an omitted `state:` means $STATE_DIRECTORY/state.db (StateDirectory=)."""
-    directory = state_directory()
-    if data.get("state") is not None or directory is None:
-        return {}
-    return {"state": {"path": str(directory / "state.db")}}
-
-
-def _read(file: Path) -> str:
-    try:
-        with open(file, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{file}: is larger than {MAX_CONFIG_BYTES // 2**20} MiB; a config "
-                              "of 10,000 pollers is about 2.5 MiB (is it the right file?)") from None
-        return raw.decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such file; give an existing config with -c or $SPD_CONFIG") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{file}: is a directory; give a config file with -c or $SPD_CONFIG") from None
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read it: {exc.strerror or exc}; make it readable by the "
-                          "user spd runs as") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{file}: is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-
-
-def _matches(data: Any, parts: list[str], path: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
-    """(path, value) of every key matching a pattern such as `pollers.*.overlap` or `x.type=kafka`."""
-    if not isinstance(data, dict):
-        return
-    key, eq, wanted = parts[0].partition("=")
-    for name in (list(data) if key == "*" else [key] if key in data else []):
-        value = data[name]
-        if value is None or (eq and value != wanted):
-            continue  # `key: null` is the same as leaving the key out
-        if len(parts) > 1:
-            yield from _matches(value, parts[1:], path + (name,))
-        else:
-            yield path + (name,), value
-
-
-def _check_internal_keys(doc: YamlDoc) -> None:
-    """Fields spd fills in itself (a poller's name, the config's path) are unknown keys in the file."""
-    sections: list[tuple[str, type[ConfigModel]]] = [("pollers.*", PollerConfig), ("jobs.*", JobConfig),
-                                                     ("subscriptions.*", SubscriptionConfig)]
-    entries = [((), doc.data, Config)] + [(p, v, m) for pattern, m in sections
-                                          for p, v in _matches(doc.data, pattern.split("."))]
-    for path, value, model in entries:
-        for key in value if isinstance(value, dict) else ():
-            if key in model.internal_keys:
-                raise doc.error(path + (key,), f"unknown key {show(key)}; allowed keys: "
-                                               + ", ".join(model.allowed_keys()))
-
-
-def _check_emitter_types(doc: YamlDoc) -> None:
-    """Unknown or missing emitter types, answered with the types this version supports."""
-    supported = EMITTER_TYPES
-    for path, emitter in _matches(doc.data, ["emitters", "*"]):
-        if not isinstance(emitter, dict):
-            continue
-        if emitter.get("type") is None:
-            raise doc.error(path, f'missing required key "type"; use one of: {", ".join(supported)}')
-        if emitter["type"] not in supported:
-            raise doc.error(path + ("type",), f"{show(emitter['type'])} is not an emitter type; "
-                                              f"use one of: {', '.join(supported)}")
-
-
-def _absolute_paths(config: Config, base: Path) -> Config:
-    """Relative file paths made relative to the config's folder rather than the working directory."""
-
-    def absolute(value: Any) -> Any:
-        return str(base / Path(value).expanduser()) if isinstance(value, str) else value  # absolute stays
-
-    emitters = {
-        name: e.model_copy(update={k: absolute(getattr(e, k)) for k in ("path", "dead_letter") if hasattr(e, k)})
-        for name, e in config.emitters.items()
-    }
-    state = config.state
-    if state is not None and state.path is not None:
-        state = state.model_copy(update={"path": base / state.path.expanduser()})
-    subscriptions = {
-        name: s.model_copy(update={"dead_letter": base / s.dead_letter.expanduser()}) if s.dead_letter else s
-        for name, s in config.subscriptions.items()
-    }
-    return config.model_copy(update={"state": state, "emitters": emitters, "subscriptions": subscriptions})

@@ -1,4 +1,5 @@
-"""The leaf sections of the config (DESIGN §3): state, log, http, accounts and emitters.
+"""The leaf sections of the config (DESIGN §3): state, log, http and accounts (each emitter type's
+section lives in its module, spd.emitters.*, listed by spd.emitters.registry).
 
 `spd.config.model` assembles them into `Config`; import them from there.
 """
@@ -9,12 +10,11 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, computed_field, field_validator, model_validator
+from pydantic import Field, computed_field, field_validator, model_validator
 
-from spd.core.fields import (ConfigModel, Duration, FilePath, Interval, Secret, Template, Text, UniqueTexts, Url,
-                               check_url, fail, show)
+from spd.core.fields import ConfigModel, Duration, FilePath, Secret, Text, UniqueTexts, Url, check_url, fail, show
 from spd.catalog.model import load_catalog
 from spd.core.errors import SpdError
 
@@ -29,7 +29,6 @@ ENDPOINTS = {
 }
 ENDPOINT_HINT = "use na, eu, fe, sandbox-na, sandbox-eu, sandbox-fe or an https:// or http:// URL"
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
-EMITTER_TYPES = ("stdout", "file", "webhook", "kafka")
 
 
 class StateConfig(ConfigModel):
@@ -192,62 +191,3 @@ def _check_operation(key: str) -> None:
         load_catalog().operation(api, op)
     except (SpdError, KeyError) as exc:
         raise fail(exc.args[0] if exc.args else str(exc), key) from None
-
-
-class StdoutEmitterConfig(ConfigModel):
-    type: Literal["stdout"] = "stdout"
-
-
-class FileEmitterConfig(ConfigModel):
-    type: Literal["file"] = "file"
-    path: Template  # {poller}, {object_type}, {account}, {date}
-    fsync: bool = True
-
-
-class WebhookEmitterConfig(ConfigModel):
-    type: Literal["webhook"] = "webhook"
-    url: Url
-    secret: Secret | None = None  # HMAC-SHA256 key of X-SPD-Signature
-    timeout: Interval = timedelta(seconds=10)
-    headers: dict[str, SecretStr] = {}  # values may carry credentials (Authorization)
-    max_retry_time: Duration = timedelta(hours=1)
-    dead_letter: Template | None = None
-    verify_tls: bool = True
-    concurrency: int = Field(default=1, ge=1)  # 1: in order per poller
-
-
-class KafkaSaslConfig(ConfigModel):
-    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    username: Text
-    password: Secret
-
-
-class KafkaSslConfig(ConfigModel):
-    cafile: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-    password: SecretStr | None = None
-    check_hostname: bool = True
-
-
-class KafkaEmitterConfig(ConfigModel):
-    type: Literal["kafka"] = "kafka"
-    bootstrap_servers: Annotated[list[Text], Field(min_length=1)]
-    topic: Template
-    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
-    enable_idempotence: bool = False
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl: KafkaSaslConfig | None = None
-    ssl: KafkaSslConfig | None = None
-    request_timeout: Duration = timedelta(seconds=30)  # a down broker stalls the poller this long
-
-    @field_validator("bootstrap_servers", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return [s.strip() for s in value.split(",")] if isinstance(value, str) else value
-
-
-EmitterConfig = Annotated[
-    Union[StdoutEmitterConfig, FileEmitterConfig, WebhookEmitterConfig, KafkaEmitterConfig],
-    Field(discriminator="type"),
-]

@@ -20,7 +20,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Se
 from pydantic_core import PydanticCustomError
 
 from spd.core.times import format_duration, parse_duration, parse_ts
-from spd.core.errors import ConfigError
+from spd.core.problems import Problem
 from spd.core.yamlload import KeyPath, YamlDoc
 
 TEMPLATE_FIELDS = ("poller", "object_type", "account", "date")
@@ -139,18 +139,16 @@ Template = Annotated[str, BeforeValidator(_text), AfterValidator(_template)]
 UniqueTexts = Annotated[list[Text], AfterValidator(_unique)]
 
 
-def translate(exc: ValidationError, doc: YamlDoc, root: type[ConfigModel]) -> ConfigError:
-    """The first problem in document order, as a one-line ConfigError."""
-    found = [_problem(err, doc, root) for err in exc.errors(include_url=False)]
-    path, problem = min(found, key=lambda f: doc.line(f[0]) or 0)
-    return doc.error(path, problem)
+def schema_problems(exc: ValidationError, doc: YamlDoc, root: type[ConfigModel]) -> list[Problem]:
+    """Every problem pydantic found, reworded, at its key path (lines are filled in later)."""
+    return [Problem(*_problem(err, doc, root)) for err in exc.errors(include_url=False)]
 
 
 def _problem(err: Any, doc: YamlDoc, root: type[ConfigModel]) -> tuple[KeyPath, str]:
-    path = _normalize(err["loc"], doc)
     ctx, value, kind_ = err.get("ctx") or {}, err.get("input"), err["type"]
-    if kind_ == "spd":
-        return path + tuple(ctx.get("loc", ())), ctx["msg"]
+    if kind_ == "spd":  # a model validator's own location follows the union tag pydantic adds
+        return _normalize(tuple(err["loc"]) + tuple(ctx.get("loc", ())), doc), ctx["msg"]
+    path = _normalize(err["loc"], doc)
     if kind_ == "missing":
         model = model_at(root, path[:-1], doc.data)
         required = [k for k, f in model.model_fields.items() if f.is_required()

@@ -59,6 +59,8 @@ class YamlDoc:
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
     from_files: dict[KeyPath, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # `${...}` that could not be substituted (the value became ""): (key path, line, problem)
+    unresolved: tuple[tuple[KeyPath, int, str], ...] = ()
 
     def line(self, path: KeyPath) -> int | None:
         """Line of `path`, or of its longest prefix that exists (a missing key: its parent)."""
@@ -131,7 +133,7 @@ def load_yaml(path: Path, text: str, *, env: dict[str, str] | None = None) -> Ya
     finally:
         if loader is not None:
             loader.dispose()
-    return YamlDoc(file, data, builder.lines, builder.from_files)
+    return YamlDoc(file, data, builder.lines, builder.from_files, tuple(builder.unresolved))
 
 
 def check_expansion(file: str, root: Node) -> None:
@@ -168,6 +170,14 @@ def check_expansion(file: str, root: Node) -> None:
     size(root, 0)
 
 
+class _Unresolved(Exception):
+    """A `${...}` that cannot be substituted."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
 class _Builder:
     """Turns composed nodes into dicts, lists and scalars, recording lines and substituting."""
 
@@ -175,6 +185,7 @@ class _Builder:
         self.file, self.loader, self.env, self.base = file, loader, env, base
         self.lines: dict[KeyPath, int] = {}
         self.from_files: dict[KeyPath, tuple[tuple[str, str], ...]] = {}
+        self.unresolved: list[tuple[KeyPath, int, str]] = []
         self.stack: set[int] = set()
 
     def build(self, node: Node, path: KeyPath) -> Any:
@@ -223,6 +234,13 @@ class _Builder:
         return value
 
     def resolve(self, expr: str, node: Node, path: KeyPath) -> str:
+        try:
+            return self.substitution(expr, node, path)
+        except _Unresolved as exc:  # noted, and the document read on: every problem is reported
+            self.unresolved.append((path, node.start_mark.line + 1, exc.problem))
+            return ""
+
+    def substitution(self, expr: str, node: Node, path: KeyPath) -> str:
         if expr.startswith("file:"):
             content = self.read_file(expr[5:].strip(), node, path)
         elif expr.startswith("credential:"):
@@ -235,14 +253,14 @@ class _Builder:
     def env_value(self, expr: str, node: Node, path: KeyPath) -> str:
         match = _ENV_NAME.fullmatch(expr.strip())
         if not match:
-            self.fail(node, path, f"${{{expr}}} is not a valid substitution; {SUBST_HINT}")
+            raise _Unresolved(f"${{{expr}}} is not a valid substitution; {SUBST_HINT}")
         name, default = match.group(1), match.group(2)
         value = self.env.get(name)
         if default is not None and not value:
             return default
         if value is None:
-            self.fail(node, path, f"environment variable {name} is not set; set it, "
-                                  f"or give a default with ${{{name}:-default}}")
+            raise _Unresolved(f"environment variable {name} is not set; set it, "
+                              f"or give a default with ${{{name}:-default}}")
         return value
 
     def read_file(self, name: str, node: Node, path: KeyPath, expr: str = "") -> str:
@@ -251,25 +269,25 @@ class _Builder:
             with open(target, "rb") as f:
                 raw = f.read(MAX_FILE_VALUE + 1)
             if len(raw) > MAX_FILE_VALUE:
-                self.fail(node, path, f"${{{expr or 'file:' + name}}}: {target} is larger than "
-                                      f"{MAX_FILE_VALUE // 1024} KiB; point it at a file that "
-                                      "holds only the value")
+                raise _Unresolved(f"${{{expr or 'file:' + name}}}: {target} is larger than "
+                                  f"{MAX_FILE_VALUE // 1024} KiB; point it at a file that "
+                                  "holds only the value")
             return raw.decode("utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            self.fail(node, path, f"${{{expr or 'file:' + name}}}: cannot read {target}: {reason}; "
-                                  "point it at a readable UTF-8 file")
+            raise _Unresolved(f"${{{expr or 'file:' + name}}}: cannot read {target}: {reason}; "
+                              "point it at a readable UTF-8 file") from None
 
     def read_credential(self, name: str, node: Node, path: KeyPath) -> str:
         """A systemd credential (LoadCredential=): the file NAME in $CREDENTIALS_DIRECTORY."""
         if not _CREDENTIAL_NAME.fullmatch(name):
-            self.fail(node, path, f"${{credential:{name}}}: {name!r} is not a credential name; "
-                                  "use letters, digits, _, . and -")
+            raise _Unresolved(f"${{credential:{name}}}: {name!r} is not a credential name; "
+                              "use letters, digits, _, . and -")
         directory = self.env.get("CREDENTIALS_DIRECTORY")
         if not directory:
-            self.fail(node, path, f"${{credential:{name}}}: CREDENTIALS_DIRECTORY is not set; systemd "
-                                  "sets it from LoadCredential=, elsewhere set it to the folder of the "
-                                  "credential files (such as /etc/spd/credentials)")
+            raise _Unresolved(f"${{credential:{name}}}: CREDENTIALS_DIRECTORY is not set; systemd "
+                              "sets it from LoadCredential=, elsewhere set it to the folder of the "
+                              "credential files (such as /etc/spd/credentials)")
         return self.read_file(str(Path(directory) / name), node, path, f"credential:{name}")
 
     def fail(self, node: Node, path: KeyPath, problem: str) -> NoReturn:

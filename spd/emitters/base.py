@@ -7,9 +7,13 @@ import builtins
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
+from typing import ClassVar
 
 from spd.core.errors import DeliveryError
+from spd.core.fields import ConfigModel
+from spd.core.problems import Problem
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,11 @@ class Emitter(ABC):
     def reopen(self) -> None:
         """SIGHUP: reopens outputs (the file emitter, for logrotate); others ignore it."""
 
+    async def probe(self) -> str | None:
+        """`spd check`: one harmless exchange with the peer, described in a few words (SpdError
+        when it fails); None when there is no peer to probe."""
+        return None
+
     def _check_open(self) -> None:
         if self._closed:
             raise DeliveryError(f"emitter {self.name}: it is closed")
@@ -84,3 +93,34 @@ class Emitter(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+class EmitterSettings(ConfigModel):
+    """An emitter type as a component: its config model (fields, defaults, limits, cross-field
+    checks) is the base of `build`, `describe` and the checks beyond the file. Each type lives in
+    one module; spd.emitters.registry lists them."""
+
+    type: str
+    summary: ClassVar[str] = ""  # one line: what this emitter type does (`spd validate`, docs)
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The `type:` value that selects this model."""
+        return str(cls.model_fields["type"].default)
+
+    @abstractmethod
+    def build(self, name: str) -> Emitter:
+        """The emitter for this (validated) config; opens nothing until `start()`."""
+
+    def describe(self) -> str:
+        """One line for `spd validate`: where the messages go, without any secret."""
+        return self.type
+
+    def resolved(self, base: Path) -> EmitterSettings:
+        """This config with relative file paths made relative to `base` (the config's folder)."""
+        return self
+
+    def environment(self, name: str) -> list[Problem]:
+        """What only this machine can say (missing extras, unreadable TLS files, unwritable
+        folders), at key paths under `emitters.NAME`."""
+        return []

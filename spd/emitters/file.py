@@ -22,16 +22,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import structlog
 
-from spd.emitters.base import Emitter
-from spd.core.errors import ConfigError, DeliveryError
-from spd.emitters.base import Message
+from spd.core.errors import DeliveryError
+from spd.core.fields import Template
+from spd.core.problems import Problem, error
+from spd.core.environment import unwritable_folder
+from spd.emitters.base import Emitter, EmitterSettings, Message
 
 log = structlog.get_logger(__name__)
 
-TEMPLATE_FIELDS = ("poller", "object_type", "account", "date")
 MAX_OPEN_FILES = 256  # least recently used handles beyond this are closed (1,000 pollers)
 SYNC_THREADS = 16  # files of one batch fsynced at once
 _UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
@@ -46,20 +48,15 @@ def safe_component(value: str) -> str:
     return cleaned
 
 
-def check_template(name: str, template: str) -> None:
-    """ConfigError unless `template` uses only the known `{placeholders}`."""
-    allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-    try:
-        fields = [f for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
-    except ValueError as exc:
-        raise ConfigError(f"emitters.{name}.path: {exc}; placeholders allowed: {allowed}") from None
-    for field in fields:
-        if field not in TEMPLATE_FIELDS:
-            raise ConfigError(
-                f"emitters.{name}.path: unknown placeholder {{{field}}}; allowed: {allowed}"
-            )
-    if not template.strip():
-        raise ConfigError(f"emitters.{name}.path: is empty; give a file path such as out/{{poller}}.jsonl")
+def template_folder(template: str) -> Path:
+    """The folder every file of a path template lies in: the part before the first placeholder."""
+    prefix = ""
+    for literal, field, _, _ in string.Formatter().parse(template):
+        prefix += literal
+        if field is not None:
+            break
+    prefix = os.path.expanduser(prefix)
+    return Path(prefix) if prefix.endswith("/") else Path(prefix).parent
 
 
 def make_private_dirs(directory: Path) -> None:
@@ -106,7 +103,6 @@ class FileEmitter(Emitter):
 
     def __init__(self, name: str, path: str, *, fsync: bool = True) -> None:
         super().__init__(name)
-        check_template(name, path)
         self.template = os.path.expanduser(path)
         self.fsync = fsync
         self._uses_date = "{date}" in self.template
@@ -356,3 +352,25 @@ class FileEmitter(Emitter):
     def open_files(self) -> list[Path]:
         """The paths currently held open (tests, status)."""
         return list(self._handles)
+
+
+class FileEmitterConfig(EmitterSettings):
+    summary = "JSON lines appended to files (a path template), fsynced per page"
+    type: Literal["file"] = "file"
+    path: Template  # {poller}, {object_type}, {account}, {date}
+    fsync: bool = True
+
+    def build(self, name: str) -> Emitter:
+        return FileEmitter(name, self.path, fsync=self.fsync)
+
+    def describe(self) -> str:
+        return f"file {self.path}" + (" (fsync)" if self.fsync else "")
+
+    def resolved(self, base: Path) -> EmitterSettings:
+        return self.model_copy(update={"path": str(base / Path(self.path).expanduser())})
+
+    def environment(self, name: str) -> list[Problem]:
+        reason = unwritable_folder(template_folder(self.path))
+        return [] if reason is None else [error("emitters", name, "path", message=(
+            f"cannot write there: {reason}; choose a folder the user spd runs as can write "
+            "(under systemd: its StateDirectory or a ReadWritePaths= entry)"))]

@@ -22,21 +22,27 @@ import asyncio
 import re
 import ssl
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
 
 import structlog
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from spd.emitters.base import Emitter
-from spd.emitters.file import check_template
 from spd.core.errors import ConfigError, DeliveryError
-from spd.emitters.base import Message
+from spd.core.fields import ConfigModel, Duration, Secret, Template, Text, fail
+from spd.core.environment import installed
+from spd.core.environment import installed
+from spd.core.problems import Problem, error
+from spd.emitters.base import Emitter, EmitterSettings, Message
 
 log = structlog.get_logger(__name__)
 
 TOPIC_MAX = 249  # Kafka's limit on topic name length
 _FORBIDDEN = re.compile(r"[^a-zA-Z0-9._-]")
-COMPRESSIONS = ("gzip", "snappy", "lz4", "zstd")
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+SSL_PROTOCOLS = ("SSL", "SASL_SSL")
+MISSING_AIOKAFKA = ("a kafka emitter needs the aiokafka package; install spd with the kafka extra: "
+                    "pip install 'spd[kafka]'")
 
 
 def safe_topic(name: str) -> str:
@@ -63,14 +69,11 @@ def make_ssl_context(*, cafile: str | None = None, certfile: str | None = None,
     return context
 
 
-def _aiokafka() -> Any:
+def _aiokafka(name: str) -> Any:
     try:
-        import aiokafka
+        import aiokafka  # lazy: only configs with a Kafka emitter need the kafka extra
     except ImportError:
-        raise ConfigError(
-            "a kafka emitter needs the aiokafka package; install spd with the kafka extra: "
-            "pip install 'spd[kafka]'"
-        ) from None
+        raise ConfigError(f"emitters.{name}.type: {MISSING_AIOKAFKA}") from None
     return aiokafka
 
 
@@ -87,12 +90,10 @@ class KafkaEmitter(Emitter):
         max_request_size: int = 1048576, linger: float = 0.005,
     ) -> None:
         super().__init__(name)
-        check_template(name, topic)
         self.topic = topic
         self.servers = list(bootstrap_servers)
         self.request_timeout = request_timeout
-        self._kafka = _aiokafka()
-        _check_compression(name, compression)
+        self._kafka = _aiokafka(name)
         self._options: dict[str, Any] = {
             "bootstrap_servers": self.servers, "acks": "all",
             "enable_idempotence": enable_idempotence, "compression_type": compression,
@@ -207,6 +208,20 @@ class KafkaEmitter(Emitter):
         except Exception as exc:  # the producer is being thrown away; nothing to deliver here
             log.debug("kafka_producer_stop_failed", emitter=self.name, error=_describe(exc))
 
+    async def probe(self) -> str | None:
+        """`spd check`: connects and fetches the cluster's metadata (brokers and topics)."""
+        producer = self._new_producer()
+        try:
+            await asyncio.wait_for(producer.start(), self.request_timeout)
+            metadata = await asyncio.wait_for(producer.client.fetch_all_metadata(), self.request_timeout)
+        except (asyncio.TimeoutError, OSError, self._kafka.errors.KafkaError) as exc:
+            raise DeliveryError(f"cannot reach Kafka at {', '.join(self.servers)} "
+                                f"({_describe(exc)})") from None
+        finally:
+            await self._stop(producer)
+        brokers, topics = len(metadata.brokers()), len(metadata.topics())
+        return f"{brokers} broker{'s' if brokers != 1 else ''}, {topics} topic{'s' if topics != 1 else ''}"
+
     async def flush(self) -> None:
         """Waits for anything queued (every send already waited for its acknowledgements)."""
         producer = self._producer
@@ -225,17 +240,10 @@ class KafkaEmitter(Emitter):
             await asyncio.gather(*self._stopping, return_exceptions=True)
 
 
-def _check_compression(name: str, compression: str | None) -> None:
-    if compression is None or compression == "gzip":
-        return
-    if compression not in COMPRESSIONS:
-        raise ConfigError(f"emitters.{name}.compression: {compression!r} is not known; "
-                          f"allowed: {', '.join(COMPRESSIONS)}")
-    from aiokafka import codec
+def _has_codec(compression: str) -> bool:
+    from aiokafka import codec  # lazy: only configs with a Kafka emitter need the kafka extra
 
-    if not getattr(codec, f"has_{compression}")():
-        raise ConfigError(f"emitters.{name}.compression: {compression} needs the cramjam package "
-                          "(pip install cramjam); gzip needs nothing")
+    return bool(getattr(codec, f"has_{compression}")())
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -248,3 +256,81 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text and type(exc).__name__ not in text else (text or type(exc).__name__)
+
+
+class KafkaSaslConfig(ConfigModel):
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    username: Text
+    password: Secret
+
+
+class KafkaSslConfig(ConfigModel):
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    password: SecretStr | None = None
+    check_hostname: bool = True
+
+    def context(self) -> ssl.SSLContext:
+        """The client TLS context these files describe (OSError, ValueError when unreadable)."""
+        return make_ssl_context(cafile=self.cafile, certfile=self.certfile, keyfile=self.keyfile,
+                                password=self.password.get_secret_value() if self.password else None,
+                                check_hostname=self.check_hostname)
+
+
+class KafkaEmitterConfig(EmitterSettings):
+    summary = "one record per message through an aiokafka producer with acks=all (the kafka extra)"
+    type: Literal["kafka"] = "kafka"
+    bootstrap_servers: Annotated[list[Text], Field(min_length=1)]
+    topic: Template
+    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    enable_idempotence: bool = False
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl: KafkaSaslConfig | None = None
+    ssl: KafkaSslConfig | None = None
+    request_timeout: Duration = timedelta(seconds=30)  # a down broker stalls the poller this long
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [s.strip() for s in value.split(",")] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaEmitterConfig:
+        protocol = self.security_protocol
+        if self.sasl is not None and protocol not in SASL_PROTOCOLS:
+            raise fail(f"needs security_protocol SASL_PLAINTEXT or SASL_SSL, not {protocol}", "sasl")
+        if self.ssl is not None and protocol not in SSL_PROTOCOLS:
+            raise fail(f"needs security_protocol SSL or SASL_SSL, not {protocol}", "ssl")
+        return self
+
+    def build(self, name: str) -> Emitter:
+        ssl_context = None
+        if self.security_protocol in SSL_PROTOCOLS:  # the files were checked by environment()
+            ssl_context = self.ssl.context() if self.ssl else make_ssl_context()
+        sasl = self.sasl and {"mechanism": self.sasl.mechanism, "username": self.sasl.username,
+                              "password": self.sasl.password.get_secret_value()}
+        return KafkaEmitter(
+            name, self.bootstrap_servers, self.topic, compression=self.compression,
+            enable_idempotence=self.enable_idempotence, security_protocol=self.security_protocol,
+            sasl=sasl or None, ssl_context=ssl_context,
+            request_timeout=self.request_timeout.total_seconds(),
+        )
+
+    def describe(self) -> str:
+        return f"kafka {', '.join(self.bootstrap_servers)} topic {self.topic}"
+
+    def environment(self, name: str) -> list[Problem]:
+        if not installed("aiokafka"):
+            return [error("emitters", name, "type", message=MISSING_AIOKAFKA)]
+        problems = []
+        if self.compression not in (None, "gzip") and not _has_codec(self.compression):
+            problems.append(error("emitters", name, "compression", message=(
+                f"{self.compression} needs the cramjam package (pip install cramjam); gzip needs nothing")))
+        if self.ssl is not None and self.security_protocol in SSL_PROTOCOLS:
+            try:
+                self.ssl.context()
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                problems.append(error("emitters", name, "ssl", message=(
+                    f"cannot load the TLS files ({exc}); check cafile, certfile, keyfile and password")))
+        return problems

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
-from spd.emitters.base import Emitter
 from spd.core.errors import DeliveryError
-from spd.emitters.base import Message
+from spd.emitters.base import Emitter, EmitterSettings, Message
 
 
 class StdoutEmitter(Emitter):
@@ -53,3 +52,11 @@ class StdoutEmitter(Emitter):
             self._target().flush()
         except (OSError, ValueError):
             pass
+
+
+class StdoutEmitterConfig(EmitterSettings):
+    summary = "one JSON line per message on stdout"
+    type: Literal["stdout"] = "stdout"
+
+    def build(self, name: str) -> Emitter:
+        return StdoutEmitter(name)

@@ -37,21 +37,29 @@ import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
 
 import aiohttp
 import orjson
 import structlog
 from aiohttp.helpers import get_env_proxy_for_url
 from multidict import CIMultiDict
+from pydantic import Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
 from spd import __version__
+from spd.core.errors import DeliveryError
+from spd.core.fields import Duration, Interval, Secret, Template, Url, fail
 from spd.core.http import discard_body
-from spd.emitters.base import Emitter
-from spd.emitters.deadletter import DeadLetter
-from spd.core.errors import ConfigError, DeliveryError
+from spd.core.problems import Problem, error
 from spd.core.retry import Backoff, retry_after
-from spd.emitters.base import Message
+from spd.core.times import format_ts, utcnow
+from spd.core.environment import unwritable_folder
+from spd.emitters.base import Emitter, EmitterSettings, Message
+from spd.emitters.deadletter import DeadLetter
+from spd.emitters.file import template_folder
 
 log = structlog.get_logger(__name__)
 
@@ -126,9 +134,6 @@ class WebhookEmitter(Emitter):
         self.backoff = backoff  # (first delay, largest delay) in seconds
         self._secret = secret.encode() if secret else None
         self._headers = self._base_headers(headers or {})
-        if URL(url).user is not None and "Authorization" in self._headers:
-            raise ConfigError(f"emitters.{name}.url: has user:password@ and headers has "
-                              "Authorization; HTTP sends only one: remove one of them")
         self.dead_letter = DeadLetter(name, dead_letter) if dead_letter else None
         self._session: aiohttp.ClientSession | None = None
         self._proxy: tuple[URL | None, aiohttp.BasicAuth | None] = (None, None)
@@ -137,9 +142,7 @@ class WebhookEmitter(Emitter):
 
     def _base_headers(self, custom: Mapping[str, str]) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict({"User-Agent": USER_AGENT})
-        for key, value in custom.items():
-            if key.lower() in PROTECTED_HEADERS:
-                raise ConfigError(f"emitters.{self.name}.headers.{key}: is set by spd; remove it")
+        for key, value in custom.items():  # the config refused the headers spd sets itself
             headers[key] = value  # replaces case-insensitively (a custom User-Agent wins)
         headers["Content-Type"] = "application/json"
         return headers
@@ -244,6 +247,21 @@ class WebhookEmitter(Emitter):
         except aiohttp.ClientError as exc:
             return Attempt(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, True)
 
+    async def probe(self) -> str | None:
+        """`spd check`: one signed test delivery marked `X-SPD-Test: 1`, not retried; a 2xx
+        answer passes."""
+        body = orjson.dumps({"test": True, "emitter": self.name, "emitted_at": format_ts(utcnow())})
+        headers = self._headers.copy()
+        headers["X-SPD-Test"] = "1"
+        headers["X-SPD-Delivery"] = delivery_id(body)
+        if self._secret is not None:
+            headers["X-SPD-Signature"] = sign(self._secret, body)
+        started = time.monotonic()
+        outcome = await self._post(self._open_session(), body, headers)
+        if not outcome.ok:
+            raise DeliveryError(f"POST {self.shown_url}: {outcome.error}")
+        return f"HTTP {outcome.status} in {(time.monotonic() - started) * 1000:.0f} ms"
+
     def _backoff(self, attempts: int) -> float:
         first, largest = self.backoff
         return Backoff(first, largest, "half").delay(attempts)
@@ -286,3 +304,54 @@ async def _snippet(resp: aiohttp.ClientResponse) -> str:
     except (aiohttp.ClientError, asyncio.TimeoutError):
         return ""
     return " ".join(raw.decode("utf-8", "replace").split())[:SNIPPET]
+
+
+class WebhookEmitterConfig(EmitterSettings):
+    summary = "each message POSTed as JSON (HMAC-signed with a secret); a 2xx acknowledges it"
+    type: Literal["webhook"] = "webhook"
+    url: Url
+    secret: Secret | None = None  # HMAC-SHA256 key of X-SPD-Signature
+    timeout: Interval = timedelta(seconds=10)
+    headers: dict[str, SecretStr] = {}  # values may carry credentials (Authorization)
+    max_retry_time: Duration = timedelta(hours=1)
+    dead_letter: Template | None = None
+    verify_tls: bool = True
+    concurrency: int = Field(default=1, ge=1)  # 1: in order per poller
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _own_headers(cls, value: Any) -> Any:
+        for key in value if isinstance(value, dict) else ():
+            if str(key).lower() in PROTECTED_HEADERS:
+                raise fail("is set by spd; remove it", key)
+        return value
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> WebhookEmitterConfig:
+        # aiohttp refuses to send both, so every POST would fail: say so before anything runs
+        if URL(self.url).user is not None and any(k.lower() == "authorization" for k in self.headers):
+            raise fail("has user:password@ and headers has Authorization; HTTP sends only one: "
+                       "remove one of them", "url")
+        return self
+
+    def build(self, name: str) -> Emitter:
+        return WebhookEmitter(
+            name, self.url, secret=self.secret.get_secret_value() if self.secret else None,
+            timeout=self.timeout.total_seconds(),
+            headers={k: v.get_secret_value() for k, v in self.headers.items()},
+            max_retry_time=self.max_retry_time.total_seconds(), dead_letter=self.dead_letter,
+            verify_tls=self.verify_tls, concurrency=self.concurrency,
+        )
+
+    def describe(self) -> str:
+        return f"webhook {URL(self.url).with_user(None)}"
+
+    def resolved(self, base: Path) -> EmitterSettings:
+        if self.dead_letter is None:
+            return self
+        return self.model_copy(update={"dead_letter": str(base / Path(self.dead_letter).expanduser())})
+
+    def environment(self, name: str) -> list[Problem]:
+        reason = unwritable_folder(template_folder(self.dead_letter)) if self.dead_letter else None
+        return [] if reason is None else [error("emitters", name, "dead_letter", message=(
+            f"cannot write there: {reason}; choose a folder the user spd runs as can write"))]

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 from spd.catalog.model import Operation
 from spd.client.http import SpClient
-from spd.config.checks import check_download
 from spd.config.model import PollerConfig
 from spd.config.sections import AccountConfig
 from spd.emitters.base import Emitter
@@ -25,7 +24,6 @@ def fetch_strategy(cfg: PollerConfig) -> FetchStrategy:
     if cfg.object_type.kind == "report":
         return ReportFetch()
     if cfg.download:
-        check_download(cfg)
         return SettlementFetch(ReportFetch())
     return OperationFetch(enrichments(cfg.object_type, cfg.include))
 

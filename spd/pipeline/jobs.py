@@ -19,7 +19,7 @@ from spd.catalog.model import Catalog, Operation
 from spd.client.http import SpClient
 from spd.emitters.base import Emitter, Message
 from spd.catalog.requests import ExecRequest
-from spd.config.checks import check_jobs
+from spd.config.checks import prepare_job
 from spd.config.model import Config
 from spd.core.times import now_ms, rfc3339
 from spd.pipeline.delivery import Delivery
@@ -72,10 +72,10 @@ class Job:
 
 def build_jobs(config: Config, catalog: Catalog, client: SpClient,
                emitters: dict[str, Emitter]) -> dict[str, Job]:
-    """Every job of the config, checked against the catalog, with its client and emitters."""
+    """Every job of the (validated) config, with its client and emitters."""
     jobs = {}
-    for name, (request, op, params) in check_jobs(config, catalog).items():
-        cfg = config.jobs[name]
+    for name, cfg in config.jobs.items():
+        request, op, params = prepare_job(config, catalog, cfg)
         jobs[name] = Job(name, request, op, params, cfg.account, client,
                          [emitters[e] for e in cfg.emitters])
     return jobs

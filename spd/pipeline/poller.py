@@ -22,7 +22,6 @@ from datetime import datetime
 
 from spd.catalog.model import Operation
 from spd.client.http import SpClient
-from spd.config.checks import check_poller_params
 from spd.config.model import PollerConfig
 from spd.config.sections import AccountConfig
 from spd.core.errors import SpdError, describe_error
@@ -59,7 +58,6 @@ class Poller:
     delivery: PageDelivery = field(init=False)
 
     def __post_init__(self) -> None:
-        check_poller_params(self.name, self.object_type, self.config)
         self.delivery = PageDelivery(self.name, self.account_name, self.config.emit, self.emitters)
 
     def series(self) -> list[Series]:

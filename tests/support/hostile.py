@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from spd.app.runtime import Runtime
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.state.store import StateStore
 
 from .config import write_config

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from spd.app.runtime import Runtime
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.state.store import StateStore
 from .config import write_config
 from .recording import RecordingEmitter

@@ -1,0 +1,208 @@
+"""The one validation pass: every problem of a file in one run, as data, from the schema, the
+other sections, the catalog and the machine; `run`, `once` and a SIGHUP reload go through it
+once and nothing after it checks again."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import spd.config.validate as validate_mod
+from spd.app.daemon import Daemon
+from spd.app.once import catch_up
+from spd.config.validate import load_config, validate_config
+from spd.core.errors import ConfigError
+from support.config import write_config
+from support.spd import iso, run_spd, spd_env
+
+# Line numbers in the expected problems refer to this text: keep it stable.
+MANY_PROBLEMS = """\
+state: {path: not-a-folder/state.db}
+accounts:
+  acme:
+    endpoint: na
+    marketplace_ids: [ATVPDKIKX0DER]
+    lwa:
+      client_id: cid
+      client_secret: ${SPD_UNSET_ONE}
+      refresh_token: ${SPD_UNSET_TWO}
+emitters:
+  out: {type: stdout}
+  spare: {type: file, path: "not-a-folder/{poller}.jsonl"}
+  smoke: {type: smoke}
+  bus: {type: kafka, bootstrap_servers: [b:1], topic: t, sasl: {username: u, password: p}}
+  idle: {type: stdout}
+pollers:
+  orders:
+    object: ordersV0.getOrders
+    interval: 2 minutes
+    emitters: [out]
+  features:
+    object: fulfillmentOutbound_2020-07-01.getFeatureInventory
+    timestamp_field: updated
+    params: {pageSize: 3, nextToken: x}
+    emitters: [out, nope]
+  vendor:
+    object: vendorOrders.getPurchaseOrders
+    account: other
+    emitters: [out]
+jobs:
+  j: {api: sellers, operation: getMarketplaceParticipationz, emitters: [out]}
+"""
+
+EXPECTED = [
+    ("error", "state.path (line 1): cannot write the state database there: {dir}/not-a-folder is not a "
+              "directory; choose a path the user spd runs as can write (under systemd: leave state out "
+              "to use its StateDirectory)"),
+    ("error", "accounts.acme.lwa.client_secret (line 8): environment variable SPD_UNSET_ONE is not set; "
+              "set it, or give a default with ${SPD_UNSET_ONE:-default}"),
+    ("error", "accounts.acme.lwa.refresh_token (line 9): environment variable SPD_UNSET_TWO is not set; "
+              "set it, or give a default with ${SPD_UNSET_TWO:-default}"),
+    ("error", "emitters.spare.path (line 12): cannot write there: {dir}/not-a-folder is not a directory; "
+              "choose a folder the user spd runs as can write (under systemd: its StateDirectory or a "
+              "ReadWritePaths= entry)"),
+    ("error", 'emitters.smoke.type (line 13): "smoke" is not an emitter type; use one of: stdout, file, '
+              "webhook, kafka"),
+    ("error", "emitters.bus.sasl (line 14): needs security_protocol SASL_PLAINTEXT or SASL_SSL, not PLAINTEXT"),
+    ("warning", "emitters.idle (line 15): nothing sends to this emitter; add it to a poller's, job's or "
+                "subscription's emitters or remove it"),
+    ("error", 'pollers.orders.interval (line 19): "2 minutes" is not a duration; use a number with ms, s, m, '
+              "h or d, such as 30s or 2m"),
+    ("error", "pollers.features.params.pageSize (line 24): pageSize is not a parameter of "
+              "fulfillmentOutbound_2020-07-01.getFeatureInventory; parameters: marketplaceId"),
+    ("error", "pollers.features.params.nextToken (line 24): nextToken is set by spd from the poller's "
+              "window and next token; remove it"),
+    ("error", "pollers.features.params (line 24): fulfillmentOutbound_2020-07-01.getFeatureInventory needs "
+              "featureName; add featureName: VALUE to params"),
+    ("error", 'pollers.features.emitters[1] (line 25): unknown emitter "nope"; emitters: out, spare, smoke, '
+              "bus, idle"),
+    ("error", 'pollers.vendor.account (line 28): unknown account "other"; accounts: acme'),
+    ("error", "jobs.j (line 31): unknown operation 'getMarketplaceParticipationz' of API sellers; did you "
+              "mean getMarketplaceParticipations? (see `spd ops sellers`)"),
+]
+
+
+def many_problems(tmp_path: Path) -> Path:
+    (tmp_path / "not-a-folder").write_text("a file where a folder should be\n")
+    path = tmp_path / "spd.yaml"
+    path.write_text(MANY_PROBLEMS)
+    return path
+
+
+def test_every_problem_of_a_file_as_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPD_UNSET_ONE", raising=False)
+    monkeypatch.delenv("SPD_UNSET_TWO", raising=False)
+    path = many_problems(tmp_path)
+    validation = validate_config(path, environment=True)
+    assert validation.config is None
+    found = [(p.severity, p.format("F")[len("F: "):]) for p in validation.problems]
+    assert found == [(severity, text.replace("{dir}", str(tmp_path))) for severity, text in EXPECTED]
+    assert [p.line for p in validation.problems] == sorted(p.line or 0 for p in validation.problems)
+    first = validation.errors[0]
+    assert (first.path, first.line, first.severity) == (("state", "path"), 1, "error")
+    with pytest.raises(ConfigError) as info:  # what run, once and reload meet: the first error
+        load_config(path, environment=True)
+    assert str(info.value) == f"{path}: " + EXPECTED[0][1].replace("{dir}", str(tmp_path))
+
+
+def test_spd_validate_prints_every_problem_and_exits_78(tmp_path: Path) -> None:
+    path = many_problems(tmp_path)
+    result = run_spd("validate", "-c", str(path), env=spd_env())
+    assert result.returncode == 78 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"spd: {'warning: ' if severity == 'warning' else ''}{path}: {text.replace('{dir}', str(tmp_path))}"
+        for severity, text in EXPECTED]
+
+
+def test_without_the_machine_checks_the_file_alone_is_judged(tmp_path: Path) -> None:
+    path = many_problems(tmp_path)
+    paths = {p.path for p in validate_config(path).problems}
+    assert ("state", "path") not in paths and ("emitters", "spare", "path") not in paths
+    assert ("emitters", "bus", "sasl") in paths and ("jobs", "j") in paths
+
+
+def test_warnings_alone_pass_and_are_printed(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", {"orders": {"object": "ordersV0.getOrders",
+                                                                       "emitters": ["archive"]}},
+                          emitters={"archive": f'{{type: file, path: "{tmp_path}/out/{{poller}}.jsonl"}}',
+                                    "spare": "{type: stdout}"})
+    result = run_spd("validate", "-c", str(config), env=spd_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"{config}: ok"
+    assert result.stderr.splitlines() == [
+        f"spd: warning: {config}: emitters.spare (line 10): nothing sends to this emitter; add it to a "
+        "poller's, job's or subscription's emitters or remove it"]
+
+
+def test_missing_extras_name_the_key_that_needs_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiokafka", None)  # `import aiokafka` now raises ImportError
+    monkeypatch.setitem(sys.modules, "aioboto3", None)
+    config = write_config(
+        tmp_path, "http://127.0.0.1:9", {"orders": {"object": "ordersV0.getOrders"}},
+        emitters={"bus": "{type: kafka, bootstrap_servers: [127.0.0.1:9], topic: spd}"},
+        extra_account="    aws: {access_key_id: AKIA, secret_access_key: s, role_arn: 'arn:aws:iam::1:role/r'}")
+    found = {(p.path, p.message.split(";")[0]) for p in validate_config(config, environment=True).errors}
+    assert found == {
+        (("emitters", "bus", "type"), "a kafka emitter needs the aiokafka package"),
+        (("accounts", "sim", "aws"), "SigV4 signing needs aioboto3"),
+    }
+    assert validate_config(config).errors == []  # `spd exec` and `spd status` need neither
+
+
+def test_an_unreadable_tls_file_is_a_problem_of_its_emitter(tmp_path: Path) -> None:
+    pytest.importorskip("aiokafka")
+    config = write_config(
+        tmp_path, "http://127.0.0.1:9", {"orders": {"object": "ordersV0.getOrders"}},
+        emitters={"bus": f"{{type: kafka, bootstrap_servers: [b:1], topic: t, security_protocol: SSL, "
+                         f"ssl: {{cafile: {tmp_path}/missing.pem}}}}"})
+    [problem] = validate_config(config, environment=True).errors
+    assert problem.format("F").startswith("F: emitters.bus.ssl (line 9): cannot load the TLS files")
+
+
+# -- one pass, then trust -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Counts the validation passes (by their catalog checks) and whether each looked beyond the file."""
+    seen: list[bool] = []
+    real = validate_mod.config_problems
+
+    def counting(config: Any, catalog: Any, *, environment: bool) -> Any:
+        seen.append(environment)
+        return real(config, catalog, environment=environment)
+
+    monkeypatch.setattr(validate_mod, "config_problems", counting)
+    return seen
+
+
+async def test_once_validates_once(tmp_path: Path, sim_factory: Any, passes: list[bool]) -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    sim = sim_factory(orders=20, start=now - timedelta(hours=2), end=now, rate_limit=False)
+    config = write_config(tmp_path, sim.url, {"orders": {"object": "ordersV0.getOrders",
+                                                         "start_time": iso(now - timedelta(hours=3))}})
+    assert await catch_up(config, []) == 0
+    assert passes == [True]
+
+
+async def test_run_and_each_reload_validate_once(tmp_path: Path, sim_factory: Any, passes: list[bool]) -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    sim = sim_factory(orders=20, start=now - timedelta(hours=2), end=now, rate_limit=False)
+    config = write_config(tmp_path, sim.url, {"orders": {"object": "ordersV0.getOrders",
+                                                         "start_time": iso(now - timedelta(hours=3))}})
+    daemon = Daemon(config, install_signals=False)
+    await daemon.start()
+    try:
+        assert passes == [True]
+        await daemon.reload()
+        assert passes == [True, True]
+        config.write_text(config.read_text().replace("ordersV0.getOrders", "ordersV0.getOrderz"))
+        await daemon.reload()  # refused by the pass: the old config keeps running
+        assert passes == [True, True, True]
+        assert daemon.runtime is not None and "orders" in daemon.runtime.pollers
+    finally:
+        await daemon.close()
