@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", action="store_true",
                    help="also read pushed ORDER_CHANGE notifications (moto's SQS on loopback; needs moto[server])")
     command("validate", "validate", "check a config and print what would run", config=True, output=True)
+    command("check", "check", "try a config online: LWA and one SP-API call per account, a probe "
+            "per webhook and Kafka emitter", config=True, output=True)
     command("status", "status", "one row per poller: state, watermark, lag, next run, last error",
             config=True, output=True)
     p = command("reset", "reset", "move a poller's watermark (default: to its start_time)", config=True)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from spd.app.backfill import Backfill
+from spd.app.check import check_config
 from spd.app.execute import exec_command, request_command
 from spd.app.once import run_once
 from spd.app.status import (SUBSCRIPTION_COLUMNS, ResetPlan, collect_status, plan_reset, reset_poller,
@@ -45,6 +46,8 @@ OBJECT_COLUMNS = (Column("TYPE", "name"), Column("KIND", lambda r: r.get("report
                   Column("TIMESTAMPS", lambda r: r.get("timestamp_fields") or r.get("format")),
                   Column("NOTES", lambda r: r.get("only") if "only" in r else _report_note(r)))
 VALIDATE_COLUMNS = (Column("WHAT", "what"), Column("DETAIL", "detail"))
+CHECK_COLUMNS = (Column("TARGET", "target"), Column("CHECK", "check"), Column("RESULT", "result"),
+                 Column("DETAIL", "detail"))
 
 
 def _report_note(row: dict[str, Any]) -> str | None:
@@ -122,6 +125,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{file}: ok")
         print_table(items, VALIDATE_COLUMNS)
     return EXIT_CONFIG if config is None else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(config_path(args), environment=True)  # offline problems first (exit 78)
+    configure_logging("error", config.log.format)  # the table is the output; retries stay quiet
+    rows = [row.as_dict() for row in asyncio.run(check_config(config))]
+    print_listing(rows, rows, CHECK_COLUMNS, json_flag=args.json, empty="nothing to check")
+    return EXIT_FAILURE if any(row["result"] == "failed" for row in rows) else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -256,7 +267,7 @@ def cmd_models_build(args: argparse.Namespace) -> int:
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "once": cmd_once, "demo": cmd_demo, "validate": cmd_validate,
+    "run": cmd_run, "once": cmd_once, "demo": cmd_demo, "validate": cmd_validate, "check": cmd_check,
     "status": cmd_status, "reset": cmd_reset, "objects": cmd_objects, "ops": cmd_ops,
     "exec": cmd_exec, "request": cmd_request, "subscribe": cmd_subscribe, "sim": cmd_sim, "models_build": cmd_models_build,
 }

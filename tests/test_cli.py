@@ -25,7 +25,7 @@ def assert_one_line_error(result: Any, code: int, expected: str) -> None:
 def test_help_lists_every_command() -> None:
     result = run_spd("--help")
     assert result.returncode == 0
-    for command in ("run", "once", "demo", "validate", "status", "reset", "objects", "ops", "sim", "models"):
+    for command in ("run", "once", "demo", "validate", "check", "status", "reset", "objects", "ops", "sim", "models"):
         assert f"    {command}" in result.stdout
 
 
