@@ -32,6 +32,7 @@ from typing import Any, TextIO
 import orjson
 
 from spd.core.paths import dig
+from spd.core.times import format_ts
 from spd.app.daemon import Daemon
 from spd.app.subscribe import subscribe
 from spd.core.errors import UsageError
@@ -194,7 +195,7 @@ async def _demo(now: datetime, seconds: float | None, sqs: SqsPeer | None) -> in
                 as_file(files("spd._config") / "demo.yaml") as packaged:
             os.environ["SPD_SIM_URL"] = sim.url
             os.environ["SPD_STATE_DIR"] = state_dir
-            os.environ["SPD_DEMO_START"] = (now - CATCH_UP).strftime("%Y-%m-%dT%H:%M:%SZ")
+            os.environ["SPD_DEMO_START"] = format_ts((now - CATCH_UP).replace(microsecond=0))
             config_path = Path(packaged)
             if sqs is not None:
                 config_path = await with_subscription(config_path, Path(state_dir), sqs)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from spd.core.times import format_ts
+
 STATUS_ERROR_CHARS = 200  # systemctl status shows one line; the full error is in the journal
 
 
@@ -98,7 +100,7 @@ class StatusBoard:
             message = " ".join(err.message.split())
             if len(message) > STATUS_ERROR_CHARS:
                 message = message[:STATUS_ERROR_CHARS - 1] + "…"
-            text += f"; last error {err.at.strftime('%Y-%m-%dT%H:%M:%SZ')} {err.name}: {message}"
+            text += f"; last error {format_ts(err.at.replace(microsecond=0))} {err.name}: {message}"
         return text
 
     def _condition(self, key: str, waiting: set[str]) -> str:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
-from spd.core.times import format_ts
+from spd.core.times import rfc3339
 from spd.catalog.model import Operation
 from spd.core.errors import ApiError, UsageError
 from spd.core.retry import retry_after as parse_retry_after
@@ -40,7 +40,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return format_datetime(value)
+        return rfc3339(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Enum):
@@ -48,11 +48,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, dict):
         return orjson.dumps(value).decode()
     return str(value)
-
-
-def format_datetime(value: datetime) -> str:
-    """ISO 8601 in UTC with `Z`; naive datetimes are taken as UTC. Never rounds the value."""
-    return format_ts(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
 def fill_path(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from spd.core.paths import dig
-from spd.core.times import normalize_timestamp
+from spd.core.times import format_ts, normalize_timestamp
 from spd.sources.object_type import (Extraction, ObjectType, Paging, Partitioning, UnknownObjectType,
                                      Windowing, content_hash)
 
@@ -267,4 +267,4 @@ def normalize_report_time(value: str) -> str | None:
                       int(g[8] or 0), tzinfo=timezone(timedelta(hours=offset)))
     except ValueError:
         return None
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_ts(ts)
