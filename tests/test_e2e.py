@@ -195,6 +195,8 @@ def test_sighup_with_an_emitter_that_cannot_start_keeps_the_old_config(tmp_path:
     proc = start_spd("run", "-c", str(config))
     try:
         wait_for(lambda: len(read_jsonl(tmp_path / "out" / "orders.jsonl")) >= 190, timeout=60)
+        running = tmp_path / "running.yaml"  # what the daemon keeps, for `spd status`
+        running.write_text(config.read_text())
         # Valid YAML and keys, but the Kafka emitter refuses SASL over PLAINTEXT.
         config.write_text(config.read_text().replace("emitters:\n", (
             "emitters:\n  bus: {type: kafka, bootstrap_servers: [127.0.0.1:9], topic: t, "
@@ -202,9 +204,9 @@ def test_sighup_with_an_emitter_that_cannot_start_keeps_the_old_config(tmp_path:
         proc.send_signal(signal.SIGHUP)
         time.sleep(2)
         assert proc.poll() is None
-        status = run_spd("status", "-c", str(config), "--json")
+        status = run_spd("status", "-c", str(running), "--json")
         before = json.loads(status.stdout)[0]["last_run"]
-        wait_for(lambda: json.loads(run_spd("status", "-c", str(config), "--json").stdout)[0]["last_run"] != before,
+        wait_for(lambda: json.loads(run_spd("status", "-c", str(running), "--json").stdout)[0]["last_run"] != before,
                  timeout=30)  # the orders poller still runs on its interval
     finally:
         code = stop_spd(proc, signal.SIGTERM)
