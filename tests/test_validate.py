@@ -4,6 +4,7 @@ once and nothing after it checks again."""
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -112,10 +113,16 @@ def test_every_problem_of_a_file_as_data(tmp_path: Path, monkeypatch: pytest.Mon
 def test_spd_validate_prints_every_problem_and_exits_78(tmp_path: Path) -> None:
     path = many_problems(tmp_path)
     result = run_spd("validate", "-c", str(path), env=spd_env())
-    assert result.returncode == 78 and result.stdout == ""
+    assert result.returncode == 78
     assert result.stderr.splitlines() == [
         f"spd: {'warning: ' if severity == 'warning' else ''}{path}: {text.replace('{dir}', str(tmp_path))}"
         for severity, text in EXPECTED]
+    report = json.loads(result.stdout)  # piped: the same problems as data
+    assert (report["config"], report["ok"], report["items"]) == (str(path), False, [])
+    assert [(p["severity"], p["key"], p["line"]) for p in report["problems"]] == [
+        (severity, text.split(" (line ")[0], int(text.split(" (line ")[1].split(")")[0]))
+        for severity, text in EXPECTED]
+    assert report["problems"][6]["message"].startswith("no poller or job uses this emitter")
 
 
 def test_without_the_machine_checks_the_file_alone_is_judged(tmp_path: Path) -> None:
@@ -132,7 +139,8 @@ def test_warnings_alone_pass_and_are_printed(tmp_path: Path) -> None:
                                     "spare": "{type: stdout}"})
     result = run_spd("validate", "-c", str(config), env=spd_env())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == f"{config}: ok"
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and [p["key"] for p in report["problems"]] == ["emitters.spare"]
     assert result.stderr.splitlines() == [
         f"spd: warning: {config}: emitters.spare (line 10): nothing sends to this emitter; add it to a "
         "poller's, job's or subscription's emitters or remove it"]
