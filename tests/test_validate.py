@@ -122,7 +122,7 @@ def test_spd_validate_prints_every_problem_and_exits_78(tmp_path: Path) -> None:
     assert [(p["severity"], p["key"], p["line"]) for p in report["problems"]] == [
         (severity, text.split(" (line ")[0], int(text.split(" (line ")[1].split(")")[0]))
         for severity, text in EXPECTED]
-    assert report["problems"][6]["message"].startswith("no poller or job uses this emitter")
+    assert report["problems"][6]["message"].startswith("nothing sends to this emitter")
 
 
 def test_without_the_machine_checks_the_file_alone_is_judged(tmp_path: Path) -> None:
