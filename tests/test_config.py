@@ -624,12 +624,17 @@ def test_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert errors_beyond_the_file(path) == []  # what `spd validate` adds
 
 
-def test_example_config_validates_without_the_extras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """README's install (`pip install .`) has neither aiokafka nor aioboto3."""
+def test_example_config_without_the_extras_names_the_keys_that_need_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's install (`pip install .`) has neither aiokafka nor aioboto3: the file itself is
+    valid, and what needs an extra (the example's subscription reads SQS) says so at its key."""
     example_env(monkeypatch)
     monkeypatch.setitem(sys.modules, "aiokafka", None)  # `import aiokafka` now raises ImportError
     monkeypatch.setitem(sys.modules, "aioboto3", None)
-    assert errors_beyond_the_file(example_copy(tmp_path, EXAMPLE.read_text(), monkeypatch)) == []
+    path = example_copy(tmp_path, EXAMPLE.read_text(), monkeypatch)
+    assert validate_config(path).errors == []
+    assert [(p.path, p.message.split(";")[0]) for p in validate_config(path, environment=True).errors] == [
+        (("subscriptions", "order-changes"), "reading SQS needs aioboto3")]
 
 
 def test_example_config_with_every_optional_key_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

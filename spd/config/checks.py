@@ -150,7 +150,7 @@ def environment_problems(config: Config) -> list[Problem]:
         problems += emitter.environment(name)
     for name, sub in config.subscriptions.items():
         if not installed("aioboto3"):
-            problems.append(error("subscriptions", name, "queue_url", message=(
+            problems.append(error("subscriptions", name, message=(
                 "reading SQS needs aioboto3; install spd with the aws extra (pip install 'spd[aws]')")))
         if sub.dead_letter is not None and (reason := unwritable_file(Path(sub.dead_letter))):
             problems.append(error("subscriptions", name, "dead_letter", message=(
