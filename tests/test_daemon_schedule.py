@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from spd.app import daemon as daemon_module
 from spd.app.daemon import Daemon
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from support.config import write_config
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from spd.app.runtime import Runtime
-from spd.config.model import load_config
+from spd.config.validate import load_config
 from spd.emitters import file as file_emitter
 from spd.sim import SimSettings, Simulator
 from spd.state.store import StateStore
