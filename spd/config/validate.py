@@ -140,8 +140,8 @@ def reference_problems(config: Config, data: dict[str, Any]) -> list[Problem]:
         problems += [error(section, name, "emitters", i, message=(
             f"unknown emitter {show(emitter)}; emitters: {', '.join(emitters)}"))
             for i, emitter in enumerate(names) if emitter not in emitters]
-    if config.cluster is not None and (config.state is None or config.state.url is None) \
-            and data.get("state") is not None:
+    state = data.get("state")
+    if config.cluster is not None and not (isinstance(state, dict) and state.get("url")):
         problems.append(error("cluster", message=(
             "cluster needs state.url: replicas share their pollers through a PostgreSQL database "
             "(state: {url: postgresql://USER@HOST/DB})")))
