@@ -36,7 +36,6 @@ from spd.app.runtime import EmitterFactory, Runtime, drain_tasks
 from spd.client.observe import QUOTA_CLOCK
 from spd.emitters.registry import build_emitter
 from spd.pipeline.types import RunResult
-from spd.app.cluster import Cluster
 from spd.app.placement import Placement
 from spd.app.state import open_state
 from spd.state.backend import StateBackend
@@ -123,10 +122,11 @@ class Daemon:
     def _page_delivered(self, key: str, *_: object) -> None:
         self.liveness.progressed(key.partition("@")[0])  # "orders@MARKETPLACE" is poller orders
 
-    def schedule(self, config: Config, accounts: set[str] | None = None, *, now: bool = False) -> None:
+    def schedule(self, config: Config, accounts: set[str] | None = None) -> None:
         """One interval job per poller and per job: one run at a time, missed runs coalesced,
-        small jitter, first runs spread at about FIRST_RUNS_PER_SECOND over at most one interval (`now`: at
-        once). In a cluster, only those of the accounts this replica holds (or of `accounts`)."""
+        small jitter, first runs spread at about FIRST_RUNS_PER_SECOND over at most one interval;
+        in a cluster, only those of the accounts this replica holds, or of `accounts` (just
+        taken: at once)."""
         assert self.scheduler is not None
         spread = (len(config.pollers) + len(config.jobs)) / FIRST_RUNS_PER_SECOND
         if accounts is None:  # the whole config (start, reload): its subscriptions' queues too
@@ -155,17 +155,11 @@ class Daemon:
             replace_existing=True,
         )
 
-    @property
-    def cluster(self) -> Cluster | None:
-        """This replica's cluster membership (with state.url), else None."""
-        return self.placement.cluster
-
     async def run_poller(self, name: str) -> None:
         """One scheduled poller run; errors are recorded and logged, the next run tries again."""
         runtime = self.runtime
-        if runtime is None or name not in runtime.pollers or self.stopped.is_set():
-            return
-        if not self.placement.runs_here(runtime.pollers[name].account_name):
+        if (runtime is None or name not in runtime.pollers or self.stopped.is_set()
+                or not self.placement.runs_here(runtime.pollers[name].account_name)):
             return
         QUOTA_CLOCK.set(self.liveness.quota_clock(name))  # this run's task and those it starts
         async with self.tracked("poll", name, poller=name):
@@ -180,9 +174,8 @@ class Daemon:
     async def run_job(self, name: str) -> None:
         """One scheduled job run: call the operation, emit the result; failures wait for the next run."""
         runtime = self.runtime
-        if runtime is None or name not in runtime.jobs or self.stopped.is_set():
-            return
-        if self.config is not None and not self.placement.runs_here(self.config.jobs[name].account):
+        if (runtime is None or name not in runtime.jobs or self.stopped.is_set()
+                or not self.placement.runs_here(runtime.jobs[name].account)):
             return
         async with self.tracked("job", f"job:{name}", job=name):
             await runtime.jobs[name].run()

@@ -50,7 +50,7 @@ class DaemonCollector:
 
     def cluster_metrics(self) -> Iterator[Metric]:
         """With state.url: this replica's leases, takeovers and heartbeats."""
-        cluster = self.daemon.cluster
+        cluster = self.daemon.placement.cluster
         if cluster is None:
             return
         labels = ["replica"]

@@ -58,7 +58,7 @@ class Placement:
         daemon = self.daemon
         if daemon.runtime is not None and daemon.config is not None and not daemon.stopped.is_set():
             daemon.runtime.account_stopping(account, False)
-            daemon.schedule(daemon.config, {account}, now=True)
+            daemon.schedule(daemon.config, {account})
 
     async def stop_account(self, account: str, grace: float) -> None:
         """The account's pollers and jobs stop here: no more runs; those in flight get `grace`
