@@ -570,7 +570,7 @@ def test_describe(tmp_path: Path) -> None:
 
 
 EXAMPLE = ROOT / "config" / "spd.example.yaml"
-COMMENTED_KEY = re.compile(r"^(\s*)# ((\s*)[A-Za-z_][\w.-]*:(\s.*)?)$", re.M)  # `# key: value`
+COMMENTED_KEY = re.compile(r"^([ \t]*)# (([ \t]*)[A-Za-z_][\w.-]*:([ \t].*)?)$", re.M)  # `# key: value`
 
 
 def example_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -626,15 +626,20 @@ def test_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_example_config_without_the_extras_names_the_keys_that_need_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """README's install (`pip install .`) has neither aiokafka nor aioboto3: the file itself is
-    valid, and what needs an extra (the example's subscription reads SQS) says so at its key."""
+    """README's install (`pip install .`) has neither aiokafka nor aioboto3: the example as
+    shipped validates there (what needs an extra is commented out), and once uncommented, what
+    needs an extra (the subscription reads SQS, the Kafka emitters) says so at its key."""
     example_env(monkeypatch)
     monkeypatch.setitem(sys.modules, "aiokafka", None)  # `import aiokafka` now raises ImportError
     monkeypatch.setitem(sys.modules, "aioboto3", None)
     path = example_copy(tmp_path, EXAMPLE.read_text(), monkeypatch)
-    assert validate_config(path).errors == []
-    assert [(p.path, p.message.split(";")[0]) for p in validate_config(path, environment=True).errors] == [
-        (("subscriptions", "order-changes"), "reading SQS needs aioboto3")]
+    assert list(validate_config(path, environment=True).problems) == []
+    (tmp_path / "full").mkdir()
+    full = example_copy(tmp_path / "full", uncomment_optional_keys(EXAMPLE.read_text()), monkeypatch)
+    errors = [(p.path[:2], p.message) for p in validate_config(full, environment=True).errors]
+    assert any(path == ("subscriptions", "order-changes") and "aioboto3" in message
+               for path, message in errors), errors
+    assert any(path == ("emitters", "bus") and "aiokafka" in message for path, message in errors), errors
 
 
 def test_example_config_with_every_optional_key_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -658,6 +663,8 @@ def test_example_config_with_every_optional_key_validates(tmp_path: Path, monkey
     settlements = config.pollers["settlements"]
     assert (settlements.report_types, settlements.download) == (["GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE"], True)
     assert config.pollers["order-report"].object_type.name.startswith("report:")
+    subscription = config.subscriptions["order-changes"]
+    assert (subscription.notification_types, subscription.reconcile_with) == (["ORDER_CHANGE"], "orders")
 
 
 def test_example_config_documents_every_key_the_readme_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
