@@ -331,6 +331,10 @@ def test_status_and_metrics_count_per_subscription_across_restarts(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     row = next(r for r in json.loads(done.stdout) if r.get("subscription") == "orders")
     assert (row["received"], row["emitted"], row["dead_lettered"]) == (4, 3, 1)
+    # The stop cut the daemon's 1 s long poll short on its side only: the queue still answers
+    # that receive, and a message sent before it ends would be handed to it and stay invisible
+    # for the visibility timeout (as on SQS). Send the next one after that poll has ended.
+    time.sleep(2)
     sqs.send(queue, order_change("111-9", notification_id="m9"))
     proc = start_spd("run", "-c", str(path))
     try:
