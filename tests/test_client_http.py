@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from spd.client import SpClient
 from spd.core.errors import ApiError, AuthError, UsageError
 from spd.sim.limits import TokenBucket as SimBucket
+from tests.support.quota import record_grants
 
 CLIENT_SECRET = "amzn1.oa2-cs.v1.TOPSECRETclientsecret"
 REFRESH_TOKEN = "Atzr|TOPSECRETrefreshtoken"
@@ -405,20 +406,6 @@ async def test_config_override_and_default_limits(fake):
         assert (c.bucket("acme", GET_ORDERS).rate, c.bucket("acme", GET_ORDERS).burst) == (0.0167, 20)
         no_plan = Op("x", "y", "GET", "/y")
         assert (c.bucket("acme", no_plan).rate, c.bucket("acme", no_plan).burst) == (0.5, 1)
-
-
-def record_grants(monkeypatch: pytest.MonkeyPatch, bucket: Any) -> list[float]:
-    """Times at which `bucket` handed out its tokens, read as acquire() returns (nothing awaits
-    between the bucket taking the token and the stamp, so load cannot move one stamp alone)."""
-    granted: list[float] = []
-    acquire = bucket.acquire
-
-    async def timed_acquire() -> None:
-        await acquire()
-        granted.append(time.monotonic())
-
-    monkeypatch.setattr(bucket, "acquire", timed_acquire)
-    return granted
 
 
 def throttled_by_amazon(rate: float, burst: int, times: list[float]) -> int:

@@ -16,6 +16,7 @@ from spd.client import SpClient
 from spd.core.errors import ApiError, AuthError
 from spd.sim import SimSettings, Simulator
 from spd.sim.limits import TokenBucket as SimBucket
+from tests.support.quota import record_grants
 
 MARKETPLACE = "ATVPDKIKX0DER"
 
@@ -97,20 +98,6 @@ async def test_bad_parameters_fail_with_amazon_errors(sim, catalog):
             await client.call("acme", op, {"MarketplaceIds": [MARKETPLACE]})  # no date filter
     assert info.value.status == 400 and info.value.errors
     assert str(info.value).startswith("ordersV0.getOrders: HTTP 400 InvalidInput")
-
-
-def record_grants(monkeypatch: pytest.MonkeyPatch, bucket: Any) -> list[float]:
-    """Times at which `bucket` handed out its tokens, read as acquire() returns (nothing awaits
-    between the bucket taking the token and the stamp)."""
-    granted: list[float] = []
-    acquire = bucket.acquire
-
-    async def timed_acquire() -> None:
-        await acquire()
-        granted.append(time.monotonic())
-
-    monkeypatch.setattr(bucket, "acquire", timed_acquire)
-    return granted
 
 
 async def test_runs_at_the_quota_without_429(catalog, monkeypatch):
