@@ -6,7 +6,6 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
