@@ -35,13 +35,6 @@ def receiver() -> Iterator[WebhookReceiver]:
     hook.stop()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[TansuBroker]:
-    b = TansuBroker.find_or_skip(log=tmp_path / "tansu.log").start()
-    yield b
-    b.close()
-
-
 def account(name: str, url: str, refresh_token: str) -> str:
     return (f"  {name}:\n    endpoint: {url}\n    marketplace_ids: [ATVPDKIKX0DER]\n"
             f"    lwa: {{client_id: c, client_secret: s, refresh_token: {refresh_token}, "

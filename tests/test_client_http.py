@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from spd.client import SpClient
 from spd.core.errors import ApiError, AuthError, UsageError
 from spd.sim.limits import TokenBucket as SimBucket
-from tests.support.quota import record_grants
+from support.quota import record_grants
 
 CLIENT_SECRET = "amzn1.oa2-cs.v1.TOPSECRETclientsecret"
 REFRESH_TOKEN = "Atzr|TOPSECRETrefreshtoken"

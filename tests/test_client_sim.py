@@ -15,7 +15,7 @@ from spd.client import SpClient
 from spd.core.errors import ApiError, AuthError
 from spd.sim import SimSettings, Simulator
 from spd.sim.limits import TokenBucket as SimBucket
-from tests.support.quota import record_grants
+from support.quota import record_grants
 
 MARKETPLACE = "ATVPDKIKX0DER"
 

@@ -62,13 +62,6 @@ def hook() -> Iterator[WebhookReceiver]:
     receiver.stop()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[TansuBroker]:
-    b = TansuBroker.find_or_skip(log=tmp_path / "tansu.log").start()
-    yield b
-    b.close()
-
-
 def consume(broker: TansuBroker, topic: str, idle: float = 1.5) -> list[Any]:
     """Every record of `topic` from the beginning, read until none came for `idle` seconds."""
     from aiokafka import AIOKafkaConsumer

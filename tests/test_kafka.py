@@ -34,13 +34,6 @@ def msgs(n: int = 3, *, emit: str = "individually", start: int = 0, poller: str 
 
 
 @pytest.fixture
-def broker(tmp_path: Path):
-    b = TansuBroker.find_or_skip(log=tmp_path / "tansu.log").start()
-    yield b
-    b.close()
-
-
-@pytest.fixture
 async def kafka(broker: TansuBroker):
     made: list[KafkaEmitter] = []
 

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from .hostile import HostileThread
+from .kafka_broker import TansuBroker
 from .sim import SimThread
 from .static_sandbox import sandbox
 
-__all__ = ["hostile_thread", "sandbox", "sim_factory", "tmpfs"]
+__all__ = ["broker", "hostile_thread", "sandbox", "sim_factory", "tmpfs"]
 
 
 @pytest.fixture
@@ -54,3 +55,11 @@ def hostile_thread() -> Iterator[Any]:
     stub = HostileThread().start()
     yield stub
     stub.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A tansu Kafka-protocol broker of its own (skipped where the binary is not installed)."""
+    b = TansuBroker.find_or_skip(log=tmp_path / "tansu.log").start()
+    yield b
+    b.close()
