@@ -13,13 +13,26 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from spd import __version__
 from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
 from spd.core.output import JSON_HELP
 from spd.core.redaction import debug_enabled, redact
 from spd.core.replica import publish_replica_id
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
+
+
+class _Version(argparse.Action):
+    """`--version`: the installed version, looked up only when asked (importlib.metadata costs
+    ~30 ms that every other command would pay)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit", **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from spd import __version__  # lazy: see the class docstring
+
+        print(f"spd {__version__}")
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree of DESIGN.md §2."""
     parser = _Parser(prog="spd", description="Selling Partner Daemon: keeps your systems in sync with Amazon SP-API.")
-    parser.add_argument("--version", action="version", version=f"spd {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -141,9 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         if "config" in args:
             args.config = args.config or os.environ.get("SPD_CONFIG") or DEFAULT_CONFIG
             publish_replica_id()  # `${SPD_REPLICA_ID}` in the config names this replica
+        # spd's config models use no pydantic plugins, and looking for some reads the metadata of
+        # every installed package when the first model is built (30-60 ms); a user's setting wins.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
         from spd import commands  # after parsing: `spd --help` and usage errors load nothing else
 
-        return commands.HANDLERS[args.handler](args)
+        return commands.handler(args.handler)(args)
     except SpdError as exc:
         print(f"spd: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code

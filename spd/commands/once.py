@@ -1,0 +1,39 @@
+"""`spd once`: run the pollers until they caught up, or a bounded backfill (`--from`/`--until`)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+
+from spd.app.backfill import Backfill
+from spd.app.once import run_once
+from spd.commands.common import config_path
+from spd.core.errors import UsageError
+from spd.core.times import format_ts, parse_instant, utcnow
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    return run_once(config_path(args), args.pollers, backfill_range(args))
+
+
+def backfill_range(args: argparse.Namespace) -> Backfill | None:
+    """`--from T1 [--until T2]`: the range of a bounded backfill, or None for a normal run."""
+    if args.backfill_from is None:
+        if args.backfill_until is not None:
+            raise UsageError("--until needs --from: a backfill runs from --from to --until")
+        return None
+    start, until = (parse_when(option, value) for option, value in
+                    (("--from", args.backfill_from), ("--until", args.backfill_until or "now")))
+    if until <= start:
+        raise UsageError(f"--until {format_ts(until)} is not after --from {format_ts(start)}")
+    return Backfill(start, until)
+
+
+def parse_when(option: str, value: str) -> datetime:
+    """A command-line time: a date (midnight UTC), a timestamp with a zone, or `now`."""
+    if value == "now":
+        return utcnow()
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}; a date such as 2026-11-29 means midnight UTC") from None
