@@ -15,7 +15,7 @@ import pytest
 
 from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
 from spd.catalog.model import load_catalog
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.client.gate import FailureGate
 from spd.config.validate import load_config
 from spd.core.errors import AuthError

@@ -14,7 +14,7 @@ import pytest
 
 from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
 from spd.catalog.model import load_catalog
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.client.sigv4 import AssumedRoles, SigV4Signer, TempCredentials
 from spd.config.validate import load_config
 from spd.core.errors import ApiError, AuthError
@@ -192,7 +192,7 @@ def test_accounts_without_aws_never_import_boto(tmp_path):
     code = (
         "import sys\n"
         "from spd.config.validate import load_config\n"
-        "from spd.client import SpClient\n"
+        "from spd.client.http import SpClient\n"
         "from spd.catalog.model import load_catalog\n"
         "import spd.app.runtime, spd.app.daemon, spd.app.once\n"
         f"cfg = load_config({str(config_without_aws(tmp_path))!r})\n"

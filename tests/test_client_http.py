@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.core.errors import ApiError, AuthError, UsageError
 from spd.sim.limits import TokenBucket as SimBucket
 from support.quota import record_grants

@@ -10,7 +10,7 @@ import pytest
 from aioresponses import aioresponses
 from pydantic import SecretStr
 
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.core.errors import ApiError, AuthError
 
 BASE = "https://sellingpartnerapi-na.amazon.com"

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from spd.catalog.model import load_catalog
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.core.errors import ApiError, AuthError
 from spd.sim import SimSettings, Simulator
 from spd.sim.limits import TokenBucket as SimBucket

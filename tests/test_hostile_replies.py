@@ -12,7 +12,7 @@ import pytest
 
 from support.hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Harness, Hostile
 from spd.catalog.model import load_catalog
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.core.errors import ApiError, AuthError, SpdError
 from support.recording import RecordingEmitter
 
@@ -189,7 +189,7 @@ async def test_the_tokens_api_request_never_follows_a_redirect(hostile) -> None:
 async def test_a_webhook_acknowledgement_is_read_only_up_to_its_cap() -> None:
     from aiohttp import web
 
-    from spd.emitters.webhook import WebhookEmitter
+    from spd.emitters.webhook_sender import WebhookEmitter
     from spd.pipeline.messages import build_messages
 
     total, sent = 256 * 2**20, [0]

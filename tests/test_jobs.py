@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from spd.catalog.model import load_catalog
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.config.validate import load_config, validate_config
 from spd.emitters.base import Emitter
 from spd.core.errors import ApiError, ConfigError, DeliveryError

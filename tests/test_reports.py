@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.config.validate import load_config
 from spd.core.errors import ApiError
 from spd.sources.reports.document import DocumentStream, iter_rows, parse_bytes

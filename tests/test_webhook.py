@@ -28,9 +28,10 @@ from structlog.testing import capture_logs
 
 from spd import __version__
 from spd.emitters.registry import build_emitter
-from spd.emitters.webhook import WebhookEmitter, WebhookEmitterConfig
+from spd.emitters.webhook import WebhookEmitterConfig
+from spd.emitters.webhook_sender import WebhookEmitter
 from spd.core.retry import retry_after as parse_retry_after
-from spd.emitters.webhook import delivery_id
+from spd.emitters.webhook_sender import delivery_id
 from spd.core.errors import DeliveryError
 from spd.pipeline.messages import Message, build_messages
 

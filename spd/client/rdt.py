@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from spd.client.singleflight import SingleFlight
 from spd.core.errors import ApiError, AuthError, UsageError
+from spd.core.lazylog import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TOKENS_API = "tokens_2021-03-01"
 CREATE_RDT = "createRestrictedDataToken"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import aiohttp
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only the types: spd.sources' report formats use format_size without aiohttp
+    import aiohttp
 
 _CHUNK = 64 * 2**10
 

@@ -24,15 +24,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-import structlog
-
 from spd.core.errors import DeliveryError
+from spd.core.lazylog import get_logger
 from spd.core.fields import Template
 from spd.core.problems import Problem, error
 from spd.core.environment import unwritable_folder
 from spd.emitters.base import Emitter, EmitterSettings, Message
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MAX_OPEN_FILES = 256  # least recently used handles beyond this are closed (1,000 pollers)
 SYNC_THREADS = 16  # files of one batch fsynced at once

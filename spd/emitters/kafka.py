@@ -25,17 +25,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
-import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from spd.core.errors import ConfigError, DeliveryError
+from spd.core.lazylog import get_logger
 from spd.core.fields import ConfigModel, Duration, Secret, Template, Text, fail
 from spd.core.environment import installed
 from spd.core.environment import installed
 from spd.core.problems import Problem, error
 from spd.emitters.base import Emitter, EmitterSettings, Message
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TOPIC_MAX = 249  # Kafka's limit on topic name length
 _FORBIDDEN = re.compile(r"[^a-zA-Z0-9._-]")

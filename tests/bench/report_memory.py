@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spd.client import SpClient
+from spd.client.http import SpClient
 from spd.sources.reports.document import DocumentStream, iter_pages, iter_rows
 
 TARGET_MB = 150
