@@ -29,7 +29,7 @@ TEMPLATE_FIELDS = ("poller", "object_type", "account", "date")
 class ConfigModel(BaseModel):
     """Base of every config section: frozen, unknown keys rejected, numbers accepted as text."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, defer_build=True)
     internal_keys: ClassVar[frozenset[str]] = frozenset()  # fields set by spd, never in the file
 
     @model_validator(mode="before")
