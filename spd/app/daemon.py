@@ -30,7 +30,6 @@ from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityC
 from spd.core.logging import configure_logging, quiet_library_logs
 from spd.core.redaction import redact
 from spd.app.health import STALL_INTERVALS, Liveness
-from spd.app.metrics import MetricsServer
 from spd.app.push import Push
 from spd.app.runtime import EmitterFactory, Runtime, drain_tasks
 from spd.client.observe import QUOTA_CLOCK
@@ -347,6 +346,8 @@ class Daemon:
         http = self.config.http if self.config is not None else None
         if http is None:
             return
+        from spd.app.metrics import MetricsServer  # lazy: aiohttp.web and Prometheus, for http.listen only
+
         server = MetricsServer(http.listen, self, readiness=self.readiness)
         try:
             await server.start()

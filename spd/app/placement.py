@@ -7,15 +7,14 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from spd.app.cluster import Cluster
 from spd.app.runtime import drain_tasks
 from spd.app.state import lease_ttl, work_accounts
 from spd.config.model import Config
 from spd.core.replica import replica_id
 from spd.state.backend import StateBackend
-from spd.state.postgres import PgStore
 
 if TYPE_CHECKING:  # the daemon builds this helper: it imports this module
+    from spd.app.cluster import Cluster
     from spd.app.daemon import Daemon
 
 
@@ -28,6 +27,12 @@ class Placement:
 
     def prepare(self, store: StateBackend, config: Config) -> None:
         """A cluster member when the state is shared (joined by `join`, after scheduling starts)."""
+        if config.state_config().url is None:  # SQLite: one process runs every account
+            return
+        # lazy: the cluster and asyncpg, which only a shared state (state.url) needs
+        from spd.app.cluster import Cluster
+        from spd.state.postgres import PgStore
+
         if isinstance(store, PgStore):
             self.cluster = Cluster(store, replica_id(), lease_ttl(config), work_accounts(config),
                                    self.start_account, self.stop_account)

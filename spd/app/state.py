@@ -7,7 +7,6 @@ from pathlib import Path
 
 from spd.config.model import ClusterConfig, Config
 from spd.state.backend import StateBackend
-from spd.state.postgres import PgStore
 from spd.state.store import StateStore
 
 
@@ -18,6 +17,8 @@ def open_state(config: Config, *, daemon: bool = False, readonly: bool = False,
     (`spd once`) is refused while replicas run; `readonly=True` never writes."""
     state = config.state_config()
     if state.url is not None:
+        from spd.state.postgres import PgStore  # lazy: asyncpg, which only state.url needs
+
         return PgStore(state.url, readonly=readonly, exclusive=alone)
     assert state.path is not None  # StateConfig has exactly one of path and url
     return StateStore(Path(state.path), daemon=daemon, readonly=readonly)
