@@ -1,0 +1,123 @@
+"""Start-up stays light (issue 15, start-up): each command imports only what it uses.
+
+`spd --help` and `spd validate` run as real subprocesses under `-X importtime`, which names every
+module a process imports; the heavy dependencies of the daemon must not be among them. How long
+a start takes is measured by `python -m tests.bench startup`, not here. Also: the libyaml
+composer that `spd validate` uses gives the same data and lines as PyYAML's own.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from spd.core import yamlload
+from support.spd import ROOT, iso, spd_env
+
+# What only running pollers, jobs, the daemon or optional extras need.
+RUNTIME_ONLY = {"aiohttp", "structlog", "rich", "aiokafka", "aioboto3", "jsonschema", "asyncpg",
+                "apscheduler", "prometheus_client", "ijson", "spd.client.http", "spd.pipeline",
+                "spd.app", "spd.sim"}
+
+
+def imported(*args: str, code: int = 0) -> set[str]:
+    """Every module `spd ARGS` imports (its exit code must be `code`)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "spd.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env=spd_env())
+    assert done.returncode == code, done.stderr[-2000:]
+    names = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \| *(\S+)$", done.stderr, re.MULTILINE))
+    assert "spd.core.errors" in names  # the report was read (spd.cli runs as __main__)
+    return names
+
+
+def heavy(names: set[str]) -> set[str]:
+    """The modules of RUNTIME_ONLY (or below them) among `names`."""
+    return {n for n in names if any(n == h or n.startswith(h + ".") for h in RUNTIME_ONLY)}
+
+
+def write_config(tmp_path: Path, job_body: str | None = None) -> Path:
+    """Pollers of two kinds, a file and a webhook emitter, and a job (with `job_body`, if any)."""
+    start = iso(datetime.now(timezone.utc) - timedelta(days=1))
+    body = f"\n    body: {job_body}" if job_body else ""
+    job = ("    api: reports_2021-06-30\n    operation: createReport" + body if job_body else
+           "    api: reports_2021-06-30\n    operation: getReports")
+    path = tmp_path / "spd.yaml"
+    path.write_text(f"""\
+state: {{path: {tmp_path / 'state.db'}}}
+accounts:
+  acme:
+    endpoint: http://127.0.0.1:9
+    region: us-east-1
+    marketplace_ids: [ATVPDKIKX0DER]
+    lwa: {{client_id: id, client_secret: secret, refresh_token: token, token_url: http://127.0.0.1:9/auth}}
+emitters:
+  out: {{type: file, path: "{tmp_path}/out.jsonl"}}
+  hook: {{type: webhook, url: "http://user:pw@127.0.0.1:9/hook"}}
+pollers:
+  orders: {{object: ordersV0.getOrders, timestamp_field: updated, start_time: {start}, emitters: [out]}}
+  groups: {{object: financesV0.listFinancialEventGroups, timestamp_field: created, start_time: {start}, emitters: [hook]}}
+jobs:
+  report:
+{job}
+    emitters: [out]
+""")
+    return path
+
+
+def test_help_loads_neither_the_config_models_nor_the_runtime() -> None:
+    names = imported("--help")
+    assert heavy(names) == set()
+    assert {"pydantic", "yaml", "spd.config", "spd.catalog", "importlib.metadata"} & names == set()
+
+
+def test_validate_loads_no_client_scheduler_or_schema_checker(tmp_path: Path) -> None:
+    names = imported("validate", "-c", str(write_config(tmp_path)))
+    assert heavy(names) == set()
+    assert {"spd.config.validate", "spd.emitters.webhook", "yaml._yaml"} <= names  # it did the work
+
+
+def test_validate_loads_jsonschema_for_a_job_body_and_checks_it(tmp_path: Path) -> None:
+    good = imported("validate", "-c", str(write_config(tmp_path, "{reportType: GET_X, marketplaceIds: [A]}")))
+    assert heavy(good) == {"jsonschema"} | {n for n in good if n.startswith("jsonschema.")}
+    bad = subprocess.run([sys.executable, "-m", "spd.cli", "validate", "-c",
+                          str(write_config(tmp_path, "{reportType: GET_X}"))],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=spd_env())
+    assert bad.returncode == 78 and "marketplaceIds" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("command, unneeded", [
+    ("once", {"apscheduler", "prometheus_client", "asyncpg", "aiohttp.web", "spd.sim", "spd.app.daemon"}),
+    ("run", {"prometheus_client", "asyncpg", "aiohttp.web", "spd.sim"}),
+])
+def test_once_and_run_import_only_what_every_config_needs(command: str, unneeded: set[str]) -> None:
+    """/metrics (http.listen) and a PostgreSQL state (state.url) load theirs when configured."""
+    code = f"import sys, spd.commands.{command}; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=spd_env())
+    assert done.returncode == 0, done.stderr
+    names = set(done.stdout.split())
+    assert "aiohttp" in names  # it loaded its client
+    assert {n for n in names if any(n == u or n.startswith(u + ".") for u in unneeded)} == set()
+
+
+DOCS = [
+    "a: &a {x: 1, y: [1, 2, {z: 'q'}]}\nb:\n  <<: *a\n  y: 3\nc: [*a, *a]\n",
+    "s: |\n  two\n  lines\n\nt: >-\n  folded\n  text\nu: 'it''s'\nv: \"\\u00e9\"\nw: 2026-11-30\nx: yes\ny: True\n",
+    "- 1\n-\n  - nested: {deep: [1, [2, [3]]]}\n- ~\n",
+]
+
+
+@pytest.mark.skipif(not yamlload._LIBYAML, reason="PyYAML without libyaml")
+@pytest.mark.parametrize("text", DOCS + [p.read_text() for p in sorted((ROOT / "config").glob("*.yaml"))])
+def test_libyaml_gives_the_same_data_and_lines_as_pyyaml(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"SPD_LWA_CLIENT_ID": "x", "SPD_WEBHOOK_SECRET": "x", "SPD_WEBHOOK_TOKEN": "x"}
+    fast = yamlload.load_yaml(Path("c.yaml"), text, env=env)
+    monkeypatch.setattr(yamlload, "_LIBYAML", False)
+    slow = yamlload.load_yaml(Path("c.yaml"), text, env=env)
+    assert (fast.data, fast.lines, fast.unresolved) == (slow.data, slow.lines, slow.unresolved)
+    assert fast.lines  # lines were recorded
