@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +158,7 @@ def close_names(word: str, choices: list[str]) -> list[str]:
 class Catalog:
     """Every API and operation of the catalog."""
 
-    def __init__(self, apis: dict[str, Api]) -> None:
+    def __init__(self, apis: Mapping[str, Api]) -> None:
         self.apis = apis
         self._routes: dict[str, list[tuple[re.Pattern[str], Operation]]] | None = None
 
@@ -269,6 +269,37 @@ def parse_api(data: dict[str, Any]) -> Api:
 _CACHE: dict[str, Catalog] = {}
 
 
+class _Apis(Mapping[str, Api]):
+    """The APIs of a catalog directory by id, each file read when its API is first looked up:
+    a command that needs a few APIs (a config's pollers and jobs) reads only theirs."""
+
+    def __init__(self, root: Any, files: dict[str, str]) -> None:
+        self._root, self._files = root, files
+        self._parsed: dict[str, Api] = {}
+
+    def __getitem__(self, api_id: str) -> Api:
+        api = self._parsed.get(api_id)
+        if api is None:
+            file = self._files[api_id]  # KeyError: no such API
+            try:
+                api = parse_api(_read(self._root, file))
+            except (KeyError, TypeError) as exc:
+                raise _malformed(self._root, exc) from exc
+            self._parsed[api_id] = api
+        return api
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+def _malformed(root: Any, exc: Exception) -> CatalogError:
+    return CatalogError(f"{root}: the operation catalog is malformed ({exc!r}); "
+                        "regenerate it with `spd models build --from DIR`")
+
+
 def _read(root: Any, name: str) -> Any:
     try:
         return orjson.loads(root.joinpath(name).read_bytes())
@@ -278,17 +309,16 @@ def _read(root: Any, name: str) -> Any:
 
 
 def load_catalog(directory: Path | str | None = None) -> Catalog:
-    """Load (once, cached) the catalog in `directory`; default: the shipped `spd._models`."""
+    """Load (once, cached) the catalog in `directory`; default: the shipped `spd._models`.
+    Its index is read here, each API's file when the API is first used."""
     root: Any = (importlib.resources.files("spd._models") if directory is None
                  else Path(directory))
     key = str(root)
     if key not in _CACHE:
+        index = _read(root, INDEX)
         try:
-            index = _read(root, INDEX)
-            apis = {api_id: parse_api(_read(root, entry["file"]))
-                    for api_id, entry in sorted(index["apis"].items())}
-        except (KeyError, TypeError) as exc:
-            raise CatalogError(f"{root}: the operation catalog is malformed ({exc!r}); "
-                               "regenerate it with `spd models build --from DIR`") from exc
-        _CACHE[key] = Catalog(apis)
+            files = {api_id: str(entry["file"]) for api_id, entry in sorted(index["apis"].items())}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise _malformed(root, exc) from exc
+        _CACHE[key] = Catalog(_Apis(root, files))
     return _CACHE[key]

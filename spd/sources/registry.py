@@ -162,18 +162,27 @@ def _check(ot: ObjectType, op: Operation) -> None:
         raise ValueError(f"object type {ot.name}: operation has no parameter {missing}")
 
 
+def pollable(cat: Catalog, op: Operation) -> ObjectType | None:
+    """The object type of one operation (declared by its row of TYPES, if any), or None when it
+    filters on no creation or update time."""
+    ot = _derive(cat, op)
+    if ot is None:
+        return None
+    row = TYPES.get(ot.name)
+    if row is not None:
+        ot = declare(ot, row)
+    if not (ot.window.created or ot.window.updated):
+        return None
+    _check(ot, op)
+    return ot
+
+
 def build_registry(cat: Catalog) -> dict[str, ObjectType]:
     """Every pollable object type of a catalog, by canonical name."""
     registry: dict[str, ObjectType] = {}
     for op in cat.operations():
-        ot = _derive(cat, op)
-        if ot is None:
-            continue
-        row = TYPES.get(ot.name)
-        if row is not None:
-            ot = declare(ot, row)
-        if ot.window.created or ot.window.updated:
-            _check(ot, op)
+        ot = pollable(cat, op)
+        if ot is not None:
             registry[ot.name] = ot
     aliases = [a for ot in registry.values() for a in ot.aliases]
     if len(set(aliases)) != len(aliases) or set(aliases) & set(registry):
@@ -185,6 +194,8 @@ def build_registry(cat: Catalog) -> dict[str, ObjectType]:
 
 
 _REGISTRY: dict[str, ObjectType] | None = None
+# Types looked up by canonical name before the whole registry was needed (see `_lookup`).
+_ONE_BY_ONE: dict[str, ObjectType | None] = {}
 
 
 def _registry() -> dict[str, ObjectType]:
@@ -192,6 +203,21 @@ def _registry() -> dict[str, ObjectType]:
     if _REGISTRY is None:
         _REGISTRY = build_registry(load_catalog())
     return _REGISTRY
+
+
+def _lookup(name: str) -> ObjectType | None:
+    """The type whose canonical name (API.OPERATION) is `name`, or None. Until something needs
+    every type (a listing, an alias, an error's suggestions), only the operation's own API is
+    read from the catalog: a config's pollers cost their APIs, not all 66."""
+    if _REGISTRY is not None:
+        return _REGISTRY.get(name)
+    if name not in _ONE_BY_ONE:
+        cat = load_catalog()
+        api_id, _, op_id = name.partition(".")
+        api = cat.apis.get(api_id)
+        op = api.operations.get(op_id) if api is not None else None
+        _ONE_BY_ONE[name] = pollable(cat, op) if op is not None else None
+    return _ONE_BY_ONE[name]
 
 
 def object_types() -> list[ObjectType]:
@@ -205,14 +231,15 @@ def _normal(name: str) -> str:
 
 def resolve_object_type(name: str) -> ObjectType:
     """The object type called `name` (canonical or alias); UnknownObjectType (a KeyError) if none."""
+    found = _lookup(name)
+    if found is not None:
+        return found
+    if name.startswith(REPORT_PREFIX):  # no alias starts so: they are the APIs' display names
+        return resolve_report_type(name)
     registry = _registry()
-    if name in registry:
-        return registry[name]
     for ot in registry.values():
         if name in ot.aliases or _normal(name) in {_normal(a) for a in ot.aliases}:
             return ot
-    if name.startswith(REPORT_PREFIX):
-        return resolve_report_type(name)
     choices = sorted(registry) + sorted(a for ot in registry.values() for a in ot.aliases)
     close = candidates(difflib.get_close_matches(name, choices, n=MAX_CANDIDATES, cutoff=0.5))
     count = sum(1 for ot in object_types() if ot.supported)
@@ -226,7 +253,7 @@ def next_page_params(op: Operation, params: dict[str, Any], token: str) -> dict[
     the token alone, the token with what every request must carry (path and header parameters,
     required ones) and the type's `token_params` (QueryType=NEXT_TOKEN)."""
     assert op.pagination is not None
-    ot = _registry().get(op.name)
+    ot = _lookup(op.name)
     if ot is None or not ot.paging.token_alone:
         return {**params, op.pagination.token_param: token}
     kept = {k: v for k, v in params.items() if (p := op.param(k)) is not None
