@@ -21,16 +21,15 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from spd.app import systemd
-from spd.app.live import WRITE_INTERVAL as LIVE_INTERVAL, live_path, poller_now, write_live
+from spd.app.live import live_path
 from spd.config.model import Config
 from spd.config.validate import validate_config
 from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
                         describe_error)
 from spd.core.logging import configure_logging, quiet_library_logs
-from spd.core.redaction import redact
-from spd.app.health import STALL_INTERVALS, Liveness
 from spd.app.push import Push
+from spd.app.reporting import Reports
 from spd.app.runtime import EmitterFactory, Runtime, drain_tasks
 from spd.client.observe import QUOTA_CLOCK
 from spd.emitters.registry import build_emitter
@@ -48,7 +47,6 @@ FIRST_RUN_SPREAD = 5.0  # seconds; also the most jitter any run gets
 FIRST_RUNS_PER_SECOND = 100.0
 DRAIN_TIMEOUT = 15.0  # in-flight pages get this long to finish; with the emitters' bounded close
 # (CLOSE_TIMEOUT each) the whole stop stays under 30 s
-STATUS_INTERVAL = 5.0  # seconds between checks whether systemd's STATUS= line needs an update
 
 
 class Daemon:
@@ -69,14 +67,9 @@ class Daemon:
         self.inflight: dict[asyncio.Task[None], str] = {}  # run in flight -> poller name or "job:NAME"
         self.stopped = asyncio.Event()
         self.exit_code = 0
-        self._watchdog: asyncio.Task[None] | None = None
-        self._status_task: asyncio.Task[None] | None = None
-        self._live_task: asyncio.Task[None] | None = None  # `spd status` reads what it writes
         self._reloading = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads in flight (supervised)
-        self.board = systemd.StatusBoard()
-        self.liveness = Liveness()  # /readyz: which pollers make no progress
-        self._status_sent = ""
+        self.reports = Reports(self)  # STATUS=, the watchdog, `spd status`'s live file, /readyz
         self.http: Any = None
         self.push = Push(self)  # the subscriptions' tasks and counters
 
@@ -96,12 +89,9 @@ class Daemon:
         await self.placement.join()
         if self.install_signals:
             self.add_signal_handlers()
-        self.start_watchdog()
         await self.start_http()
-        self.notify_ready()
-        self._live_task = asyncio.ensure_future(self._write_live_loop())
-        if systemd.under_systemd():
-            self._status_task = asyncio.ensure_future(self._refresh_status())
+        self.reports.notify_ready()
+        self.reports.start()
         log.info("daemon_started", pollers=sorted(self.config.pollers),
                  subscriptions=sorted(self.config.subscriptions), config=str(self.config_path))
 
@@ -113,13 +103,13 @@ class Daemon:
         except BaseException:
             await runtime.close()
             raise
-        self.liveness.track({name: cfg.interval.total_seconds() for name, cfg in config.pollers.items()})
+        self.reports.liveness.track({name: cfg.interval.total_seconds() for name, cfg in config.pollers.items()})
         for name, poller in runtime.pollers.items():
             poller.on_page = self._page_delivered
         return runtime
 
     def _page_delivered(self, key: str, *_: object) -> None:
-        self.liveness.progressed(key.partition("@")[0])  # "orders@MARKETPLACE" is poller orders
+        self.reports.liveness.progressed(key.partition("@")[0])  # "orders@MARKETPLACE" is poller orders
 
     def schedule(self, config: Config, accounts: set[str] | None = None) -> None:
         """One interval job per poller and per job: one run at a time, missed runs coalesced,
@@ -160,10 +150,10 @@ class Daemon:
         if (runtime is None or name not in runtime.pollers or self.stopped.is_set()
                 or not self.placement.runs_here(runtime.pollers[name].account_name)):
             return
-        QUOTA_CLOCK.set(self.liveness.quota_clock(name))  # this run's task and those it starts
+        QUOTA_CLOCK.set(self.reports.liveness.quota_clock(name))  # this run's task and those it starts
         async with self.tracked("poll", name, poller=name):
             result = await runtime.pollers[name].run()
-            self.liveness.progressed(name)
+            self.reports.liveness.progressed(name)
             if self.on_poll is not None:
                 self.on_poll(name, result)
             log.info("poll_completed", poller=name, pages=result.pages, objects=result.objects,
@@ -190,25 +180,24 @@ class Daemon:
         self.inflight[task] = key
         try:
             yield
-            self.board.succeeded(key)
+            self.reports.board.succeeded(key)
         except IdentityChangedError as exc:
             log.error("poller_identity_changed", error=str(exc), **context)
             self.exit_code = EXIT_CONFIG
             self.request_stop()
         except SpdError as exc:
             log.error(f"{kind}_failed", error=str(exc), retriable=exc.retriable, **context)
-            self.board.failure(key, str(exc), stalled=isinstance(exc, DeliveryError))
+            self.reports.board.failure(key, str(exc), stalled=isinstance(exc, DeliveryError))
         except asyncio.CancelledError:
             # Abandoned at shutdown without a checkpoint; the restart repeats that page.
             log.warning(f"{kind}_abandoned", **context)
         except Exception as exc:  # a bug must not kill the daemon; the next run retries
             log.error(f"{kind}_crashed", error=describe_error(exc), **context)
             log.debug(f"{kind}_traceback", exc_info=exc, **context)  # one line above debug
-            self.board.failure(key, describe_error(exc), stalled=False)
+            self.reports.board.failure(key, describe_error(exc), stalled=False)
         finally:
             self.inflight.pop(task, None)
-            self.report_status()
-            self.write_live()
+            self.reports.run_ended()
 
     def add_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -234,7 +223,7 @@ class Daemon:
         error = describe_error(exc)
         log.error("reload_fallback_failed", error=error, config=str(self.config_path),
                   hint="neither the new nor the old config could start; stopping with exit 1")
-        self.board.error("reload", error)
+        self.reports.board.error("reload", error)
         self.exit_code = EXIT_FAILURE
         self.request_stop()
 
@@ -267,9 +256,7 @@ class Daemon:
         await self.drain()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        for task in (self._watchdog, self._status_task, self._live_task):
-            if task is not None:
-                task.cancel()
+        self.reports.stop()
         await self.push.stop()
         if self.config is not None and self.config.state is not None and self.config.state.path:
             live_path(self.config.state_path()).unlink(missing_ok=True)  # no daemon runs them now
@@ -309,7 +296,7 @@ class Daemon:
                 await self._reload()
             finally:  # a stop meanwhile, or no runtime left (_reload_done), says STOPPING=1 instead
                 if not self.stopped.is_set() and self.runtime is not None:
-                    self.notify_ready()
+                    self.reports.notify_ready()
 
     async def _reload(self) -> None:
         try:
@@ -318,7 +305,7 @@ class Daemon:
             await Runtime(config, self.store).check_identities()
         except SpdError as exc:
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
-            self.board.error("reload (old config kept)", str(exc))
+            self.reports.board.error("reload (old config kept)", str(exc))
             return
         assert self.scheduler is not None
         self.scheduler.remove_all_jobs()
@@ -332,7 +319,7 @@ class Daemon:
             self.runtime = await self.open_runtime(config)
         except SpdError as exc:  # e.g. an emitter that cannot start: go back to the old config
             log.error("reload_failed", error=str(exc), config=str(self.config_path))
-            self.board.error("reload (old config kept)", str(exc))
+            self.reports.board.error("reload (old config kept)", str(exc))
             assert self.config is not None  # reloads start after start()
             config = self.config
             self.runtime = await self.open_runtime(config)  # if this fails too: _reload_done
@@ -348,7 +335,7 @@ class Daemon:
             return
         from spd.app.metrics import MetricsServer  # lazy: aiohttp.web and Prometheus, for http.listen only
 
-        server = MetricsServer(http.listen, self, readiness=self.readiness)
+        server = MetricsServer(http.listen, self, readiness=self.reports.readiness)
         try:
             await server.start()
         except OSError as exc:
@@ -360,95 +347,10 @@ class Daemon:
                         hint="/metrics, /healthz and /readyz have no authentication and are "
                         "reachable from other hosts; listen on 127.0.0.1 unless that is meant")
 
-    def readiness(self) -> dict[str, Any]:
-        """/readyz's answer: `{"status": "ready"}`, or "not ready" with the reason and, per
-        stalled poller, how long it has made no progress (quota waits not counted)."""
-        if self.stopped.is_set():
-            return {"status": "not ready", "reason": "stopping"}
-        runtime = self.runtime
-        if runtime is None:
-            return {"status": "not ready", "reason": "starting or reloading"}
-        stalled = {
-            name: {"seconds": round(seconds, 1), "interval_seconds": interval,
-                   "last_error": redact(runtime.pollers[name].failure or "") or None}
-            for name, (seconds, interval) in self.liveness.stalled().items() if name in runtime.pollers
-        }
-        if not stalled:
-            return {"status": "ready"}
-        return {"status": "not ready", "stalled": stalled,
-                "reason": f"no progress for more than {STALL_INTERVALS} intervals: " + ", ".join(sorted(stalled))}
-
-    def status_line(self) -> str:
-        """The one-line summary systemd shows: pollers ok / waiting for quota / stalled, last error."""
-        runtime = self.runtime
-        if runtime is None:
-            return "starting"
-        return self.board.line(list(runtime.pollers), list(runtime.jobs), self.waiting_for_quota())
-
-    def waiting_for_quota(self) -> set[str]:
-        """Pollers in flight with a request waiting for quota, of any operation (their run's
-        quota clock, spd.client.observe)."""
-        waiting = set()
-        for key in self.inflight.values():
-            clock = self.liveness.quota_clock(key)
-            if clock is not None and clock.waiting:
-                waiting.add(key)
-        return waiting
-
-    def write_live(self) -> None:
-        """Each poller's state and next run for `spd status` (spd.app.live); a write that fails
-        (a full disk) costs only that."""
-        runtime, config = self.runtime, self.config
-        if runtime is None or config is None or self.stopped.is_set() or not config.state_config().path:
-            return  # (replicas on PostgreSQL have no state file to write it beside)
-        running = set(self.inflight.values())
-        pollers = {name: poller_now(name, name in running, self.board, self.liveness,
-                                    self.next_run(name), self.board.reasons.get(name))
-                   for name in runtime.pollers}
-        try:
-            write_live(live_path(config.state_path()), pollers)
-        except OSError as exc:
-            log.debug("live_status_not_written", error=str(exc))
-
-    def next_run(self, job_id: str) -> datetime | None:
-        """When the scheduler runs `job_id` next."""
-        job = self.scheduler.get_job(job_id) if self.scheduler is not None else None
-        return job.next_run_time if job is not None else None
-
-    async def _write_live_loop(self) -> None:
-        while True:
-            self.write_live()
-            await asyncio.sleep(LIVE_INTERVAL)
-
-    def notify_ready(self) -> None:
-        """READY=1 with the current status line (at startup and after each reload)."""
-        self._status_sent = self.status_line()
-        systemd.notify(f"READY=1\nSTATUS={self._status_sent}")
-
-    def report_status(self) -> None:
-        """Sends STATUS= when the line changed (and only under systemd)."""
-        if not systemd.under_systemd() or self.stopped.is_set() or self._reloading.locked():
-            return
-        line = self.status_line()
-        if line != self._status_sent:
-            self._status_sent = line
-            systemd.notify(f"STATUS={line}")
-
-    async def _refresh_status(self) -> None:
-        # Waiting for quota starts and ends between runs' outcomes: look every few seconds.
-        while True:
-            await asyncio.sleep(STATUS_INTERVAL)
-            self.report_status()
-
-    def start_watchdog(self) -> None:
-        interval = systemd.watchdog_interval()
-        if interval:
-            self._watchdog = asyncio.ensure_future(self._keepalive(interval))
-
-    async def _keepalive(self, interval: float) -> None:
-        while True:
-            systemd.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
+    @property
+    def reloading(self) -> bool:
+        """Whether a SIGHUP reload is under way (STATUS= waits for its READY=1)."""
+        return self._reloading.locked()
 
 
 async def serve(config_path: Path) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,8 @@ def poller_now(name: str, running: bool, board: StatusBoard, liveness: Liveness,
 
 def write_live(path: Path, pollers: dict[str, PollerNow]) -> None:
     """Replaces the live file at once (a reader never sees half of it)."""
-    data = {"written_at": format_ts(utcnow()), "pid": os.getpid(),
-            "pollers": {name: asdict(now) for name, now in pollers.items()}}
+    # orjson writes the dataclasses itself, several times faster than asdict (10,000 pollers)
+    data = {"written_at": format_ts(utcnow()), "pid": os.getpid(), "pollers": pollers}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as out:
