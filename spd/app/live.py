@@ -21,7 +21,7 @@ from spd.app.health import Liveness
 from spd.app.systemd import StatusBoard
 from spd.core.times import format_ts, parse_ts, utcnow
 
-WRITE_INTERVAL = 2.0  # seconds between the daemon's writes
+WRITE_INTERVAL = 2.0  # seconds between the daemon's writes (longer when a write costs more than 1 %)
 FRESH_FOR = timedelta(seconds=15)  # an older file is a daemon that no longer runs
 STATE_REASON_CHARS = 80  # the last error column shows all of it
 
@@ -52,16 +52,15 @@ def live_path(state_path: Path) -> Path:
 
 
 def poller_now(name: str, running: bool, board: StatusBoard, liveness: Liveness,
-               next_run: datetime | None, error: str | None) -> PollerNow:
-    """The state of poller `name`: a run in flight waits for quota or runs; between runs it is
-    stalled (its last run failed) or idle."""
-    nxt = _second(next_run) if next_run else None
+               nxt: str | None, error: str | None) -> PollerNow:
+    """The state of poller `name` (`nxt`: its next run, `second()`): a run in flight waits for
+    quota or runs; between runs it is stalled (its last run failed) or idle."""
     if running:
         clock = liveness.quota_clock(name)
         waits = clock.waits() if clock is not None and clock.waiting else []
         if waits:
             now = utcnow()
-            return PollerNow("waiting for quota", _second(now + timedelta(seconds=waits[0].seconds)),
+            return PollerNow("waiting for quota", second(now + timedelta(seconds=waits[0].seconds)),
                              waits[0].describe(), next_run=nxt)
         return PollerNow("running", next_run=nxt)
     if name in board.failed:
@@ -94,5 +93,6 @@ def read_live(path: Path) -> dict[str, PollerNow] | None:
     return pollers if utcnow() - written <= FRESH_FOR else None
 
 
-def _second(value: datetime) -> str:
+def second(value: datetime) -> str:
+    """A time as the live file gives it: to the second."""
     return format_ts(value.replace(microsecond=0))

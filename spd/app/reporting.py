@@ -18,7 +18,7 @@ import structlog
 
 from spd.app import systemd
 from spd.app.health import STALL_INTERVALS, Liveness
-from spd.app.live import WRITE_INTERVAL as LIVE_INTERVAL, live_path, poller_now, write_live
+from spd.app.live import WRITE_INTERVAL, live_path, poller_now, second, write_live
 from spd.core.redaction import redact
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ log = structlog.get_logger("spd.app.reporting")
 STATUS_INTERVAL = 5.0  # seconds between checks whether systemd's STATUS= line needs an update
 STATUS_DELAY = 1.0  # a run's outcome reaches STATUS= within this long (runs ending meanwhile share it)
 LIVE_REFRESH = 5.0  # the live file is rewritten at least this often (`spd status` trusts it 15 s)
+LIVE_SHARE = 0.01  # the live file's writes take at most this share of a core, between WRITE_INTERVAL
+# and LIVE_REFRESH apart (with 10,000 pollers one write takes tens of ms)
 
 
 class Reports:
@@ -43,6 +45,8 @@ class Reports:
         self._tasks: list[asyncio.Task[None]] = []
         self._live_changed = True  # a run ended since the live file was written
         self._live_written = 0.0  # monotonic time of the last write
+        self._live_cost = 0.0  # seconds the last write took
+        self._next_texts: dict[str, tuple[datetime, str]] = {}  # job -> its next run, and as text
 
     def start(self) -> None:
         """Begins the watchdog (when systemd asks for one), the live file and the status line."""
@@ -129,8 +133,8 @@ class Reports:
         runtime, config = daemon.runtime, daemon.config
         if runtime is None or config is None or daemon.stopped.is_set() or not config.state_config().path:
             return  # (replicas on PostgreSQL have no state file to write it beside)
+        began = self._live_written = time.monotonic()
         self._live_changed = False
-        self._live_written = time.monotonic()
         running = set(daemon.inflight.values())
         next_runs = self.next_runs()
         pollers = {name: poller_now(name, name in running, self.board, self.liveness,
@@ -140,13 +144,26 @@ class Reports:
             write_live(live_path(config.state_path()), pollers)
         except OSError as exc:
             log.debug("live_status_not_written", error=str(exc))
+        self._live_cost = time.monotonic() - began
 
-    def next_runs(self) -> dict[str, datetime]:
-        """When the scheduler runs each of its jobs next (one pass, not one look-up per poller)."""
+    def next_runs(self) -> dict[str, str]:
+        """When the scheduler runs each of its jobs next, to the second: one pass over the jobs,
+        and a time formatted again only when it moved (most did not since the last write)."""
         scheduler = self.daemon.scheduler
         if scheduler is None:
             return {}
-        return {job.id: job.next_run_time for job in scheduler.get_jobs() if job.next_run_time is not None}
+        known, texts = self._next_texts, {}
+        for job in scheduler.get_jobs():
+            when = job.next_run_time
+            if when is None:
+                continue
+            cached = known.get(job.id)
+            if cached is None or cached[0] != when:
+                cached = known[job.id] = (when, second(when))
+            texts[job.id] = cached[1]
+        for gone in known.keys() - texts.keys():
+            del known[gone]
+        return texts
 
     def live_due(self) -> bool:
         """Whether the live file is out of date: a run ended, runs are in flight (their quota
@@ -158,7 +175,7 @@ class Reports:
         while True:
             if self.live_due():
                 self.write_live()
-            await asyncio.sleep(LIVE_INTERVAL)
+            await asyncio.sleep(min(LIVE_REFRESH, max(WRITE_INTERVAL, self._live_cost / LIVE_SHARE)))
 
     async def _refresh_status(self) -> None:
         # Waiting for quota starts and ends between runs' outcomes: look every few seconds.
