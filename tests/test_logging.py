@@ -47,6 +47,21 @@ def test_registered_secrets_are_removed_inside_text(redact: RedactSecrets, secre
     assert event["nested"]["list"] == [f"a {REDACTED} b"]
 
 
+def test_a_config_of_thousands_of_secrets_still_redacts_each_of_them() -> None:
+    """With more secrets than a text has characters the text is read by prefix instead of being
+    searched for each secret: every secret is still found, at either end, sharing its first
+    characters with others, or inside a longer one (which goes whole)."""
+    r = RedactSecrets()
+    many = [f"cs-{n:05d}-fake-client-secret" for n in range(3000)]
+    r.register([*many, "cs-0", "cs-00042-fake", "tiny"])
+    for secret in (many[0], many[1234], many[-1], "cs-0"):
+        for text in (secret, f"{secret} at the start", f"at the end: {secret}", f"x{secret}y"):
+            assert secret not in orjson.dumps(r(None, "info", {"event": "x", "detail": text})).decode()
+    assert r.scrub(f"a {many[42]} b") == f"a {REDACTED} b"  # the longer secret, not "cs-00042-fake"
+    assert r.scrub("cs-10042-fake and tin and cs-") == "cs-10042-fake and tin and cs-"
+    assert r.scrub("tiny,tiny") == f"{REDACTED},{REDACTED}"
+
+
 def test_token_shaped_values_are_removed_even_unregistered() -> None:
     event = RedactSecrets()(None, "info", {"event": "x", "detail": "header Atza|abcdef123 and Bearer xyz.987"})
     assert event["detail"] == f"header {REDACTED} and {REDACTED}"

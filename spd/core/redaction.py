@@ -13,6 +13,7 @@ import re
 from typing import Any, Iterable
 
 REDACTED = "[redacted]"
+_PREFIX = 4  # secrets shorter than this are not registered (they would match too much)
 
 # Keys whose values are secret whatever they hold.
 _SECRET_KEY = re.compile(
@@ -41,10 +42,16 @@ class RedactSecrets:
 
     def __init__(self) -> None:
         self._known: set[str] = set()
+        # the known secrets by their first _PREFIX characters: a config of 2,000 accounts holds
+        # thousands, and every string of every log event is searched for them
+        self._by_prefix: dict[str, list[str]] = {}
 
     def register(self, secrets: Iterable[str | None]) -> None:
         """Adds exact secret strings (from the config) to redact wherever they appear."""
-        self._known.update(s for s in secrets if s and len(s) >= 4)
+        for secret in secrets:
+            if secret and len(secret) >= _PREFIX and secret not in self._known:
+                self._known.add(secret)
+                self._by_prefix.setdefault(secret[:_PREFIX], []).append(secret)
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         return {key: self._clean(key, value) for key, value in event.items()}
@@ -62,12 +69,26 @@ class RedactSecrets:
 
     def scrub(self, text: str) -> str:
         """Removes every known or token-shaped secret from a string."""
-        for secret in self._known:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
+        for secret in self._known_in(text):
+            text = text.replace(secret, REDACTED)
         text = _SECRET_VALUE.sub(REDACTED, text)
         text = _SECRET_PAIR.sub(lambda m: m.group(1) + REDACTED, text)
         return _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+
+    def _known_in(self, text: str) -> list[str]:
+        """The known secrets inside `text`, longest first. A text shorter than the list of
+        secrets is read once, looking each place up by its first characters, rather than
+        searched once per secret: log lines are short, configs may hold thousands."""
+        if len(text) > len(self._known):
+            found = {secret for secret in self._known if secret in text}
+        else:
+            found = set()
+            index = self._by_prefix
+            for at in range(len(text) - _PREFIX + 1):
+                for secret in index.get(text[at:at + _PREFIX], ()):
+                    if text.startswith(secret, at):
+                        found.add(secret)
+        return sorted(found, key=len, reverse=True)
 
     def clean(self, value: Any) -> Any:
         """A JSON-like value with every secret removed from its strings and secret keys."""
