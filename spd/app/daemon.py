@@ -256,7 +256,7 @@ class Daemon:
         await self.drain()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        self.reports.stop()
+        await self.reports.stop()
         await self.push.stop()
         if self.config is not None and self.config.state is not None and self.config.state.path:
             live_path(self.config.state_path()).unlink(missing_ok=True)  # no daemon runs them now

@@ -68,14 +68,18 @@ def poller_now(name: str, running: bool, board: StatusBoard, liveness: Liveness,
     return PollerNow("idle", next_run=nxt)
 
 
-def write_live(path: Path, pollers: dict[str, PollerNow]) -> None:
-    """Replaces the live file at once (a reader never sees half of it)."""
+def live_document(pollers: dict[str, PollerNow]) -> bytes:
+    """The live file's content, written now."""
     # orjson writes the dataclasses itself, several times faster than asdict (10,000 pollers)
-    data = {"written_at": format_ts(utcnow()), "pid": os.getpid(), "pollers": pollers}
+    return orjson.dumps({"written_at": format_ts(utcnow()), "pid": os.getpid(), "pollers": pollers})
+
+
+def write_live(path: Path, document: bytes) -> None:
+    """Replaces the live file at once (a reader never sees half of it)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(orjson.dumps(data))
+            out.write(document)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,8 @@ import structlog
 
 from spd.app import systemd
 from spd.app.health import STALL_INTERVALS, Liveness
-from spd.app.live import WRITE_INTERVAL, live_path, poller_now, second, write_live
+from spd.app.live import (WRITE_INTERVAL, PollerNow, live_document, live_path, poller_now, second,
+                          write_live)
 from spd.core.redaction import redact
 
 if TYPE_CHECKING:
@@ -45,8 +46,10 @@ class Reports:
         self._tasks: list[asyncio.Task[None]] = []
         self._live_changed = True  # a run ended since the live file was written
         self._live_written = 0.0  # monotonic time of the last write
-        self._live_cost = 0.0  # seconds the last write took
+        self._live_cost = 0.0  # CPU seconds the last write took on the event loop
+        self._live_write: asyncio.Task[None] | None = None  # the file being written in a thread
         self._next_texts: dict[str, tuple[datetime, str]] = {}  # job -> its next run, and as text
+        self._idle_rows: dict[str, PollerNow] = {}  # poller between runs -> its row as last written
 
     def start(self) -> None:
         """Begins the watchdog (when systemd asks for one), the live file and the status line."""
@@ -57,14 +60,17 @@ class Reports:
         if systemd.under_systemd():
             self._tasks.append(asyncio.ensure_future(self._refresh_status()))
 
-    def stop(self) -> None:
-        """Ends the periodic reports (at shutdown)."""
+    async def stop(self) -> None:
+        """Ends the periodic reports (at shutdown); a live file being written is finished first,
+        so none appears after the daemon removed it."""
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
         if self._status_due is not None:
             self._status_due.cancel()
             self._status_due = None
+        if self._live_write is not None:
+            await asyncio.wait([self._live_write])
 
     def run_ended(self) -> None:
         """A run's outcome is in the board: the views catch up soon, not now."""
@@ -126,25 +132,42 @@ class Reports:
             self._status_sent = line
             systemd.notify(f"STATUS={line}")
 
-    def write_live(self) -> None:
+    async def write_live(self) -> None:
         """Each poller's state and next run for `spd status` (spd.app.live); a write that fails
-        (a full disk) costs only that."""
+        (a full disk) costs only that. The file (1 MB for 10,000 pollers) is written in a thread:
+        tens of ms on a busy disk would make the runs due meanwhile late."""
         daemon = self.daemon
         runtime, config = daemon.runtime, daemon.config
         if runtime is None or config is None or daemon.stopped.is_set() or not config.state_config().path:
             return  # (replicas on PostgreSQL have no state file to write it beside)
-        began = self._live_written = time.monotonic()
+        began, self._live_written = time.thread_time(), time.monotonic()
         self._live_changed = False
         running = set(daemon.inflight.values())
         next_runs = self.next_runs()
-        pollers = {name: poller_now(name, name in running, self.board, self.liveness,
-                                    next_runs.get(name), self.board.reasons.get(name))
-                   for name in runtime.pollers}
+        pollers = {name: self._row(name, name in running, next_runs.get(name)) for name in runtime.pollers}
+        if len(self._idle_rows) > len(pollers):  # pollers a reload removed
+            self._idle_rows = {name: row for name, row in self._idle_rows.items() if name in pollers}
+        document = live_document(pollers)
+        self._live_cost = time.thread_time() - began
+        write = self._live_write = asyncio.ensure_future(
+            asyncio.to_thread(write_live, live_path(config.state_path()), document))
         try:
-            write_live(live_path(config.state_path()), pollers)
+            await asyncio.shield(write)  # a stop meanwhile waits for it in stop()
         except OSError as exc:
             log.debug("live_status_not_written", error=str(exc))
-        self._live_cost = time.monotonic() - began
+
+    def _row(self, name: str, running: bool, nxt: str | None) -> PollerNow:
+        """Poller `name`'s row; between runs the same as last time unless its next run or its
+        outcome changed (most rows of 10,000 pollers, every write)."""
+        reason = self.board.reasons.get(name)
+        if not running:
+            row = self._idle_rows.get(name)
+            if row is not None and row.next_run == nxt and row.reason == reason:
+                return row
+        row = poller_now(name, running, self.board, self.liveness, nxt, reason)
+        if not running:
+            self._idle_rows[name] = row
+        return row
 
     def next_runs(self) -> dict[str, str]:
         """When the scheduler runs each of its jobs next, to the second: one pass over the jobs,
@@ -174,7 +197,7 @@ class Reports:
     async def _write_live_loop(self) -> None:
         while True:
             if self.live_due():
-                self.write_live()
+                await self.write_live()
             await asyncio.sleep(min(LIVE_REFRESH, max(WRITE_INTERVAL, self._live_cost / LIVE_SHARE)))
 
     async def _refresh_status(self) -> None:
