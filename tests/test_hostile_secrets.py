@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
@@ -112,6 +113,7 @@ async def test_an_unexpected_error_is_recorded_on_its_poller_as_one_line(tmp_pat
 
 async def test_the_daemon_logs_a_crash_as_one_line_and_the_traceback_at_debug(tmp_path) -> None:
     daemon = Daemon(tmp_path / "spd.yaml", install_signals=False)
+    structlog.reset_defaults()  # a daemon started earlier in this process set level info: no debug
     with capture_logs() as logs:
         async with daemon.tracked("poll", "p", poller="p"):
             raise KeyError("bug")
