@@ -613,6 +613,55 @@ async def test_proxy_environment_is_honoured(fake, monkeypatch):
     assert fake.token_forms and fake.seen[0].path == "/orders/v0/orders"
 
 
+def clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
+                 "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_proxy_credentials_and_documents_go_through_the_proxy(fake, monkeypatch):
+    # Credentials in the proxy URL become Proxy-Authorization; a document download (another
+    # host) takes the proxy too.
+    clear_proxy_env(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", fake.url.replace("http://", "http://pxuser:pxpass@"))
+    acct = account("http://sellingpartnerapi.invalid")
+    async with SpClient({"acme": acct}, None, max_attempts=1) as c:
+        assert (await c.call("acme", GET_ORDERS)).status == 200
+        fake.script("/doc.gz", (200, b"doc", {"Content-Type": "application/octet-stream"}))
+        assert await c.download("http://documents.invalid/doc.gz") == b"doc"
+    expected = "Basic " + __import__("base64").b64encode(b"pxuser:pxpass").decode()
+    assert [s.headers.get("Proxy-Authorization") for s in fake.seen] == [expected, expected]
+    assert fake.token_forms  # the LWA request went through the proxy too
+
+
+async def test_no_proxy_bypasses_the_proxy(fake, monkeypatch):
+    # The proxy named is dead: only NO_PROXY (the fake's host) lets the request through.
+    clear_proxy_env(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with SpClient({"acme": account(fake.url)}, None, max_attempts=1) as c:
+        assert (await c.call("acme", GET_ORDERS)).status == 200
+    assert "Proxy-Authorization" not in fake.seen[0].headers
+
+
+async def test_requests_take_no_thread_hop(fake, client, monkeypatch):
+    # aiohttp's trust_env looked up the proxy and ~/.netrc in a worker thread on every request:
+    # the environment is read once per host instead, so requests never leave the event loop.
+    clear_proxy_env(monkeypatch)
+    loop = asyncio.get_running_loop()
+    hops: list[object] = []
+    real = loop.run_in_executor
+
+    def counting(executor: Any, func: Any, *args: Any) -> Any:
+        hops.append(func)
+        return real(executor, func, *args)
+
+    monkeypatch.setattr(loop, "run_in_executor", counting)
+    for _ in range(5):
+        assert (await client.call("acme", GET_ORDERS)).status == 200
+    assert hops == []
+
+
 # --- secrets never logged -------------------------------------------------------------------
 
 

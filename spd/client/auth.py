@@ -16,6 +16,7 @@ import orjson
 import structlog
 
 from spd.client.gate import FailureGate
+from spd.client.proxy import EnvProxies
 from spd.client.singleflight import SingleFlight
 from spd.client.transport import (MAX_TOKEN_RESPONSE_BYTES, REDIRECTS, RedirectRefused,
                                   send_credentialed)
@@ -54,10 +55,12 @@ class LwaAuth:
         self,
         session_getter: Callable[[], aiohttp.ClientSession],
         *,
+        proxies: EnvProxies | None = None,
         clock: Callable[[], float] = time.monotonic,
         margin: float = EXPIRY_MARGIN,
     ) -> None:
         self._session = session_getter
+        self._proxies = proxies
         self._clock = clock
         self._margin = margin
         self._cache: dict[tuple[str, str | None], _Token] = {}
@@ -122,7 +125,8 @@ class LwaAuth:
         try:
             reply = await send_credentialed(
                 self._session(), "POST", url, data=form, timeout=LWA_TIMEOUT,
-                headers={"Accept": "application/json"}, limit=MAX_TOKEN_RESPONSE_BYTES)
+                headers={"Accept": "application/json"}, limit=MAX_TOKEN_RESPONSE_BYTES,
+                proxies=self._proxies)
         except BodyTooLarge as exc:
             raise AuthError(f"account {name}: LWA token endpoint {url}: {exc}; refused") from None
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -14,6 +14,7 @@ from yarl import URL
 
 from spd.client import encode as rsp
 from spd.client import transport
+from spd.client.proxy import EnvProxies
 from spd.core.errors import ApiError
 from spd.core.http import BodyTooLarge, read_capped
 
@@ -49,6 +50,7 @@ class DocumentDownloads:
 
     user_agent: str
     max_attempts: int
+    proxies: EnvProxies
     _timeout: aiohttp.ClientTimeout
 
     @property
@@ -66,8 +68,9 @@ class DocumentDownloads:
         headers = {"User-Agent": self.user_agent}
         for attempt in range(1, self.max_attempts + 1):
             try:
+                target = URL(url, encoded=True)
                 async with self.session.get(
-                    URL(url, encoded=True), headers=headers, timeout=timeout
+                    target, headers=headers, timeout=timeout, proxy=self.proxies.proxy_for(target)
                 ) as r:
                     data = await read_capped(r, transport.MAX_RESPONSE_BYTES)
                     if r.status < 400:
@@ -97,7 +100,9 @@ class DocumentDownloads:
         timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
         for attempt in range(1, self.max_attempts + 1):
             try:
-                r = await self.session.get(URL(url, encoded=True), timeout=timeout,
+                target = URL(url, encoded=True)
+                r = await self.session.get(target, timeout=timeout,
+                                           proxy=self.proxies.proxy_for(target),
                                            headers={"User-Agent": self.user_agent})
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = rsp.describe(exc)

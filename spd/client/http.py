@@ -1,7 +1,7 @@
 """SpClient: every SP-API request goes bucket → auth → sign → send → parse → retry.
 
-One aiohttp session per client (proxy variables honoured), one token bucket per (account,
-operation), LWA tokens from `auth.LwaAuth`. 429s drain the bucket and retry; 5xx, timeouts and
+One aiohttp session per client (proxy variables honoured, looked up once per host: see
+spd.client.proxy), one token bucket per (account, operation), LWA tokens from `auth.LwaAuth`. 429s drain the bucket and retry; 5xx, timeouts and
 dropped connections retry with full-jitter backoff only when the request is idempotent.
 """
 
@@ -25,6 +25,7 @@ from spd.catalog.model import Catalog, Operation, load_catalog
 from spd.client.auth import LwaAuth, make_signer
 from spd.client.documents import DocumentDownloads
 from spd.client.observe import QuotaWait, current_wait, quota_wait
+from spd.client.proxy import EnvProxies
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
 from spd.client import transport
@@ -127,17 +128,20 @@ class SpClient(DocumentDownloads):
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._saved = SavedBuckets(journal) if journal is not None else None  # levels kept across restarts
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self.auth = LwaAuth(lambda: self.session)
+        self.proxies = EnvProxies()
+        self.auth = LwaAuth(lambda: self.session, proxies=self.proxies)
         self.rdt = RestrictedTokens(self._create_rdt)
         self.signer = make_signer(accounts)
 
     async def start(self) -> None:
-        """Open the HTTP session (honours HTTP(S)_PROXY / NO_PROXY); read the saved bucket levels."""
+        """Open the HTTP session (HTTP(S)_PROXY / NO_PROXY are honoured per request through
+        `proxies`, not aiohttp's trust_env, which looks them up in a thread for every request);
+        read the saved bucket levels."""
         if self._saved is not None:
             await self._saved.load()
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                trust_env=True, timeout=self._timeout, headers={"User-Agent": self.user_agent},
+                trust_env=False, timeout=self._timeout, headers={"User-Agent": self.user_agent},
                 connector=aiohttp.TCPConnector(limit=POOL_SIZE),
             )
             self._owns_session = True
@@ -370,6 +374,7 @@ class SpClient(DocumentDownloads):
                 reply = await send_credentialed(
                     self.session, req.method, URL(req.url, encoded=True), data=req.body,
                     headers=headers, timeout=self._timeout, limit=transport.MAX_RESPONSE_BYTES,
+                    proxies=self.proxies,
                 )  # fmt: skip
         except BodyTooLarge as exc:  # the same request would get the same answer: no retry
             raise ApiError(f"{req.label}: {exc}; refused (Amazon's replies are at most 10 MB)",

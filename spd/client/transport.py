@@ -21,6 +21,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from spd.client.proxy import EnvProxies
 from spd.core.http import read_capped
 
 MAX_RESPONSE_BYTES = 10 * 2**20
@@ -64,9 +65,13 @@ def public_location(location: str | None) -> str | None:
 
 
 async def send_credentialed(session: aiohttp.ClientSession, method: str, url: str | URL, *,
-                            limit: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> Reply:
+                            limit: int = MAX_RESPONSE_BYTES, proxies: EnvProxies | None = None,
+                            **kwargs: Any) -> Reply:
     """Sends a request that carries a credential: redirects are never followed, the body is
-    read up to `limit` (BodyTooLarge beyond). Transport errors propagate as aiohttp raises them."""
+    read up to `limit` (BodyTooLarge beyond), through the environment's proxy for its host when
+    `proxies` is given. Transport errors propagate as aiohttp raises them."""
+    if proxies is not None:
+        kwargs["proxy"] = proxies.proxy_for(url if isinstance(url, URL) else URL(url))
     async with session.request(method, url, allow_redirects=False, **kwargs) as response:
         if response.status in REDIRECTS:
             return Reply(response.status, response.headers, b"")  # the body is of no use
