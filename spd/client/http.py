@@ -1,8 +1,9 @@
 """SpClient: every SP-API request goes bucket → auth → sign → send → parse → retry.
 
 One aiohttp session per client (proxy variables honoured, looked up once per host: see
-spd.client.proxy), one token bucket per (account, operation), LWA tokens from `auth.LwaAuth`. 429s drain the bucket and retry; 5xx, timeouts and
-dropped connections retry with full-jitter backoff only when the request is idempotent.
+spd.client.proxy), one token bucket per (account, operation), LWA tokens from `auth.LwaAuth`.
+429s drain the bucket and retry; 5xx, timeouts and dropped connections retry with full-jitter
+backoff only when the request is idempotent.
 """
 
 from __future__ import annotations
