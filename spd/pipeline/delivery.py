@@ -12,7 +12,7 @@ own record, and the page counts as delivered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
 
 from spd.core.errors import DeliveryError, SpdError
@@ -33,22 +33,29 @@ class Delivery:
         # page key -> indexes of the emitters that acknowledged it
         self.acked: dict[Hashable, set[int]] = {}
 
-    async def send(self, messages: list[Message], what: str, key: Hashable | None = None) -> None:
-        """Sends `messages` to every emitter that has not acknowledged `key` yet; returns once
-        all did. Raises DeliveryError (one line naming `what`) when any refused."""
+    async def send(self, messages: list[Message], what: str,
+                   key: Callable[[], Hashable] | None = None) -> None:
+        """Sends `messages` to every emitter that has not acknowledged the page `key()` names
+        yet; returns once all did. Raises DeliveryError (one line naming `what`) when any
+        refused. `key` is called only when some page is partly acknowledged: a page's key
+        walks all its objects, and most pages are acknowledged by every emitter at once."""
         if not messages:
             return
         if len(self.acked) > MAX_PENDING_PAGES:
             self.acked.clear()
-        done = self.acked.setdefault(key, set()) if key is not None else set()
+        page = key() if key is not None and self.acked else None
+        done = self.acked.get(page, set()) if page is not None else set()
         pending = [i for i in range(len(self.emitters)) if i not in done]
         results = await asyncio.gather(*(self.emitters[i].send(messages) for i in pending),
                                        return_exceptions=True)
-        done.update(i for i, r in zip(pending, results) if not isinstance(r, BaseException))
         failures = [r for r in results if isinstance(r, BaseException)]
         if not failures:
-            self.acked.pop(key, None)
+            if page is not None:
+                self.acked.pop(page, None)
             return
+        done = done | {i for i, r in zip(pending, results) if not isinstance(r, BaseException)}
+        if key is not None and done:
+            self.acked[page if page is not None else key()] = done
         first = failures[0]
         if isinstance(first, SpdError):
             raise DeliveryError(f"{self.label}: {what} not delivered: {first}")
@@ -71,5 +78,7 @@ class PageDelivery(Delivery):
         """Delivers one page; returns once every emitter acknowledged it."""
         messages = build_messages(poller=self.poller, account=self.account, object_type=object_type,
                                   emit=self.emit, window=window, page=page, objects=triples)
-        key = (series, window[0], page, hash(tuple((i, c) for i, c, _ in triples)))
+        def key() -> Hashable:  # the page's place and content
+            return (series, window[0], page, hash(tuple((i, c) for i, c, _ in triples)))
+
         await self.send(messages, f"page {page}", key)

@@ -20,14 +20,13 @@ from typing import Any
 from spd.core.errors import ApiError
 from spd.core.paths import dig
 from spd.core.times import format_ts, utcnow
-from spd.core.typing import Triple
 from spd.pipeline.enrich import Enrichment
-from spd.pipeline.poller_support import (TokenGuard, check_echo, count_fallbacks, fill_fixed,
-                                         is_expired_token_error, market_value, page_contents)
+from spd.pipeline.object_keys import ObjectKeys
+from spd.pipeline.poller_support import (TokenGuard, check_echo, fill_fixed, is_expired_token_error,
+                                         market_value, page_contents)
 from spd.pipeline.series import Batch, Series, WindowRun
 from spd.pipeline.types import Page, RunResult, Window
 from spd.pipeline.windows import plan_window
-from spd.sources.object_type import object_cursor, object_id
 from spd.state.backend import PollerState
 
 
@@ -68,8 +67,8 @@ class OperationFetch:
                 page_no += 1
                 fetching = self.prefetch(series, window, page, result)
                 token = page.next_token
-                yield Batch(page_no, self.triples(series, page_no, page.objects), name, run.end,
-                            token, last=token is None)
+                self.log_fallbacks(series, page_no, page)
+                yield Batch(page_no, page.triples, name, run.end, token, last=token is None)
                 if token is None:
                     run.watermark = run.end
         finally:
@@ -107,7 +106,11 @@ class OperationFetch:
             for enrich in self.enrichments:
                 await enrich(series.client, series.account_name, objects)
         path = series.object_type.window.echo_path(series.config.timestamp_field)
-        return Page(objects, next_token, dig(body, path) if path else None, received)
+        # Ids and cursors here, in the fetch that overlaps the previous page's delivery.
+        keys = ObjectKeys(series.object_type, series.config.timestamp_field)
+        triples, fallbacks = keys.triples(objects)
+        return Page(objects, next_token, dig(body, path) if path else None, received, triples,
+                    fallbacks)
 
     def window_end(self, series: Series, window: Window, page: Page,
                    watermark: datetime) -> tuple[datetime, bool]:
@@ -121,16 +124,13 @@ class OperationFetch:
         assert path is not None  # an echo is read only where the type declares one
         return check_echo(ot.name, path[-1], page.echo, window.start, watermark, page.received, lag)
 
-    def triples(self, series: Series, page_no: int, objects: list[dict[str, Any]]) -> list[Triple]:
-        """Each object's (id, cursor, data); objects without an id or time are counted in the log."""
-        field_name, ot = series.config.timestamp_field, series.object_type
-        triples = [(object_id(ot, obj), object_cursor(ot, obj, field_name), obj) for obj in objects]
-        fallbacks = count_fallbacks(ot, triples, field_name)
-        if fallbacks:  # emitted all the same, but never silently
-            missing = any(k.startswith(("id:", "cursor: null")) for k in fallbacks)
+    def log_fallbacks(self, series: Series, page_no: int, page: Page) -> None:
+        """Objects without an id or time are emitted all the same, but never silently."""
+        if page.fallbacks:
+            missing = any(k.startswith(("id:", "cursor: null")) for k in page.fallbacks)
             (series.log.warning if missing else series.log.info)(
-                "objects_without_id_or_time", page=page_no, objects=len(objects), fallbacks=fallbacks)
-        return triples
+                "objects_without_id_or_time", page=page_no, objects=len(page.objects),
+                fallbacks=page.fallbacks)
 
 
 def request_params(series: Series, window: Window, token: str | None) -> dict[str, Any]:

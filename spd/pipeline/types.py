@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from spd.core.typing import Triple
 
 
 class PollStopped(Exception):
@@ -50,3 +52,5 @@ class Page:
     next_token: str | None
     echo: Any  # the upper bound the API says it applied, as it came (checked before use)
     received: datetime  # when the answer arrived: an echo cannot be later than that - lag
+    triples: list[Triple] = field(default_factory=list)  # (id, cursor, object) of each object
+    fallbacks: dict[str, int] = field(default_factory=dict)  # objects without an id or time
