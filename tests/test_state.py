@@ -254,3 +254,44 @@ async def test_sigkilled_writer_keeps_every_returned_checkpoint(tmp_path: Path, 
     assert st.page in (0, st.pages_emitted)
     if st.page:
         assert st.next_token == f"tok-{st.page}"
+
+
+async def test_a_checkpoint_is_one_transaction_on_the_loop(store: StateStore, monkeypatch) -> None:
+    # A commit appends to the WAL without an fsync: no hop to a worker thread per page, and
+    # exactly one write statement per checkpointed page.
+    import asyncio
+
+    await store.ensure("orders", "id", T0)
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)  # type: ignore[union-attr]
+    loop = asyncio.get_running_loop()
+    hops: list[object] = []
+    real = loop.run_in_executor
+    monkeypatch.setattr(loop, "run_in_executor", lambda ex, fn, *a: hops.append(fn) or real(ex, fn, *a))
+    for page in range(1, 6):
+        await store.save_page("orders", T0, None, f"tok-{page}", page, 10)
+    assert hops == []
+    assert len(statements) == 5 and all(s.startswith("UPDATE pollers SET window_start") for s in statements)
+    assert (await store.require("orders")).pages_emitted == 5
+
+
+async def test_the_wal_is_folded_back_in_a_thread(db: Path, monkeypatch) -> None:
+    # SQLite's own checkpoint (inside a commit) is off: every CHECKPOINT_COMMITS commits one
+    # runs in a thread, so the WAL stays small.
+    from spd.state import store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_COMMITS", 20)
+    wal = Path(str(db) + "-wal")
+    async with StateStore(db, daemon=True) as s:
+        assert s._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # type: ignore[union-attr]
+        await s.ensure("orders", "id", T0)
+        sizes = []
+        for page in range(1, 301):
+            await s.save_page("orders", T0, None, f"tok-{page}", page, 10)
+            if s._checkpoint is not None:
+                await s._checkpoint
+            sizes.append(wal.stat().st_size)
+        frames = max(sizes) // 4096
+    assert frames < 100, f"the WAL grew to {frames} pages: no checkpoint ran"
+    async with StateStore(db) as s:
+        assert (await s.require("orders")).pages_emitted == 300
