@@ -88,11 +88,11 @@ class Daemon:
         self.schedule(self.config)
         self.scheduler.start()
         await self.placement.join()
-        settle_heap()
         if self.install_signals:
             self.add_signal_handlers()
         await self.start_http()
         self.reports.notify_ready()
+        settle_heap()  # after READY=1 (systemd waits for it), still before any run can start
         self.reports.start()
         log.info("daemon_started", pollers=sorted(self.config.pollers),
                  subscriptions=sorted(self.config.subscriptions), config=str(self.config_path))
