@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -277,3 +280,44 @@ def test_aiokafka_is_imported_only_when_a_kafka_emitter_is_built() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def broker_connections(broker: TansuBroker) -> list[Any]:
+    """This process's TCP connections to the broker (a frozen broker keeps them established)."""
+    import psutil
+
+    return [c for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == broker.port]
+
+
+async def close_while_frozen(broker: TansuBroker, e: KafkaEmitter, bound: float | None) -> float:
+    """Freezes the broker (SIGSTOP: connections stay open, nothing is answered) with a page on its
+    way, closes the emitter (within `bound`, as the runtime does, or not), thaws the broker, and
+    returns the seconds close() took. The thawed broker would answer anything still trying."""
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    try:
+        page = asyncio.create_task(e.send(msgs(500, start=1)))
+        await asyncio.sleep(0.5)  # the page is queued and on its way
+        started = time.monotonic()
+        with contextlib.suppress(DeliveryError, TimeoutError):  # the flush fails: it is frozen
+            await (e.close() if bound is None else asyncio.wait_for(e.close(), bound))
+        took = time.monotonic() - started
+        with contextlib.suppress(DeliveryError):
+            await asyncio.wait_for(page, TIMEOUT * 3)
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    await asyncio.sleep(1.0)  # time for a producer left running to reconnect to the thawed broker
+    return took
+
+
+@pytest.mark.parametrize("bound", [None, 0.5], ids=["own-bound", "cancelled-by-the-caller"])
+async def test_close_with_a_frozen_broker_is_bounded_and_leaves_nothing_open(broker, kafka, bound) -> None:
+    e = kafka()
+    await e.send(msgs(1))
+    producer = e._producer
+    assert broker_connections(broker)
+    took = await close_while_frozen(broker, e, bound)
+    # flush and graceful stop take request_timeout each at most; the runtime's bound cuts them short
+    assert took < (TIMEOUT * 3 if bound is None else bound + TIMEOUT / 2), took
+    assert broker_connections(broker) == [], "the closed emitter's producer is still connected"
+    assert producer._sender.sender_task.done()

@@ -12,6 +12,10 @@ DeliveryError after at most `request_timeout` and the poller holds its watermark
 failure the producer is discarded and the next `send` connects afresh, so delivery resumes by
 itself when the broker is back.
 
+A producer thrown away (after a failure, or at close) gets request_timeout to stop gracefully;
+whatever is still running then (its sender, produce requests retrying, sockets a stalled broker
+never reads) is cancelled and closed, so close() is bounded and leaves no connection behind.
+
 `enable_idempotence` is off by default: some Kafka-protocol brokers (tansu, used by the tests)
 reject idempotent producers. aiokafka is imported only when a Kafka emitter is configured.
 """
@@ -31,12 +35,12 @@ from spd.core.errors import ConfigError, DeliveryError
 from spd.core.lazylog import get_logger
 from spd.core.fields import ConfigModel, Duration, Secret, Template, Text, fail
 from spd.core.environment import installed
-from spd.core.environment import installed
 from spd.core.problems import Problem, error
 from spd.emitters.base import Emitter, EmitterSettings, Message
 
 log = get_logger(__name__)
 
+ABANDON_TIMEOUT = 1.0  # seconds to close an abandoned producer's sockets (no broker involved)
 TOPIC_MAX = 249  # Kafka's limit on topic name length
 _FORBIDDEN = re.compile(r"[^a-zA-Z0-9._-]")
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
@@ -203,10 +207,18 @@ class KafkaEmitter(Emitter):
         task.add_done_callback(self._stopping.discard)
 
     async def _stop(self, producer: Any) -> None:
+        """Stops a producer: gracefully (flushing what is queued) within request_timeout, and
+        then, however that ended (timed out, failed, cancelled by a caller's own bound), its
+        sender task and broker connections are closed: aiokafka's stop() abandoned halfway
+        leaves both open for the life of the process."""
+        current = asyncio.current_task()
         try:
-            await asyncio.wait_for(producer.stop(), self.request_timeout)
+            if current is None or not current.cancelling():  # else the caller's bound ran out
+                await asyncio.wait_for(producer.stop(), self.request_timeout)
         except Exception as exc:  # the producer is being thrown away; nothing to deliver here
             log.debug("kafka_producer_stop_failed", emitter=self.name, error=_describe(exc))
+        finally:
+            await _abandon(producer)
 
     async def probe(self) -> str | None:
         """`spd check`: connects and fetches the cluster's metadata (brokers and topics)."""
@@ -244,6 +256,34 @@ def _has_codec(compression: str) -> bool:
     from aiokafka import codec  # lazy: only configs with a Kafka emitter need the kafka extra
 
     return bool(getattr(codec, f"has_{compression}")())
+
+
+async def _abandon(producer: Any) -> None:
+    """Closes what a producer still holds, at once and without the broker (nothing is left to
+    deliver: an unacknowledged page fails and its poller retries it): the sender task, its
+    produce requests in flight, which would otherwise retry and reconnect, and the connections.
+    After a completed stop() this finds all of them closed already."""
+    sender = getattr(producer, "_sender", None)
+    tasks = [t for t in asyncio.all_tasks() if _runs_for(t, sender)]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=ABANDON_TIMEOUT)
+    for conn in list(getattr(producer.client, "_conns", {}).values()):
+        writer = getattr(conn, "_writer", None)
+        if writer is not None:  # close() would keep the socket until a stalled broker read the rest
+            writer.transport.abort()
+    try:  # the connections are closed locally: the bound is only a safety net
+        await asyncio.wait_for(producer.client.close(), ABANDON_TIMEOUT)
+    except Exception as exc:
+        log.debug("kafka_producer_close_failed", error=_describe(exc))
+
+
+def _runs_for(task: asyncio.Task[Any], sender: Any) -> bool:
+    """Whether `task` is the sender's loop or one of its produce requests (aiokafka keeps no
+    list of the latter: they are the tasks running a method of the sender)."""
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    return sender is not None and frame is not None and frame.f_locals.get("self") is sender
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
