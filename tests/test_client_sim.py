@@ -197,3 +197,27 @@ async def test_requests_beyond_the_in_flight_cap_wait_without_timing_out(catalog
             elapsed = time.monotonic() - began
     assert [r.status for r in replies] == [200] * calls
     assert elapsed >= 7.5  # they did queue: at most 4 at a time
+
+
+async def test_a_slow_lwa_round_trip_before_the_first_request_costs_no_429(catalog, monkeypatch):
+    """Amazon's bucket refills from when the first request arrives, spd's from when it takes the
+    token (plus a 150 ms guard for jitter). The first request's LWA round trip (here 400 ms, as a
+    new TLS connection to LWA may take) must not fall between the two: paging on at the full
+    rate, spd would then run ahead of the simulator's bucket and meet a 429."""
+    settings = SimSettings(orders=0, purchase_orders=300, live=False)
+    async with Simulator(settings) as sim, SpClient({"acme": account(sim)}, catalog) as client:
+        post = client.auth._post
+
+        async def slow_lwa(*args, **kwargs):
+            await asyncio.sleep(0.4)
+            return await post(*args, **kwargs)
+
+        monkeypatch.setattr(client.auth, "_post", slow_lwa)
+        op = catalog.operation("vendorOrders", "getPurchaseOrders")
+        assert (client.bucket("acme", op).rate, client.bucket("acme", op).burst) == (10.0, 10)
+        window = {"limit": 1, "createdAfter": datetime.now(UTC) - timedelta(days=6),
+                  "createdBefore": datetime.now(UTC)}
+        for _ in range(25):  # the burst of 10, then 15 at 10/s
+            assert (await client.call("acme", op, window)).status == 200
+        stats = sim_stats(sim, "vendorOrders.getPurchaseOrders")
+        assert stats["requests"] == 25 and stats.get("throttled", 0) == 0, stats

@@ -348,8 +348,13 @@ class SpClient(DocumentDownloads):
 
     async def _attempt(self, req: _Request) -> tuple[Response, str]:
         """One try: token bucket, access token, signing, send, parse."""
-        await req.bucket.acquire()
         try:
+            # Amazon's bucket refills from when the request arrives, ours from the take (with a
+            # guard for jitter): a first request fetching its LWA token between the two would
+            # arrive a whole round trip late, and the bucket's pace would run ahead of Amazon's.
+            # The token is fetched (or found cached) before the take, and is cached after it.
+            await self._access_token(req)
+            await req.bucket.acquire()
             token = await self._access_token(req)
             headers = {
                 "User-Agent": self.user_agent,
