@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +19,29 @@ pytest.importorskip("psutil", reason="pip install -e '.[bench]'")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench(*args: str) -> dict[str, Any]:
-    result = subprocess.run([sys.executable, "-m", "tests.bench", *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 1, result.stdout
+def bench(*args: str, timeout: float = 120) -> dict[str, Any]:
+    """Runs `python -m tests.bench ARGS` and returns its one JSON line. The bench runs in a
+    session of its own: past `timeout` its Python stacks go into the failure (faulthandler on
+    SIGABRT), and the whole session is killed, the daemons and simulators it started included;
+    left behind, they would load the machine for the rest of the run."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.bench", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        os.killpg(proc.pid, signal.SIGKILL)  # its children hold the pipes open
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"the bench ran over {timeout:g}s; where it was:\n{stderr[-6000:]}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-2000:]
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1, stdout
     return json.loads(lines[0])
 
 
@@ -42,7 +62,10 @@ def test_throughput_runs_every_client_over_the_same_pages() -> None:
 def test_startup_times_ready_help_and_validate() -> None:
     out = bench("startup", "--pollers", "10", "--rounds", "1")
     assert out["pollers"] == 10, out
-    assert 0 < out["python_s"] < out["help_s"] and 0 < out["validate_s"] and 0 < out["ready_s"], out
+    # Every figure is there; none is compared with another: one round on a shared machine can
+    # time the bare interpreter (~20 ms) slower than `spd --help`.
+    assert all(out[f"{case}_s"] > 0 for case in ("python", "help", "validate", "ready")), out
+    assert all(out[f"{case}_over_python"] > 0 for case in ("help", "validate", "ready")), out
 
 
 def test_ratelimit_counts_requests_and_429s_of_each_client() -> None:
