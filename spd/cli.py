@@ -116,6 +116,8 @@ def _add_api_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                    help="a parameter (repeat it; arrays take a,b or repeated -p)")
     p.add_argument("--body", metavar="JSON|@FILE", help="the request body")
     p.add_argument("--all-pages", action="store_true", help="follow next tokens and merge the results")
+    p.add_argument("--max-pages", type=int, metavar="N",
+                   help="with --all-pages: stop with an error rather than fetch more than N pages (default 1000)")
     p.add_argument("--restricted", metavar="ELEMENTS", help="use a restricted data token for these data elements (comma-separated)")
     p.add_argument("--no-validate", action="store_true",
                    help="send the request even where the catalog refuses it (a warning says why)")

@@ -223,6 +223,50 @@ async def test_all_pages_follows_next_tokens_and_merges_results(sim_factory: Any
     assert stats["requests"] == -(-truth["count"] // 50) + 1
 
 
+def paged_orders(sim_factory: Any, tmp_path: Path) -> tuple[Any, Path, list[str], int]:
+    """A simulator with orders in a window of several pages of 50: it, a config, the -p pairs of
+    the window and how many pages it takes."""
+    end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    start = end - timedelta(days=2)
+    sim = sim_factory(orders=450, start=start - timedelta(days=1), end=end, rate_limit=False)
+    iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    pairs = [f"MarketplaceIds={MARKETS['MarketplaceIds']}", f"CreatedAfter={iso(start)}",
+             f"CreatedBefore={iso(end)}", "MaxResultsPerPage=50"]
+    truth = sim.get("/_sim/objects", type="ordersV0.getOrders", field="created", after=iso(start),
+                    before=iso(end))["count"]
+    assert truth > 200
+    return sim, write_sandbox_config(tmp_path, sim.url), pairs, -(-truth // 50)
+
+
+async def test_all_pages_stops_at_max_pages_with_more_to_fetch(sim_factory: Any, tmp_path: Path) -> None:
+    sim, config_path, pairs, needed = paged_orders(sim_factory, tmp_path)
+    config = load_config(config_path)
+    params = parse_pairs(pairs)
+    with pytest.raises(SpdError, match=r"^ordersV0.getOrders: stopped after 3 pages \(150 results\) "
+                                       r"with more to fetch; raise --max-pages \(default 1000\)"):
+        await exec_command(config, ExecRequest("ordersV0", "getOrders", params, all_pages=True, max_pages=3))
+    assert sim.get("/_sim/stats")["operations"]["ordersV0.getOrders"]["requests"] == 3  # not one more
+    # a cap just big enough is no error
+    merged = await exec_command(config, ExecRequest("ordersV0", "getOrders", params, all_pages=True,
+                                                    max_pages=needed))
+    assert len(merged["payload"]["Orders"]) > 50 * (needed - 1)
+
+
+def test_exec_max_pages_is_one_line_on_stderr_and_nothing_on_stdout(sim_factory: Any, tmp_path: Path) -> None:
+    _, config, pairs, needed = paged_orders(sim_factory, tmp_path)
+    argv = ["exec", "ordersV0", "getOrders", *[a for p in pairs for a in ("-p", p)], "--all-pages", "-c", str(config)]
+    capped = run_spd(*argv, "--max-pages", "2")
+    assert capped.returncode == 1 and capped.stdout == "", capped
+    assert capped.stderr.startswith("spd: ordersV0.getOrders: stopped after 2 pages (100 results) with more")
+    assert len(capped.stderr.strip().splitlines()) == 1, capped.stderr
+    refused = run_spd(*argv, "--max-pages", "0")
+    assert refused.returncode == 2 and "--max-pages 0: give a number of pages, 1 or more" in refused.stderr
+    whole = run_spd(*argv, "--max-pages", str(needed))
+    assert whole.returncode == 0, whole.stderr
+    assert len(json.loads(whole.stdout)["payload"]["Orders"]) > 50 * (needed - 1)
+    assert "(default 1000)" in run_spd("exec", "--help").stdout  # the help states the cap in force
+
+
 # --- conformance with Amazon's static sandbox -------------------------------------------------
 
 

@@ -23,6 +23,9 @@ from spd.core.errors import UsageError
 from spd.core.paths import dig
 
 RAW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# `--all-pages` merges every page in memory before printing: past this many pages it stops with
+# a message instead (`--max-pages` raises it). 1,000 pages is 100,000 orders of getOrders.
+DEFAULT_MAX_PAGES = 1000
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ExecRequest:
     all_pages: bool = False
     restricted: list[str] | None = None
     validate: bool = True  # False: send what the catalog refuses (a warning says so)
+    max_pages: int = DEFAULT_MAX_PAGES  # with all_pages: more pages than this is an error
 
 
 def read_body(text: str | None) -> Any:
@@ -130,11 +134,16 @@ def offset_paging(op: Operation) -> Offset | None:
 
 
 def build_exec_request(api: str, operation: str, pairs: list[str], body: str | None,
-                       all_pages: bool, restricted: str | None, validate: bool = True) -> ExecRequest:
-    """An ExecRequest from command-line text."""
+                       all_pages: bool, restricted: str | None, validate: bool = True,
+                       max_pages: int | None = None) -> ExecRequest:
+    """An ExecRequest from command-line text (`max_pages` None: the default cap)."""
     elements = [e.strip() for e in restricted.split(",") if e.strip()] if restricted else None
+    if max_pages is None:
+        max_pages = DEFAULT_MAX_PAGES
+    elif max_pages < 1:
+        raise UsageError(f"--max-pages {max_pages}: give a number of pages, 1 or more")
     return ExecRequest(api, operation, parse_pairs(pairs), read_body(body), all_pages, elements,
-                       validate)
+                       validate, max_pages)
 
 
 def check_raw(method: str, path: str) -> tuple[str, str]:

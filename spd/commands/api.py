@@ -24,7 +24,7 @@ from spd.core.redaction import redact_data
 
 def cmd_exec(args: argparse.Namespace) -> int:
     req = build_exec_request(args.api, args.operation, args.params, args.body, args.all_pages,
-                             args.restricted, validate=not args.no_validate)
+                             args.restricted, validate=not args.no_validate, max_pages=args.max_pages)
     if req.validate:
         prepare(load_catalog(), req)  # bad parameters are reported before a config is needed
     return _api_output(lambda config: exec_command(config, req, args.account, summary=not args.json),

@@ -14,14 +14,17 @@ import orjson
 
 from spd.catalog.contract_types import Offset
 from spd.catalog.model import Operation
-from spd.catalog.requests import ExecRequest, offset_paging, offset_value
+from spd.catalog.requests import DEFAULT_MAX_PAGES, ExecRequest, offset_paging, offset_value
 from spd.client.http import SpClient
-from spd.core.errors import ApiError
+from spd.core.errors import ApiError, SpdError
 from spd.core.paths import dig
 from spd.sources.registry import next_page_params
 
 PageProgress = Callable[[int, int], None]  # (pages so far, results so far)
-MAX_PAGES = 100_000  # a server that never stops paging is a bug, not a reason to loop forever
+
+
+class PageCapError(SpdError):
+    """`--all-pages` reached `--max-pages` with more pages to fetch (nothing is printed)."""
 
 
 async def run_operation(client: SpClient, account: str, op: Operation, params: dict[str, Any],
@@ -42,8 +45,9 @@ async def run_operation(client: SpClient, account: str, op: Operation, params: d
     token, page, seen = dig(merged, pag.token_path), 1, set()
     _progress(progress, page, results)
     while token:
-        if token in seen or page >= MAX_PAGES:
+        if token in seen:
             raise ApiError(f"{op.name}: the next token repeats after page {page}; stopped paging")
+        _check_cap(op, req, page, results)
         seen.add(token)
         body = (await _call(client, account, op, next_page_params(op, params, token), req)).body
         page += 1
@@ -52,6 +56,14 @@ async def run_operation(client: SpClient, account: str, op: Operation, params: d
         _progress(progress, page, results)
     _drop(merged, pag.token_path)
     return merged
+
+
+def _check_cap(op: Operation, req: ExecRequest, pages: int, results: Any) -> None:
+    """PageCapError when `pages` pages are in and the next would pass `req.max_pages`."""
+    if pages >= req.max_pages:
+        raise PageCapError(f"{op.name}: stopped after {pages} pages ({count_results(results)} results) "
+                           f"with more to fetch; raise --max-pages (default {DEFAULT_MAX_PAGES}) or "
+                           "ask for less (a shorter time range, filters)")
 
 
 def _merge(results: Any, more: Any) -> None:
@@ -90,8 +102,9 @@ async def _offset_pages(client: SpClient, account: str, op: Operation, params: d
     while size:
         total = offset_value(offset.total, params, body_arg, pages[-1])
         start += size
-        if total is None or start >= total or len(pages) >= MAX_PAGES:
+        if total is None or start >= total:
             break
+        _check_cap(op, req, len(pages), results if results is not None else pages)
         params, body_arg = _with_value(offset.offset, params, body_arg, start)
         body = (await _call(client, account, op, params, ExecRequest(**{**req.__dict__, "body": body_arg}))).body
         pages.append(body)
