@@ -102,9 +102,11 @@ def ran_since(url: str, poller: str, since: datetime) -> bool:
 
 
 def balanced(url: str, replicas: set[str]) -> dict[str, str] | None:
-    """The holders once every account is held and every one of `replicas` holds some."""
+    """The holders once every account is held by the replica `assign` gives it among `replicas`.
+    (Every account held and every replica holding some is not enough: a replica may still hold
+    an account it claimed before the last one joined, and be about to hand it back.)"""
     now = holders(url)
-    return now if set(now) == set(ACCOUNTS) and set(now.values()) == replicas else None
+    return now if now == assign(ACCOUNTS, sorted(replicas)) else None
 
 
 def delivered(sim: Any, out: Path, url: str, start: datetime) -> None:
