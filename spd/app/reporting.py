@@ -30,8 +30,8 @@ log = structlog.get_logger("spd.app.reporting")
 STATUS_INTERVAL = 5.0  # seconds between checks whether systemd's STATUS= line needs an update
 STATUS_DELAY = 1.0  # a run's outcome reaches STATUS= within this long (runs ending meanwhile share it)
 LIVE_REFRESH = 5.0  # the live file is rewritten at least this often (`spd status` trusts it 15 s)
-LIVE_SHARE = 0.01  # the live file's writes take at most this share of a core, between WRITE_INTERVAL
-# and LIVE_REFRESH apart (with 10,000 pollers one write takes tens of ms)
+LIVE_SHARE = 0.01  # the live file's writes hold the event loop at most this share of the time,
+# between WRITE_INTERVAL and LIVE_REFRESH apart (with 10,000 pollers one write takes tens of ms)
 
 
 class Reports:
@@ -46,7 +46,7 @@ class Reports:
         self._tasks: list[asyncio.Task[None]] = []
         self._live_changed = True  # a run ended since the live file was written
         self._live_written = 0.0  # monotonic time of the last write
-        self._live_cost = 0.0  # CPU seconds the last write took on the event loop
+        self._live_cost = 0.0  # seconds the last write held the event loop (wall: a busy machine counts)
         self._live_write: asyncio.Task[None] | None = None  # the file being written in a thread
         self._next_texts: dict[str, tuple[datetime, str]] = {}  # job -> its next run, and as text
         self._idle_rows: dict[str, PollerNow] = {}  # poller between runs -> its row as last written
@@ -140,7 +140,7 @@ class Reports:
         runtime, config = daemon.runtime, daemon.config
         if runtime is None or config is None or daemon.stopped.is_set() or not config.state_config().path:
             return  # (replicas on PostgreSQL have no state file to write it beside)
-        began, self._live_written = time.thread_time(), time.monotonic()
+        began = self._live_written = time.monotonic()
         self._live_changed = False
         running = set(daemon.inflight.values())
         next_runs = self.next_runs()
@@ -148,7 +148,7 @@ class Reports:
         if len(self._idle_rows) > len(pollers):  # pollers a reload removed
             self._idle_rows = {name: row for name, row in self._idle_rows.items() if name in pollers}
         document = live_document(pollers)
-        self._live_cost = time.thread_time() - began
+        self._live_cost = time.monotonic() - began
         write = self._live_write = asyncio.ensure_future(
             asyncio.to_thread(write_live, live_path(config.state_path()), document))
         try:
