@@ -78,7 +78,7 @@ def test_ratelimit_counts_requests_and_429s_of_each_client() -> None:
 def test_scale_reports_rss_cpu_and_lateness() -> None:
     out = bench("scale", "--accounts", "2", "--interval", "2", "--idle", "5")  # idle spans 2+ intervals: no poller misses the window by chance
     assert out["pollers"] == 10 and out["exit_code"] == 0, out
-    assert out["peak_rss_mb"] > 10 and out["lateness_idle"]["runs"] > 0, out
+    assert out["peak_rss_mb"] > 10 and out["lateness_idle"]["runs"] > 0 and out["cpu_ms_per_run"] > 0, out
     assert out["warnings_errors"] == {} and out["starved_pollers"] == 0, out
     assert out["fsyncs_per_min"] is None or set(out["fsyncs_per_min"]) == {"state", "output"}, out
 

@@ -10,7 +10,8 @@ bursts, the p99 lateness of scheduled runs, starved pollers, 429s and fsyncs per
 - Idle: the next `--idle` seconds (default interval + 10 s: one full round of scheduled runs);
   pollers keep running on their interval, finding little new. `idle_cpu_share` = CPU seconds of
   the daemon / wall seconds over the whole window; `between_bursts` = the same over the sampled
-  seconds in which no run was in flight (none when the runs are spread over the interval).
+  seconds in which no run was in flight (none when the runs are spread over the interval);
+  `cpu_ms_per_run` = the daemon's CPU over the window / the runs that began in it.
 - Lateness: the daemon runs in a process that is exactly `spd run` except that APScheduler's
   coroutine-job runner is wrapped to log `poll_started` with the scheduled (jittered) run time and
   the moment the run actually began; lateness = began - scheduled, for the runs scheduled inside
@@ -289,10 +290,14 @@ def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool,
     if samples:
         wall, cpu = samples[-1][0] - samples[0][0], samples[-1][1] - samples[0][1]
         fsync_count = fsyncs(trace_path, since, until) if trace else None
+        late = lateness(logs.events, since, until)
         result.update({
             "idle_window_s": round(wall, 1), "idle_cpu_share": round(cpu / wall, 3),
+            # what the round costs per run: with the runs spread over the whole interval (more
+            # than interval x FIRST_RUNS_PER_SECOND pollers) there is no quiet second to measure
+            "cpu_ms_per_run": round(cpu * 1000 / late["runs"], 2) if late["runs"] else None,
             "between_bursts": cpu_between_bursts(samples, run_spans(logs.events)),
-            "lateness_idle": lateness(logs.events, since, until),
+            "lateness_idle": late,
             "lateness_catch_up": lateness(logs.events, started - 5, since),
             "starved_pollers": starved(logs.events, pollers, since, until),
             "run_duration": durations(run_spans(logs.events), since, until),
