@@ -71,6 +71,8 @@ class Reports:
             self._status_due = None
         if self._live_write is not None:
             await asyncio.wait([self._live_write])
+            if not self._live_write.cancelled():
+                self._live_write.exception()  # its loop, cancelled above, no longer looks at it
 
     def run_ended(self) -> None:
         """A run's outcome is in the board: the views catch up soon, not now."""
