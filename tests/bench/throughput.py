@@ -6,9 +6,12 @@ simulator (its own process, no rate limits, not counted) and writing it to a fil
   (fsync per page, the default);
 - `sp_api` (the peer): python-amazon-sp-api's Orders.get_orders paged with NextToken, its LWA
   token URL and endpoint pointed at the simulator;
-- `bare`: a bare aiohttp + orjson loop (one LWA token, one session) that only fetches the pages.
+- `bare`: a bare aiohttp + orjson loop (one LWA token, one session) that only fetches the pages;
+- `floor`: the same loop without parsing the orders or writing anything (it finds the next
+  token in the bytes): the simulator's own time per page plus the least any client does, a
+  floor under every client's wall time (and the CPU of the HTTP requests alone).
 
-All three write the same lines: one JSON line per page with spd's page envelope (poller, account,
+The first three write the same lines: one JSON line per page with spd's page envelope (poller, account,
 object_type, window, page, emitted_at, results), fsync per page. Each runs at two sizes from the
 same simulator: all `--orders` (from before the seeded period) and about `--small` of them (a
 later start time); the steady-state cost per 10,000 objects is the difference of the two runs
@@ -50,7 +53,7 @@ SEEDED_DAYS = 3  # the simulator seeds its orders over 3 days ending SEEDED_UNTI
 # order is added or updated later (--no-live). Every client, run at whatever time and whatever
 # its window's end (spd's stays 2 minutes behind now), pages through the same orders.
 SEEDED_UNTIL = timedelta(days=7)
-PAGE_CLIENTS = ("spd", "sp_api", "bare")
+PAGE_CLIENTS = ("spd", "sp_api", "bare", "floor")
 INDIVIDUAL_CLIENTS = ("spd_individual_stdout", "spd_individual_file", "spd_individual_webhook")
 
 
@@ -143,7 +146,11 @@ def count_objects(path: Path, emit: str) -> tuple[int, int]:
     with path.open("rb") as f:
         for line in f:
             size += len(line)
-            objects += len(orjson.loads(line)["results"]) if emit == "page" else 1
+            if emit != "page":
+                objects += 1
+                continue
+            doc = orjson.loads(line)
+            objects += len(doc["results"]) if "results" in doc else doc["count"]  # floor: a count
     return objects, size
 
 
@@ -213,6 +220,34 @@ async def fetch_bare(url: str, after: str, out: Path) -> None:
                 query["NextToken"] = payload["NextToken"]
 
 
+async def fetch_floor(url: str, after: str, out: Path) -> None:
+    """The floor: the bare loop's requests, but the next token is found in the bytes and the
+    orders only counted; one line with the count at the end."""
+    import re
+
+    import aiohttp
+
+    next_token = re.compile(rb'"NextToken":"([^"]*)"')
+    objects = 0
+    async with aiohttp.ClientSession() as session:
+        grant = {"grant_type": "refresh_token", **LWA}
+        async with session.post(f"{url}/auth/o2/token", data=grant) as r:
+            token = orjson.loads(await r.read())["access_token"]
+        query = {"LastUpdatedAfter": after, "MarketplaceIds": MARKETPLACE, "MaxResultsPerPage": "100"}
+        headers = {"x-amz-access-token": token}
+        while True:
+            async with session.get(f"{url}/orders/v0/orders", params=query, headers=headers) as r:
+                if r.status != 200:
+                    raise SystemExit(f"HTTP {r.status}: {(await r.text())[:300]}")
+                body = await r.read()
+            objects += body.count(b'"AmazonOrderId"')
+            found = next_token.search(body)
+            if found is None:
+                break
+            query["NextToken"] = found.group(1).decode()
+    out.write_bytes(orjson.dumps({"count": objects}) + b"\n")
+
+
 async def receive_webhooks(port_file: Path) -> None:
     """A bare webhook receiver: answers every POST 200; writes its port to `port_file`."""
     import asyncio
@@ -246,6 +281,8 @@ def client_main(name: str, *args: str) -> int:
         fetch_sp_api(args[0], args[1], Path(args[2]))
     elif name == "bare":
         asyncio.run(fetch_bare(args[0], args[1], Path(args[2])))
+    elif name == "floor":
+        asyncio.run(fetch_floor(args[0], args[1], Path(args[2])))
     elif name == "receiver":
         asyncio.run(receive_webhooks(Path(args[0])))
     return 0
@@ -304,6 +341,7 @@ def run_client(name: str, tmp: Path, url: str, after: datetime, hook: Receiver) 
         objects, size = hook.count() - received, 0
     else:
         objects, size = count_objects(out, emit)
+    size = 0 if name == "floor" else size  # it writes only a count
     result.update(objects=objects, bytes_per_object=round(size / max(objects, 1)) if size else None)
     return result
 
@@ -346,11 +384,12 @@ def measure(url: str, end: datetime, tmp: Path, orders: int, small: int, rounds:
 
 
 def ratios(r: dict[str, Any]) -> dict[str, float]:
-    """spd over the peer and over the bare loop, in the same rounds; and the bare loop over the
-    peer: a floor no client that fetches and writes the same pages goes far below (a target
-    of spd's under it is out of reach by construction)."""
+    """spd over the peer, the bare loop and the floor, in the same rounds; and the bare loop and
+    the floor over the peer: what no client that fetches (and writes) the same pages goes far
+    below (a target of spd's under them is out of reach by construction)."""
     out = {}
-    for client, other in (("spd", "sp_api"), ("spd", "bare"), ("bare", "sp_api")):
+    for client, other in (("spd", "sp_api"), ("spd", "bare"), ("bare", "sp_api"),
+                          ("floor", "sp_api"), ("spd", "floor")):
         out[f"cpu_{client}_over_{other}"] = round(
             r[f"{client}_large"]["cpu_s"] / r[f"{other}_large"]["cpu_s"], 3)
         out[f"wall_{client}_over_{other}"] = round(
