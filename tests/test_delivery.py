@@ -66,3 +66,14 @@ async def test_no_retry_key_while_every_emitter_acknowledges(monkeypatch) -> Non
         await deliver(d, 6)
     await deliver(d, 6)
     assert len(calls) == 2  # remembered once, looked up once
+
+
+async def test_one_emitter_that_refuses_fails_the_page() -> None:
+    a = RecordingEmitter("a")
+    a.fail_on = {1}
+    d = PageDelivery("orders", "acme", "page", [a])
+    with pytest.raises(DeliveryError, match="poller orders: page 1 not delivered: send 1 refused"):
+        await deliver(d)
+    assert d.acked == {}  # nothing half sent: the retry goes to it again
+    await deliver(d)
+    assert a.sends == 2 and len(a.messages) == 1

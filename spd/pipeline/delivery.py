@@ -46,8 +46,7 @@ class Delivery:
         page = key() if key is not None and self.acked else None
         done = self.acked.get(page, set()) if page is not None else set()
         pending = [i for i in range(len(self.emitters)) if i not in done]
-        results = await asyncio.gather(*(self.emitters[i].send(messages) for i in pending),
-                                       return_exceptions=True)
+        results = await self._send_each(pending, messages)
         failures = [r for r in results if isinstance(r, BaseException)]
         if not failures:
             if page is not None:
@@ -60,6 +59,19 @@ class Delivery:
         if isinstance(first, SpdError):
             raise DeliveryError(f"{self.label}: {what} not delivered: {first}")
         raise first
+
+
+    async def _send_each(self, pending: list[int], messages: list[Message]) -> list[object]:
+        """Each pending emitter's outcome: None, or what it raised. One emitter (the usual
+        case) is awaited directly, without a task per page."""
+        if len(pending) == 1:
+            try:
+                await self.emitters[pending[0]].send(messages)
+            except Exception as exc:
+                return [exc]
+            return [None]
+        return await asyncio.gather(*(self.emitters[i].send(messages) for i in pending),
+                                    return_exceptions=True)
 
 
 class PageDelivery(Delivery):

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import structlog
 
@@ -70,6 +70,8 @@ class Series:
     async def unless_stopped(self, work: Awaitable[T]) -> T:
         """Awaits `work`, abandoning it (PollStopped) at once when the poller is told to stop:
         nothing was delivered for it yet, and a request can wait minutes for quota."""
+        if isinstance(work, asyncio.Future) and work.done():  # a prefetched page: no waiting
+            return cast(T, work.result())
         task = asyncio.ensure_future(work)
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
