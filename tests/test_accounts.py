@@ -20,7 +20,7 @@ from spd.client.gate import FailureGate
 from spd.config.validate import load_config
 from spd.core.errors import AuthError
 from spd.sim import SimSettings, Simulator
-from support.spd import read_jsonl, run_spd, start_spd, stop_spd, wait_for
+from support.spd import read_jsonl, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 
 MARKETPLACE = "ATVPDKIKX0DER"
 NOTIFICATIONS = "sellingpartnerapi::notifications"
@@ -195,7 +195,7 @@ def test_daemon_keeps_polling_the_good_account(tmp_path, sim_factory, moto):
     proc = start_spd("run", "-c", str(tmp_path / "spd.yaml"))
     try:
         out = tmp_path / "out" / "good.jsonl"
-        wait_for(lambda: len(read_jsonl(out)) >= 100, timeout=60)
+        wait_for(lambda: len(read_jsonl_so_far(out)) >= 100, timeout=60)
         wait_for(lambda: all(states(tmp_path)[p]["last_error"] for p in ("revoked", "noaws")),
                  timeout=30)
         first = states(tmp_path)

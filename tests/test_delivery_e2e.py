@@ -19,7 +19,7 @@ import pytest
 from support.kafka_broker import TansuBroker
 from support.webhook_receiver import WebhookReceiver
 from support.delivery import OBJECT, SECRET, Scene, kafka, normalize, webhook
-from support.spd import read_jsonl, stop_spd, wait_for
+from support.spd import read_jsonl, read_jsonl_so_far, stop_spd, wait_for
 
 PAGE = 100  # ordersV0 page size: what one kill or outage may repeat
 
@@ -256,7 +256,7 @@ def test_broker_loses_its_store_spd_redelivers_exactly_the_unacknowledged_pages(
     out = tmp_path / "out" / "orders.jsonl"
     proc = scene.spd()
     try:
-        wait_for(lambda: len(read_jsonl(out)) >= 5, timeout=30, interval=0.02)
+        wait_for(lambda: len(read_jsonl_so_far(out)) >= 5, timeout=30, interval=0.02)
         broker.stop()
         stalled = wait_for(lambda: "last error:" in (line := scene.status_line()) and line, timeout=30)
         assert "Kafka" in stalled, stalled

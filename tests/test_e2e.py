@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.spd import iso, read_jsonl, run_spd, start_spd, stop_spd, wait_for
+from support.spd import iso, read_jsonl, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 from support.config import POLLERS, write_config
 
 
@@ -99,7 +99,7 @@ def test_sigterm_exits_zero_and_restart_resumes(tmp_path: Path, sim_factory: Any
     config = write_config(tmp_path, sim.url, pollers)
     proc = start_spd("run", "-c", str(config))
     out = tmp_path / "out" / "orders.jsonl"
-    wait_for(lambda: len(read_jsonl(out)) >= 200, timeout=60)
+    wait_for(lambda: len(read_jsonl_so_far(out)) >= 200, timeout=60)
     began = time.monotonic()
     code = stop_spd(proc, signal.SIGTERM)
     stderr = proc.stderr.read().decode() if proc.stderr else ""
@@ -165,7 +165,7 @@ def test_sighup_reloads_pollers_and_keeps_running_on_a_bad_config(tmp_path: Path
     config = write_config(tmp_path, sim.url, {"orders": orders})
     proc = start_spd("run", "-c", str(config))
     try:
-        wait_for(lambda: len(read_jsonl(tmp_path / "out" / "orders.jsonl")) >= 290, timeout=60)
+        wait_for(lambda: len(read_jsonl_so_far(tmp_path / "out" / "orders.jsonl")) >= 290, timeout=60)
         # A broken config is reported and the old one keeps running.
         good = config.read_text()
         config.write_text(good.replace("interval: 1s", "interval: soon", 1))
@@ -175,7 +175,7 @@ def test_sighup_reloads_pollers_and_keeps_running_on_a_bad_config(tmp_path: Path
         # A new poller is added without losing the first one's state.
         write_config(tmp_path, sim.url, {"orders": orders, "vendor": {**POLLERS["vendor"], "start_time": iso(now - DAY)}})
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: len(read_jsonl(tmp_path / "out" / "vendor.jsonl")) >= 90, timeout=60)
+        wait_for(lambda: len(read_jsonl_so_far(tmp_path / "out" / "vendor.jsonl")) >= 90, timeout=60)
     finally:
         code = stop_spd(proc, signal.SIGTERM)
     stderr = proc.stderr.read().decode() if proc.stderr else ""
@@ -194,7 +194,7 @@ def test_sighup_with_an_emitter_that_cannot_start_keeps_the_old_config(tmp_path:
     config = write_config(tmp_path, sim.url, {"orders": {**POLLERS["orders"], "start_time": iso(now - DAY)}})
     proc = start_spd("run", "-c", str(config))
     try:
-        wait_for(lambda: len(read_jsonl(tmp_path / "out" / "orders.jsonl")) >= 190, timeout=60)
+        wait_for(lambda: len(read_jsonl_so_far(tmp_path / "out" / "orders.jsonl")) >= 190, timeout=60)
         running = tmp_path / "running.yaml"  # what the daemon keeps, for `spd status`
         running.write_text(config.read_text())
         # Valid YAML and keys, but the Kafka emitter refuses SASL over PLAINTEXT.

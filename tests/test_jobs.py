@@ -19,7 +19,7 @@ from spd.core.errors import ApiError, ConfigError, DeliveryError
 from spd.pipeline.jobs import build_job_message, build_jobs
 from spd.pipeline.messages import Message
 from support.sim import SimThread
-from support.spd import SHARED_MODELS, read_jsonl, start_spd, stop_spd, wait_for
+from support.spd import SHARED_MODELS, read_jsonl, read_jsonl_so_far, start_spd, stop_spd, wait_for
 from support.static_sandbox import static_cases, write_sandbox_config
 
 
@@ -128,7 +128,7 @@ def test_spd_run_emits_a_job_to_a_file_on_schedule(sandbox: SimThread, tmp_path:
     out = tmp_path / "out" / "participations.jsonl"
     proc = start_spd("run", "-c", str(config))
     try:
-        messages = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(read_jsonl(out)), timeout=30)
+        messages = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(read_jsonl_so_far(out)), timeout=30)
     finally:
         code = stop_spd(proc, signal.SIGTERM)
     stderr = proc.stderr.read().decode() if proc.stderr else ""
@@ -151,17 +151,17 @@ def test_sighup_with_a_bad_job_keeps_the_old_config(sandbox: SimThread, tmp_path
     out = tmp_path / "out"
     proc = start_spd("run", "-c", str(config))
     try:
-        wait_for(lambda: len(read_jsonl(out / "participations.jsonl")) >= 1)
+        wait_for(lambda: len(read_jsonl_so_far(out / "participations.jsonl")) >= 1)
         write_sandbox_config(tmp_path, sandbox.url, job + (
             "  broken: {api: sellers, operation: getNothing, interval: 1s, emitters: [archive]}\n"))
         proc.send_signal(signal.SIGHUP)
         seen = len(read_jsonl(out / "participations.jsonl"))
-        wait_for(lambda: len(read_jsonl(out / "participations.jsonl")) >= seen + 2)  # still running
+        wait_for(lambda: len(read_jsonl_so_far(out / "participations.jsonl")) >= seen + 2)  # still running
         write_sandbox_config(tmp_path, sandbox.url, job + (
             "  account:\n    api: sellers\n    operation: getAccount\n    interval: 1s\n"
             "    emitters: [archive]\n"))
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: read_jsonl(out / "account.jsonl"))
+        wait_for(lambda: read_jsonl_so_far(out / "account.jsonl"))
     finally:
         code = stop_spd(proc, signal.SIGTERM)
     stderr = proc.stderr.read().decode() if proc.stderr else ""

@@ -17,7 +17,7 @@ from spd.config.validate import load_config
 from spd.core.errors import ApiError
 from spd.sim import SimSettings, Simulator
 from support.aws_peer import account_yaml
-from support.spd import SHARED_MODELS, read_jsonl, run_spd, start_spd, stop_spd, wait_for
+from support.spd import SHARED_MODELS, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 from support.sqs_peer import KEYS, MotoSqs, subscription_yaml, write_subscription_config
 
 DIRECTIVE = {"eventFilter": {"eventFilterType": "ORDER_CHANGE", "orderChangeTypes": ["OrderStatusChange"]}}
@@ -157,7 +157,7 @@ def test_simulator_pushes_order_changes_that_spd_run_emits_with_the_full_order(
     proc = start_spd("run", "-c", str(path))
     try:
         out = tmp_path / "out" / "changes.jsonl"
-        lines = wait_for(lambda: read_jsonl(out), timeout=60)
+        lines = wait_for(lambda: read_jsonl_so_far(out), timeout=60)
     finally:
         assert stop_spd(proc) == 0
     first = lines[0]

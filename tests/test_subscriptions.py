@@ -21,7 +21,7 @@ from spd.sources.notifications import NotificationError, parse_notification
 from spd.state.store import StateStore
 from support.aws_peer import account_yaml
 from support.recording import RecordingEmitter
-from support.spd import read_jsonl, run_spd, start_spd, stop_spd, wait_for
+from support.spd import read_jsonl, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 from support.terminal import run_spd_tty
 from support.sqs_peer import (MotoSqs, camel_notification, order_change, subscription_yaml,
                               write_subscription_config)
@@ -151,7 +151,7 @@ async def test_notifications_are_emitted_and_deleted_after_delivery(tmp_path: Pa
         sqs.send(queue, body)
     runtime = await start(config_for(tmp_path, sqs, queue, extra={"wait_time": "1s"}))
     out = tmp_path / "out" / "orders.jsonl"  # {poller} is the subscription's name
-    await run_until(runtime, lambda: len(read_jsonl(out)) >= 26)
+    await run_until(runtime, lambda: len(read_jsonl_so_far(out)) >= 26)
     lines = read_jsonl(out)
     assert sorted(line["notification_id"] for line in lines) == sorted([f"n{i}" for i in range(25)] + ["c1"])
     by_id = {line["notification_id"]: line for line in lines}
@@ -176,7 +176,7 @@ async def test_a_poison_message_is_dead_lettered_and_stops_nothing(tmp_path: Pat
     dead = tmp_path / "dead.jsonl"
     runtime = await start(config_for(tmp_path, sqs, queue, extra={"wait_time": "1s", "dead_letter": str(dead)}))
     out = tmp_path / "out" / "orders.jsonl"
-    await run_until(runtime, lambda: len(read_jsonl(out)) >= 2 and len(read_jsonl(dead)) >= 2)
+    await run_until(runtime, lambda: len(read_jsonl_so_far(out)) >= 2 and len(read_jsonl_so_far(dead)) >= 2)
     assert sorted(line["notification_id"] for line in read_jsonl(out)) == ["after", "before"]
     errors = sorted(d["error"] for d in read_jsonl(dead))
     assert "not JSON" in errors[1] and "no subscription on this queue names ANY_OFFER_CHANGED" in errors[0]
@@ -193,7 +193,7 @@ async def test_without_dead_letter_a_poison_message_stays_for_the_redrive_policy
     runtime = await start(config_for(tmp_path, sqs, queue, extra={"wait_time": "1s",
                                                                    "visibility_timeout": "30s"}))
     out = tmp_path / "out" / "orders.jsonl"
-    await run_until(runtime, lambda: len(read_jsonl(out)) >= 1)
+    await run_until(runtime, lambda: len(read_jsonl_so_far(out)) >= 1)
     assert [line["notification_id"] for line in read_jsonl(out)] == ["good"]
     assert wait_for(lambda: sqs.counts(queue) == (0, 1), timeout=10)  # in flight, not deleted
     assert runtime.subscriptions["orders"].stats.malformed == 1
@@ -244,7 +244,7 @@ def test_sigterm_during_a_long_poll_exits_0_quickly(tmp_path: Path, sqs: MotoSqs
     try:
         sqs.send(queue, order_change("111-1", notification_id="first"))
         out = tmp_path / "out" / "orders.jsonl"
-        wait_for(lambda: read_jsonl(out), timeout=30)
+        wait_for(lambda: read_jsonl_so_far(out), timeout=30)
         time.sleep(1.0)  # now inside the next 20 s long poll
         began = time.monotonic()
         code = stop_spd(proc, signal.SIGTERM, timeout=35)
@@ -388,7 +388,7 @@ async def test_a_role_arn_is_assumed_through_sts_before_reading_the_queue(tmp_pa
     runtime = await start(path)
     queue_client = runtime.consumers["orders"].queue
     out = tmp_path / "out" / "orders.jsonl"
-    await run_until(runtime, lambda: len(read_jsonl(out)) >= 1)
+    await run_until(runtime, lambda: len(read_jsonl_so_far(out)) >= 1)
     assert [line["notification_id"] for line in read_jsonl(out)] == ["via-role"]
     assert queue_client._roles is not None and queue_client._roles.assumed == 1  # moto's STS answered
 
@@ -401,7 +401,7 @@ def test_a_sighup_reload_keeps_reading_the_queue_and_the_counters(tmp_path: Path
     with log.open("wb") as stderr:
         proc = start_spd("run", "-c", str(path), stderr=stderr)
     try:
-        wait_for(lambda: read_jsonl(out), timeout=30)
+        wait_for(lambda: read_jsonl_so_far(out), timeout=30)
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "config_reloaded" in log.read_text(), timeout=30)
         # The reload cut the old consumer's 1 s long poll on its side only: a message sent
@@ -409,7 +409,7 @@ def test_a_sighup_reload_keeps_reading_the_queue_and_the_counters(tmp_path: Path
         # the visibility timeout (as on SQS). The reload's length varies with the machine's load.
         time.sleep(1.5)
         sqs.send(queue, order_change("111-2", notification_id="after-reload"))
-        wait_for(lambda: len(read_jsonl(out)) >= 2, timeout=30)
+        wait_for(lambda: len(read_jsonl_so_far(out)) >= 2, timeout=30)
     finally:
         assert stop_spd(proc) == 0
     assert [line["notification_id"] for line in read_jsonl(out)] == ["before-reload", "after-reload"]

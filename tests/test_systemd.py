@@ -25,7 +25,7 @@ from spd.config.validate import load_config
 from spd.core.errors import ConfigError
 from spd.app.systemd import StatusBoard
 from support.config import write_config
-from support.spd import ROOT, read_jsonl, spd_env, start_spd, stop_spd, wait_for
+from support.spd import ROOT, read_jsonl, read_jsonl_so_far, spd_env, start_spd, stop_spd, wait_for
 
 UNITS = [ROOT / "systemd" / "spd.service", ROOT / "systemd" / "spd@.service"]
 INSTALLED_SPD = "/opt/spd/venv/bin/spd"  # where the units expect spd (README's install steps)
@@ -162,7 +162,7 @@ def test_ready_status_and_reload_notifications(tmp_path: Path, sim_factory: Any,
         ready = notify_socket.wait(lambda m: "READY" in m)
         assert notify_socket.messages[ready]["READY"] == "1"
         assert notify_socket.messages[ready]["STATUS"] == "1 poller: 1 ok"
-        wait_for(lambda: len(read_jsonl(tmp_path / "out" / "orders.jsonl")) >= 140, timeout=60)
+        wait_for(lambda: len(read_jsonl_so_far(tmp_path / "out" / "orders.jsonl")) >= 140, timeout=60)
 
         # A good reload: RELOADING=1 (with the monotonic time systemd wants), then READY=1.
         proc.send_signal(signal.SIGHUP)
@@ -331,7 +331,7 @@ def test_spd_validates_and_polls_inside_the_units_sandbox(sim_factory: Any, noti
         proc = subprocess.Popen(in_sandbox("run", "-c", str(config)), stderr=subprocess.PIPE, env=env, cwd=base)
         try:
             notify_socket.wait(lambda m: m.get("READY") == "1", timeout=60)
-            wait_for(lambda: len(read_jsonl(state / "out" / "orders.jsonl")) >= 120
+            wait_for(lambda: len(read_jsonl_so_far(state / "out" / "orders.jsonl")) >= 120
                      and len(read_jsonl(state / "out" / "vendor.jsonl")) >= 30, timeout=90)
         finally:
             code = stop_in_sandbox(proc)

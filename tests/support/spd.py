@@ -76,6 +76,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_jsonl_so_far(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a file spd may be writing right now: a last line without its newline
+    is still being written (read_jsonl, for a finished file, would fail on it)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
 def fill_disk(directory: Path) -> Path:
     """Fills the file system of `directory` to its last byte with a filler file."""
     filler = directory / "filler"
