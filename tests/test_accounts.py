@@ -199,9 +199,11 @@ def test_daemon_keeps_polling_the_good_account(tmp_path, sim_factory, moto):
         wait_for(lambda: all(states(tmp_path)[p]["last_error"] for p in ("revoked", "noaws")),
                  timeout=30)
         first = states(tmp_path)
-        time.sleep(3)  # several more runs of every poller
+        # several more runs of every poller (interval 1 s; a loaded machine may stretch them)
+        later = wait_for(lambda: (lambda s: s if all(s[p]["last_run"] > first[p]["last_run"] for p in s)
+                                  else None)(states(tmp_path)), timeout=30, interval=0.5)
+        time.sleep(1)
         assert proc.poll() is None, "the daemon exited"
-        later = states(tmp_path)
     finally:
         code = stop_spd(proc, signal.SIGTERM)
     assert code == 0
