@@ -193,17 +193,22 @@ def fetch_sp_api(url: str, after: str, out: Path) -> None:
             kwargs["NextToken"] = res.next_token
 
 
+async def first_request(session: Any, url: str, after: str) -> tuple[dict[str, str], dict[str, str]]:
+    """One LWA token for the bare loop and the floor: the first page's query and the headers."""
+    grant = {"grant_type": "refresh_token", **LWA}
+    async with session.post(f"{url}/auth/o2/token", data=grant) as r:
+        token = orjson.loads(await r.read())["access_token"]
+    query = {"LastUpdatedAfter": after, "MarketplaceIds": MARKETPLACE, "MaxResultsPerPage": "100"}
+    return query, {"x-amz-access-token": token}
+
+
 async def fetch_bare(url: str, after: str, out: Path) -> None:
     """The bare loop: one LWA token, then getOrders pages over one aiohttp session, orjson in
     and out, one page line each, fsync per page."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        grant = {"grant_type": "refresh_token", **LWA}
-        async with session.post(f"{url}/auth/o2/token", data=grant) as r:
-            token = orjson.loads(await r.read())["access_token"]
-        query = {"LastUpdatedAfter": after, "MarketplaceIds": MARKETPLACE, "MaxResultsPerPage": "100"}
-        headers = {"x-amz-access-token": token}
+        query, headers = await first_request(session, url, after)
         page = 0
         with out.open("ab") as f:
             while True:
@@ -230,11 +235,7 @@ async def fetch_floor(url: str, after: str, out: Path) -> None:
     next_token = re.compile(rb'"NextToken":"([^"]*)"')
     objects = 0
     async with aiohttp.ClientSession() as session:
-        grant = {"grant_type": "refresh_token", **LWA}
-        async with session.post(f"{url}/auth/o2/token", data=grant) as r:
-            token = orjson.loads(await r.read())["access_token"]
-        query = {"LastUpdatedAfter": after, "MarketplaceIds": MARKETPLACE, "MaxResultsPerPage": "100"}
-        headers = {"x-amz-access-token": token}
+        query, headers = await first_request(session, url, after)
         while True:
             async with session.get(f"{url}/orders/v0/orders", params=query, headers=headers) as r:
                 if r.status != 200:
