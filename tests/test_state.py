@@ -278,9 +278,9 @@ async def test_a_checkpoint_is_one_transaction_on_the_loop(store: StateStore, mo
 async def test_the_wal_is_folded_back_in_a_thread(db: Path, monkeypatch) -> None:
     # SQLite's own checkpoint (inside a commit) is off: every CHECKPOINT_COMMITS commits one
     # runs in a thread, so the WAL stays small.
-    from spd.state import store as store_module
+    from spd.state import sqlite as sqlite_module
 
-    monkeypatch.setattr(store_module, "CHECKPOINT_COMMITS", 20)
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_COMMITS", 20)
     wal = Path(str(db) + "-wal")
     async with StateStore(db, daemon=True) as s:
         assert s._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # type: ignore[union-attr]

@@ -1,71 +1,28 @@
-"""Poller state: watermarks, windows in progress and counters in one SQLite file.
+"""Poller state: watermarks, windows in progress and counters in the SQLite state database.
 
-Writes are tiny (one per delivered page), so the stdlib `sqlite3` is used synchronously, on the
-event loop. WAL mode with `synchronous=NORMAL`: a commit is an append to the WAL without an
-fsync (microseconds, less than a hop to a worker thread); only folding the WAL back into the
-database fsyncs, and that runs in a thread, on a connection of its own, every
-CHECKPOINT_COMMITS commits (SQLite's own automatic checkpoint would run it inside a commit, on
-the loop). So 10,000 pollers do not mean 10,000 fsyncs a minute, nor a stalled loop. A commit survives a crash of spd; a power loss may undo the last ones,
-which moves watermarks back to pages already delivered: they are emitted again, never lost,
-because every checkpoint is written only after the emitters acknowledged its page (the file
-emitter after its own fsync). At-least-once holds either way. The file and its
--wal/-shm companions are mode 0600. A running daemon holds an exclusive `flock` on the lock file
-of the database's real path (spd.state.files), so a symlink to the same file takes the same lock.
-
-Every SQLite failure becomes one line: a damaged file (missing table, garbage value, not a
-database) is a StateError (exit 78); a write that cannot happen now (disk full, I/O error) is a
-StateWriteError (exit 1). A reserve file next to the database is given up when the disk is full,
-so that the failure of the run can still be recorded. `readonly=True` (spd status) never
-creates, migrates or writes anything.
+`StateStore` is the SQLite `StateBackend`: the reads and writes of the `pollers` and `meta`
+tables here, the report ledger (spd.state.ledger) and the bucket levels (spd.state.buckets) on
+the same connection. Opening the file, its schema, the one-line errors and the WAL checkpoints
+(why a commit runs on the loop without an fsync, and why at-least-once still holds) are in
+spd.state.sqlite.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import sqlite3
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator
-
-import structlog
+from typing import Any
 
 from spd.core.errors import StateError, StateWriteError
 from spd.core.redaction import redact
 from spd.core.typing import BucketLevel
 from spd.state.backend import PollerState, check_identity, from_iso, one_line, to_iso
-from spd.state.files import DaemonLock, DiskReserve
-from spd.state.buckets import BUCKETS_TABLE, SqliteBuckets
-from spd.state.ledger import LEDGER_TABLES, SqliteLedger
+from spd.state.buckets import SqliteBuckets
+from spd.state.ledger import SqliteLedger
+from spd.state.sqlite import POLLER_COLUMNS, SCHEMA_VERSION, SqliteDatabase
 
-log = structlog.get_logger(__name__)
-
-SCHEMA_VERSION = 1
-# Commits between two WAL checkpoints (SQLite's automatic one comes every 1,000 WAL pages).
-CHECKPOINT_COMMITS = 1000
-# SQLite result codes (sqlite3 errors carry them): a write that may work later, or a damaged file
-_TRANSIENT_CODES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
-                              "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_NOMEM"})
-
-_SCHEMA_V1 = """
-CREATE TABLE pollers (
-    poller TEXT PRIMARY KEY, identity TEXT NOT NULL, watermark TEXT NOT NULL,
-    window_start TEXT, window_end TEXT, next_token TEXT, page INTEGER NOT NULL DEFAULT 0,
-    objects_emitted INTEGER NOT NULL DEFAULT 0, pages_emitted INTEGER NOT NULL DEFAULT 0,
-    runs INTEGER NOT NULL DEFAULT 0, last_run_at TEXT, last_success_at TEXT, last_error TEXT,
-    note TEXT, updated_at TEXT NOT NULL
-)
-"""
-# Index i upgrades schema version i to i + 1; later issues append here.
-_MIGRATIONS: list[str] = []
-
-_COLUMNS = (
-    "poller, identity, watermark, window_start, window_end, next_token, page, objects_emitted,"
-    " pages_emitted, runs, last_run_at, last_success_at, last_error, note"
-)
+__all__ = ["SCHEMA_VERSION", "StateStore"]
 
 
 def _now() -> str:
@@ -85,82 +42,14 @@ def _row_to_state(row: tuple[Any, ...]) -> PollerState:
     )
 
 
-@contextlib.contextmanager
-def _private_umask() -> Iterator[None]:
-    """Files created inside (db, -wal, -shm, lock) get mode 0600 whatever the process umask."""
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-class StateStore:
+class StateStore(SqliteDatabase):
     """The state database; `daemon=True` also takes the daemon's exclusive lock, `readonly=True`
     only reads (and never creates or migrates the file)."""
 
     def __init__(self, path: Path | str, *, daemon: bool = False, readonly: bool = False) -> None:
-        self.path = Path(path)
-        self.daemon = daemon
-        self.readonly = readonly
-        self.lock = DaemonLock(self.path, self._unwritable)
-        self.reserve = DiskReserve(self.path)
-        self._conn: sqlite3.Connection | None = None
-        self._mutex = threading.RLock()
-        self._commits = 0  # since the last WAL checkpoint
-        self._checkpoint: asyncio.Future[None] | None = None  # the checkpoint in its thread
-        self._checkpointer: sqlite3.Connection | None = None  # its own connection
-        self._checkpoint_lock = threading.Lock()
+        super().__init__(path, daemon=daemon, readonly=readonly)
         self.ledger = SqliteLedger(self._sql)
         self.buckets = SqliteBuckets(self._sql)
-
-    @property
-    def where(self) -> str:
-        """The database's path, for messages."""
-        return str(self.path)
-
-    async def open(self) -> None:
-        """Creates or opens the database (and takes the daemon lock when `daemon=True`)."""
-        self.open_now()
-
-    def open_now(self) -> None:
-        """`open` without an event loop (opening a local file does not wait on anything)."""
-        if self._conn is not None:
-            return
-        if self.readonly:
-            self._conn = self._connect_readonly()
-            return
-        try:
-            with _private_umask():
-                self._make_parent()
-                if self.daemon:
-                    self.lock.acquire()
-                self._conn = self._connect()
-                if self.daemon:
-                    self.reserve.keep()
-            self._tighten_modes()
-        except BaseException:
-            self.close_now()
-            raise
-
-    async def close(self) -> None:
-        """Closes the database and releases the daemon lock; safe to call twice."""
-        checkpoint, self._checkpoint = self._checkpoint, None
-        if checkpoint is not None and checkpoint.get_loop() is asyncio.get_running_loop():
-            await checkpoint  # close_now() would wait for its thread, but block the loop
-        self.close_now()
-
-    def close_now(self) -> None:
-        """`close` without an event loop."""
-        with self._checkpoint_lock:  # after a checkpoint in progress
-            if self._checkpointer is not None:
-                self._checkpointer.close()
-                self._checkpointer = None
-        with self._mutex:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            self.lock.release()
 
     async def __aenter__(self) -> StateStore:
         await self.open()
@@ -170,150 +59,6 @@ class StateStore:
                         tb: TracebackType | None) -> None:
         await self.close()
 
-    def _make_parent(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise self._unwritable(exc) from None
-
-    def _unwritable(self, exc: BaseException) -> StateError:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        return StateError(
-            f"state {self.path}: cannot open the state database for writing ({reason});"
-            " state.path must name a writable SQLite file in a writable directory"
-        )
-
-    def _damaged(self, reason: str) -> StateError:
-        return StateError(f"state {self.path}: the state database is damaged ({reason}); restore "
-                          "it from a backup, or move it away to start every poller again")
-
-    def _sql_error(self, exc: sqlite3.Error) -> StateError:
-        """One line for an SQLite failure: damaged file (78) or a write that failed now (1)."""
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        if getattr(exc, "sqlite_errorname", "") in _TRANSIENT_CODES:
-            return StateWriteError(f"state {self.path}: cannot write the state database ({reason})")
-        return self._damaged(reason)
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path.is_dir():
-            raise self._unwritable(IsADirectoryError(21, "it is a directory"))
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise self._unwritable(exc) from None
-        try:
-            conn.execute("PRAGMA busy_timeout=10000")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is needed")
-            conn.execute("PRAGMA synchronous=NORMAL")  # see the module docstring: at-least-once
-            conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints in a thread: _committed()
-            self._migrate(conn)
-            self._check_schema(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_READONLY", "SQLITE_CANTOPEN"):
-                raise self._unwritable(exc) from None
-            raise self._sql_error(exc) from None
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _connect_readonly(self) -> sqlite3.Connection:
-        """A read-only connection that creates nothing: `immutable` when no daemon left a WAL
-        (the file is complete), else read-only through the existing WAL."""
-        wal = Path(str(self.path) + "-wal").exists()
-        uri = f"{self.path.absolute().as_uri()}?mode=ro" + ("" if wal else "&immutable=1")
-        try:
-            with _private_umask():
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise self._sql_error(exc) from None
-        try:
-            self._check_version(self._version(conn))
-            self._check_schema(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._sql_error(exc) from None
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _version(self, conn: sqlite3.Connection) -> int:
-        """The schema version the file says it has (0: none yet)."""
-        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        try:
-            return int(row[0]) if row else 0
-        except (TypeError, ValueError):
-            raise self._damaged(f"schema version {row[0]!r}") from None
-
-    def _check_version(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"state {self.path}: schema version {version} was written by a newer spd;"
-                f" this version reads versions up to {SCHEMA_VERSION}"
-            )
-        if version < SCHEMA_VERSION and self.readonly:
-            raise StateError(f"state {self.path}: schema version {version} is older than this "
-                             "spd's; run `spd once` or `spd run` to upgrade it first")
-
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        """StateError (damaged) unless the pollers table is there with its columns."""
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(pollers)")}
-        missing = [c.strip() for c in _COLUMNS.split(",") if c.strip() not in columns]
-        if missing:
-            what = "table pollers is missing" if not columns else f"pollers lacks {', '.join(missing)}"
-            raise self._damaged(what)
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Creates the schema on a new file, or upgrades an older one step by step."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            for table in (*LEDGER_TABLES, BUCKETS_TABLE):  # created where missing
-                conn.execute(table)
-            version = self._version(conn)
-            self._check_version(version)
-            if version == 0:
-                conn.execute(_SCHEMA_V1)
-                version = 1
-                log.info("state_created", path=str(self.path), schema_version=SCHEMA_VERSION)
-            for step in range(version - 1, SCHEMA_VERSION - 1):
-                conn.execute(_MIGRATIONS[step])
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _tighten_modes(self) -> None:
-        # Files created before this version (or by hand) are made private too.
-        for suffix in ("", "-wal", "-shm", ".lock", ".reserve"):
-            with contextlib.suppress(OSError):
-                p = Path(str(self.path) + suffix)
-                if p.exists() and (p.stat().st_mode & 0o777) != 0o600:
-                    p.chmod(0o600)
-
-    async def is_locked_by_daemon(self) -> bool:
-        """True when a daemon (this store, or another process) holds the state's lock."""
-        return self.lock.is_held()
-
-    @contextlib.contextmanager
-    def _sql(self) -> Iterator[sqlite3.Connection]:
-        """The connection, under the mutex, with SQLite errors as one-line StateErrors."""
-        with self._mutex:
-            if self._conn is None:
-                raise StateError(f"state {self.path} is not open")
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise self._sql_error(exc) from None
-
     def _state(self, row: tuple[Any, ...]) -> PollerState:
         try:
             return _row_to_state(row)
@@ -321,32 +66,9 @@ class StateStore:
             raise self._damaged(f"poller {row[0]} has an unreadable value: {exc}; "
                                 f"`spd reset -c CONFIG {row[0]}` rewrites its watermark") from None
 
-    def _committed(self) -> None:
-        """Counts a commit; every CHECKPOINT_COMMITS starts a WAL checkpoint in a thread."""
-        self._commits += 1
-        if self._commits < CHECKPOINT_COMMITS or (self._checkpoint is not None
-                                                  and not self._checkpoint.done()):
-            return
-        self._commits = 0
-        self._checkpoint = asyncio.ensure_future(asyncio.to_thread(self._checkpoint_now))
-
-    def _checkpoint_now(self) -> None:
-        """Folds the WAL into the database and fsyncs it. PASSIVE: it neither waits for nor
-        blocks the commits on the loop; what it leaves is folded next time. A failure is only
-        logged: the commits are in the WAL, and the next checkpoint tries again."""
-        with self._checkpoint_lock:
-            try:
-                if self._checkpointer is None:
-                    self._checkpointer = sqlite3.connect(self.path, isolation_level=None,
-                                                         check_same_thread=False)
-                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error as exc:
-                log.warning("state_checkpoint_failed", path=str(self.path),
-                            error=" ".join(str(exc).split()))
-
     def _get(self, poller: str) -> PollerState | None:
         with self._sql() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM pollers WHERE poller = ?", (poller,)).fetchone()
+            row = db.execute(f"SELECT {POLLER_COLUMNS} FROM pollers WHERE poller = ?", (poller,)).fetchone()
         return self._state(row) if row else None
 
     async def get(self, poller: str) -> PollerState | None:
@@ -366,7 +88,7 @@ class StateStore:
     async def all(self) -> list[PollerState]:
         """Every poller's saved state, ordered by name."""
         with self._sql() as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM pollers ORDER BY poller").fetchall()
+            rows = db.execute(f"SELECT {POLLER_COLUMNS} FROM pollers ORDER BY poller").fetchall()
         return [self._state(r) for r in rows]
 
     async def pollers(self) -> list[str]:
