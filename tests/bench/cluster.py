@@ -28,31 +28,23 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 
-from tests.bench.scale import OBJECT_TYPES
-from tests.bench.throughput import ROOT, SimProcess, account_yaml, iso
+from tests.bench.scale import OBJECT_TYPES, fleet_yaml
+from tests.bench.throughput import ROOT, SimProcess
 from tests.support.postgres import create_database, database_url, drop_database
 
 
 
 def write_config(tmp: Path, sim_url: str, state_url: str, accounts: int, ttl: float) -> Path:
-    start = iso(datetime.now(timezone.utc) - timedelta(hours=1))
     lines = [f"state: {{url: {state_url}}}", f"cluster: {{lease_ttl: {ttl:g}s}}",
-             "log: {level: info, format: json}", 'http: {listen: "127.0.0.1:${SPD_BENCH_PORT}"}', "accounts:"]
-    for a in range(accounts):
-        lines += account_yaml(f"acct{a:03d}", sim_url, refresh_token=f"bench-refresh-{a:03d}")
-    lines += ["emitters:", f'  file: {{type: file, path: "{tmp}/out/${{SPD_REPLICA_ID}}/{{account}}.jsonl"}}',
-              "pollers:"]
-    for a in range(accounts):
-        for n, (object_type, field) in enumerate(OBJECT_TYPES):
-            lines += [f"  acct{a:03d}-t{n}:", f"    account: acct{a:03d}", f"    object: {object_type}",
-                      f"    timestamp_field: {field}", "    emit: page", f"    start_time: {start}", "    interval: 300s", "    emitters: [file]"]
+             "log: {level: info, format: json}", 'http: {listen: "127.0.0.1:${SPD_BENCH_PORT}"}',
+             *fleet_yaml(sim_url, accounts, f"{tmp}/out/${{SPD_REPLICA_ID}}/{{account}}.jsonl", 300)]
     path = tmp / "spd.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path

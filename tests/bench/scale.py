@@ -56,19 +56,26 @@ OBJECT_TYPES = (
 )
 
 
-def write_config(tmp: Path, url: str, accounts: int, interval: int) -> tuple[Path, int]:
-    """accounts x OBJECT_TYPES pollers, each account with its own refresh token (own buckets)."""
+def fleet_yaml(url: str, accounts: int, out_path: str, interval: int) -> list[str]:
+    """The accounts, one file emitter (`out_path`) and accounts x OBJECT_TYPES pollers starting
+    an hour back, as config lines (the scale and cluster benches' fleet)."""
     start = iso(datetime.now(timezone.utc) - timedelta(hours=1))
-    lines = [f"state: {{path: {tmp / 'state.db'}}}", "log: {level: info, format: json}", "accounts:"]
+    lines = ["accounts:"]
     for a in range(accounts):
         lines += account_yaml(f"acct{a:03d}", url, refresh_token=f"bench-refresh-{a:03d}")
-    lines += ["emitters:", f"  file: {{type: file, path: \"{tmp / 'out'}/{{account}}.jsonl\"}}",
-              "pollers:"]
+    lines += ["emitters:", f'  file: {{type: file, path: "{out_path}"}}', "pollers:"]
     for a in range(accounts):
         for n, (object_type, field) in enumerate(OBJECT_TYPES):
             lines += [f"  acct{a:03d}-t{n}:", f"    account: acct{a:03d}", f"    object: {object_type}",
                       f"    timestamp_field: {field}", "    emit: page", f"    start_time: {start}",
                       f"    interval: {interval}s", "    emitters: [file]"]
+    return lines
+
+
+def write_config(tmp: Path, url: str, accounts: int, interval: int) -> tuple[Path, int]:
+    """accounts x OBJECT_TYPES pollers, each account with its own refresh token (own buckets)."""
+    lines = [f"state: {{path: {tmp / 'state.db'}}}", "log: {level: info, format: json}",
+             *fleet_yaml(url, accounts, f"{tmp / 'out'}/{{account}}.jsonl", interval)]
     path = tmp / "spd.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path, accounts * len(OBJECT_TYPES)
