@@ -16,7 +16,7 @@ import orjson
 import structlog
 
 from spd.client.gate import FailureGate
-from spd.client.proxy import EnvProxies
+from spd.core.proxy import EnvProxies
 from spd.client.singleflight import SingleFlight
 from spd.client.transport import (MAX_TOKEN_RESPONSE_BYTES, REDIRECTS, RedirectRefused,
                                   send_credentialed)

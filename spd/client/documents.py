@@ -14,7 +14,7 @@ from yarl import URL
 
 from spd.client import encode as rsp
 from spd.client import transport
-from spd.client.proxy import EnvProxies
+from spd.core.proxy import EnvProxies
 from spd.core.errors import ApiError
 from spd.core.http import BodyTooLarge, read_capped
 

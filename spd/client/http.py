@@ -1,7 +1,7 @@
 """SpClient: every SP-API request goes bucket → auth → sign → send → parse → retry.
 
 One aiohttp session per client (proxy variables honoured, looked up once per host: see
-spd.client.proxy), one token bucket per (account, operation), LWA tokens from `auth.LwaAuth`.
+spd.core.proxy), one token bucket per (account, operation), LWA tokens from `auth.LwaAuth`.
 429s drain the bucket and retry; 5xx, timeouts and dropped connections retry with full-jitter
 backoff only when the request is idempotent.
 """
@@ -26,7 +26,7 @@ from spd.catalog.model import Catalog, Operation, load_catalog
 from spd.client.auth import LwaAuth, make_signer
 from spd.client.documents import DocumentDownloads
 from spd.client.observe import QuotaWait, current_wait, quota_wait
-from spd.client.proxy import EnvProxies
+from spd.core.proxy import EnvProxies
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
 from spd.client import transport

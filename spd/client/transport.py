@@ -21,7 +21,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from spd.client.proxy import EnvProxies
+from spd.core.proxy import EnvProxies
 from spd.core.http import read_capped
 
 MAX_RESPONSE_BYTES = 10 * 2**20

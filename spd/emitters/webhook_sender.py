@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 import structlog
-from aiohttp.helpers import get_env_proxy_for_url
 from multidict import CIMultiDict
 from yarl import URL
 
 from spd import __version__
 from spd.core.errors import DeliveryError
 from spd.core.http import discard_body
+from spd.core.proxy import EnvProxies
 from spd.core.retry import Backoff, retry_after
 from spd.core.times import format_ts, utcnow
 from spd.emitters.base import Emitter, Message
@@ -54,14 +54,6 @@ def delivery_id(body: bytes) -> str:
 def sign(secret: bytes, body: bytes) -> str:
     """The X-SPD-Signature value for `body`."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-    """The proxy the environment (HTTP(S)_PROXY, NO_PROXY) names for `url`, if any."""
-    try:
-        return get_env_proxy_for_url(URL(url))
-    except LookupError:
-        return None, None
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ class WebhookEmitter(Emitter):
         self._headers = self._base_headers(headers or {})
         self.dead_letter = DeadLetter(name, dead_letter) if dead_letter else None
         self._session: aiohttp.ClientSession | None = None
-        self._proxy: tuple[URL | None, aiohttp.BasicAuth | None] = (None, None)
+        self._proxy: URL | None = None
         # For messages: the URL without any user:password in it.
         self.shown_url = str(URL(url).with_user(None))
 
@@ -118,9 +110,9 @@ class WebhookEmitter(Emitter):
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # HTTPS_PROXY / NO_PROXY are honoured like in the SP-API client, but read once here:
+            # HTTPS_PROXY / NO_PROXY are honoured as by the SP-API client, read once here:
             # trust_env=True would look them up in a thread on every POST.
-            self._proxy = env_proxy(self.url)
+            self._proxy = EnvProxies().proxy_for(URL(self.url))
             connector = aiohttp.TCPConnector(ssl=True if self.verify_tls else False)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -196,7 +188,7 @@ class WebhookEmitter(Emitter):
         # Redirects are not followed: aiohttp would turn a POST into a bodiless GET on 301/302.
         try:
             async with session.post(self.url, data=body, headers=headers, allow_redirects=False,
-                                    proxy=self._proxy[0], proxy_auth=self._proxy[1]) as resp:
+                                    proxy=self._proxy) as resp:
                 if 200 <= resp.status < 300:
                     await discard_body(resp, MAX_ANSWER_BYTES)  # bounded, whatever it sends
                     return Attempt(resp.status, None)
