@@ -48,12 +48,14 @@ def bench(*args: str, timeout: float = 120) -> dict[str, Any]:
 def test_throughput_runs_every_client_over_the_same_pages() -> None:
     out = bench("throughput", "--orders", "600", "--small", "150", "--rounds", "1")
     for size, least in (("large", 500), ("small", 100)):
-        counts = [out[f"{c}_{size}"]["objects"] for c in ("spd", "sp_api", "bare")]
+        counts = [out[f"{c}_{size}"]["objects"] for c in ("spd", "sp_api", "sp_api_orjson", "bare")]
         assert min(counts) > least and max(counts) == min(counts), out  # seeded data only
     assert out["spd_large"]["objects"] > out["spd_small"]["objects"] + 100, out
     # the same lines: spd's page envelope around the same orders
-    sizes = [out[f"{c}_large"]["bytes_per_object"] for c in ("spd", "sp_api", "bare")]
+    sizes = [out[f"{c}_large"]["bytes_per_object"] for c in ("spd", "sp_api", "sp_api_orjson", "bare")]
     assert max(sizes) - min(sizes) <= 0.05 * max(sizes), out
+    # the peer's two writers (json and orjson) write the same bytes
+    assert out["sp_api_large"]["bytes_per_object"] == out["sp_api_orjson_large"]["bytes_per_object"], out
     for mode in ("stdout", "file", "webhook"):
         assert abs(out[f"spd_individual_{mode}"]["objects"] - out["spd_small"]["objects"]) <= 3, out
     assert out["cpu_spd_over_sp_api"] > 0 and out["wall_spd_over_bare"] > 0, out

@@ -5,13 +5,16 @@ simulator (its own process, no rate limits, not counted) and writing it to a fil
 - `spd`: a real `spd once` subprocess, one ordersV0.getOrders poller, `emit: page`, file emitter
   (fsync per page, the default);
 - `sp_api` (the peer): python-amazon-sp-api's Orders.get_orders paged with NextToken, its LWA
-  token URL and endpoint pointed at the simulator;
+  token URL and endpoint pointed at the simulator, writing its lines with the standard library's
+  `json` (the library brings no faster one: its own answers are parsed by httpx with `json`);
+- `sp_api_orjson`: the same peer tuned by hand: its lines written with orjson (the bytes are the
+  same), so the ratios show what a user who knows to add orjson would see;
 - `bare`: a bare aiohttp + orjson loop (one LWA token, one session) that only fetches the pages;
 - `floor`: the same loop without parsing the orders or writing anything (it finds the next
   token in the bytes): the simulator's own time per page plus the least any client does, a
   floor under every client's wall time (and the CPU of the HTTP requests alone).
 
-The first three write the same lines: one JSON line per page with spd's page envelope (poller, account,
+The first four write the same lines: one JSON line per page with spd's page envelope (poller, account,
 object_type, window, page, emitted_at, results), fsync per page. Each runs at two sizes from the
 same simulator: all `--orders` (from before the seeded period) and about `--small` of them (a
 later start time); the steady-state cost per 10,000 objects is the difference of the two runs
@@ -53,7 +56,7 @@ SEEDED_DAYS = 3  # the simulator seeds its orders over 3 days ending SEEDED_UNTI
 # order is added or updated later (--no-live). Every client, run at whatever time and whatever
 # its window's end (spd's stays 2 minutes behind now), pages through the same orders.
 SEEDED_UNTIL = timedelta(days=7)
-PAGE_CLIENTS = ("spd", "sp_api", "bare", "floor")
+PAGE_CLIENTS = ("spd", "sp_api", "sp_api_orjson", "bare", "floor")
 INDIVIDUAL_CLIENTS = ("spd_individual_stdout", "spd_individual_file", "spd_individual_webhook")
 
 
@@ -156,16 +159,23 @@ def count_objects(path: Path, emit: str) -> tuple[int, int]:
 
 # --- the peers, each run as `python -m tests.bench.throughput --client NAME URL AFTER OUT` ------
 
-def envelope(page: int, after: str, objects: list[Any]) -> bytes:
+def json_dumps(doc: Any) -> bytes:
+    """The standard library's JSON in orjson's compact form: the same bytes, at json's cost."""
+    import json
+
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def envelope(page: int, after: str, objects: list[Any], dumps: Any = orjson.dumps) -> bytes:
     """spd's page message for `objects`, so every client writes the same lines."""
-    return orjson.dumps({"poller": "orders", "account": "sim", "object_type": "ordersV0.getOrders",
-                         "window": [after, None], "page": page,
-                         "emitted_at": iso(datetime.now(timezone.utc)), "results": objects}) + b"\n"
+    return dumps({"poller": "orders", "account": "sim", "object_type": "ordersV0.getOrders",
+                  "window": [after, None], "page": page,
+                  "emitted_at": iso(datetime.now(timezone.utc)), "results": objects}) + b"\n"
 
 
-def fetch_sp_api(url: str, after: str, out: Path) -> None:
+def fetch_sp_api(url: str, after: str, out: Path, dumps: Any = json_dumps) -> None:
     """python-amazon-sp-api: getOrders page by page with NextToken (as its load_all_pages does,
-    the token goes with the other parameters), one page line each, fsync per page."""
+    the token goes with the other parameters), one page line each (`dumps`), fsync per page."""
     from types import SimpleNamespace
 
     from sp_api.api import Orders
@@ -185,7 +195,7 @@ def fetch_sp_api(url: str, after: str, out: Path) -> None:
         while True:
             res = client.get_orders(**kwargs)
             page += 1
-            f.write(envelope(page, after, res.payload.get("Orders", [])))
+            f.write(envelope(page, after, res.payload.get("Orders", []), dumps))
             f.flush()
             os.fsync(f.fileno())
             if not res.next_token:
@@ -280,6 +290,8 @@ def client_main(name: str, *args: str) -> int:
 
     if name == "sp_api":
         fetch_sp_api(args[0], args[1], Path(args[2]))
+    elif name == "sp_api_orjson":
+        fetch_sp_api(args[0], args[1], Path(args[2]), orjson.dumps)
     elif name == "bare":
         asyncio.run(fetch_bare(args[0], args[1], Path(args[2])))
     elif name == "floor":
@@ -389,7 +401,8 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
     the floor over the peer: what no client that fetches (and writes) the same pages goes far
     below (a target of spd's under them is out of reach by construction)."""
     out = {}
-    for client, other in (("spd", "sp_api"), ("spd", "bare"), ("bare", "sp_api"),
+    for client, other in (("spd", "sp_api"), ("spd", "sp_api_orjson"), ("spd", "bare"),
+                          ("sp_api_orjson", "sp_api"), ("bare", "sp_api"), ("bare", "sp_api_orjson"),
                           ("floor", "sp_api"), ("spd", "floor")):
         out[f"cpu_{client}_over_{other}"] = round(
             r[f"{client}_large"]["cpu_s"] / r[f"{other}_large"]["cpu_s"], 3)
