@@ -226,15 +226,17 @@ def fsyncs(trace: Path, since: float, until: float) -> dict[str, int]:
     return count
 
 
-def daemon_process(popen: subprocess.Popen[bytes], traced: bool) -> psutil.Process:
-    """The daemon: the child itself, or the process strace runs it in."""
+def daemon_process(popen: subprocess.Popen[bytes], daemon_cmd: list[str], traced: bool) -> psutil.Process:
+    """The daemon: the child itself, or the process strace runs `daemon_cmd` in. Not just any
+    child naming `--daemon`: strace first forks a short-lived child of its own to try seccomp,
+    whose command line is strace's; taken for the daemon, it is gone a moment later."""
     proc = psutil.Process(popen.pid)
     for _ in range(200):
         if not traced:
             return proc
         for child in proc.children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if "--daemon" in child.cmdline():
+                if child.cmdline() == daemon_cmd:
                     return child
         time.sleep(0.05)
     raise SystemExit("the daemon did not start under strace")
@@ -262,12 +264,13 @@ def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool,
         sim_proc = psutil.Process(sim.proc.pid)
         config, pollers = write_config(tmp, sim.url, accounts, interval)
         log_path, trace_path = tmp / "spd.log", tmp / "strace.out"
-        cmd = [sys.executable, "-m", "tests.bench.scale", "--daemon", str(config)]
+        daemon_cmd = [sys.executable, "-m", "tests.bench.scale", "--daemon", str(config)]
+        cmd = daemon_cmd
         if trace:
             cmd = ["strace", "-f", "-qq", "-y", "--seccomp-bpf", "-ttt", "-e", "trace=fsync,fdatasync",
-                   "-o", str(trace_path), *cmd]
+                   "-o", str(trace_path), *daemon_cmd]
         popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"))
-        proc, logs = daemon_process(popen, trace), LogReader(log_path)
+        proc, logs = daemon_process(popen, daemon_cmd, trace), LogReader(log_path)
         samples: list[tuple[float, float]] = []
         try:
             started = time.time()
@@ -284,7 +287,9 @@ def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool,
             try:
                 code = popen.wait(120)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+                popen.kill()  # strace, should it still wait for some other child
                 code = popen.wait(30)
         stats = sim.get("/_sim/stats")["operations"]
     if keep_log is not None:
