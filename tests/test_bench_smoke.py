@@ -77,12 +77,18 @@ def test_ratelimit_counts_requests_and_429s_of_each_client() -> None:
     assert out["spd"]["throttled_429"] == 0, out
 
 
-def test_scale_reports_rss_cpu_and_lateness() -> None:
-    out = bench("scale", "--accounts", "2", "--interval", "2", "--idle", "5")  # idle spans 2+ intervals: no poller misses the window by chance
+def test_scale_reports_rss_cpu_lateness_and_cpu_between_bursts() -> None:
+    out = bench("scale", "--accounts", "2", "--interval", "2", "--idle", "5",  # idle spans 2+ intervals: no poller misses the window by chance
+                "--quiet", "3")
     assert out["pollers"] == 10 and out["exit_code"] == 0, out
     assert out["peak_rss_mb"] > 10 and out["lateness_idle"]["runs"] > 0 and out["cpu_ms_per_run"] > 0, out
     assert out["warnings_errors"] == {} and out["starved_pollers"] == 0, out
     assert out["fsyncs_per_min"] is None or set(out["fsyncs_per_min"]) == {"state", "output"}, out
+    # the same fleet on an hourly interval: after its catch-up no run is due for an hour
+    quiet = out["between_bursts"]
+    assert quiet["interval_s"] == 3600 and quiet["caught_up_pollers"] == 10 and quiet["exit_code"] == 0, quiet
+    assert quiet["window_s"] >= 3 and quiet["cpu_share"] >= 0 and quiet["runs_in_window"] == 0, quiet
+    assert quiet["warnings_errors"] == {} and quiet["sim_throttled_429"] == 0, quiet
 
 
 def test_hostile_measures_a_real_spd_against_the_stub() -> None:

@@ -1,7 +1,8 @@
-"""`python -m tests.bench scale [--accounts 2000] [--interval 60] [--idle 70]`: one `spd run`
-process with accounts x 5 object types pollers (10,000 by default) against the simulator (its own
-process, Amazon's usage plans enforced, one bucket per account): peak RSS, CPU share between
-bursts, the p99 lateness of scheduled runs, starved pollers, 429s and fsyncs per minute.
+"""`python -m tests.bench scale [--accounts 2000] [--interval 60] [--idle 70] [--long-interval 3600]
+[--quiet 60]`: one `spd run` process with accounts x 5 object types pollers (10,000 by default)
+against the simulator (its own process, Amazon's usage plans enforced, one bucket per account):
+peak RSS, CPU share over a round and between bursts, the p99 lateness of scheduled runs, starved
+pollers, 429s and fsyncs per minute.
 
 - Catch-up: from start until every poller has completed its first run (`poll_completed` in the
   daemon's JSON logs); each starts one hour back, so that is one or two pages per poller.
@@ -9,9 +10,18 @@ bursts, the p99 lateness of scheduled runs, starved pollers, 429s and fsyncs per
   the peak RSS and the log's warnings, and measures nothing else.
 - Idle: the next `--idle` seconds (default interval + 10 s: one full round of scheduled runs);
   pollers keep running on their interval, finding little new. `idle_cpu_share` = CPU seconds of
-  the daemon / wall seconds over the whole window; `between_bursts` = the same over the sampled
-  seconds in which no run was in flight (none when the runs are spread over the interval);
-  `cpu_ms_per_run` = the daemon's CPU over the window / the runs that began in it.
+  the daemon / wall seconds over the whole window; `cpu_ms_per_run` = the daemon's CPU over the
+  window / the runs that began in it. With more than interval x 100 pollers (the daemon's
+  FIRST_RUNS_PER_SECOND) their runs are spread over the whole interval: no second of the round
+  is without a run in flight.
+- Between bursts (`between_bursts`): then the same fleet again, in a fresh daemon, simulator and
+  state, on `--long-interval` (3600 s; 0 skips it), as pollers of hourly data run. Their first
+  runs are one burst (spread at 100 per second, at most over the interval), and the next are due
+  an interval later (APScheduler's jitter only adds to it), so for the `--quiet` seconds after
+  the catch-up nothing is scheduled: `cpu_share` = the daemon's CPU / wall seconds there, what it
+  costs to hold the fleet between bursts (timers, the live file for `spd status`, state and
+  emitter upkeep). `runs_in_window` counts the runs that began or were in flight in the window:
+  0, or the figure is not between bursts.
 - Lateness: the daemon runs in a process that is exactly `spd run` except that APScheduler's
   coroutine-job runner is wrapped to log `poll_started` with the scheduled (jittered) run time and
   the moment the run actually began; lateness = began - scheduled, for the runs scheduled inside
@@ -37,6 +47,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -147,16 +159,6 @@ def wait_catch_up(proc: psutil.Process, logs: LogReader, pollers: int, timeout: 
     return time.monotonic() - began, len(done)
 
 
-def sample_cpu(proc: psutil.Process, seconds: float) -> list[tuple[float, float]]:
-    """(epoch time, CPU seconds of the daemon so far), about once a second for `seconds`."""
-    samples = [(time.time(), sum(proc.cpu_times()[:2]))]
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        time.sleep(min(1.0, max(0.0, end - time.monotonic())))
-        samples.append((time.time(), sum(proc.cpu_times()[:2])))
-    return samples
-
-
 def run_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     """(began, ended) epoch times of every run the logs show (ended: its poll_completed or
     poll_failed line)."""
@@ -177,17 +179,6 @@ def durations(spans: list[tuple[float, float]], since: float, until: float) -> d
     p50, p99 = percentile(taken, 50), percentile(taken, 99)
     return {"p50_s": None if p50 is None else round(p50, 2),
             "p99_s": None if p99 is None else round(p99, 2)}
-
-
-def cpu_between_bursts(samples: list[tuple[float, float]], spans: list[tuple[float, float]]) -> dict[str, Any]:
-    """CPU share over the sampled seconds in which no run was in flight (None when every
-    second had one: the runs are spread over the whole interval, there are no bursts)."""
-    quiet_cpu = quiet_wall = 0.0
-    for (t0, c0), (t1, c1) in zip(samples, samples[1:]):
-        if not any(b < t1 and e > t0 for b, e in spans):
-            quiet_cpu, quiet_wall = quiet_cpu + c1 - c0, quiet_wall + t1 - t0
-    share = round(quiet_cpu / quiet_wall, 3) if quiet_wall >= 1 else None
-    return {"cpu_share": share, "quiet_s": round(quiet_wall, 1)}
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -257,72 +248,170 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run(accounts: int, interval: int, idle: float, tmp: Path, trace: bool,
-        catch_up_timeout: float, keep_log: Path | None) -> dict[str, Any]:
+@dataclass
+class Daemon:
+    """One instrumented `spd run`: its process, its log, and where strace counts its fsyncs."""
+
+    proc: psutil.Process
+    logs: LogReader
+    trace: Path | None
+    exit_code: int | None = None
+
+
+@contextlib.contextmanager
+def spd_run(config: Path, tmp: Path, trace: bool) -> Iterator[Daemon]:
+    """The daemon of `config` (under strace with `trace`), stopped with SIGTERM on leaving."""
+    log_path, trace_path = tmp / "spd.log", tmp / "strace.out"
+    daemon_cmd = [sys.executable, "-m", "tests.bench.scale", "--daemon", str(config)]
+    cmd = daemon_cmd
+    if trace:
+        cmd = ["strace", "-f", "-qq", "-y", "--seccomp-bpf", "-ttt", "-e", "trace=fsync,fdatasync",
+               "-o", str(trace_path), *daemon_cmd]
+    popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"))
+    daemon = Daemon(daemon_process(popen, daemon_cmd, trace), LogReader(log_path),
+                    trace_path if trace else None)
+    try:
+        yield daemon
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            daemon.proc.send_signal(signal.SIGTERM)  # the daemon itself (strace would detach from it)
+        try:
+            daemon.exit_code = popen.wait(120)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                daemon.proc.kill()
+            popen.kill()  # strace, should it still wait for some other child
+            daemon.exit_code = popen.wait(30)
+
+
+@dataclass
+class Window:
+    """The measured window (epoch times) and the CPU seconds the daemon and the simulator spent in it."""
+
+    since: float
+    until: float
+    cpu: float
+    sim_cpu: float
+
+    @property
+    def wall(self) -> float:
+        return self.until - self.since
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    return float(sum(proc.cpu_times()[:2]))
+
+
+def measure(proc: psutil.Process, sim: psutil.Process, seconds: float) -> Window:
+    """The next `seconds`: CPU of the daemon and of the simulator."""
+    since, cpu, sim_cpu = time.time(), cpu_seconds(proc), cpu_seconds(sim)
+    time.sleep(seconds)
+    return Window(since, time.time(), cpu_seconds(proc) - cpu, cpu_seconds(sim) - sim_cpu)
+
+
+@dataclass
+class Phase:
+    """One daemon against its own simulator: its catch-up, then a measured window (None when not
+    every poller caught up), and what its logs, strace and the simulator saw."""
+
+    pollers: int
+    started: float
+    catch_up_s: float
+    caught_up: int
+    window: Window | None
+    rss_mb: float
+    events: list[dict[str, Any]]
+    trace: Path | None
+    exit_code: int | None
+    sim_requests: int
+    sim_throttled: int
+
+    def head(self) -> dict[str, Any]:
+        return {"catch_up_s": round(self.catch_up_s, 1), "caught_up_pollers": self.caught_up,
+                "peak_rss_mb": round(self.rss_mb, 1)}
+
+    def tail(self) -> dict[str, Any]:
+        return {"warnings_errors": counts(self.events), "exit_code": self.exit_code,
+                "sim_requests": self.sim_requests, "sim_throttled_429": self.sim_throttled}
+
+    def fsyncs_per_min(self) -> dict[str, int] | None:
+        if self.trace is None or self.window is None:
+            return None
+        found = fsyncs(self.trace, self.window.since, self.window.until)
+        return {k: round(v * 60 / self.window.wall) for k, v in found.items()}
+
+
+def run_phase(accounts: int, interval: int, seconds: float, tmp: Path, trace: bool,
+              catch_up_timeout: float, keep_log: Path | None) -> Phase:
+    """The fleet on `interval` in a fresh simulator and state: catch-up, then `seconds` measured."""
+    tmp.mkdir(parents=True, exist_ok=True)
     with SimProcess() as sim:
         assert sim.proc is not None
         sim_proc = psutil.Process(sim.proc.pid)
         config, pollers = write_config(tmp, sim.url, accounts, interval)
-        log_path, trace_path = tmp / "spd.log", tmp / "strace.out"
-        daemon_cmd = [sys.executable, "-m", "tests.bench.scale", "--daemon", str(config)]
-        cmd = daemon_cmd
-        if trace:
-            cmd = ["strace", "-f", "-qq", "-y", "--seccomp-bpf", "-ttt", "-e", "trace=fsync,fdatasync",
-                   "-o", str(trace_path), *daemon_cmd]
-        popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"))
-        proc, logs = daemon_process(popen, daemon_cmd, trace), LogReader(log_path)
-        samples: list[tuple[float, float]] = []
-        try:
+        with spd_run(config, tmp, trace) as daemon:
             started = time.time()
-            catch_up, caught_up = wait_catch_up(proc, logs, pollers, catch_up_timeout)
-            since, sim_cpu0 = time.time(), sum(sim_proc.cpu_times()[:2])
-            if caught_up == pollers:
-                samples = sample_cpu(proc, idle)
-            until, sim_cpu1 = time.time(), sum(sim_proc.cpu_times()[:2])
-            rss = peak_rss_mb(proc.pid) if proc.is_running() else 0.0
-            logs.read()
-        finally:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.send_signal(signal.SIGTERM)  # the daemon itself (strace would detach from it)
-            try:
-                code = popen.wait(120)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.kill()
-                popen.kill()  # strace, should it still wait for some other child
-                code = popen.wait(30)
+            catch_up, caught_up = wait_catch_up(daemon.proc, daemon.logs, pollers, catch_up_timeout)
+            window = measure(daemon.proc, sim_proc, seconds) if caught_up == pollers else None
+            rss = peak_rss_mb(daemon.proc.pid) if daemon.proc.is_running() else 0.0
+            daemon.logs.read()  # up to the window's end: not the stop's own lines
         stats = sim.get("/_sim/stats")["operations"]
     if keep_log is not None:
-        shutil.copyfile(log_path, keep_log)
-    result: dict[str, Any] = {
-        "bench": "scale", "accounts": accounts, "pollers": pollers, "interval_s": interval,
-        "catch_up_s": round(catch_up, 1), "caught_up_pollers": caught_up,
-        "peak_rss_mb": round(rss, 1),
+        shutil.copyfile(daemon.logs.path, keep_log)
+    return Phase(pollers, started, catch_up, caught_up, window, rss, daemon.logs.events, daemon.trace,
+                 daemon.exit_code, sum(s.get("requests", 0) for s in stats.values()),
+                 sum(s.get("throttled", 0) for s in stats.values()))
+
+
+def round_figures(phase: Phase) -> dict[str, Any]:
+    """The idle window of the fleet on its usual interval: one full round of scheduled runs."""
+    window, events = phase.window, phase.events
+    if window is None:
+        return {}
+    late = lateness(events, window.since, window.until)
+    return {
+        "idle_window_s": round(window.wall, 1), "idle_cpu_share": round(window.cpu / window.wall, 3),
+        # what the round costs per run: with the runs spread over the whole interval (more
+        # than interval x FIRST_RUNS_PER_SECOND pollers) there is no quiet second to measure
+        "cpu_ms_per_run": round(window.cpu * 1000 / late["runs"], 2) if late["runs"] else None,
+        "lateness_idle": late,
+        "lateness_catch_up": lateness(events, phase.started - 5, window.since),
+        "starved_pollers": starved(events, phase.pollers, window.since, window.until),
+        "run_duration": durations(run_spans(events), window.since, window.until),
+        "fsyncs_per_min": phase.fsyncs_per_min(),
+        # The simulator shares the machine: near 1.0 it, not spd, sets the pace.
+        "sim_cpu_share": round(window.sim_cpu / window.wall, 3),
     }
-    if samples:
-        wall, cpu = samples[-1][0] - samples[0][0], samples[-1][1] - samples[0][1]
-        fsync_count = fsyncs(trace_path, since, until) if trace else None
-        late = lateness(logs.events, since, until)
-        result.update({
-            "idle_window_s": round(wall, 1), "idle_cpu_share": round(cpu / wall, 3),
-            # what the round costs per run: with the runs spread over the whole interval (more
-            # than interval x FIRST_RUNS_PER_SECOND pollers) there is no quiet second to measure
-            "cpu_ms_per_run": round(cpu * 1000 / late["runs"], 2) if late["runs"] else None,
-            "between_bursts": cpu_between_bursts(samples, run_spans(logs.events)),
-            "lateness_idle": late,
-            "lateness_catch_up": lateness(logs.events, started - 5, since),
-            "starved_pollers": starved(logs.events, pollers, since, until),
-            "run_duration": durations(run_spans(logs.events), since, until),
-            "fsyncs_per_min": None if fsync_count is None else
-            {k: round(v * 60 / wall) for k, v in fsync_count.items()},
-            # The simulator shares the machine: near 1.0 it, not spd, sets the pace.
-            "sim_cpu_share": round((sim_cpu1 - sim_cpu0) / (until - since), 3),
+
+
+def burst_figures(phase: Phase, interval: int) -> dict[str, Any]:
+    """The quiet window after the catch-up burst of the fleet on a long interval."""
+    figures: dict[str, Any] = {"interval_s": interval, **phase.head()}
+    window = phase.window
+    if window is not None:
+        spans = run_spans(phase.events)
+        figures.update({
+            "window_s": round(window.wall, 1), "cpu_share": round(window.cpu / window.wall, 4),
+            # 0, or the window is not between bursts
+            "runs_in_window": sum(1 for b, e in spans if b < window.until and e > window.since),
+            "fsyncs_per_min": phase.fsyncs_per_min(),
         })
-    result.update({
-        "warnings_errors": counts(logs.events), "exit_code": code,
-        "sim_requests": sum(s.get("requests", 0) for s in stats.values()),
-        "sim_throttled_429": sum(s.get("throttled", 0) for s in stats.values()),
-    })
+    return {**figures, **phase.tail()}
+
+
+def run(args: argparse.Namespace, tmp: Path, trace: bool) -> dict[str, Any]:
+    """The round on `--interval`, then (unless `--long-interval 0`) the quiet after a burst."""
+    idle = args.interval + 10.0 if args.idle is None else args.idle
+    fleet = run_phase(args.accounts, args.interval, idle, tmp / "round", trace, args.catch_up_timeout,
+                      args.keep_log)
+    pollers = args.accounts * len(OBJECT_TYPES)
+    result = {"bench": "scale", "accounts": args.accounts, "pollers": pollers,
+              "interval_s": args.interval, **fleet.head(), **round_figures(fleet), **fleet.tail()}
+    if args.long_interval > 0:
+        keep = args.keep_log.with_name(args.keep_log.name + ".between-bursts") if args.keep_log else None
+        quiet = run_phase(args.accounts, args.long_interval, args.quiet, tmp / "between-bursts", trace,
+                          args.catch_up_timeout, keep)
+        result["between_bursts"] = burst_figures(quiet, args.long_interval)
     return result
 
 
@@ -336,16 +425,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--idle", type=float, default=None,
                         help="idle window, seconds (default: interval + 10, so it holds one full "
                              "round of scheduled runs; a shorter one can hold none at all)")
+    parser.add_argument("--long-interval", type=int, default=3600,
+                        help="then the same fleet on this interval, to measure the CPU between "
+                             "bursts (0: skip that phase)")
+    parser.add_argument("--quiet", type=float, default=60,
+                        help="seconds measured after that phase's catch-up burst (no run is due "
+                             "in them)")
     parser.add_argument("--no-strace", action="store_true", help="do not count fsyncs (no strace)")
-    parser.add_argument("--keep-log", type=Path, help="copy the daemon's JSON log here")
+    parser.add_argument("--keep-log", type=Path,
+                        help="copy the daemon's JSON log here (the second phase's to PATH.between-bursts)")
     parser.add_argument("--catch-up-timeout", type=float, default=900,
                         help="give up (and report how many pollers caught up) after this long")
     args = parser.parse_args(argv)
     trace = not args.no_strace and shutil.which("strace") is not None
     with tempfile.TemporaryDirectory() as tmp:
-        idle = args.interval + 10.0 if args.idle is None else args.idle
-        result = run(args.accounts, args.interval, idle, Path(tmp), trace, args.catch_up_timeout,
-                     args.keep_log)
+        result = run(args, Path(tmp), trace)
     print(orjson.dumps(result).decode(), flush=True)
     return 0
 
