@@ -243,6 +243,38 @@ async def test_date_rollover_opens_a_new_file(file_emitter, tmp_path, monkeypatc
     assert e.open_files == [tmp_path / "orders-2025-03-02.jsonl"]
 
 
+async def test_paths_are_resolved_once_per_key_and_the_memory_of_them_is_capped(
+        file_emitter, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(file_mod, "MAX_KNOWN_PATHS", 2)
+    e = file_emitter("{account}/{poller}.jsonl")
+    resolved: list[str] = []
+    resolve = e.resolve
+    monkeypatch.setattr(e, "resolve", lambda m, date: (resolved.append(m.poller), resolve(m, date))[1])
+    for name in ("a", "a", "b", "a", "c", "a", "c"):
+        await e.send(msgs(1, poller=name, account="acme"))
+    assert resolved == ["a", "b", "c", "a"]  # a third key forgot the first two
+    assert [len(lines(tmp_path / "acme" / f"{n}.jsonl")) for n in "abc"] == [4, 1, 2]
+    assert len(e._paths) <= 2
+
+
+async def test_writes_run_in_the_emitters_own_thread_until_it_closes(file_emitter, tmp_path,
+                                                                    monkeypatch) -> None:
+    import threading
+
+    e = file_emitter("{poller}.jsonl")
+    threads: list[str] = []
+    write = e._write_batch
+    monkeypatch.setattr(e, "_write_batch", lambda batch: (
+        threads.append(threading.current_thread().name), write(batch))[1])
+    await e.send(msgs(1))
+    await e.send(msgs(1, start=1))
+    assert threads == ["spd-file-archive", "spd-file-archive"]
+    assert e._io.running
+    await e.close()
+    assert not e._io.running
+    assert len(lines(tmp_path / "orders.jsonl")) == 2
+
+
 async def test_open_handles_are_capped(file_emitter, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(file_mod, "MAX_OPEN_FILES", 2)
     e = file_emitter("{poller}.jsonl")

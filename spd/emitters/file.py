@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -30,10 +31,12 @@ from spd.core.fields import Template
 from spd.core.problems import Problem, error
 from spd.core.environment import unwritable_folder
 from spd.emitters.base import Emitter, EmitterSettings, Message
+from spd.emitters.io_thread import IoThread
 
 log = get_logger(__name__)
 
 MAX_OPEN_FILES = 256  # least recently used handles beyond this are closed (1,000 pollers)
+MAX_KNOWN_PATHS = 4096  # resolved paths kept (one per poller, object type, account and day)
 SYNC_THREADS = 16  # files of one batch fsynced at once
 _UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 _CHUNK = 65536
@@ -110,7 +113,9 @@ class FileEmitter(Emitter):
         self._lock = asyncio.Lock()  # one batch at a time, in order
         self._queue: list[_Pending] = []  # sends waiting for the next batch
         self._writer: asyncio.Future[None] | None = None
+        self._io = IoThread(f"spd-file-{name}")  # writes and fsyncs, batch after batch
         self._sync_pool: ThreadPoolExecutor | None = None  # parallel fsyncs of a batch
+        self._paths: dict[tuple[str, str, str, str], Path] = {}  # resolve() of each send's keys
         self._io_lock = threading.Lock()  # guards handles between the I/O thread and reopen()
         self._reopen_pending = False
 
@@ -134,16 +139,23 @@ class FileEmitter(Emitter):
             return
         date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
         groups: dict[Path, list[bytes]] = {}
-        seen: dict[tuple[str, str, str], Path] = {}
         for m in messages:
-            key = (m.poller, m.object_type, m.account)
-            path = seen.get(key) or seen.setdefault(key, self.resolve(m, date))
-            groups.setdefault(path, []).append(m.body)
+            groups.setdefault(self._path(m, date), []).append(m.body)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(groups, date, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._drain())
         await done
+
+    def _path(self, message: Message, date: str) -> Path:
+        """`resolve(message, date)`, built once per poller, object type, account and day."""
+        key = (message.poller, message.object_type, message.account, date)
+        path = self._paths.get(key)
+        if path is None:
+            if len(self._paths) >= MAX_KNOWN_PATHS:
+                self._paths.clear()
+            path = self._paths[key] = self.resolve(message, date)
+        return path
 
     async def _drain(self) -> None:
         """Writes the queued sends batch after batch until none is left."""
@@ -154,7 +166,7 @@ class FileEmitter(Emitter):
                     continue
                 try:
                     # In a thread: fsync can take a long time and must not stall the pollers.
-                    errors = await asyncio.to_thread(self._write_batch, batch)
+                    errors = await self._io.run(partial(self._write_batch, batch))
                 except BaseException as exc:  # a bug or cancellation: no send may hang
                     for pending in batch:
                         if not pending.done.done():
@@ -329,7 +341,7 @@ class FileEmitter(Emitter):
         """Without per-send fsync, makes what was written durable (at shutdown)."""
         if not self.fsync and self._handles:
             async with self._lock:
-                await asyncio.to_thread(self._sync_all)
+                await self._io.run(self._sync_all)
 
     def _sync_all(self) -> None:
         with self._io_lock:
@@ -338,7 +350,8 @@ class FileEmitter(Emitter):
 
     async def _close(self) -> None:
         async with self._lock:
-            await asyncio.to_thread(self._locked_close_all)
+            await self._io.run(self._locked_close_all)
+        self._io.close()
         if self._sync_pool is not None:
             self._sync_pool.shutdown(wait=False)
             self._sync_pool = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from functools import partial
 from typing import BinaryIO, Literal
 
 from spd.core.errors import DeliveryError
 from spd.emitters.base import Emitter, EmitterSettings, Message
+from spd.emitters.io_thread import IoThread
 
 
 class StdoutEmitter(Emitter):
@@ -19,6 +21,7 @@ class StdoutEmitter(Emitter):
         super().__init__(name)
         self._stream = stream
         self._lock = asyncio.Lock()  # sends from several pollers never interleave
+        self._io = IoThread(f"spd-stdout-{name}")
 
     def _target(self) -> BinaryIO:
         # Looked up at each send so a replaced sys.stdout (pytest capture, CLI) is honoured.
@@ -32,7 +35,7 @@ class StdoutEmitter(Emitter):
         data = b"\n".join(m.body for m in messages) + b"\n"
         async with self._lock:
             # In a thread: a slow reader blocks only this emitter, not the event loop.
-            await asyncio.to_thread(self._write, data)
+            await self._io.run(partial(self._write, data))
 
     def _write(self, data: bytes) -> None:
         stream = self._target()
@@ -52,6 +55,9 @@ class StdoutEmitter(Emitter):
             self._target().flush()
         except (OSError, ValueError):
             pass
+
+    async def _close(self) -> None:
+        self._io.close()
 
 
 class StdoutEmitterConfig(EmitterSettings):
