@@ -66,6 +66,17 @@ def test_query_reserved_characters_are_escaped():
     assert q == "NextToken=ab%2B%2F%3Dc%20d&after=2025-01-01T00%3A00%3A00Z"
 
 
+@pytest.mark.parametrize("text", [
+    "".join(map(chr, range(128))),  # every ASCII character, the unreserved ones among them
+    "+/+/JEVWbyb5tV9u3B1teyJpYXQiOjE3OTYwNjM0MjIuMTE5OTk4NSwibiI6MTAw==",  # a next token
+    "plain-token_1.2~", "", "%41", "ü ä/é", "日本+語", "a\u0000b\x7f", "🛒=1",
+])
+def test_quote_unreserved_is_urllib_quote_with_unreserved_safe(text):
+    from urllib.parse import quote
+
+    assert enc.quote_unreserved(text) == quote(text, safe="-_.~")
+
+
 def test_query_other_collection_formats():
     q = enc.encode_query([("a", ["x", "y"], "pipes"), ("b", ("x", "y"), "csv")])
     assert q == "a=x%7Cy&b=x%2Cy"

@@ -23,6 +23,8 @@ from spd.core.retry import retry_after as parse_retry_after
 
 _PATH_PARAM = re.compile(r"\{([^{}]+)\}")
 _UNRESERVED = "-_.~"
+_RESERVED_ASCII = re.compile(r"[^A-Za-z0-9\-_.~]")
+_ESCAPED_ASCII = {chr(c): f"%{c:02X}" for c in range(128)}
 
 
 @dataclass
@@ -87,7 +89,20 @@ def encode_query(items: Iterable[tuple[str, Any, str | None]]) -> str:
                 pairs.append((name, _join(values, collection_format)))
         else:
             pairs.append((name, format_value(value)))
-    return "&".join(f"{quote(n, safe=_UNRESERVED)}={quote(v, safe=_UNRESERVED)}" for n, v in pairs)
+    return "&".join(f"{quote_unreserved(n)}={quote_unreserved(v)}" for n, v in pairs)
+
+
+def quote_unreserved(text: str) -> str:
+    """`quote(text, safe="-_.~")`: all but RFC 3986's unreserved characters percent-encoded.
+    ASCII text (next tokens: hundreds of characters, a few of them `+`, `/` or `=`) is escaped
+    only where it needs it, not byte by byte in Python as urllib does once one byte needs it."""
+    if not text.isascii():
+        return quote(text, safe=_UNRESERVED)
+    return _RESERVED_ASCII.sub(_escape_ascii, text)
+
+
+def _escape_ascii(match: re.Match[str]) -> str:
+    return _ESCAPED_ASCII[match.group()]
 
 
 def _join(values: list[str], collection_format: str | None) -> str:
