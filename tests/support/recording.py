@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from spd.emitters.base import Emitter, Message
 
 
 class RecordingEmitter(Emitter):
-    """Keeps every message; can fail on chosen sends or sleep before acknowledging."""
+    """Keeps every message; can fail on chosen sends, sleep or run a hook before acknowledging."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -20,6 +21,7 @@ class RecordingEmitter(Emitter):
         self.sends = 0
         self.fail_on: set[int] = set()
         self.delay_on: dict[int, float] = {}
+        self.before_ack: dict[int, Callable[[], Awaitable[None]]] = {}  # send number -> hook
 
     async def start(self) -> None:
         return None
@@ -28,6 +30,8 @@ class RecordingEmitter(Emitter):
         self.sends += 1
         if self.sends in self.delay_on:
             await asyncio.sleep(self.delay_on[self.sends])
+        if self.sends in self.before_ack:
+            await self.before_ack[self.sends]()
         if self.sends in self.fail_on:
             raise DeliveryError(f"send {self.sends} refused by the test")
         self.messages += [orjson.loads(m.body) for m in messages]
