@@ -4,10 +4,12 @@ The request is built from the type's parts: the window's bounds (`Windowing`), t
 next token (`Paging`), the marketplace (`Partitioning`) and fixed parameters (`Parameters`); the
 reply is read by `Extraction`, then enriched by the hooks the poller's `include:` names. The next
 page is fetched while this one is delivered: its token is known already, and the request and the
-emitters' fsyncs overlap. Nothing is checkpointed ahead: a failed delivery drops the fetched page
-and the run resumes from the last acknowledged one. Where the API echoes the upper bound it
-applied, the window's end is the echo, once checked (poller_support.check_echo): never later than
-the answer's time - lag, never a step back, and an echo that stops advancing means caught up.
+emitters' fsyncs overlap. At most that one page is fetched ahead and nothing is checkpointed
+ahead: a stop, the cap or a failed delivery drops the page ahead (its request cancelled and
+awaited), and a failed request for it surfaces only once this page is checkpointed. Where the
+API echoes the upper bound it applied, the window's end is the echo, once checked
+(poller_support.check_echo): never later than the answer's time - lag, never a step back, and an
+echo that stops advancing means caught up.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from spd.pipeline.enrich import Enrichment
 from spd.pipeline.object_keys import ObjectKeys
 from spd.pipeline.poller_support import (TokenGuard, check_echo, fill_fixed, is_expired_token_error,
                                          market_value, page_contents)
-from spd.pipeline.series import Batch, Series, WindowRun
+from spd.pipeline.series import Batch, Series, WindowRun, abandon
 from spd.pipeline.types import Page, RunResult, Window
 from spd.pipeline.windows import plan_window
 from spd.state.backend import PollerState
@@ -71,9 +73,9 @@ class OperationFetch:
                 yield Batch(page_no, page.triples, name, run.end, token, last=token is None)
                 if token is None:
                     run.watermark = run.end
-        finally:
+        finally:  # a stop, the cap or a failed delivery closes the window: drop the page ahead
             if fetching is not None:
-                fetching.cancel()
+                await abandon(fetching)
 
     async def closed(self, series: Series, run: WindowRun) -> None:
         assert run.end is not None

@@ -79,7 +79,7 @@ class Series:
         finally:
             stop.cancel()
             if not task.done():
-                task.cancel()
+                await abandon(task)
         if task.cancelled() or not task.done():
             raise PollStopped()
         return task.result()
@@ -96,6 +96,17 @@ class Series:
         """Raises PollStopped when the poller was told to stop (between document chunks)."""
         if self.stopping.is_set():
             raise PollStopped()
+
+
+async def abandon(work: asyncio.Future[Any]) -> None:
+    """Cancels `work` (a page fetched ahead, a request a stop cut short) and waits until it
+    ended, so that no request outlives the run that made it; its outcome is dropped unread.
+    A cancellation of the caller itself still propagates."""
+    work.cancel()
+    if not work.done():
+        await asyncio.wait({work})  # unlike `await work`, never raises what `work` raised
+    if not work.cancelled():
+        work.exception()  # read: an error nobody needs is not logged as never retrieved
 
 
 @dataclass(frozen=True)
