@@ -28,7 +28,8 @@ from spd.client.documents import DocumentDownloads
 from spd.client.observe import QuotaWait, current_wait, quota_wait
 from spd.core.proxy import EnvProxies
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
-from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens, check_elements
+from spd.client.data_elements import check_elements
+from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens
 from spd.client import transport
 from spd.client.transport import REDIRECTS, RedirectRefused, public_location, send_credentialed
 from spd.core.http import BodyTooLarge

@@ -12,35 +12,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from spd.client.data_elements import ROLES
 from spd.client.singleflight import SingleFlight
-from spd.core.errors import ApiError, AuthError, UsageError
+from spd.core.errors import ApiError, AuthError
 from spd.core.lazylog import get_logger
 
 log = get_logger(__name__)
 
 TOKENS_API = "tokens_2021-03-01"
 CREATE_RDT = "createRestrictedDataToken"
-DATA_ELEMENTS = ("buyerInfo", "shippingAddress", "buyerTaxInformation")
-# the restricted role Amazon grants each data element under (Developer Central / Solution
-# Provider Portal → app → Roles)
-ROLES = {
-    "buyerInfo": "Direct-to-Consumer Shipping (Restricted)",
-    "shippingAddress": "Direct-to-Consumer Shipping (Restricted)",
-    "buyerTaxInformation": "Tax Invoicing (Restricted) or Tax Remittance (Restricted)",
-}
 MAX_MARGIN = 60.0  # stop using an RDT up to a minute before it expires
 
 Key = tuple[str, str, str, tuple[str, ...]]  # account, method, path, data elements
 CreateCall = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (account, body) -> Response
-
-
-def check_elements(op_label: str, restricted: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """The data elements as a sorted tuple; UsageError naming the allowed ones otherwise."""
-    unknown = [e for e in restricted if e not in DATA_ELEMENTS]
-    if unknown:
-        raise UsageError(f"{op_label}: unknown restricted data element {', '.join(unknown)}; "
-                         f"allowed: {', '.join(DATA_ELEMENTS)}")
-    return tuple(sorted(set(restricted)))
 
 
 @dataclass

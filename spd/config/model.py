@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SkipValidation, ValidationInfo, field_validator, model_validator
 
-from spd.client.rdt import DATA_ELEMENTS
+from spd.client.data_elements import RestrictedElement
 from spd.config.sections import (ENDPOINTS, AccountConfig, AwsConfig, ClusterConfig, HttpConfig, LogConfig,
                                  LwaConfig, RateLimitConfig, StateConfig)
 from spd.config.subscriptions import SubscriptionConfig
@@ -45,7 +45,6 @@ __all__ = [
 
 
 EmitterNames = Annotated[UniqueTexts, Field(min_length=1)]
-RestrictedElement = Literal[DATA_ELEMENTS]  # type: ignore[valid-type]  # the Tokens API's data elements
 
 
 class PollerConfig(ConfigModel):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from spd.catalog.model import load_catalog
-from spd.client.rdt import DATA_ELEMENTS
+from spd.client.data_elements import RestrictedElement
 from spd.core.errors import SpdError
 from spd.core.fields import (ConfigModel, FilePath, Interval, Secret, Text, UniqueTexts, Url, check_url,
                              fail, show)
@@ -44,7 +44,6 @@ class SqsAwsConfig(ConfigModel):
         return check_region(value)
 
 
-RestrictedElement = Literal[DATA_ELEMENTS]  # type: ignore[valid-type]  # the Tokens API's data elements
 NotificationTypes = Annotated[UniqueTexts, Field(min_length=1)]
 
 
