@@ -14,13 +14,15 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-import spd.emitters.file as file_mod
+import spd.emitters.file_writer as file_mod
 import pydantic
 
 from spd.core.errors import DeliveryError
-from spd.emitters.file import FileEmitter, FileEmitterConfig, template_folder
+from spd.emitters.file import FileEmitterConfig, template_folder
+from spd.emitters.file_writer import FileEmitter
 from spd.emitters.registry import EMITTER_TYPES, build_emitter
-from spd.emitters.stdout import StdoutEmitter, StdoutEmitterConfig
+from spd.emitters.stdout import StdoutEmitterConfig
+from spd.emitters.stdout_writer import StdoutEmitter
 from spd.pipeline.messages import Message, build_messages
 from support.spd import fill_disk
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-import spd.emitters.file as file_mod
+import spd.emitters.file_writer as file_mod
 from spd.core.errors import DeliveryError
-from spd.emitters.file import FileEmitter
+from spd.emitters.file_writer import FileEmitter
 from spd.pipeline.messages import Message, build_messages
 
 W = (datetime(2025, 3, 1, tzinfo=timezone.utc), datetime(2025, 3, 1, 1, tzinfo=timezone.utc))

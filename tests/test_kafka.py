@@ -16,13 +16,14 @@ from typing import Any
 import pydantic
 import pytest
 
-from spd.emitters.kafka import KafkaEmitter, KafkaEmitterConfig, safe_topic, topic_for
+from spd.emitters.kafka import KafkaEmitterConfig
 from spd.emitters.registry import build_emitter
 from spd.core.errors import DeliveryError
 from spd.pipeline.messages import Message, build_messages
 from support.kafka_broker import TansuBroker
 
 aiokafka = pytest.importorskip("aiokafka", reason="aiokafka is not installed (pip install 'spd[kafka]')")
+from spd.emitters.kafka_producer import KafkaEmitter, safe_topic, topic_for  # noqa: E402  (imports aiokafka)
 
 UTC = timezone.utc
 W = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 1, 1, tzinfo=UTC))

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from spd.emitters.file import FileEmitter
+from spd.emitters.file_writer import FileEmitter
 from spd.core.redaction import redact
 from spd.core.times import rfc3339
 from spd.emitters.base import Message

@@ -1,63 +1,13 @@
-"""The stdout emitter: exactly one JSON line per message, flushed before `send` returns."""
+"""The stdout emitter: exactly one JSON line per message, flushed before `send` returns.
+
+The writing is in spd.emitters.stdout_writer, imported only when an emitter is built.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from functools import partial
-from typing import BinaryIO, Literal
+from typing import Literal
 
-from spd.core.errors import DeliveryError
-from spd.emitters.base import Emitter, EmitterSettings, Message
-from spd.emitters.io_thread import IoThread
-
-
-class StdoutEmitter(Emitter):
-    """Writes JSON lines to stdout's binary buffer (or a given binary stream, for tests)."""
-
-    type = "stdout"
-
-    def __init__(self, name: str, stream: BinaryIO | None = None) -> None:
-        super().__init__(name)
-        self._stream = stream
-        self._lock = asyncio.Lock()  # sends from several pollers never interleave
-        self._io = IoThread(f"spd-stdout-{name}")
-
-    def _target(self) -> BinaryIO:
-        # Looked up at each send so a replaced sys.stdout (pytest capture, CLI) is honoured.
-        return self._stream if self._stream is not None else sys.stdout.buffer
-
-    async def send(self, messages: list[Message]) -> None:
-        """Writes the messages as lines and flushes; a closed pipe raises DeliveryError."""
-        self._check_open()
-        if not messages:
-            return
-        data = b"\n".join(m.body for m in messages) + b"\n"
-        async with self._lock:
-            # In a thread: a slow reader blocks only this emitter, not the event loop.
-            await self._io.run(partial(self._write, data))
-
-    def _write(self, data: bytes) -> None:
-        stream = self._target()
-        try:
-            stream.write(data)
-            stream.flush()
-        except BrokenPipeError:
-            raise DeliveryError(
-                f"emitter {self.name}: stdout is closed (broken pipe); its reader went away"
-            ) from None
-        except (OSError, ValueError) as exc:  # ValueError: write to a closed file object
-            raise DeliveryError(f"emitter {self.name}: cannot write to stdout ({exc})") from None
-
-    async def flush(self) -> None:
-        """Flushes stdout; errors at shutdown are ignored (nothing is buffered past `send`)."""
-        try:
-            self._target().flush()
-        except (OSError, ValueError):
-            pass
-
-    async def _close(self) -> None:
-        self._io.close()
+from spd.emitters.base import Emitter, EmitterSettings
 
 
 class StdoutEmitterConfig(EmitterSettings):
@@ -65,4 +15,6 @@ class StdoutEmitterConfig(EmitterSettings):
     type: Literal["stdout"] = "stdout"
 
     def build(self, name: str) -> Emitter:
+        from spd.emitters.stdout_writer import StdoutEmitter  # lazy: asyncio, for a built emitter only
+
         return StdoutEmitter(name)

@@ -28,7 +28,7 @@ from spd.core.redaction import redact
 from spd.core.retry import Backoff
 from spd.core.times import rfc3339
 from spd.emitters.base import Emitter, Message
-from spd.emitters.file import FileEmitter
+from spd.emitters.file_writer import FileEmitter
 from spd.sources.notifications import Notification, NotificationError, parse_notification
 
 log = structlog.get_logger(__name__)
