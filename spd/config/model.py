@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SkipValidation, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from spd.client.data_elements import RestrictedElement
 from spd.config.sections import (ENDPOINTS, AccountConfig, AwsConfig, ClusterConfig, HttpConfig, LogConfig,
                                  LwaConfig, RateLimitConfig, StateConfig)
 from spd.config.subscriptions import SubscriptionConfig
 from spd.core.errors import ConfigError, UsageError
-from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, fail, show
+from spd.core.fields import ConfigModel, Duration, Interval, Text, Timestamp, UniqueTexts, Unchecked, fail, show
 from spd.core.times import format_duration, format_ts
 from spd.core.yamlload import KeyPath
 from spd.emitters.file import FileEmitterConfig
@@ -53,8 +53,8 @@ class PollerConfig(ConfigModel):
     account: str = ""  # filled in by Config: the only account, or the default one
     object: Text  # as written: a canonical name or an alias
     # resolved from `object` before the fields are checked: never None once validated
-    object_type: Annotated[ObjectType, SkipValidation] = Field(default=None, exclude=True,  # type: ignore[assignment]
-                                                               repr=False)
+    object_type: Annotated[ObjectType, Unchecked] = Field(default=None, exclude=True,  # type: ignore[assignment]
+                                                          repr=False)
     timestamp_field: Literal["created", "updated"] = "created"
     emit: Literal["individually", "page"] = "individually"
     start_time: Timestamp = EPOCH

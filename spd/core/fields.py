@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError,
-                      model_validator)
-from pydantic_core import PydanticCustomError
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, GetCoreSchemaHandler, SecretStr,
+                      ValidationError, model_validator)
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from spd.core.times import format_duration, parse_duration, parse_ts
 from spd.core.problems import Problem
@@ -126,6 +126,16 @@ def _unique(value: list[str]) -> list[str]:
         if item in value[:i]:
             raise fail(f"{show(item)} is listed twice; list each one once", i)
     return value
+
+
+class Unchecked:
+    """`Annotated[T, Unchecked]`: a field spd fills in itself, taken as it is. Unlike pydantic's
+    SkipValidation, no schema of T is built (for an object type: six dataclasses, a third of
+    building the config's schema, which every `spd validate` pays)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.any_schema()
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
