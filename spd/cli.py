@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -174,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug in spd: one line; the traceback only at debug level
         print(f"spd: {redact(describe_error(exc))}", file=sys.stderr)
         if debug_enabled():
+            import traceback  # lazy: only a bug at debug level pays for it (~4 ms of every start)
+
             traceback.print_exception(exc, file=sys.stderr)
         return EXIT_FAILURE
 

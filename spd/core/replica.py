@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 
 ENV = "SPD_REPLICA_ID"
 
 
 def replica_id() -> str:
     """This process's replica id."""
-    return os.environ.get(ENV) or f"{socket.gethostname()}:{os.getpid()}"
+    # uname's node name is what gethostname() returns, without importing socket (~4 ms a start)
+    return os.environ.get(ENV) or f"{os.uname().nodename}:{os.getpid()}"
 
 
 def publish_replica_id() -> str:
