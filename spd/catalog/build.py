@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from spd.catalog.model import collect_refs
+from spd.catalog.model import collect_refs, shipped_models
 from spd.core.errors import CatalogError
 
 FORMAT = 1
@@ -441,6 +441,4 @@ def _count(report: BuildReport, api: dict[str, Any]) -> None:
 
 def default_models_dir() -> Path:
     """Where the shipped catalog lives (the repo's `models/` in an editable install)."""
-    import importlib.resources
-
-    return Path(str(importlib.resources.files("spd._models")))
+    return shipped_models()
