@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from spd.core import yamlload
+from spd.core import pydantic_plugins, yamlload
 from support.spd import ROOT, iso, spd_env
 
 # What only running pollers, jobs, the daemon or optional extras need.
@@ -25,23 +25,39 @@ RUNTIME_ONLY = {"aiohttp", "structlog", "rich", "aiokafka", "aioboto3", "jsonsch
                 "spd.app", "spd.sim"}
 
 
-def imported(*args: str, code: int = 0) -> set[str]:
-    """Every module `spd ARGS` imports (its exit code must be `code`)."""
+# What neither `--help` nor `validate` has a use for: the event loop, thread pools and TLS (the
+# emitters at work, the token client), package metadata (pydantic's search for plugins, which
+# spd disables), the catalog's resource reader, a traceback printer, sockets.
+NEVER_FOR_CHECKS = {"asyncio", "concurrent", "ssl", "socket", "importlib.metadata",
+                    "importlib.resources", "email", "zipfile", "traceback",
+                    "spd.client.rdt", "spd.client.singleflight", "spd.emitters.file_writer",
+                    "spd.emitters.stdout_writer", "spd.emitters.kafka_producer",
+                    "spd.emitters.webhook_sender"}
+
+
+def imported(*args: str, code: int = 0, **env: str) -> set[str]:
+    """Every module `spd ARGS` imports (its exit code must be `code`), with `env` added."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "spd.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env=spd_env())
+                          capture_output=True, text=True, timeout=120, env=spd_env(**env))
     assert done.returncode == code, done.stderr[-2000:]
     names = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \| *(\S+)$", done.stderr, re.MULTILINE))
     assert "spd.core.errors" in names  # the report was read (spd.cli runs as __main__)
     return names
 
 
+def below(names: set[str], roots: set[str]) -> set[str]:
+    """The modules of `roots` (or below them) among `names`."""
+    return {n for n in names if any(n == r or n.startswith(r + ".") for r in roots)}
+
+
 def heavy(names: set[str]) -> set[str]:
     """The modules of RUNTIME_ONLY (or below them) among `names`."""
-    return {n for n in names if any(n == h or n.startswith(h + ".") for h in RUNTIME_ONLY)}
+    return below(names, RUNTIME_ONLY)
 
 
 def write_config(tmp_path: Path, job_body: str | None = None) -> Path:
-    """Pollers of two kinds, a file and a webhook emitter, and a job (with `job_body`, if any)."""
+    """Pollers of two kinds (one with restricted data), an emitter of each type, and a job (with
+    `job_body`, if any)."""
     start = iso(datetime.now(timezone.utc) - timedelta(days=1))
     body = f"\n    body: {job_body}" if job_body else ""
     job = ("    api: reports_2021-06-30\n    operation: createReport" + body if job_body else
@@ -58,9 +74,12 @@ accounts:
 emitters:
   out: {{type: file, path: "{tmp_path}/out.jsonl"}}
   hook: {{type: webhook, url: "http://user:pw@127.0.0.1:9/hook"}}
+  console: {{type: stdout}}
+  bus: {{type: kafka, bootstrap_servers: [127.0.0.1:9], topic: spd}}
 pollers:
-  orders: {{object: ordersV0.getOrders, timestamp_field: updated, start_time: {start}, emitters: [out]}}
-  groups: {{object: financesV0.listFinancialEventGroups, timestamp_field: created, start_time: {start}, emitters: [hook]}}
+  orders: {{object: ordersV0.getOrders, timestamp_field: updated, start_time: {start}, emitters: [out, console],
+            restricted: [buyerInfo]}}
+  groups: {{object: financesV0.listFinancialEventGroups, timestamp_field: created, start_time: {start}, emitters: [hook, bus]}}
 jobs:
   report:
 {job}
@@ -71,14 +90,32 @@ jobs:
 
 def test_help_loads_neither_the_config_models_nor_the_runtime() -> None:
     names = imported("--help")
-    assert heavy(names) == set()
-    assert {"pydantic", "yaml", "spd.config", "spd.catalog", "importlib.metadata"} & names == set()
+    assert heavy(names) | below(names, NEVER_FOR_CHECKS) == set()
+    assert {"pydantic", "yaml", "spd.config", "spd.catalog"} & names == set()
 
 
-def test_validate_loads_no_client_scheduler_or_schema_checker(tmp_path: Path) -> None:
+def test_validate_loads_no_client_scheduler_event_loop_or_schema_checker(tmp_path: Path) -> None:
+    """Every emitter type and restricted data elements configured: each config model is loaded
+    without its runtime (asyncio, threads, ssl), and pydantic without its plugin search."""
     names = imported("validate", "-c", str(write_config(tmp_path)))
-    assert heavy(names) == set()
-    assert {"spd.config.validate", "spd.emitters.webhook", "yaml._yaml"} <= names  # it did the work
+    assert heavy(names) | below(names, NEVER_FOR_CHECKS) == set()
+    assert {"spd.config.validate", "spd.emitters.webhook", "spd.emitters.kafka", "spd.emitters.stdout",
+            "spd.emitters.file", "spd.client.data_elements", "yaml._yaml"} <= names  # it did the work
+
+
+def test_a_users_own_plugin_setting_gets_pydantics_own_loader(tmp_path: Path) -> None:
+    """PYDANTIC_DISABLE_PLUGINS naming one plugin: pydantic searches for the others, as it would."""
+    names = imported("validate", "-c", str(write_config(tmp_path)), PYDANTIC_DISABLE_PLUGINS="logfire")
+    assert {"pydantic.plugin._loader", "importlib.metadata"} <= names
+
+
+def test_the_stand_in_plugin_loader_gives_way_to_pydantics_for_a_name_it_does_not_know(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    stand_in = pydantic_plugins.NoPlugins(pydantic_plugins.LOADER)
+    monkeypatch.setitem(sys.modules, pydantic_plugins.LOADER, stand_in)
+    assert list(stand_in.get_plugins()) == []
+    assert stand_in.PYDANTIC_ENTRY_POINT_GROUP == "pydantic"  # pydantic's own loader answers
+    assert sys.modules[pydantic_plugins.LOADER] is not stand_in
 
 
 def test_validate_loads_jsonschema_for_a_job_body_and_checks_it(tmp_path: Path) -> None:
