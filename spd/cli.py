@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
-from spd.core.output import JSON_HELP
 from spd.core.pydantic_plugins import disable_plugins
 from spd.core.redaction import debug_enabled, redact
 from spd.core.replica import publish_replica_id
 
 DEFAULT_CONFIG = "/etc/spd/spd.yaml"
+# `--json`: what it chooses (JSON rather than a table) is spd.core.output's; here for `--help`, which
+# must not load orjson and dataclasses for one line of text
+JSON_HELP = "print JSON (the default when stdout is not a terminal)"
 
 
 class _Version(argparse.Action):

@@ -91,7 +91,7 @@ jobs:
 def test_help_loads_neither_the_config_models_nor_the_runtime() -> None:
     names = imported("--help")
     assert heavy(names) | below(names, NEVER_FOR_CHECKS) == set()
-    assert {"pydantic", "yaml", "spd.config", "spd.catalog"} & names == set()
+    assert {"pydantic", "yaml", "spd.config", "spd.catalog", "spd.core.output", "orjson", "dataclasses"} & names == set()
 
 
 def test_validate_loads_no_client_scheduler_event_loop_or_schema_checker(tmp_path: Path) -> None:

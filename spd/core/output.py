@@ -16,7 +16,6 @@ from typing import IO, Any
 
 import orjson
 
-JSON_HELP = "print JSON (the default when stdout is not a terminal)"
 MAX_CANDIDATES = 5  # a did-you-mean error names at most this many
 
 
