@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from spd.core import pydantic_plugins, yamlload
+from spd.core import yamlload
 from support.spd import ROOT, iso, spd_env
 
 # What only running pollers, jobs, the daemon or optional extras need.
@@ -26,10 +26,10 @@ RUNTIME_ONLY = {"aiohttp", "structlog", "rich", "aiokafka", "aioboto3", "jsonsch
 
 
 # What neither `--help` nor `validate` has a use for: the event loop, thread pools and TLS (the
-# emitters at work, the token client), package metadata (pydantic's search for plugins, which
-# spd disables), the catalog's resource reader, a traceback printer, sockets.
-NEVER_FOR_CHECKS = {"asyncio", "concurrent", "ssl", "socket", "importlib.metadata",
-                    "importlib.resources", "email", "zipfile", "traceback",
+# emitters at work, the token client), a traceback printer. (Package metadata and resources are
+# imported: pydantic imports its plugin loader, which reads the PYDANTIC_DISABLE_PLUGINS that spd
+# sets, only after importing importlib.metadata.)
+NEVER_FOR_CHECKS = {"asyncio", "concurrent", "ssl", "traceback",
                     "spd.client.rdt", "spd.client.singleflight", "spd.emitters.file_writer",
                     "spd.emitters.stdout_writer", "spd.emitters.kafka_producer",
                     "spd.emitters.webhook_sender"}
@@ -96,26 +96,11 @@ def test_help_loads_neither_the_config_models_nor_the_runtime() -> None:
 
 def test_validate_loads_no_client_scheduler_event_loop_or_schema_checker(tmp_path: Path) -> None:
     """Every emitter type and restricted data elements configured: each config model is loaded
-    without its runtime (asyncio, threads, ssl), and pydantic without its plugin search."""
+    without its runtime (asyncio, threads, ssl)."""
     names = imported("validate", "-c", str(write_config(tmp_path)))
     assert heavy(names) | below(names, NEVER_FOR_CHECKS) == set()
     assert {"spd.config.validate", "spd.emitters.webhook", "spd.emitters.kafka", "spd.emitters.stdout",
             "spd.emitters.file", "spd.client.data_elements", "yaml._yaml"} <= names  # it did the work
-
-
-def test_a_users_own_plugin_setting_gets_pydantics_own_loader(tmp_path: Path) -> None:
-    """PYDANTIC_DISABLE_PLUGINS naming one plugin: pydantic searches for the others, as it would."""
-    names = imported("validate", "-c", str(write_config(tmp_path)), PYDANTIC_DISABLE_PLUGINS="logfire")
-    assert {"pydantic.plugin._loader", "importlib.metadata"} <= names
-
-
-def test_the_stand_in_plugin_loader_gives_way_to_pydantics_for_a_name_it_does_not_know(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    stand_in = pydantic_plugins.NoPlugins(pydantic_plugins.LOADER)
-    monkeypatch.setitem(sys.modules, pydantic_plugins.LOADER, stand_in)
-    assert list(stand_in.get_plugins()) == []
-    assert stand_in.PYDANTIC_ENTRY_POINT_GROUP == "pydantic"  # pydantic's own loader answers
-    assert sys.modules[pydantic_plugins.LOADER] is not stand_in
 
 
 def test_validate_loads_jsonschema_for_a_job_body_and_checks_it(tmp_path: Path) -> None:
