@@ -67,6 +67,13 @@ def test_token_shaped_values_are_removed_even_unregistered() -> None:
     assert event["detail"] == f"header {REDACTED} and {REDACTED}"
 
 
+def test_the_hint_for_an_unset_secret_variable_is_kept() -> None:
+    """spd's own message for an unset ${SPD_WEBHOOK_SECRET} shows the default syntax intact."""
+    hint = "environment variable SPD_WEBHOOK_SECRET is not set; give a default with ${SPD_WEBHOOK_SECRET:-default}"
+    assert RedactSecrets().scrub(hint) == hint
+    assert RedactSecrets().scrub("secret: -abcdefgh12") == f"secret: {REDACTED}"  # a value after a space
+
+
 def test_harmless_values_are_kept(redact: RedactSecrets) -> None:
     event = redact(None, "info", {"event": "page_delivered", "poller": "orders", "objects": 100,
                                   "token_bucket": None})

@@ -24,10 +24,11 @@ _SECRET_KEY = re.compile(
 # Values that look like LWA tokens (Atza| access, Atzr| refresh) or an Authorization value.
 _SECRET_VALUE = re.compile(r"(Atz[ar]\|[^\s\"',;&]+|(?:Bearer|Basic)\s+[^\s\"',;&]+)")
 # `name: value` / `name=value` pairs in text a server echoed back (headers, forms, JSON): the
-# value goes when it is token-like (8+ characters without spaces).
+# value goes when it is token-like (8+ characters without spaces). Not `${NAME_SECRET:-default}`,
+# the shell's default syntax that spd's own hints about unset variables show.
 _SECRET_PAIR = re.compile(
     r"(?i)((?:authorization|x-amz-access-token|x-amz-security-token|x-api-key|api[-_]?key"
-    r"|client_secret|refresh_token|access_token|password|secret)[\"']?\s*[:=]\s*[\"']?)"
+    r"|client_secret|refresh_token|access_token|password|secret)[\"']?\s*(?::(?!-)|=)\s*[\"']?)"
     r"([^\s\"',;&}]{8,})")
 # The password of a URL's user:password@.
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
