@@ -89,3 +89,33 @@ async def test_a_batch_wider_than_the_open_file_cap_still_syncs_every_file(
     assert len(fsyncs) == 20  # every file once (a handle closed early would fail with EBADF)
     for n in range(20):
         assert len(ids(tmp_path / f"p{n}.jsonl")) == 3
+
+
+async def test_a_bug_in_one_batch_fails_its_sends_and_the_next_batch_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A send queued behind a batch that raises something unexpected is written all the same
+    # (it used to wait until yet another send started the writer again).
+    import threading
+
+    emitter = FileEmitter("out", str(tmp_path / "{poller}.jsonl"))
+    write, in_batch, go_on = emitter._write_batch, threading.Event(), threading.Event()
+
+    def first_fails(batch: list) -> dict:
+        if not in_batch.is_set():
+            in_batch.set()
+            go_on.wait(5)
+            raise RuntimeError("a bug")
+        return write(batch)
+
+    monkeypatch.setattr(emitter, "_write_batch", first_fails)
+    async with emitter:
+        first = asyncio.ensure_future(emitter.send(page("a", 1)))
+        await asyncio.to_thread(in_batch.wait, 5)
+        queued = asyncio.ensure_future(emitter.send(page("b", 1)))  # behind the failing batch
+        await asyncio.sleep(0)
+        go_on.set()
+        with pytest.raises(RuntimeError, match="a bug"):
+            await first
+        await asyncio.wait_for(queued, 10)
+    assert ids(tmp_path / "b.jsonl") == ["b-1-0", "b-1-1", "b-1-2"]
+    assert not (tmp_path / "a.jsonl").exists()

@@ -78,6 +78,12 @@ class _Pending:
     done: asyncio.Future[None]
 
 
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for pending in batch:
+        if not pending.done.done():
+            pending.done.set_exception(exc)
+
+
 class FileEmitter(Emitter):
     """Appends JSON lines to `path` (a template) with fsync per send by default."""
 
@@ -147,10 +153,11 @@ class FileEmitter(Emitter):
                 try:
                     # In a thread: fsync can take a long time and must not stall the pollers.
                     errors = await self._io.run(partial(self._write_batch, batch))
-                except BaseException as exc:  # a bug or cancellation: no send may hang
-                    for pending in batch:
-                        if not pending.done.done():
-                            pending.done.set_exception(exc)
+                except Exception as exc:  # a bug: its sends fail with it, the next batch runs
+                    _fail(batch, exc)
+                    continue
+                except BaseException as exc:  # cancelled: no send of the batch may hang
+                    _fail(batch, exc)
                     raise
                 for pending in batch:
                     if pending.done.done():
