@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from tests.bench.scale import OBJECT_TYPES, write_config
-from tests.bench.throughput import ROOT, SimProcess
+from tests.bench.throughput import ENV, ROOT, SimProcess
 
 
 def spd_command() -> list[str]:
@@ -43,8 +43,6 @@ def spd_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "spd.cli"]
 
 
-# what every measured command runs with: bytecode written once and then read (see the docstring)
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def timed(cmd: list[str]) -> float:

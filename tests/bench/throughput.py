@@ -24,7 +24,10 @@ the small size into stdout (redirected to a file), a file and a webhook (a bare 
 in its own process, not counted), in objects/s beside page mode.
 
 Each client runs in its own subprocess; its wall time and CPU (user + system of that child alone,
-from wait4) cover the process from start to exit. The runs are interleaved (every client once per
+from wait4) cover the process from start to exit. Every client runs with its bytecode cached, as
+after `pip install` (which compiles it): the environment's PYTHONDONTWRITEBYTECODE is dropped and
+spd and the bench are compiled before the first round (a stale or missing .pyc would make each
+start compile them again, ~0.1-0.2 s of CPU that no installed spd spends). The runs are interleaved (every client once per
 round, `--rounds` rounds); each figure is the median of the rounds. The machine may be shared:
 absolute figures are noisy, the ratios against the peer measured in the same rounds are what to
 compare. Prints one JSON line.
@@ -56,6 +59,8 @@ SEEDED_DAYS = 3  # the simulator seeds its orders over 3 days ending SEEDED_UNTI
 # order is added or updated later (--no-live). Every client, run at whatever time and whatever
 # its window's end (spd's stays 2 minutes behind now), pages through the same orders.
 SEEDED_UNTIL = timedelta(days=7)
+# what every measured process runs with: bytecode written once and then read (see the docstring)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 PAGE_CLIENTS = ("spd", "sp_api", "sp_api_orjson", "bare", "floor")
 INDIVIDUAL_CLIENTS = ("spd_individual_stdout", "spd_individual_file", "spd_individual_webhook")
 
@@ -122,7 +127,7 @@ def run_child(cmd: list[str], stdout: Path | None = None, timeout: float = 1800)
     out = stdout.open("wb") if stdout else subprocess.DEVNULL
     err = tempfile.TemporaryFile()
     began = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, env=ENV)
     deadline = began + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -413,7 +418,14 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def compile_bytecode() -> None:
+    """spd's and the bench's .pyc files up to date, as an installed spd has them."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "spd", "tests/bench"], cwd=ROOT,
+                   env=ENV, check=True, stdout=subprocess.DEVNULL)
+
+
 def run(orders: int, small: int, rounds: int, individual: bool) -> dict[str, Any]:
+    compile_bytecode()
     end = datetime.now(timezone.utc) - SEEDED_UNTIL
     sim_args = ("--no-rate-limit", "--no-live", "--end", iso(end), "--orders", str(orders))
     with tempfile.TemporaryDirectory() as tmp, SimProcess(*sim_args) as sim, Receiver() as hook:
