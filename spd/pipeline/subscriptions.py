@@ -29,6 +29,7 @@ from spd.core.retry import Backoff
 from spd.core.times import rfc3339
 from spd.emitters.base import Emitter, Message
 from spd.emitters.file_writer import FileEmitter
+from spd.pipeline.series import abandon
 from spd.sources.notifications import Notification, NotificationError, parse_notification
 
 log = structlog.get_logger(__name__)
@@ -157,10 +158,7 @@ class QueueConsumer:
             await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-            if not poll.done():
-                poll.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await poll
+            await abandon(poll)  # a cancellation of this task itself still propagates
         return poll.result() if poll.done() and not poll.cancelled() else []
 
     async def handle(self, batch: list[Any]) -> None:
@@ -214,9 +212,7 @@ class QueueConsumer:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await abandon(task)
 
     async def deliver_all(self, accepted: dict[str, list[tuple[Any, Notification]]]) -> list[Any]:
         """Delivers each subscription's notifications; the SQS messages every emitter acknowledged."""
