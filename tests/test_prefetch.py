@@ -73,6 +73,12 @@ def fetches_left() -> list[asyncio.Task[Any]]:
             and "spd/pipeline" in getattr(t.get_coro(), "cr_code", t.get_coro()).co_filename]
 
 
+def stop_watches_left() -> list[asyncio.Task[Any]]:
+    """Tasks still waiting for a poller's stop event (a run's watch not closed)."""
+    return [t for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "__qualname__", "") == "Event.wait"]
+
+
 def pages_of(recorder: RecordingEmitter) -> list[int]:
     return [m["page"] for m in recorder.messages]
 
@@ -97,6 +103,7 @@ async def test_the_next_page_is_requested_while_this_one_is_delivered(
     on_send(recorder, 1, lambda: requests() >= 2, "page 2 requested")
     try:
         result = await asyncio.wait_for(runtime.pollers["p"].run(), 60)
+        assert stop_watches_left() == []  # the run watched for a stop, and stopped watching
     finally:
         await close(runtime)
     assert pages_of(recorder) == list(range(1, PAGES + 1)) and requests() == PAGES
@@ -110,7 +117,7 @@ async def test_a_stop_ends_the_run_after_the_page_in_flight_and_drops_the_page_f
     on_send(recorder, 3, lambda: answered() >= 4, "page 4 answered", poller.stopping.set)
     try:
         first = await poller.run()
-        assert fetches_left() == []
+        assert fetches_left() == [] and stop_watches_left() == []
         state = await runtime.store.get("p")
         assert (first.pages, state.page, state.watermark) == (3, 3, START) and state.next_token
         assert pages_of(recorder) == [1, 2, 3]  # page 4 was fetched, never emitted

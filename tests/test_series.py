@@ -10,12 +10,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from spd.pipeline.series import Series, abandon
+from spd.pipeline.series import Series, StopWatch, abandon
 from spd.pipeline.types import PollStopped
 
 
+def watched() -> SimpleNamespace:
+    """What `Series.unless_stopped` uses of a series: its stop event and the watch on it."""
+    stopping = asyncio.Event()
+    return SimpleNamespace(stopping=stopping, watch=StopWatch(stopping))
+
+
 async def test_a_prefetched_page_needs_no_waiting(monkeypatch) -> None:
-    series = SimpleNamespace(stopping=asyncio.Event())
+    series = watched()
     done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     done.set_result("page")
     made: list[object] = []
@@ -30,7 +36,7 @@ async def test_a_prefetched_page_needs_no_waiting(monkeypatch) -> None:
 
 
 async def test_a_fetch_in_flight_is_abandoned_on_stop() -> None:
-    series = SimpleNamespace(stopping=asyncio.Event())
+    series = watched()
     fetch = asyncio.ensure_future(asyncio.sleep(30))
     asyncio.get_running_loop().call_later(0.05, series.stopping.set)
     with pytest.raises(PollStopped):
@@ -77,3 +83,91 @@ async def test_abandon_lets_a_cancellation_of_its_caller_through() -> None:
     released.set()
     await asyncio.wait({work})
     assert work.cancelled()
+
+
+def stop_waiters() -> list[asyncio.Task[object]]:
+    """Tasks waiting for a stop event (the watch's, or one per page as before)."""
+    return [t for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "__qualname__", "") == "Event.wait"]
+
+
+async def test_one_task_watches_for_the_stop_however_many_pages_are_awaited() -> None:
+    series, loop = watched(), asyncio.get_running_loop()
+    waiters: set[asyncio.Task[object]] = set()
+    for page in range(5):
+        fetch: asyncio.Future[int] = loop.create_future()
+        waiting = asyncio.ensure_future(Series.unless_stopped(series, fetch))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the page is awaited, not fetched yet
+        waiters.update(stop_waiters())
+        fetch.set_result(page)
+        assert await waiting == page
+    assert len(waiters) == 1  # not one per page
+    await series.watch.close()
+    assert stop_waiters() == []  # nothing outlives the run
+
+
+async def test_a_stop_cleared_and_given_again_is_watched_anew() -> None:
+    series, loop = watched(), asyncio.get_running_loop()
+    for _ in range(2):  # stopped while waiting, then the account is placed here again
+        fetch = asyncio.ensure_future(asyncio.sleep(30))
+        loop.call_later(0.05, series.stopping.set)
+        with pytest.raises(PollStopped):
+            await asyncio.wait_for(Series.unless_stopped(series, fetch), 5)  # type: ignore[arg-type]
+        assert fetch.cancelled()
+        series.stopping.clear()
+    await series.watch.close()
+
+
+async def test_a_cancelled_caller_gets_a_cancellation_not_a_stop() -> None:
+    series, released = watched(), asyncio.Event()
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await released.wait()  # cleans up for a while after its cancellation
+
+    fetch = asyncio.ensure_future(slow_to_end())
+    caller = asyncio.ensure_future(Series.unless_stopped(series, fetch))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    series.stopping.set()
+    while not fetch.cancelling():  # the stop cancelled the fetch, which is still ending
+        await asyncio.sleep(0)
+    caller.cancel()  # and now the caller itself is cancelled: that is what it must see
+    released.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert fetch.cancelled()
+    await series.watch.close()
+
+
+async def test_a_cancelled_caller_stays_cancelled_when_the_work_ignores_it() -> None:
+    series = watched()
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return "page"  # finished all the same
+        return "never"
+
+    fetch = asyncio.ensure_future(stubborn())
+    caller = asyncio.ensure_future(Series.unless_stopped(series, fetch))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert fetch.result() == "page"
+    await series.watch.close()
+
+
+async def test_a_failed_fetch_raises_its_own_error() -> None:
+    series = watched()
+
+    async def refused() -> None:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        await Series.unless_stopped(series, asyncio.ensure_future(refused()))  # type: ignore[arg-type]
+    await series.watch.close()

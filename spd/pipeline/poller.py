@@ -138,6 +138,8 @@ class Poller:
             if key != self.name:
                 await self.record_failure(series, key, describe_error(exc))
             raise
+        finally:
+            await series.watch.close()
         if key != self.name:
             await self.store.record_run(key, error=None)
         result.objects -= done

@@ -47,6 +47,10 @@ class Series:
     store: StateBackend
     stopping: asyncio.Event
     on_activity: Callable[[str, str | None], None] | None = None  # progress: key, what it waits for
+    watch: StopWatch = field(init=False, repr=False)  # cancels the work awaited when told to stop
+
+    def __post_init__(self) -> None:
+        self.watch = StopWatch(self.stopping)
 
     def activity(self, text: str | None) -> None:
         """Tells the progress display what the series waits for now (a report being made, a
@@ -73,16 +77,10 @@ class Series:
         if isinstance(work, asyncio.Future) and work.done():  # a prefetched page: no waiting
             return cast(T, work.result())
         task = asyncio.ensure_future(work)
-        stop = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not task.done():
-                await abandon(task)
-        if task.cancelled() or not task.done():
+        if self.stopping.is_set():
+            await abandon(task)
             raise PollStopped()
-        return task.result()
+        return await self.watch.wait(task)
 
     async def sleep_unless_stopped(self, seconds: float) -> None:
         """Sleeps, or raises PollStopped at once when the poller is told to stop."""
@@ -96,6 +94,57 @@ class Series:
         """Raises PollStopped when the poller was told to stop (between document chunks)."""
         if self.stopping.is_set():
             raise PollStopped()
+
+
+class StopWatch:
+    """Cancels the work a series awaits once its poller is told to stop. One task waits for the
+    stop per run, not one per page: a page awaited is the fetch's own task, and nothing more."""
+
+    def __init__(self, stopping: asyncio.Event) -> None:
+        self.stopping = stopping
+        self._waiter: asyncio.Task[Any] | None = None  # stopping.wait(), while a run needs it
+        self._awaited: set[asyncio.Future[Any]] = set()
+        self._stopped: set[asyncio.Future[Any]] = set()  # what the stop cancelled
+
+    async def wait(self, work: asyncio.Future[T]) -> T:
+        """`await work`, cancelled and awaited when the stop comes (PollStopped then). A
+        cancellation of the caller still propagates as one, also if `work` swallowed it."""
+        if self._waiter is None or self._waiter.done():  # a stop cleared again is watched anew
+            self._waiter = asyncio.ensure_future(self.stopping.wait())
+            self._waiter.add_done_callback(self._cancel_awaited)
+        caller = asyncio.current_task()
+        asked = caller.cancelling() if caller is not None else 0
+        self._awaited.add(work)
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            if work in self._stopped and not _cancelled_since(caller, asked):
+                raise PollStopped() from None
+            raise
+        finally:
+            self._awaited.discard(work)
+            self._stopped.discard(work)
+        if _cancelled_since(caller, asked):  # `work` ignored its cancellation: the caller's stands
+            raise asyncio.CancelledError()
+        return result
+
+    def _cancel_awaited(self, waiter: asyncio.Task[Any]) -> None:
+        if waiter.cancelled():  # closed at the end of the run, not a stop
+            return
+        for work in self._awaited:
+            if work.cancel():
+                self._stopped.add(work)
+
+    async def close(self) -> None:
+        """Ends the waiting task (the run is over)."""
+        if self._waiter is not None:
+            await abandon(self._waiter)
+            self._waiter = None
+
+
+def _cancelled_since(task: asyncio.Task[Any] | None, asked: int) -> bool:
+    """Whether `task` was asked to cancel since it had been asked `asked` times."""
+    return task is not None and task.cancelling() > asked
 
 
 async def abandon(work: asyncio.Future[Any]) -> None:
