@@ -63,16 +63,18 @@ async def test_abandon_drops_an_outcome_unread_without_a_never_retrieved_log() -
     assert logged == []
 
 
+async def slow_to_end(released: asyncio.Event) -> None:
+    """Work that cleans up for a while after its cancellation: until `released` is set."""
+    try:
+        await asyncio.sleep(30)
+    finally:
+        await released.wait()
+
+
 async def test_abandon_lets_a_cancellation_of_its_caller_through() -> None:
     released = asyncio.Event()
 
-    async def slow_to_end() -> None:
-        try:
-            await asyncio.sleep(30)
-        finally:
-            await released.wait()  # cleans up for a while after its cancellation
-
-    work = asyncio.ensure_future(slow_to_end())
+    work = asyncio.ensure_future(slow_to_end(released))
     await asyncio.sleep(0)
     caller = asyncio.ensure_future(abandon(work))
     await asyncio.sleep(0.01)
@@ -121,13 +123,7 @@ async def test_a_stop_cleared_and_given_again_is_watched_anew() -> None:
 async def test_a_cancelled_caller_gets_a_cancellation_not_a_stop() -> None:
     series, released = watched(), asyncio.Event()
 
-    async def slow_to_end() -> None:
-        try:
-            await asyncio.sleep(30)
-        finally:
-            await released.wait()  # cleans up for a while after its cancellation
-
-    fetch = asyncio.ensure_future(slow_to_end())
+    fetch = asyncio.ensure_future(slow_to_end(released))
     caller = asyncio.ensure_future(Series.unless_stopped(series, fetch))  # type: ignore[arg-type]
     await asyncio.sleep(0.01)
     series.stopping.set()
