@@ -100,6 +100,16 @@ async def test_stdout_writes_one_line_per_message(capsysbinary) -> None:
     assert out == b"".join(m.body + b"\n" for m in batch)
 
 
+async def test_stdout_concurrent_sends_are_written_whole_and_in_order(tmp_path: Path) -> None:
+    """Sends from many pollers at once: each send's lines together, in the order sent."""
+    out = tmp_path / "out.jsonl"
+    with out.open("wb", buffering=0) as stream:  # unbuffered: each write reaches the file as is
+        async with StdoutEmitter("out", stream=stream) as e:
+            batches = [msgs(50, start=100 * i) for i in range(20)]
+            await asyncio.gather(*(e.send(b) for b in batches))
+    assert out.read_bytes() == b"".join(m.body + b"\n" for b in batches for m in b)
+
+
 async def test_stdout_broken_pipe_is_a_delivery_error() -> None:
     read_fd, write_fd = os.pipe()
     os.close(read_fd)  # the reader went away

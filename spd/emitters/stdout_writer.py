@@ -1,4 +1,5 @@
-"""The stdout emitter at work: JSON lines written from a thread, one send at a time.
+"""The stdout emitter at work: JSON lines written from its own thread, one send at a time and in
+the order sent (the thread runs its calls in turn, so sends from several pollers never interleave).
 
 Its config is spd.emitters.stdout, which imports this module only when it builds an emitter
 (asyncio stays unimported for `spd validate`).
@@ -6,7 +7,6 @@ Its config is spd.emitters.stdout, which imports this module only when it builds
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from functools import partial
 from typing import BinaryIO
@@ -24,7 +24,6 @@ class StdoutEmitter(Emitter):
     def __init__(self, name: str, stream: BinaryIO | None = None) -> None:
         super().__init__(name)
         self._stream = stream
-        self._lock = asyncio.Lock()  # sends from several pollers never interleave
         self._io = IoThread(f"spd-stdout-{name}")
 
     def _target(self) -> BinaryIO:
@@ -37,9 +36,8 @@ class StdoutEmitter(Emitter):
         if not messages:
             return
         data = b"\n".join(m.body for m in messages) + b"\n"
-        async with self._lock:
-            # In a thread: a slow reader blocks only this emitter, not the event loop.
-            await self._io.run(partial(self._write, data))
+        # In a thread: a slow reader blocks only this emitter, not the event loop.
+        await self._io.run(partial(self._write, data))
 
     def _write(self, data: bytes) -> None:
         stream = self._target()
