@@ -1,7 +1,9 @@
-"""StateStore against real SQLite files: durability, modes, identity, the daemon lock, crashes."""
+"""StateStore against real SQLite files: durability, modes, identity, the daemon lock, crashes,
+another connection's write lock."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from spd.core.errors import StateError
+from spd.core.errors import StateError, StateWriteError
+from spd.state import sqlite as sqlite_module
 from spd.state.store import SCHEMA_VERSION, StateStore
 
 UTC = timezone.utc
@@ -33,8 +36,9 @@ async def store(db: Path) -> AsyncIterator[StateStore]:
         yield s
 
 
-def _spawn(tmp_path: Path, body: str) -> subprocess.Popen[str]:
-    """Starts a Python subprocess running `body` (with spd importable), stdout piped."""
+def _spawn(tmp_path: Path, body: str, *, stdin: bool = False) -> subprocess.Popen[str]:
+    """Starts a Python subprocess running `body` (with spd importable), stdout piped (and
+    stdin, when asked)."""
     script = tmp_path / "child.py"
     logs_to_stderr = (
         "import structlog, sys\n"
@@ -44,7 +48,7 @@ def _spawn(tmp_path: Path, body: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, cwd=str(tmp_path),
+        stdin=subprocess.PIPE if stdin else None, text=True, env=env, cwd=str(tmp_path),
     )
 
 
@@ -258,9 +262,7 @@ async def test_sigkilled_writer_keeps_every_returned_checkpoint(tmp_path: Path, 
 
 async def test_a_checkpoint_is_one_transaction_on_the_loop(store: StateStore, monkeypatch) -> None:
     # A commit appends to the WAL without an fsync: no hop to a worker thread per page, and
-    # exactly one write statement per checkpointed page.
-    import asyncio
-
+    # exactly one write statement, in one transaction, per checkpointed page.
     await store.ensure("orders", "id", T0)
     statements: list[str] = []
     store._conn.set_trace_callback(statements.append)  # type: ignore[union-attr]
@@ -271,7 +273,10 @@ async def test_a_checkpoint_is_one_transaction_on_the_loop(store: StateStore, mo
     for page in range(1, 6):
         await store.save_page("orders", T0, None, f"tok-{page}", page, 10)
     assert hops == []
-    assert len(statements) == 5 and all(s.startswith("UPDATE pollers SET window_start") for s in statements)
+    assert len(statements) == 15
+    for begin, update, commit in zip(statements[::3], statements[1::3], statements[2::3]):
+        assert (begin, commit) == ("BEGIN IMMEDIATE", "COMMIT")
+        assert update.startswith("UPDATE pollers SET window_start")
     assert (await store.require("orders")).pages_emitted == 5
 
 
@@ -295,3 +300,87 @@ async def test_the_wal_is_folded_back_in_a_thread(db: Path, monkeypatch) -> None
     assert frames < 100, f"the WAL grew to {frames} pages: no checkpoint ran"
     async with StateStore(db) as s:
         assert (await s.require("orders")).pages_emitted == 300
+
+
+# -- another connection's write lock -----------------------------------------------------------
+
+# An operator's `sqlite3 state.db` inside BEGIN IMMEDIATE: holds SQLite's write lock, with a write
+# of its own, until the test sends a line.
+LOCKER = """
+import sqlite3, sys
+db = sqlite3.connect({db!r}, isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+db.execute("INSERT INTO meta (key, value) VALUES ('operator', 'was here')")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+print("released", flush=True)
+"""
+
+
+def _lock(tmp_path: Path, db: Path) -> subprocess.Popen[str]:
+    """Another process holding the database's write lock until `_release`."""
+    locker = _spawn(tmp_path, LOCKER.format(db=str(db)), stdin=True)
+    assert locker.stdout is not None and locker.stdout.readline().strip() == "locked", locker.communicate()
+    return locker
+
+
+def _release(locker: subprocess.Popen[str]) -> None:
+    out, err = locker.communicate("go\n")
+    assert (locker.returncode, out.split()) == (0, ["released"]), err
+
+
+async def test_a_write_waits_for_a_foreign_lock_without_stalling_the_loop(
+    tmp_path: Path, store: StateStore
+) -> None:
+    await store.ensure("orders", "id", T0)
+    locker = _lock(tmp_path, store.path)
+    ticks = 0
+
+    async def tick() -> None:  # stands for the pollers, the scheduler, the HTTP server
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        save = asyncio.create_task(store.save_page("orders", T0, T0 + timedelta(hours=1), "tok-1", 1, 10))
+        while ticks < 50:
+            await asyncio.sleep(0.01)
+        assert not save.done(), "the save did not wait for the lock while the loop ran"
+        # Readers do not wait for a writer in WAL mode: the last committed state, at once.
+        assert (await store.require("orders")).page == 0
+        assert await store.meta_items("operator") == {}
+        _release(locker)
+        await save
+    finally:
+        ticker.cancel()
+        locker.kill()
+        locker.wait()
+    st = await store.require("orders")
+    assert (st.window_end, st.next_token, st.page) == (T0 + timedelta(hours=1), "tok-1", 1)
+    assert (st.objects_emitted, st.pages_emitted) == (10, 1)
+    assert await store.meta_items("operator") == {"": "was here"}  # both writes are there
+
+
+async def test_a_lock_held_past_the_limit_is_a_one_line_write_error(
+    tmp_path: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "LOCK_WAIT", 0.3)
+    await store.ensure("orders", "id", T0)
+    locker = _lock(tmp_path, store.path)
+    try:
+        with pytest.raises(StateWriteError) as info:
+            await store.save_page("orders", T0, None, "tok-1", 1, 10)
+        _release(locker)
+    finally:
+        locker.kill()
+        locker.wait()
+    assert str(info.value) == (f"state {store.path}: cannot write the state database: another"
+                               " connection held its lock for 0.3 s")
+    assert info.value.retriable  # the run fails, the next one tries again
+    # Nothing was half written, and the next write works.
+    assert (await store.require("orders")).pages_emitted == 0
+    await store.save_page("orders", T0, None, "tok-1", 1, 10)
+    assert (await store.require("orders")).pages_emitted == 1

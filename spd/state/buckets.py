@@ -4,11 +4,8 @@ saves a level before the takes it covers: spd.client.ratelimit)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-
 from spd.core.typing import BucketLevel
+from spd.state.ledger import Connection, Transaction
 
 BUCKETS_TABLE = (
     "CREATE TABLE IF NOT EXISTS rate_limits (account TEXT NOT NULL, operation TEXT NOT NULL,"
@@ -16,14 +13,14 @@ BUCKETS_TABLE = (
     " PRIMARY KEY (account, operation))"
 )
 
-Connection = Callable[[], AbstractContextManager[sqlite3.Connection]]
-
 
 class SqliteBuckets:
-    """The `rate_limits` table over the store's connection (`sql()` yields it under its mutex)."""
+    """The `rate_limits` table over the store's connection (`sql()` yields it under its mutex)
+    and its write transactions."""
 
-    def __init__(self, sql: Connection) -> None:
+    def __init__(self, sql: Connection, transaction: Transaction) -> None:
         self._db = sql
+        self._write = transaction
 
     def load(self) -> list[BucketLevel]:
         """Every saved level; ValueError/TypeError when a value is not what spd wrote."""
@@ -32,16 +29,9 @@ class SqliteBuckets:
                               " ORDER BY account, operation").fetchall()
         return [BucketLevel(str(a), str(o), float(r), int(b), float(t), float(at)) for a, o, r, b, t, at in rows]
 
-    def save(self, levels: list[BucketLevel]) -> None:
+    async def save(self, levels: list[BucketLevel]) -> None:
         """Replaces the levels of these buckets in one transaction (one fsync)."""
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("INSERT OR REPLACE INTO rate_limits (account, operation, rate, burst,"
-                               " tokens, at) VALUES (?, ?, ?, ?, ?, ?)",
-                               [(x.account, x.operation, x.rate, x.burst, x.tokens, x.at) for x in levels])
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # a full disk may have rolled it back already
-                    db.execute("ROLLBACK")
-                raise
+        rows = [(x.account, x.operation, x.rate, x.burst, x.tokens, x.at) for x in levels]
+        await self._write(lambda db: db.executemany(
+            "INSERT OR REPLACE INTO rate_limits (account, operation, rate, burst, tokens, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)", rows))

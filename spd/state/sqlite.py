@@ -1,7 +1,11 @@
 """The SQLite state database file: opening it, its schema, its connection and WAL checkpoints.
 
 Writes are tiny (one per delivered page), so the stdlib `sqlite3` is used synchronously, on the
-event loop. WAL mode with `synchronous=NORMAL`: a commit is an append to the WAL without an
+event loop, each in one transaction (`_transaction`). While another connection holds SQLite's
+write lock (an operator's `sqlite3` shell inside a transaction, another spd command) a write
+does not wait in SQLite's busy handler, which would stall every task of the loop: SQLite waits
+BUSY_MS at most, then the write is tried again after an `asyncio.sleep`, for up to LOCK_WAIT
+seconds (a StateWriteError after that). Readers never wait for the writer in WAL mode. WAL mode with `synchronous=NORMAL`: a commit is an append to the WAL without an
 fsync (microseconds, less than a hop to a worker thread); only folding the WAL back into the
 database fsyncs, and that runs in a thread, on a connection of its own, every
 CHECKPOINT_COMMITS commits (SQLite's own automatic checkpoint would run it inside a commit, on
@@ -29,8 +33,9 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import structlog
 
@@ -44,6 +49,16 @@ log = structlog.get_logger(__name__)
 SCHEMA_VERSION = 1
 # Commits between two WAL checkpoints (SQLite's automatic one comes every 1,000 WAL pages).
 CHECKPOINT_COMMITS = 1000
+# How long a write waits for another connection's write lock before it fails, in seconds.
+LOCK_WAIT = 10.0
+# SQLite's own wait for a lock, on the loop: a lock held for a moment (another connection's
+# commit) is waited for without an asyncio round; a longer one is waited for by _transaction.
+BUSY_MS = 5
+# SQLite's wait while the file is opened (the schema, before the daemon serves anything).
+_OPEN_BUSY_MS = 10_000
+# _transaction's sleeps between two tries: the first, doubled after each try up to the longest.
+_RETRY_FIRST = 0.005
+_RETRY_LONGEST = 0.1
 # SQLite result codes (sqlite3 errors carry them): a write that may work later, or a damaged file
 _TRANSIENT_CODES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
                               "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_NOMEM"})
@@ -65,6 +80,19 @@ POLLER_COLUMNS = (
     "poller, identity, watermark, window_start, window_end, next_token, page, objects_emitted,"
     " pages_emitted, runs, last_run_at, last_success_at, last_error, note"
 )
+
+
+T = TypeVar("T")
+
+
+class _Busy(Exception):
+    """Another connection holds SQLite's write lock: nothing was written, the write may be tried
+    again."""
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """True for SQLITE_BUSY and its extended codes ("database is locked")."""
+    return str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
 
 
 @contextlib.contextmanager
@@ -176,7 +204,7 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise self._unwritable(exc) from None
         try:
-            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(f"PRAGMA busy_timeout={_OPEN_BUSY_MS}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is needed")
@@ -184,6 +212,7 @@ class SqliteDatabase:
             conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints in a thread: _committed()
             self._migrate(conn)
             self._check_schema(conn)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")  # from now on on the loop: _transaction
         except sqlite3.Error as exc:
             conn.close()
             if getattr(exc, "sqlite_errorname", "") in ("SQLITE_READONLY", "SQLITE_CANTOPEN"):
@@ -287,6 +316,47 @@ class SqliteDatabase:
                 yield self._conn
             except sqlite3.Error as exc:
                 raise self._sql_error(exc) from None
+
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `work` (a few statements, no await) in one write transaction on the loop and
+        returns its result. While another connection holds the write lock, it waits on the loop,
+        with growing sleeps, and tries again; after LOCK_WAIT seconds, StateWriteError."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT
+        pause = _RETRY_FIRST
+        while True:
+            try:
+                result = self._try_transaction(work)
+            except _Busy:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise self._locked() from None
+                await asyncio.sleep(min(pause, left))
+                pause = min(2 * pause, _RETRY_LONGEST)
+                continue
+            self._committed()
+            return result
+
+    def _try_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """One try of `_transaction`: `work` between BEGIN IMMEDIATE (which takes the write lock
+        or fails busy before anything was done) and COMMIT; on any failure it is rolled back,
+        so a retry starts from the same state. _Busy when the lock was held."""
+        with self._sql() as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                result = work(db)
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:  # a failed COMMIT (or statement) may leave it open
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error) and _is_busy(exc):
+                    raise _Busy() from None
+                raise
+        return result
+
+    def _locked(self) -> StateWriteError:
+        return StateWriteError(f"state {self.path}: cannot write the state database: another "
+                               f"connection held its lock for {LOCK_WAIT:g} s")
 
     def _committed(self) -> None:
         """Counts a commit; every CHECKPOINT_COMMITS starts a WAL checkpoint in a thread."""

@@ -2,13 +2,15 @@
 
 `StateStore` is the SQLite `StateBackend`: the reads and writes of the `pollers` and `meta`
 tables here, the report ledger (spd.state.ledger) and the bucket levels (spd.state.buckets) on
-the same connection. Opening the file, its schema, the one-line errors and the WAL checkpoints
-(why a commit runs on the loop without an fsync, and why at-least-once still holds) are in
-spd.state.sqlite.
+the same connection. Every write is one `_transaction` (a lock held by another connection is
+waited for without stalling the loop). Opening the file, its schema, the one-line errors and the
+WAL checkpoints (why a commit runs on the loop without an fsync, and why at-least-once still
+holds) are in spd.state.sqlite.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -48,8 +50,8 @@ class StateStore(SqliteDatabase):
 
     def __init__(self, path: Path | str, *, daemon: bool = False, readonly: bool = False) -> None:
         super().__init__(path, daemon=daemon, readonly=readonly)
-        self.ledger = SqliteLedger(self._sql)
-        self.buckets = SqliteBuckets(self._sql)
+        self.ledger = SqliteLedger(self._sql, self._transaction)
+        self.buckets = SqliteBuckets(self._sql, self._transaction)
 
     async def __aenter__(self) -> StateStore:
         await self.open()
@@ -97,14 +99,10 @@ class StateStore(SqliteDatabase):
             rows = db.execute("SELECT poller FROM pollers ORDER BY poller").fetchall()
         return [r[0] for r in rows]
 
-    def _put_meta_now(self, key: str, value: str) -> None:
-        with self._sql() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
     async def put_meta(self, key: str, value: str) -> None:
         """Stores one value of the key-value `meta` table (subscription counters, for status)."""
-        self._put_meta_now(key, value)
-        self._committed()
+        await self._transaction(lambda db: db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)))
 
     async def meta_items(self, prefix: str) -> dict[str, str]:
         """Every `meta` value whose key starts with `prefix`, by the rest of its key."""
@@ -113,34 +111,30 @@ class StateStore(SqliteDatabase):
                               (len(prefix), prefix)).fetchall()
         return {k[len(prefix):]: v for k, v in rows}
 
-    def _write_now(self, sql: str, args: tuple[Any, ...], poller: str) -> None:
-        with self._sql() as db:
-            cur = db.execute(sql, args)
-            if cur.rowcount == 0:
-                raise self._missing(poller)
-
     async def _write(self, sql: str, args: tuple[Any, ...], poller: str) -> None:
         """Runs one UPDATE in its own transaction (on the loop: see the module docstring); the
         poller must exist."""
-        self._write_now(sql, args, poller)
-        self._committed()
+        def update(db: sqlite3.Connection) -> None:
+            if db.execute(sql, args).rowcount == 0:
+                raise self._missing(poller)  # rolled back: nothing was written
 
-    def _ensure_now(self, poller: str, identity: str, start: datetime) -> PollerState:
-        with self._sql() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO pollers (poller, identity, watermark, updated_at)"
-                " VALUES (?, ?, ?, ?)",
-                (poller, identity, to_iso(start), _now()),
-            )
-            state = self._get(poller)
-        assert state is not None
-        return state
+        await self._transaction(update)
+
+    @staticmethod
+    def _insert_new(db: sqlite3.Connection, poller: str, identity: str, start: datetime) -> None:
+        """Creates the poller's row at `start`, unless it has one."""
+        db.execute(
+            "INSERT OR IGNORE INTO pollers (poller, identity, watermark, updated_at)"
+            " VALUES (?, ?, ?, ?)",
+            (poller, identity, to_iso(start), _now()),
+        )
 
     async def ensure(
         self, poller: str, identity: str, start: datetime, *, config_path: str | Path | None = None
     ) -> PollerState:
         """The poller's state, created at `start` when new; IdentityChangedError on a mismatch."""
-        state = self._ensure_now(poller, identity, start)
+        await self._transaction(lambda db: self._insert_new(db, poller, identity, start))
+        state = await self.require(poller)
         check_identity(state, identity, config_path)
         return state
 
@@ -204,7 +198,7 @@ class StateStore(SqliteDatabase):
 
     async def reset(self, poller: str, to: datetime, identity: str | None = None) -> None:
         """Moves the watermark to `to` and drops the window in progress; refused under a daemon."""
-        with self._sql() as db, self.lock.exclusive():
+        def move(db: sqlite3.Connection) -> None:
             cur = db.execute(
                 "UPDATE pollers SET watermark=?, identity=COALESCE(?, identity), window_start=NULL,"
                 " window_end=NULL, next_token=NULL, page=0, updated_at=? WHERE poller=?",
@@ -213,7 +207,10 @@ class StateStore(SqliteDatabase):
             if cur.rowcount == 0:
                 if identity is None:
                     raise self._missing(poller)
-                self._ensure_now(poller, identity, to)
+                self._insert_new(db, poller, identity, to)
+
+        with self.lock.exclusive():
+            await self._transaction(move)
 
     async def lease_holders(self) -> dict[str, str]:
         """One machine, no replicas: nobody holds leases."""
@@ -221,9 +218,9 @@ class StateStore(SqliteDatabase):
 
     async def delete(self, poller: str) -> bool:
         """Forgets a poller entirely; True when it had state."""
-        with self._sql() as db:
-            cur = db.execute("DELETE FROM pollers WHERE poller = ?", (poller,))
-        return cur.rowcount > 0
+        deleted = await self._transaction(
+            lambda db: db.execute("DELETE FROM pollers WHERE poller = ?", (poller,)).rowcount)
+        return deleted > 0
 
     async def load_bucket_levels(self) -> list[BucketLevel]:
         """The rate-limit bucket levels last saved, one per (account, operation)."""
@@ -235,5 +232,4 @@ class StateStore(SqliteDatabase):
     async def save_bucket_levels(self, levels: list[BucketLevel]) -> None:
         """Replaces the saved level of each bucket named; durable when it returns."""
         if levels:
-            self.buckets.save(levels)
-            self._committed()
+            await self.buckets.save(levels)
