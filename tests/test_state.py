@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from spd.core.errors import StateError, StateWriteError
+from spd.core.typing import BucketLevel
 from spd.state import sqlite as sqlite_module
 from spd.state.store import SCHEMA_VERSION, StateStore
 
@@ -384,3 +385,46 @@ async def test_a_lock_held_past_the_limit_is_a_one_line_write_error(
     assert (await store.require("orders")).pages_emitted == 0
     await store.save_page("orders", T0, None, "tok-1", 1, 10)
     assert (await store.require("orders")).pages_emitted == 1
+
+
+async def test_every_write_waits_for_a_foreign_lock_the_same_way(
+    tmp_path: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each write goes through the one transaction helper: none waits in SQLite's busy handler
+    # (which would stall the loop), each gives the one-line error when the lock stays held.
+    monkeypatch.setattr(sqlite_module, "LOCK_WAIT", 0.05)
+    await store.ensure("orders", "id", T0)
+    await store.ledger.requested("rep", T0, "r1")
+    writes = {
+        "ensure": lambda: store.ensure("new", "id", T0),
+        "save_page": lambda: store.save_page("orders", T0, None, "tok-1", 1, 10),
+        "finish_window": lambda: store.finish_window("orders", T0 + timedelta(hours=1)),
+        "restart_window": lambda: store.restart_window("orders"),
+        "record_run": lambda: store.record_run("orders", error=None),
+        "set_note": lambda: store.set_note("orders", "a note"),
+        "put_meta": lambda: store.put_meta("k", "v"),
+        "delete": lambda: store.delete("orders"),
+        "reset": lambda: store.reset("orders", T0 - timedelta(days=1)),
+        "save_bucket_levels": lambda: store.save_bucket_levels([BucketLevel("a", "op", 1.0, 5, 5.0, 0.0)]),
+        "ledger.requested": lambda: store.ledger.requested("rep", T0, "r2"),
+        "ledger.failed": lambda: store.ledger.failed("rep", "FATAL", T0),
+        "ledger.clear_attempt": lambda: store.ledger.clear_attempt("rep"),
+        "ledger.done": lambda: store.ledger.done("rep", "r1", T0),
+        "ledger.moved": lambda: store.ledger.moved("rep", T0),
+    }
+    errors: dict[str, str] = {}
+    locker = _lock(tmp_path, store.path)
+    try:
+        for name, write in writes.items():
+            try:
+                await write()
+            except StateWriteError as exc:
+                errors[name] = str(exc)
+        _release(locker)
+    finally:
+        locker.kill()
+        locker.wait()
+    locked = f"state {store.path}: cannot write the state database: another connection held its lock for 0.05 s"
+    assert errors == dict.fromkeys(writes, locked)
+    assert await store.pollers() == ["orders"]  # nothing of them was written
+    assert await store.load_bucket_levels() == []

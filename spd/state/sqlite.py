@@ -319,23 +319,29 @@ class SqliteDatabase:
 
     async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `work` (a few statements, no await) in one write transaction on the loop and
-        returns its result. While another connection holds the write lock, it waits on the loop,
-        with growing sleeps, and tries again; after LOCK_WAIT seconds, StateWriteError."""
+        returns its result. While another connection holds the write lock, it waits on the loop
+        and tries again (`_retry`)."""
+        try:
+            result = self._try_transaction(work)
+        except _Busy:
+            result = await self._retry(work)
+        self._committed()
+        return result
+
+    async def _retry(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Tries `work` again after growing sleeps while the lock stays held; after LOCK_WAIT
+        seconds, StateWriteError."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOCK_WAIT
         pause = _RETRY_FIRST
-        while True:
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(pause, left))
+            pause = min(2 * pause, _RETRY_LONGEST)
             try:
-                result = self._try_transaction(work)
+                return self._try_transaction(work)
             except _Busy:
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise self._locked() from None
-                await asyncio.sleep(min(pause, left))
-                pause = min(2 * pause, _RETRY_LONGEST)
-                continue
-            self._committed()
-            return result
+                pass
+        raise self._locked()
 
     def _try_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """One try of `_transaction`: `work` between BEGIN IMMEDIATE (which takes the write lock
