@@ -2,11 +2,14 @@
 
 Writes are tiny (one per delivered page), so the stdlib `sqlite3` is used synchronously, on the
 event loop, each in one transaction (`_transaction`). While another connection holds SQLite's
-write lock (an operator's `sqlite3` shell inside a transaction, another spd command) a write
-does not wait in SQLite's busy handler, which would stall every task of the loop: SQLite waits
-BUSY_MS at most, then the write is tried again after an `asyncio.sleep`, for up to LOCK_WAIT
-seconds (a StateWriteError after that). Readers never wait for the writer in WAL mode. WAL mode with `synchronous=NORMAL`: a commit is an append to the WAL without an
-fsync (microseconds, less than a hop to a worker thread); only folding the WAL back into the
+write lock (an operator's `sqlite3` shell inside a transaction, another spd command; the
+store's own checkpoints below are PASSIVE and never take it) a write does not wait in SQLite's
+busy handler, which would stall every task of the loop: SQLite waits BUSY_MS at most, then the
+write is tried again after an `asyncio.sleep`, for up to LOCK_WAIT seconds (a StateWriteError
+after that). Readers never wait for the writer in WAL mode.
+
+WAL mode with `synchronous=NORMAL`: a commit is an append to the WAL without an fsync
+(microseconds, less than a hop to a worker thread); only folding the WAL back into the
 database fsyncs, and that runs in a thread, on a connection of its own, every
 CHECKPOINT_COMMITS commits (SQLite's own automatic checkpoint would run it inside a commit, on
 the loop). So 10,000 pollers do not mean 10,000 fsyncs a minute, nor a stalled loop. A commit survives a crash of spd; a power loss may undo the last ones,
