@@ -1,9 +1,10 @@
 """StateStore against real SQLite files: durability, modes, identity, the daemon lock, crashes,
-another connection's write lock."""
+another connection's write lock, the disk reserve."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -11,15 +12,18 @@ import subprocess
 import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from spd.core.errors import StateError, StateWriteError
+from spd.core.errors import StateBusyError, StateError, StateFullError, StateWriteError
 from spd.core.typing import BucketLevel
 from spd.state import sqlite as sqlite_module
+from spd.state.files import RESERVE_BYTES
 from spd.state.store import SCHEMA_VERSION, StateStore
+from support.spd import fill_disk
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -331,6 +335,18 @@ def _release(locker: subprocess.Popen[str]) -> None:
     assert (locker.returncode, out.split()) == (0, ["released"]), err
 
 
+@contextlib.contextmanager
+def _held_lock(tmp_path: Path, db: Path) -> Iterator[None]:
+    """Another process holds the database's write lock for the block; released after it."""
+    locker = _lock(tmp_path, db)
+    try:
+        yield
+        _release(locker)
+    finally:
+        locker.kill()
+        locker.wait()
+
+
 async def test_a_write_waits_for_a_foreign_lock_without_stalling_the_loop(
     tmp_path: Path, store: StateStore
 ) -> None:
@@ -370,14 +386,9 @@ async def test_a_lock_held_past_the_limit_is_a_one_line_write_error(
 ) -> None:
     monkeypatch.setattr(sqlite_module, "LOCK_WAIT", 0.3)
     await store.ensure("orders", "id", T0)
-    locker = _lock(tmp_path, store.path)
-    try:
-        with pytest.raises(StateWriteError) as info:
-            await store.save_page("orders", T0, None, "tok-1", 1, 10)
-        _release(locker)
-    finally:
-        locker.kill()
-        locker.wait()
+    with _held_lock(tmp_path, store.path), pytest.raises(StateBusyError) as info:
+        await store.save_page("orders", T0, None, "tok-1", 1, 10)
+    assert isinstance(info.value, StateWriteError) and info.value.exit_code == 1
     assert str(info.value) == (f"state {store.path}: cannot write the state database: another"
                                " connection held its lock for 0.3 s")
     assert info.value.retriable  # the run fails, the next one tries again
@@ -413,18 +424,49 @@ async def test_every_write_waits_for_a_foreign_lock_the_same_way(
         "ledger.moved": lambda: store.ledger.moved("rep", T0),
     }
     errors: dict[str, str] = {}
-    locker = _lock(tmp_path, store.path)
-    try:
+    with _held_lock(tmp_path, store.path):
         for name, write in writes.items():
             try:
                 await write()
-            except StateWriteError as exc:
+            except StateBusyError as exc:
                 errors[name] = str(exc)
-        _release(locker)
-    finally:
-        locker.kill()
-        locker.wait()
     locked = f"state {store.path}: cannot write the state database: another connection held its lock for 0.05 s"
     assert errors == dict.fromkeys(writes, locked)
     assert await store.pollers() == ["orders"]  # nothing of them was written
     assert await store.load_bucket_levels() == []
+
+
+# -- the disk reserve: given up for a full disk only ------------------------------------------
+
+
+async def test_a_failed_run_is_recorded_on_a_full_disk_with_the_reserve(tmpfs: Path) -> None:
+    async with StateStore(tmpfs / "state.db", daemon=True) as store:
+        await store.ensure("orders", "id", T0)
+        assert store.reserve.path.stat().st_size == RESERVE_BYTES
+        fill_disk(tmpfs)
+        with pytest.raises(StateFullError) as info:  # a success is not worth the reserve
+            await store.record_run("orders", error=None)
+        assert store.reserve.path.stat().st_size == RESERVE_BYTES
+        with capture_logs() as logs:
+            await store.record_run("orders", error="HTTP 503")
+        assert (await store.require("orders")).last_error == "HTTP 503"
+        assert store.reserve.path.stat().st_size < RESERVE_BYTES  # kept again as far as it fits
+    assert str(info.value) == f"state {store.path}: cannot write the state database (database or disk is full)"
+    assert [(e["event"], e["path"]) for e in logs] == [("state_reserve_used", str(store.path))]
+
+
+async def test_a_run_failed_under_a_held_lock_keeps_the_reserve(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lock is not a full disk: its error is raised as it is, the reserve stays whole, and
+    # nothing in the log says that the disk is full.
+    monkeypatch.setattr(sqlite_module, "LOCK_WAIT", 0.3)
+    async with StateStore(db, daemon=True) as store:
+        await store.ensure("orders", "id", T0)
+        with capture_logs() as logs, _held_lock(tmp_path, db), pytest.raises(StateBusyError) as info:
+            await store.record_run("orders", error="HTTP 503")
+        assert store.reserve.path.stat().st_size == RESERVE_BYTES
+        assert (await store.require("orders")).runs == 0  # the run was not recorded
+    assert str(info.value) == (f"state {db}: cannot write the state database: another"
+                               " connection held its lock for 0.3 s")
+    assert logs == []

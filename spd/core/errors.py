@@ -51,11 +51,22 @@ class StateError(SpdError):
 
 
 class StateWriteError(StateError):
-    """The state database cannot be written right now (disk full, I/O error): the run fails
-    and the next one tries again (exit 1)."""
+    """The state database cannot be written right now (disk full, I/O error, a lock held by
+    another connection): the run fails and the next one tries again (exit 1)."""
 
     exit_code = EXIT_FAILURE
     retriable = True
+
+
+class StateBusyError(StateWriteError):
+    """Another connection (an operator's `sqlite3` shell, another spd command) held the state
+    database's write lock for the whole wait: nothing was written; the run fails and the next one
+    tries again (exit 1). Not the daemon lock: that is StateLockedError."""
+
+
+class StateFullError(StateWriteError):
+    """The disk under the state database is full (SQLITE_FULL): the run fails (exit 1), and
+    only this failure gives up the disk reserve (spd.state.files) to record it."""
 
 
 class StateLockedError(StateError):

@@ -5,7 +5,7 @@ event loop, each in one transaction (`_transaction`). While another connection h
 write lock (an operator's `sqlite3` shell inside a transaction, another spd command; the
 store's own checkpoints below are PASSIVE and never take it) a write does not wait in SQLite's
 busy handler, which would stall every task of the loop: SQLite waits BUSY_MS at most, then the
-write is tried again after an `asyncio.sleep`, for up to LOCK_WAIT seconds (a StateWriteError
+write is tried again after an `asyncio.sleep`, for up to LOCK_WAIT seconds (a StateBusyError
 after that). Readers never wait for the writer in WAL mode.
 
 WAL mode with `synchronous=NORMAL`: a commit is an append to the WAL without an fsync
@@ -21,9 +21,10 @@ of the database's real path (spd.state.files), so a symlink to the same file tak
 
 Every SQLite failure becomes one line: a damaged file (missing table, garbage value, not a
 database) is a StateError (exit 78); a write that cannot happen now (disk full, I/O error) is a
-StateWriteError (exit 1). A reserve file next to the database is given up when the disk is full,
-so that the failure of the run can still be recorded. `readonly=True` (spd status) never
-creates, migrates or writes anything.
+StateWriteError (exit 1). A full disk (SQLITE_FULL) is its subclass StateFullError: only then is
+the reserve file next to the database given up, so that the failure of the run can still be
+recorded; a lock held too long (StateBusyError) leaves the reserve alone. `readonly=True`
+(spd status) never creates, migrates or writes anything.
 
 `SqliteDatabase` is the mechanics only; the reads and writes of the tables are in
 spd.state.store (pollers, meta), spd.state.ledger and spd.state.buckets.
@@ -42,7 +43,7 @@ from typing import Iterator, TypeVar
 
 import structlog
 
-from spd.core.errors import StateError, StateWriteError
+from spd.core.errors import StateBusyError, StateError, StateFullError, StateWriteError
 from spd.state.buckets import BUCKETS_TABLE
 from spd.state.files import DaemonLock, DiskReserve
 from spd.state.ledger import LEDGER_TABLES
@@ -195,8 +196,11 @@ class SqliteDatabase:
     def _sql_error(self, exc: sqlite3.Error) -> StateError:
         """One line for an SQLite failure: damaged file (78) or a write that failed now (1)."""
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        if getattr(exc, "sqlite_errorname", "") in _TRANSIENT_CODES:
-            return StateWriteError(f"state {self.path}: cannot write the state database ({reason})")
+        code = getattr(exc, "sqlite_errorname", "")
+        if code in _TRANSIENT_CODES:
+            # A full disk (ENOSPC) is the one failure the disk reserve can help with (record_run)
+            error = StateFullError if code == "SQLITE_FULL" else StateWriteError
+            return error(f"state {self.path}: cannot write the state database ({reason})")
         return self._damaged(reason)
 
     def _connect(self) -> sqlite3.Connection:
@@ -333,7 +337,7 @@ class SqliteDatabase:
 
     async def _retry(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Tries `work` again after growing sleeps while the lock stays held; after LOCK_WAIT
-        seconds, StateWriteError."""
+        seconds, StateBusyError."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOCK_WAIT
         pause = _RETRY_FIRST
@@ -363,9 +367,9 @@ class SqliteDatabase:
                 raise
         return result
 
-    def _locked(self) -> StateWriteError:
-        return StateWriteError(f"state {self.path}: cannot write the state database: another "
-                               f"connection held its lock for {LOCK_WAIT:g} s")
+    def _locked(self) -> StateBusyError:
+        return StateBusyError(f"state {self.path}: cannot write the state database: another "
+                              f"connection held its lock for {LOCK_WAIT:g} s")
 
     def _committed(self) -> None:
         """Counts a commit; every CHECKPOINT_COMMITS starts a WAL checkpoint in a thread."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from spd.core.errors import StateError, StateWriteError
+from spd.core.errors import StateError, StateFullError
 from spd.core.redaction import redact
 from spd.core.typing import BucketLevel
 from spd.state.backend import PollerState, check_identity, from_iso, one_line, to_iso
@@ -171,7 +171,8 @@ class StateStore(SqliteDatabase):
 
     async def record_run(self, poller: str, *, error: str | None) -> None:
         """Counts a run; an error is kept (one line, secrets redacted), a success clears it.
-        On a full disk the reserve is given up so that the error is still recorded."""
+        On a full disk (StateFullError) the reserve is given up so that the error is still
+        recorded; any other failure (a lock held too long: StateBusyError) is raised as it is."""
         now = _now()
         if error is None:
             sql = "UPDATE pollers SET runs=runs+1, last_run_at=?, last_success_at=?, last_error=NULL"
@@ -182,7 +183,7 @@ class StateStore(SqliteDatabase):
         write = (sql + ", updated_at=? WHERE poller=?", (*args, now, poller), poller)
         try:
             await self._write(*write)
-        except StateWriteError:
+        except StateFullError:
             if error is None or not self.reserve.give_up():
                 raise
             await self._write(*write)  # while the disk stays full, what is left is kept for the next
