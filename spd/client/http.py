@@ -13,7 +13,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -58,11 +58,14 @@ RAW_BUCKET = "raw"
 # Restricted Data Tokens and document downloads.
 MAX_IN_FLIGHT = 96
 POOL_SIZE = 128
+# Reads the bytes of a successful answer (a page read without building its objects), or None.
+Decode = Callable[[bytes], Any]
 
 
 @dataclass
 class Response:
-    """A parsed SP-API answer: body is the JSON value, text when not JSON, None when empty."""
+    """A parsed SP-API answer: body is the JSON value, text when not JSON, None when empty
+    (or what the caller's `decode` made of a successful answer)."""
 
     status: int
     headers: dict[str, str]
@@ -85,6 +88,7 @@ class _Request:
     scope: str | None = None  # grantless LWA scope
     restricted: tuple[str, ...] | None = None  # data elements: use a Restricted Data Token
     path: str = ""  # the encoded path, what an RDT is asked for
+    decode: Decode | None = None  # reads a successful answer's body instead of orjson
 
 
 class _Transient(Exception):
@@ -185,11 +189,13 @@ class SpClient(DocumentDownloads):
         *,
         raise_errors: bool = True,
         restricted: list[str] | None = None,
+        decode: Decode | None = None,
     ) -> Response:
         """Call a catalog operation; ApiError on 4xx or when retries are exhausted.
 
         `restricted` (data elements, may be empty) sends a Restricted Data Token instead of
-        the LWA token."""
+        the LWA token. `decode` reads a 2xx answer's bytes in place of the JSON parse; when it
+        returns None the body is parsed as usual."""
         acct = self._account(account)
         elements = None if restricted is None else check_elements(f"{op.api}.{op.id}", restricted)
         encoded = encode_operation(op, params, body)
@@ -199,7 +205,7 @@ class SpClient(DocumentDownloads):
             name=account, account=acct, label=f"{op.api}.{op.id}", method=method, url=url,
             headers=encoded.headers, body=encoded.body, bucket=self.bucket(account, op),
             idempotent=_idempotent(method, op), op=op, scope=getattr(op, "grantless_scope", None),
-            restricted=elements, path=encoded.path,
+            restricted=elements, path=encoded.path, decode=decode,
         )  # fmt: skip
         return await self._execute(req, raise_errors)
 
@@ -395,8 +401,8 @@ class SpClient(DocumentDownloads):
                         reply.headers.get("x-amzn-RequestId"))  # fmt: skip
         self._adapt(req, resp)
         try:
-            resp.body = rsp.parse_body(reply.body, reply.headers.get("Content-Type", ""),
-                                       strict=resp.status < 300)
+            resp.body = _read_body(reply.body, reply.headers.get("Content-Type", ""),
+                                   resp.status, req.decode)
         except ValueError as exc:
             transient = _Transient(str(exc))
             transient.request_id = resp.request_id
@@ -431,6 +437,15 @@ class SpClient(DocumentDownloads):
         catalog = self._catalog if self._catalog is not None else load_catalog()
         op = catalog.operation(TOKENS_API, CREATE_RDT)
         return await self.call(account, op, body=body)
+
+
+def _read_body(raw: bytes, content_type: str, status: int, decode: Decode | None) -> Any:
+    """What `decode` reads in a successful answer, else the body parsed (parse_body)."""
+    if decode is not None and status < 300:
+        decoded = decode(raw)
+        if decoded is not None:
+            return decoded
+    return rsp.parse_body(raw, content_type, strict=status < 300)
 
 
 def _idempotent(method: str, op: Operation | None) -> bool:

@@ -6,11 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from orjson import Fragment
+
 JsonObject = dict[str, Any]
 """A JSON object as orjson parses it: an SP-API object, a report row, a response body."""
 
-Triple = tuple[str, str | None, JsonObject]
-"""An object as it is delivered: (id, cursor, data); the cursor is None when it has no time."""
+Triple = tuple[str, str | None, JsonObject | Fragment]
+"""An object as it is delivered: (id, cursor, data); the cursor is None when it has no time.
+The data is a parsed object, or the object's JSON as Amazon sent it (spd.pipeline.raw_page)."""
 
 
 class Secret(Protocol):

@@ -24,6 +24,7 @@ from spd.core.paths import dig
 from spd.core.times import format_ts, utcnow
 from spd.pipeline.enrich import Enrichment
 from spd.pipeline.object_keys import ObjectKeys
+from spd.pipeline.raw_page import RawPage, RawPageReader
 from spd.pipeline.poller_support import (TokenGuard, check_echo, fill_fixed, is_expired_token_error,
                                          market_value, page_contents)
 from spd.pipeline.series import Batch, Series, WindowRun, abandon
@@ -37,6 +38,8 @@ class OperationFetch:
 
     def __init__(self, enrichments: list[Enrichment] | None = None) -> None:
         self.enrichments = enrichments or []
+        # per (object type, timestamp field): its RawPageReader, None where pages are parsed
+        self._readers: dict[tuple[str, str], RawPageReader | None] = {}
 
     def plan(self, series: Series, state: PollerState) -> Window | None:
         return plan_window(series, state)
@@ -99,11 +102,16 @@ class OperationFetch:
     async def fetch_page(self, series: Series, window: Window, token: str | None) -> Page:
         """One request: the window's filters, or the next token (alone where the API wants it)."""
         params = request_params(series, window, token)
+        reader = self.reader(series)
         response = await series.client.call(series.account_name, series.operation, params,
-                                            restricted=series.config.restricted)
+                                            restricted=series.config.restricted,
+                                            decode=reader.read if reader is not None else None)
         body = response.body
-        objects, next_token = page_contents(series.object_type, body)
         received = utcnow()
+        if isinstance(body, RawPage):
+            return Page([data for _, _, data in body.triples], body.next_token, body.echo,
+                        received, body.triples)
+        objects, next_token = page_contents(series.object_type, body)
         if objects:
             for enrich in self.enrichments:
                 await enrich(series.client, series.account_name, objects)
@@ -113,6 +121,17 @@ class OperationFetch:
         triples, fallbacks = keys.triples(objects)
         return Page(objects, next_token, dig(body, path) if path else None, received, triples,
                     fallbacks)
+
+    def reader(self, series: Series) -> RawPageReader | None:
+        """The series' reader of pages left unparsed; None where enrichments change objects or
+        the type's objects are keyed by the general path (spd.pipeline.raw_page)."""
+        if self.enrichments:
+            return None
+        key = (series.object_type.name, series.config.timestamp_field)
+        if key not in self._readers:
+            self._readers[key] = RawPageReader.for_type(series.object_type,
+                                                        series.config.timestamp_field)
+        return self._readers[key]
 
     def window_end(self, series: Series, window: Window, page: Page,
                    watermark: datetime) -> tuple[datetime, bool]:

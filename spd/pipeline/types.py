@@ -48,7 +48,7 @@ class RunResult:
 class Page:
     """One fetched page: its objects and where the next one starts."""
 
-    objects: list[dict[str, Any]]
+    objects: list[Any]  # as parsed (dicts), or as Amazon sent them (orjson Fragments)
     next_token: str | None
     echo: Any  # the upper bound the API says it applied, as it came (checked before use)
     received: datetime  # when the answer arrived: an echo cannot be later than that - lag
