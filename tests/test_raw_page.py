@@ -31,6 +31,12 @@ GOOD = [{"AmazonOrderId": f"114-{n:07d}-6880086", "LastUpdateDate": f"2026-11-20
          "Note": "a \"quote\", a \\ and a\nnewline", "Items": [1, 2.5, None, True]} for n in range(30)]
 
 
+def first_time(ot: ObjectType, field: str) -> str:
+    """The path of the type's time for `field` (the first of its fallbacks)."""
+    spec = ot.extraction.timestamp(field)
+    return spec if isinstance(spec, str) else spec[0]
+
+
 def put(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         doc = doc.setdefault(key, {})
@@ -87,10 +93,13 @@ def test_every_type_reads_as_the_dict_path_does(ot: ObjectType) -> None:
         if reader is None:
             continue
         ext = ot.extraction
-        spec = ext.timestamp(field)
-        time_key = spec if isinstance(spec, str) else spec[0]
-        good = [{ext.id_field: f"id-{n}", time_key: "2026-11-20T15:46:44Z", "x": n} for n in range(5)]
-        odd = [[obj] for obj in objects_for(ext.id_field, [time_key])]
+        time_key = first_time(ot, field)
+        good: list[Any] = []
+        for n in range(5):
+            good.append({"x": n})
+            put(good[-1], tuple(ext.id_field.split(".")), f"id-{n}")
+            put(good[-1], tuple(time_key.split(".")), "2026-11-20T15:46:44Z")
+        odd = [[obj] for obj in objects_for(ext.id_field, [time_key])]  # flat keys, odd values
         for objects in [good, [], *odd]:
             for raw in encodings(reply(ot, field, objects)):
                 page = reader.read(raw)
@@ -132,11 +141,14 @@ def test_replies_the_dict_path_reads_differently_are_left_to_it(raw: bytes) -> N
 
 
 def test_types_keyed_by_the_general_path_have_no_reader() -> None:
-    # Flattened results (financial events) and nested ids or times are keyed object by object.
+    # Flattened results (financial events) and times inside lists are keyed object by object.
     assert RawPageReader.for_type(resolve_object_type("financesV0.listFinancialEvents"), "created") is None
     vendor = resolve_object_type("vendorOrders.getPurchaseOrders")
-    assert "." in (vendor.extraction.timestamp("updated") or [""])[0]
-    assert RawPageReader.for_type(vendor, "updated") is None
+    assert "." in first_time(vendor, "updated")
+    assert RawPageReader.for_type(vendor, "updated") is not None  # a nested time
+    listings = resolve_object_type("listingsItems_2021-08-01.searchListingsItems")
+    assert ".0." in first_time(listings, "updated")
+    assert RawPageReader.for_type(listings, "updated") is None  # a list index
 
 
 json_values = st.recursive(

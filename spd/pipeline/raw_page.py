@@ -6,16 +6,17 @@ reads only each object's id and time. Here msgspec decodes the reply with every 
 its raw bytes, then only the id and the time of each object; the message splices the bytes in
 as they came (an `orjson.Fragment`): the same JSON values, in Amazon's own spelling.
 
-Only a page the dict path (spd.pipeline.object_keys) would key by its short path takes this
-one: the type's results are a plain list (no flattening), its id and time are top-level keys,
-every id is a string, every time already UTC RFC 3339 with `Z`, and the reply is valid UTF-8.
-For any other reply `read` returns None and the caller parses it as before, so its errors, its
-fallbacks and its triples stay exactly those of the dict path.
+Only a page the dict path would key the same way takes this one: the type's results are a
+plain list (no flattening), its id and time are keys (nested ones too), every id is a string,
+every time already UTC RFC 3339 with `Z`, and the reply is valid UTF-8. For any other reply
+`read` returns None and the caller parses it as before (spd.pipeline.object_keys), so its errors,
+fallbacks and triples stay exactly those of the dict path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -77,7 +78,8 @@ class RawPageReader:
     """Reads the replies of one object type and timestamp field; see the module docstring."""
 
     def __init__(self, results: tuple[str, ...], token: tuple[str, ...],
-                 echo: tuple[str, ...] | None, id_key: str, time_key: str) -> None:
+                 echo: tuple[str, ...] | None, id_path: tuple[str, ...],
+                 time_path: tuple[str, ...]) -> None:
         leaf: dict[tuple[str, ...], Any] = {results: list[msgspec.Raw], token: Any}
         if echo is not None:
             leaf[echo] = Any
@@ -85,7 +87,10 @@ class RawPageReader:
         self._reply = msgspec.json.Decoder(_envelope(list(leaf), leaf, attrs))
         self._results, self._token = attrs[results], attrs[token]
         self._echo = attrs[echo] if echo is not None else None
-        self._keys = msgspec.json.Decoder(_struct("Keys", {id_key: Any, time_key: Any}))
+        keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._keys = msgspec.json.Decoder(
+            _envelope([id_path, time_path], {id_path: Any, time_path: Any}, keys, "Keys"))
+        self._id, self._time = (attrgetter(".".join(keys[p])) for p in (id_path, time_path))
 
     @classmethod
     def for_type(cls, ot: ObjectType, timestamp_field: str) -> RawPageReader | None:
@@ -96,12 +101,13 @@ class RawPageReader:
         id_key = ext.id_field
         if ext.flatten is not None or not ext.results_path or not id_key or not time_key:
             return None
-        if "." in id_key or "." in time_key or id_key == time_key:
-            return None  # nested keys take the general path (spd.sources.object_type)
+        if id_key == time_key or any(part.isdigit() for part in f"{id_key}.{time_key}".split(".")):
+            return None  # a list index: the general path's (spd.sources.object_type)
         try:
             return cls(tuple(ext.results_path), tuple(ot.paging.token_path),
-                       ot.window.echo_path(timestamp_field), id_key, time_key)
-        except ValueError:  # paths that do not nest as one reply
+                       ot.window.echo_path(timestamp_field), tuple(id_key.split(".")),
+                       tuple(time_key.split(".")))
+        except ValueError:  # paths that do not nest as one reply (one key both a value and a parent)
             return None
 
     def read(self, raw: bytes) -> RawPage | None:
@@ -113,11 +119,11 @@ class RawPageReader:
             if objects is None or len(objects) > _MAX_OBJECTS:
                 return None
             bodies = [bytes(o) for o in objects]
-            keys: list[Any] = [self._keys.decode(b) for b in bodies]
-        except (UnicodeDecodeError, msgspec.DecodeError):
-            return None
-        ids = [k.f0 for k in keys]
-        cursors = [k.f1 for k in keys]
+            keys = [self._keys.decode(b) for b in bodies]
+            ids = list(map(self._id, keys))
+            cursors = list(map(self._time, keys))
+        except (UnicodeDecodeError, msgspec.DecodeError, AttributeError):  # AttributeError: a
+            return None  # level above the id or time missing
         if keys and (set(map(type, ids)) != _STR or set(map(type, cursors)) != _STR
                      or not all_canonical(cursors)):
             return None
