@@ -23,12 +23,10 @@ import msgspec
 import orjson
 
 from spd.core.typing import Triple
+from spd.pipeline import poller_support
 from spd.pipeline.object_keys import all_canonical
 from spd.sources.object_type import ObjectType
 
-# The most objects a page may hold (spd.pipeline.poller_support.MAX_PAGE_OBJECTS): a longer
-# list is the dict path's to refuse.
-_MAX_OBJECTS = 10_000
 _STR = frozenset({str})
 
 
@@ -116,7 +114,7 @@ class RawPageReader:
             raw.decode("utf-8")  # msgspec leaves the strings inside a raw value unchecked
             reply = self._reply.decode(raw)
             objects = _get(reply, self._results)
-            if objects is None or len(objects) > _MAX_OBJECTS:
+            if objects is None or len(objects) > poller_support.MAX_PAGE_OBJECTS:  # refused there
                 return None
             bodies = [bytes(o) for o in objects]
             keys = [self._keys.decode(b) for b in bodies]
