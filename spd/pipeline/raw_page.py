@@ -105,7 +105,7 @@ class RawPageReader:
             return cls(tuple(ext.results_path), tuple(ot.paging.token_path),
                        ot.window.echo_path(timestamp_field), tuple(id_key.split(".")),
                        tuple(time_key.split(".")))
-        except ValueError:  # paths that do not nest as one reply (one key both a value and a parent)
+        except ValueError:  # paths that do not nest (one key both a value and a parent)
             return None
 
     def read(self, raw: bytes) -> RawPage | None:
