@@ -19,10 +19,13 @@ emitter after its own fsync). At-least-once holds either way. The file and its
 -wal/-shm companions are mode 0600. A running daemon holds an exclusive `flock` on the lock file
 of the database's real path (spd.state.files), so a symlink to the same file takes the same lock.
 
-Every SQLite failure becomes one line: a damaged file (missing table, garbage value, not a
-database) is a StateError (exit 78); a write that cannot happen now (disk full, I/O error) is a
-StateWriteError (exit 1). A full disk (SQLITE_FULL) is its subclass StateFullError: only then is
-the reserve file next to the database given up, so that the failure of the run can still be
+Every SQLite failure becomes one line, chosen by its primary result code (`_error_class`):
+a damaged file (missing table, garbage value, not a database) is a StateError (exit 78); a write
+that cannot happen now (disk full, I/O error, a read-only file, a lock) is a StateWriteError
+(exit 1). Python reports SQLite's extended codes (SQLITE_IOERR_FSYNC, SQLITE_BUSY_SNAPSHOT), so
+a code is compared by its low byte, the primary code: a transient disk error must never tell the
+operator to restore a backup. A full disk (SQLITE_FULL) is the subclass StateFullError: only then
+is the reserve file next to the database given up, so that the failure of the run can still be
 recorded; a lock held too long (StateBusyError) leaves the reserve alone. `readonly=True`
 (spd status) never creates, migrates or writes anything.
 
@@ -63,9 +66,14 @@ _OPEN_BUSY_MS = 10_000
 # _transaction's sleeps between two tries: the first, doubled after each try up to the longest.
 _RETRY_FIRST = 0.005
 _RETRY_LONGEST = 0.1
-# SQLite result codes (sqlite3 errors carry them): a write that may work later, or a damaged file
-_TRANSIENT_CODES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
-                              "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_NOMEM"})
+# SQLite's primary result codes of a write that may work later, and their errors (exit 1); any
+# other code is a damaged file (exit 78).
+_WRITE_ERRORS: dict[int, type[StateWriteError]] = {
+    sqlite3.SQLITE_FULL: StateFullError,  # the one failure the disk reserve helps (record_run)
+    sqlite3.SQLITE_BUSY: StateBusyError,
+    **dict.fromkeys((sqlite3.SQLITE_IOERR, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+                     sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM), StateWriteError),
+}
 
 _SCHEMA_V1 = """
 CREATE TABLE pollers (
@@ -94,9 +102,25 @@ class _Busy(Exception):
     again."""
 
 
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of `exc`: the low byte of the extended code Python reports
+    (SQLITE_IOERR for SQLITE_IOERR_FSYNC); None for an error SQLite did not report (raised by
+    the sqlite3 module itself, or by spd)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _error_class(exc: sqlite3.Error) -> type[StateError]:
+    """The error an SQLite failure is: a StateWriteError (or its StateFullError, StateBusyError)
+    for a write that may work later, else StateError, a damaged file; an error without a code
+    is not the disk's either, so it is a damaged file too."""
+    code = _primary_code(exc)
+    return StateError if code is None else _WRITE_ERRORS.get(code, StateError)
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     """True for SQLITE_BUSY and its extended codes ("database is locked")."""
-    return str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
+    return _primary_code(exc) == sqlite3.SQLITE_BUSY
 
 
 @contextlib.contextmanager
@@ -196,12 +220,10 @@ class SqliteDatabase:
     def _sql_error(self, exc: sqlite3.Error) -> StateError:
         """One line for an SQLite failure: damaged file (78) or a write that failed now (1)."""
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        code = getattr(exc, "sqlite_errorname", "")
-        if code in _TRANSIENT_CODES:
-            # A full disk (ENOSPC) is the one failure the disk reserve can help with (record_run)
-            error = StateFullError if code == "SQLITE_FULL" else StateWriteError
-            return error(f"state {self.path}: cannot write the state database ({reason})")
-        return self._damaged(reason)
+        error = _error_class(exc)
+        if error is StateError:
+            return self._damaged(reason)
+        return error(f"state {self.path}: cannot write the state database ({reason})")
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.is_dir():
@@ -222,7 +244,7 @@ class SqliteDatabase:
             conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")  # from now on on the loop: _transaction
         except sqlite3.Error as exc:
             conn.close()
-            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_READONLY", "SQLITE_CANTOPEN"):
+            if _primary_code(exc) in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
                 raise self._unwritable(exc) from None
             raise self._sql_error(exc) from None
         except BaseException:
