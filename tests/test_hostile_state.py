@@ -163,3 +163,15 @@ def test_a_full_disk_under_the_state_is_recorded_on_the_poller(tmp_path, tmpfs, 
     assert once.returncode != 0 and "Traceback" not in once.stderr
     assert once.stderr.strip().splitlines()[-1].startswith(("spd: state ", "p: failed: state "))
 
+
+def test_a_reset_on_a_full_disk_is_a_failed_write_not_a_damaged_file(tmp_path, tmpfs) -> None:
+    # SQLite reports the full disk as SQLITE_IOERR_SHMSIZE (the -shm file cannot grow): an
+    # extended code of an I/O error, which must not tell the operator to restore a backup.
+    db = tmpfs / "state.db"
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9", state=db)
+    make_state(db)
+    filler = fill_disk(tmpfs)
+    reset = ("reset", "-c", str(config), "p", "--to", "2025-01-01T00:00:00Z", "--yes")
+    assert_one_line(run_spd(*reset), 1, f"spd: state {db}: cannot write the state database (disk I/O error)")
+    filler.unlink()
+    assert run_spd(*reset).returncode == 0  # nothing was damaged: with room again, it works

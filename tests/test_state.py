@@ -1,5 +1,5 @@
 """StateStore against real SQLite files: durability, modes, identity, the daemon lock, crashes,
-another connection's write lock, the disk reserve."""
+another connection's write lock, the disk reserve, a failing disk that is not a damaged file."""
 
 from __future__ import annotations
 
@@ -470,3 +470,84 @@ async def test_a_run_failed_under_a_held_lock_keeps_the_reserve(
     assert str(info.value) == (f"state {db}: cannot write the state database: another"
                                " connection held its lock for 0.3 s")
     assert logs == []
+
+
+# -- a failing disk is not a damaged file: SQLite's extended result codes ----------------------
+
+# Files may grow to 1 MiB and no more: a larger write fails with EFBIG (SIGXFSZ ignored), which
+# SQLite reports with an extended code, SQLITE_IOERR_WRITE ("disk I/O error").
+IO_ERROR_WRITER = """
+import asyncio, resource, signal
+from datetime import datetime, timezone
+from spd.core.errors import SpdError
+from spd.state.store import StateStore
+
+async def main():
+    async with StateStore({db!r}) as store:
+        await store.ensure("orders", "id", datetime(2025, 1, 1, tzinfo=timezone.utc))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, hard))
+        try:
+            await store.put_meta("big", "x" * 2**21)
+        except SpdError as exc:
+            print(type(exc).__name__, exc.exit_code, exc, sep="\\n")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        await store.put_meta("small", "the next write works")
+        print(await store.meta_items("small"))
+
+asyncio.run(main())
+"""
+
+
+def test_an_io_error_on_a_write_fails_the_run_and_the_next_write_works(tmp_path: Path, db: Path) -> None:
+    writer = _spawn(tmp_path, IO_ERROR_WRITER.format(db=str(db)))
+    out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err
+    assert out.splitlines() == [
+        "StateWriteError", "1", f"state {db}: cannot write the state database (disk I/O error)",
+        "{'': 'the next write works'}",
+    ]
+
+
+async def test_a_lock_held_through_the_open_is_a_busy_error(
+    tmp_path: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "_OPEN_BUSY_MS", 50)
+    with _held_lock(tmp_path, store.path), pytest.raises(StateBusyError) as info:
+        StateStore(store.path).open_now()
+    assert str(info.value) == f"state {store.path}: cannot write the state database (database is locked)"
+    assert info.value.exit_code == 1
+
+
+def _sqlite_error(name: str) -> sqlite3.OperationalError:
+    """The error Python 3.11 raises for SQLite's result code `name` (an extended one, often)."""
+    exc = sqlite3.OperationalError("what SQLite said")
+    exc.sqlite_errorcode = getattr(sqlite3, name)
+    exc.sqlite_errorname = name
+    return exc
+
+
+def test_every_sqlite_code_is_judged_by_its_primary_code(db: Path) -> None:
+    # The codes no test here can cause for real (a failed fsync, a file moved under a rollback
+    # journal, a stale WAL snapshot), as Python reports them.
+    expected = {
+        "SQLITE_IOERR_FSYNC": ("StateWriteError", 1),
+        "SQLITE_READONLY_DBMOVED": ("StateWriteError", 1),
+        "SQLITE_CANTOPEN_NOTEMPDIR": ("StateWriteError", 1),
+        "SQLITE_LOCKED_SHAREDCACHE": ("StateWriteError", 1),
+        "SQLITE_BUSY_SNAPSHOT": ("StateBusyError", 1),
+        "SQLITE_FULL": ("StateFullError", 1),
+        "SQLITE_CORRUPT_VTAB": ("StateError", 78),
+        "SQLITE_NOTADB": ("StateError", 78),
+        "SQLITE_ERROR": ("StateError", 78),
+    }
+    store = StateStore(db)  # not opened: only its one-line errors
+    errors = {name: store._sql_error(_sqlite_error(name)) for name in expected}
+    assert {name: (type(e).__name__, e.exit_code) for name, e in errors.items()} == expected
+    assert str(errors["SQLITE_IOERR_FSYNC"]) == f"state {db}: cannot write the state database (what SQLite said)"
+    assert str(errors["SQLITE_CORRUPT_VTAB"]).startswith(
+        f"state {db}: the state database is damaged (what SQLite said); restore it from a backup")
+    # An error SQLite did not report (spd's own, the sqlite3 module's) is not the disk's.
+    no_code = store._sql_error(sqlite3.OperationalError("journal_mode is delete, WAL is needed"))
+    assert (type(no_code), no_code.exit_code) == (StateError, 78)
