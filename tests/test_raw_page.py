@@ -140,6 +140,12 @@ def test_replies_the_dict_path_reads_differently_are_left_to_it(raw: bytes) -> N
     assert reader is not None and reader.read(raw) is None
 
 
+def test_pollers_of_one_type_share_its_reader() -> None:
+    # 10,000 pollers must not mean 10,000 sets of generated msgspec classes.
+    assert RawPageReader.for_type(ORDERS, "updated") is RawPageReader.for_type(ORDERS, "updated")
+    assert RawPageReader.for_type(ORDERS, "created") is not RawPageReader.for_type(ORDERS, "updated")
+
+
 def test_types_keyed_by_the_general_path_have_no_reader() -> None:
     # Flattened results (financial events) and times inside lists are keyed object by object.
     assert RawPageReader.for_type(resolve_object_type("financesV0.listFinancialEvents"), "created") is None
