@@ -103,7 +103,7 @@ class RawPageReader:
         if ext.flatten is not None or not ext.results_path or not id_key or not time_key:
             return None
         if id_key == time_key or any(part.isdigit() for part in f"{id_key}.{time_key}".split(".")):
-            return None  # a list index: the general path's (spd.sources.object_type)
+            return None  # one key for both, or a list index: for the general path
         try:
             return _shared(tuple(ext.results_path), tuple(ot.paging.token_path),
                            ot.window.echo_path(timestamp_field), tuple(id_key.split(".")),
