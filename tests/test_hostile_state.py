@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import signal
 import sqlite3
 import urllib.request
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.hostile import write_hostile_config
-from spd.core.errors import StateLockedError
+from spd.core.errors import StateFullError, StateLockedError
 from spd.state.store import StateStore
 from support.spd import fill_disk, run_spd, start_spd, stop_spd, wait_for
 from support.terminal import run_spd_tty
@@ -175,3 +176,33 @@ def test_a_reset_on_a_full_disk_is_a_failed_write_not_a_damaged_file(tmp_path, t
     assert_one_line(run_spd(*reset), 1, f"spd: state {db}: cannot write the state database (disk I/O error)")
     filler.unlink()
     assert run_spd(*reset).returncode == 0  # nothing was damaged: with room again, it works
+
+
+def _open_fds_of(path: Path) -> list[str]:
+    """This process's descriptors open on `path`."""
+    fds = Path("/proc/self/fd")
+    return [fd.name for fd in fds.iterdir() if os.path.realpath(fd) == str(path)]
+
+
+def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(tmp_path, tmpfs) -> None:
+    # A clean stop empties the lock file; writing the new daemon's pid into it on a full disk
+    # fails before SQLite is reached.
+    db = tmpfs / "state.db"
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9", state=db)
+    make_state(db)
+    filler = fill_disk(tmpfs)
+    expected = (f"spd: state {db}: cannot write the daemon lock {tmpfs / 'state.db.lock'}"
+                " (No space left on device)")
+    for command in ("once", "run"):
+        started = run_spd(command, "-c", str(config), timeout=60)
+        assert_one_line(started, 1, expected)
+        assert [line for line in started.stderr.splitlines() if not line.startswith("{")] == [expected]
+
+    with pytest.raises(StateFullError) as info:  # in this process: nothing is left open
+        StateStore(db, daemon=True).open_now()
+    assert (info.value.exit_code, str(info.value)) == (1, expected.removeprefix("spd: "))
+    assert _open_fds_of(tmpfs / "state.db.lock") == []
+    filler.unlink()
+    again = StateStore(db, daemon=True)  # with room, the lock is free to take: no flock leaked
+    again.open_now()
+    again.close_now()

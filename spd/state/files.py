@@ -12,6 +12,7 @@ full it is given up, so that the failure of the run can still be written to the 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from spd.core.errors import StateError, StateLockedError
+from spd.core.errors import StateError, StateFullError, StateLockedError, StateWriteError
 
 log = structlog.get_logger("spd.state.store")
 
@@ -64,20 +65,44 @@ class DaemonLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise self._unwritable(exc) from None
+        try:
+            self._wait_for(fd)
+            self._write_pid(fd)
+        except BaseException:
+            os.close(fd)  # also releases a lock taken: nothing is left open on any failure
+            raise
+        self.fd = fd
+
+    def _wait_for(self, fd: int) -> None:
+        """Takes the flock on `fd`, waiting DAEMON_LOCK_WAIT for a CLI command to finish;
+        StateLockedError while a daemon holds it."""
         deadline = time.monotonic() + DAEMON_LOCK_WAIT
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except BlockingIOError:
                 if time.monotonic() >= deadline or _alive(self.read_pid()):
-                    os.close(fd)
                     raise self.held_error() from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
-        self.fd = fd
+            except OSError as exc:
+                raise self._write_error(exc) from None
+
+    def _write_pid(self, fd: int) -> None:
+        """Writes this process's pid into the lock file (for other processes' messages)."""
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.fsync(fd)
+        except OSError as exc:
+            raise self._write_error(exc) from None
+
+    def _write_error(self, exc: OSError) -> StateWriteError:
+        """One line for a lock file that cannot be written now: StateFullError on a full disk,
+        else StateWriteError (both exit 1: a later start may work)."""
+        error = StateFullError if exc.errno in (errno.ENOSPC, errno.EDQUOT) else StateWriteError
+        reason = exc.strerror or str(exc)
+        return error(f"state {self.db}: cannot write the daemon lock {self.path} ({reason})")
 
     def release(self) -> None:
         """Empties the pid and releases the lock; safe to call twice."""
