@@ -536,6 +536,7 @@ def test_every_sqlite_code_is_judged_by_its_primary_code(db: Path) -> None:
         "SQLITE_READONLY_DBMOVED": ("StateWriteError", 1),
         "SQLITE_CANTOPEN_NOTEMPDIR": ("StateWriteError", 1),
         "SQLITE_LOCKED_SHAREDCACHE": ("StateWriteError", 1),
+        "SQLITE_PROTOCOL": ("StateWriteError", 1),  # a lost race over the WAL's locks
         "SQLITE_BUSY_SNAPSHOT": ("StateBusyError", 1),
         "SQLITE_FULL": ("StateFullError", 1),
         "SQLITE_CORRUPT_VTAB": ("StateError", 78),

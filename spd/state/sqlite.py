@@ -71,8 +71,11 @@ _RETRY_LONGEST = 0.1
 _WRITE_ERRORS: dict[int, type[StateWriteError]] = {
     sqlite3.SQLITE_FULL: StateFullError,  # the one failure the disk reserve helps (record_run)
     sqlite3.SQLITE_BUSY: StateBusyError,
+    # SQLITE_PROTOCOL: a race between connections over the WAL's locks that SQLite gave up
+    # retrying; transient, as its documentation says, not a damaged file.
     **dict.fromkeys((sqlite3.SQLITE_IOERR, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
-                     sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM), StateWriteError),
+                     sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL),
+                    StateWriteError),
 }
 
 _SCHEMA_V1 = """
