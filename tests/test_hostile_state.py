@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -206,3 +208,27 @@ def test_a_daemon_started_on_a_full_disk_says_so_in_one_line(tmp_path, tmpfs) ->
     again = StateStore(db, daemon=True)  # with room, the lock is free to take: no flock leaked
     again.open_now()
     again.close_now()
+
+
+CRASHED_WRITER = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("UPDATE pollers SET note = 'in the WAL only'")
+os._exit(0)  # a crash: the -wal and -shm files stay behind
+"""
+
+
+def test_status_that_cannot_read_on_a_full_disk_says_read(tmp_path, tmpfs) -> None:
+    # A writer crashed and left its WAL; reading it grows the -shm index, which a full disk
+    # refuses (SQLITE_IOERR_SHMSIZE): status only reads, so the line must not say "write".
+    db = tmpfs / "state.db"
+    config = write_hostile_config(tmp_path, "http://127.0.0.1:9", state=db)
+    make_state(db)
+    subprocess.run([sys.executable, "-c", CRASHED_WRITER, str(db)], check=True, timeout=60)
+    os.truncate(f"{db}-shm", 0)
+    filler = fill_disk(tmpfs)
+    status = run_spd("status", "-c", str(config))
+    assert_one_line(status, 1, f"spd: state {db}: cannot read the state database (disk I/O error)")
+    filler.unlink()
+    assert "in the WAL only" in run_spd("status", "-c", str(config)).stdout  # nothing was damaged

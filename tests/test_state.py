@@ -552,3 +552,16 @@ def test_every_sqlite_code_is_judged_by_its_primary_code(db: Path) -> None:
     # An error SQLite did not report (spd's own, the sqlite3 module's) is not the disk's.
     no_code = store._sql_error(sqlite3.OperationalError("journal_mode is delete, WAL is needed"))
     assert (type(no_code), no_code.exit_code) == (StateError, 78)
+
+
+async def test_a_failed_read_says_read_and_a_failed_write_says_write(store: StateStore) -> None:
+    def fails(db: sqlite3.Connection) -> None:
+        raise _sqlite_error("SQLITE_IOERR_READ")
+
+    with pytest.raises(StateWriteError) as read:
+        with store._sql() as db:  # how every read of the store and its tables goes
+            fails(db)
+    with pytest.raises(StateWriteError) as write:
+        await store._transaction(fails)
+    assert str(read.value) == f"state {store.path}: cannot read the state database (what SQLite said)"
+    assert str(write.value) == f"state {store.path}: cannot write the state database (what SQLite said)"

@@ -220,13 +220,14 @@ class SqliteDatabase:
         return StateError(f"state {self.path}: the state database is damaged ({reason}); restore "
                           "it from a backup, or move it away to start every poller again")
 
-    def _sql_error(self, exc: sqlite3.Error) -> StateError:
-        """One line for an SQLite failure: damaged file (78) or a write that failed now (1)."""
+    def _sql_error(self, exc: sqlite3.Error, doing: str = "write") -> StateError:
+        """One line for an SQLite failure: damaged file (78) or a `doing` ("write", "read")
+        that failed now (1)."""
         reason = " ".join(str(exc).split()) or type(exc).__name__
         error = _error_class(exc)
         if error is StateError:
             return self._damaged(reason)
-        return error(f"state {self.path}: cannot write the state database ({reason})")
+        return error(f"state {self.path}: cannot {doing} the state database ({reason})")
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.is_dir():
@@ -264,13 +265,13 @@ class SqliteDatabase:
             with _private_umask():
                 conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise self._sql_error(exc) from None
+            raise self._sql_error(exc, "read") from None
         try:
             self._check_version(self._version(conn))
             self._check_schema(conn)
         except sqlite3.Error as exc:
             conn.close()
-            raise self._sql_error(exc) from None
+            raise self._sql_error(exc, "read") from None
         except BaseException:
             conn.close()
             raise
@@ -339,15 +340,16 @@ class SqliteDatabase:
         return self.lock.is_held()
 
     @contextlib.contextmanager
-    def _sql(self) -> Iterator[sqlite3.Connection]:
-        """The connection, under the mutex, with SQLite errors as one-line StateErrors."""
+    def _sql(self, doing: str = "read") -> Iterator[sqlite3.Connection]:
+        """The connection, under the mutex, with SQLite errors as one-line StateErrors that say
+        what failed: a "read" (the default) or, in _try_transaction, a "write"."""
         with self._mutex:
             if self._conn is None:
                 raise StateError(f"state {self.path} is not open")
             try:
                 yield self._conn
             except sqlite3.Error as exc:
-                raise self._sql_error(exc) from None
+                raise self._sql_error(exc, doing) from None
 
     async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `work` (a few statements, no await) in one write transaction on the loop and
@@ -379,7 +381,7 @@ class SqliteDatabase:
         """One try of `_transaction`: `work` between BEGIN IMMEDIATE (which takes the write lock
         or fails busy before anything was done) and COMMIT; on any failure it is rolled back,
         so a retry starts from the same state. _Busy when the lock was held."""
-        with self._sql() as db:
+        with self._sql("write") as db:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 result = work(db)
