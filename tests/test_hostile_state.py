@@ -13,15 +13,16 @@ import sqlite3
 import subprocess
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from support.config import POLLERS, write_config
 from support.hostile import write_hostile_config
 from spd.core.errors import StateFullError, StateLockedError
 from spd.state.store import StateStore
-from support.spd import fill_disk, run_spd, start_spd, stop_spd, wait_for
+from support.spd import fill_disk, iso, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 from support.terminal import run_spd_tty
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -232,3 +233,34 @@ def test_status_that_cannot_read_on_a_full_disk_says_read(tmp_path, tmpfs) -> No
     assert_one_line(status, 1, f"spd: state {db}: cannot read the state database (disk I/O error)")
     filler.unlink()
     assert "in the WAL only" in run_spd("status", "-c", str(config)).stdout  # nothing was damaged
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced by another file"])
+def test_a_state_file_deleted_or_replaced_under_the_daemon_stops_it(tmp_path, sim_factory, how) -> None:
+    # In WAL mode SQLite goes on writing into the unlinked (or replaced) file without an error:
+    # every checkpoint since would be lost at the next start.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    sim = sim_factory(orders=50, start=now - timedelta(days=1), end=now, rate_limit=False)
+    config = write_config(tmp_path, sim.url, {"orders": {**POLLERS["orders"],
+                                                         "start_time": iso(now - timedelta(days=1))}})
+    db = tmp_path / "state.db"
+    proc = start_spd("run", "-c", str(config))
+    try:
+        wait_for(lambda: read_jsonl_so_far(tmp_path / "out" / "orders.jsonl"), 60)  # it writes
+        if how == "deleted":
+            db.unlink()
+        else:
+            copy = tmp_path / "copy.db"
+            copy.write_bytes(db.read_bytes())
+            copy.replace(db)
+        code = proc.wait(60)
+    finally:
+        stop_spd(proc, signal.SIGKILL)
+    stderr = proc.stderr.read().decode()
+    assert code == 78, stderr
+    assert "Traceback" not in stderr
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    lost = [e for e in events if e["event"] == "state_file_lost"]
+    assert [(e["level"], e["path"]) for e in lost] == [("error", str(db))]
+    assert lost[0]["error"].startswith(f"state {db}: the state database was {how} while spd had it open")
+    assert events[-1]["event"] == "daemon_stopped" and events[-1]["exit_code"] == 78

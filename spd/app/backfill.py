@@ -108,6 +108,9 @@ class BackfillStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def check_file(self) -> None:
+        self._store.check_file()
+
     async def is_locked_by_daemon(self) -> bool:
         return await self._store.is_locked_by_daemon()
 

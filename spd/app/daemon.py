@@ -27,7 +27,7 @@ from spd.config.model import Config
 from spd.config.validate import validate_config
 from spd.core.times import format_ts
 from spd.core.errors import (EXIT_CONFIG, EXIT_FAILURE, DeliveryError, IdentityChangedError, SpdError,
-                        describe_error)
+                        StateError, describe_error)
 from spd.core.logging import configure_logging, quiet_library_logs
 from spd.app.push import Push
 from spd.app.reporting import Reports
@@ -46,6 +46,8 @@ FIRST_RUN_SPREAD = 5.0  # seconds; also the most jitter any run gets
 # so that about this many start per second, at most over one interval; 10,000 pollers due in the
 # same 5 seconds would start seconds late and hold thousands of pages in memory at once.
 FIRST_RUNS_PER_SECOND = 100.0
+# Seconds between two looks that the state file is still the one open (a stat: not per commit).
+STATE_CHECK_INTERVAL = 5.0
 DRAIN_TIMEOUT = 15.0  # in-flight pages get this long to finish; with the emitters' bounded close
 # (CLOSE_TIMEOUT each) the whole stop stays under 30 s
 
@@ -73,6 +75,7 @@ class Daemon:
         self.reports = Reports(self)  # STATUS=, the watchdog, `spd status`'s live file, /readyz
         self.http: Any = None
         self.push = Push(self)  # the subscriptions' tasks and counters
+        self._state_check: asyncio.Task[None] | None = None  # _check_state_file, while running
 
     async def start(self) -> None:
         """Opens everything in order and schedules the pollers; ready when it returns."""
@@ -94,6 +97,7 @@ class Daemon:
         self.reports.notify_ready()
         settle_heap()  # after READY=1 (systemd waits for it), still before any run can start
         self.reports.start()
+        self._state_check = asyncio.ensure_future(self._check_state_file())
         log.info("daemon_started", pollers=sorted(self.config.pollers),
                  subscriptions=sorted(self.config.subscriptions), config=str(self.config_path))
 
@@ -201,6 +205,21 @@ class Daemon:
             self.inflight.pop(task, None)
             self.reports.run_ended()
 
+    async def _check_state_file(self) -> None:
+        """Every STATE_CHECK_INTERVAL, that the state file is still the one open: writes into
+        one deleted or replaced meanwhile would go on, unseen, and be lost; the daemon says so
+        and stops (exit 78: a restart would start from whatever is at the path now)."""
+        assert self.store is not None
+        while not self.stopped.is_set():
+            await asyncio.sleep(STATE_CHECK_INTERVAL)
+            try:
+                self.store.check_file()
+            except StateError as exc:
+                log.error("state_file_lost", path=self.store.where, error=str(exc))
+                self.exit_code = exc.exit_code
+                self.request_stop()
+                return
+
     def add_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -252,6 +271,8 @@ class Daemon:
         """Stop scheduling → drain in-flight pages → flush and close emitters → close state."""
         for reload in list(self._reloads):  # a reload half done when the stop came
             reload.cancel()
+        if self._state_check is not None:
+            self._state_check.cancel()
         # Pause first: shutting APScheduler's executor down would cancel the runs in flight.
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()

@@ -116,6 +116,10 @@ class StateBackend(Protocol):
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None: ...
 
+    def check_file(self) -> None:
+        """StateError when the state's file was deleted or replaced since it was opened (the
+        daemon asks every few seconds); a database server has no such file."""
+
     async def is_locked_by_daemon(self) -> bool:
         """True when a daemon (this store or another process) holds the state's lock."""
 

@@ -208,6 +208,9 @@ class PgStore:
             raise StateLockedError(f"state {self.where} is in use by running spd replicas ({names});"
                                    " stop them first")
 
+    def check_file(self) -> None:
+        """Nothing to check: a server's tables cannot be deleted under an open file."""
+
     async def is_locked_by_daemon(self) -> bool:
         """True while any replica of the cluster is alive."""
         async with self.connection() as conn:

@@ -147,6 +147,7 @@ class SqliteDatabase:
         self.lock = DaemonLock(self.path, self._unwritable)
         self.reserve = DiskReserve(self.path)
         self._conn: sqlite3.Connection | None = None
+        self._opened: tuple[int, int] | None = None  # (device, inode) of the file opened to write
         self._mutex = threading.RLock()
         self._commits = 0  # since the last WAL checkpoint
         self._checkpoint: asyncio.Future[None] | None = None  # the checkpoint in its thread
@@ -175,6 +176,7 @@ class SqliteDatabase:
                 if self.daemon:
                     self.lock.acquire()
                 self._conn = self._connect()
+                self._opened = self._identity()
                 if self.daemon:
                     self.reserve.keep()
             self._tighten_modes()
@@ -199,7 +201,33 @@ class SqliteDatabase:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            self._opened = None
             self.lock.release()
+
+    def _identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the file at the database's path now (a symlink followed); None
+        when there is none."""
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def check_file(self) -> None:
+        """StateError unless the file at the database's path is still the one opened: in WAL
+        mode, writes into a file deleted or replaced meanwhile go on without an error and are
+        lost when it closes. A stat: for a periodic check (spd.app.daemon), never per commit."""
+        if self._opened is None:
+            return  # not open for writing
+        try:
+            now = self._identity()
+        except OSError:
+            return  # cannot look (a directory made unreadable): nothing to judge by
+        if now != self._opened:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StateError(f"state {self.path}: the state database was {what} while spd had it "
+                             "open, so what spd wrote since is lost; put the file back, or start "
+                             "spd again to use what is at that path now")
 
 
 
