@@ -38,8 +38,6 @@ class OperationFetch:
 
     def __init__(self, enrichments: list[Enrichment] | None = None) -> None:
         self.enrichments = enrichments or []
-        # per (object type, timestamp field): its RawPageReader, None where pages are parsed
-        self._readers: dict[tuple[str, str], RawPageReader | None] = {}
 
     def plan(self, series: Series, state: PollerState) -> Window | None:
         return plan_window(series, state)
@@ -123,15 +121,12 @@ class OperationFetch:
                     fallbacks)
 
     def reader(self, series: Series) -> RawPageReader | None:
-        """The series' reader of pages left unparsed; None where enrichments change objects or
-        the type's objects are keyed by the general path (spd.pipeline.raw_page)."""
+        """The series' reader of pages left unparsed (one per type, shared); None where
+        enrichments change objects or the type's objects are keyed by the general path
+        (spd.pipeline.raw_page)."""
         if self.enrichments:
             return None
-        key = (series.object_type.name, series.config.timestamp_field)
-        if key not in self._readers:
-            self._readers[key] = RawPageReader.for_type(series.object_type,
-                                                        series.config.timestamp_field)
-        return self._readers[key]
+        return RawPageReader.for_type(series.object_type, series.config.timestamp_field)
 
     def window_end(self, series: Series, window: Window, page: Page,
                    watermark: datetime) -> tuple[datetime, bool]:
