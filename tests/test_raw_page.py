@@ -33,8 +33,7 @@ GOOD = [{"AmazonOrderId": f"114-{n:07d}-6880086", "LastUpdateDate": f"2026-11-20
 
 def first_time(ot: ObjectType, field: str) -> str:
     """The path of the type's time for `field` (the first of its fallbacks)."""
-    spec = ot.extraction.timestamp(field)
-    return spec if isinstance(spec, str) else spec[0]
+    return ot.extraction.timestamp_paths(field)[0]
 
 
 def put(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

@@ -46,8 +46,7 @@ class ObjectKeys:
         self.ot = ot
         self.timestamp_field = timestamp_field
         id_field = ot.extraction.id_field
-        spec = ot.extraction.timestamp(timestamp_field)
-        first = spec if isinstance(spec, str) else (spec[0] if spec else None)
+        first = next(iter(ot.extraction.timestamp_paths(timestamp_field)), None)
         # Top-level keys only: a dotted path (or a list index) takes the general path.
         self.id_key = id_field if id_field and "." not in id_field else None
         self.time_key = first if first and "." not in first else None

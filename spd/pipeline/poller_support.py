@@ -159,9 +159,8 @@ def count_fallbacks(ot: ObjectType, triples: list[Triple],
     every timestamp ("cursor: null (no F)"), or take their cursor from a declared fallback
     ("cursor: G (no F)"). Cheap for pages without any (the usual case)."""
     counts: dict[str, int] = {}
-    spec = ot.extraction.timestamp(timestamp_field)
     id_field = ot.extraction.id_field
-    paths = (spec,) if isinstance(spec, str) else tuple(spec or ())
+    paths = ot.extraction.timestamp_paths(timestamp_field)
     for obj_id, cursor, obj in triples:
         keys = []
         if id_field and obj_id.startswith(CONTENT_HASH_PREFIX):

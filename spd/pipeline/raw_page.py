@@ -97,8 +97,7 @@ class RawPageReader:
         of the same type share one: each holds the classes msgspec generates for it (10,000
         pollers with a reader of their own held about 80 MB more)."""
         ext = ot.extraction
-        spec = ext.timestamp(timestamp_field)
-        time_key = spec if isinstance(spec, str) else (spec[0] if spec else None)
+        time_key = next(iter(ext.timestamp_paths(timestamp_field)), None)
         id_key = ext.id_field
         if ext.flatten is not None or not ext.results_path or not id_key or not time_key:
             return None

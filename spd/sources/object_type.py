@@ -96,6 +96,11 @@ class Extraction:
         """The object's own path(s) for `timestamp_field`."""
         return self.created_field if timestamp_field == "created" else self.updated_field
 
+    def timestamp_paths(self, timestamp_field: str) -> tuple[str, ...]:
+        """`timestamp(timestamp_field)` as paths in fallback order; () when it has none."""
+        spec = self.timestamp(timestamp_field)
+        return (spec,) if isinstance(spec, str) else tuple(spec or ())
+
 
 @dataclass(frozen=True)
 class Partitioning:
@@ -185,8 +190,7 @@ def object_id(obj_type: ObjectType, obj: dict[str, Any]) -> str:
 
 def object_cursor(obj_type: ObjectType, obj: dict[str, Any], timestamp_field: str) -> str | None:
     """The object's own created/updated time (first present fallback), UTC `...Z`, or None."""
-    spec = obj_type.extraction.timestamp(timestamp_field)
-    for path in (spec,) if isinstance(spec, str) else (spec or ()):
+    for path in obj_type.extraction.timestamp_paths(timestamp_field):
         cursor = normalize_timestamp(dig(obj, path))
         if cursor is not None:
             return cursor
