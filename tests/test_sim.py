@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,11 +14,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from spd.sim import SimSettings, Simulator
 from spd.sim.cli import build_parser, settings_from_args
 from spd.sim.common import LAG_MESSAGE, UNDECODABLE_TOKEN
+from spd.sim.data import order_factory
+from spd.sim.render import RenderCache, render_v0
 
 UTC = timezone.utc
 US = "ATVPDKIKX0DER"
@@ -516,9 +520,28 @@ async def test_restricted_data_token_adds_buyer_info(api: Api) -> None:
               "MaxResultsPerPage": 3}
     _, _, plain = await api.get(ORDERS, params)
     _, _, restricted = await api.get(ORDERS, params, token=rdt)
+    _, _, plain_again = await api.get(ORDERS, params)  # the simulator renders each order once
     assert plain["payload"]["Orders"][0]["BuyerInfo"] == {}
     assert "@" in restricted["payload"]["Orders"][0]["BuyerInfo"]["BuyerEmail"]
     assert "AddressLine1" in restricted["payload"]["Orders"][0]["ShippingAddress"]
+    assert plain_again == plain
+
+
+def test_render_cache_gives_each_version_its_own_json_and_stays_bounded() -> None:
+    make = order_factory(0)
+    rng = random.Random(5)
+    records = [make(rng, 1_700_000_000 + n, US, set()) for n in range(3)]
+    cache = RenderCache(limit=4)
+    for rec in records:
+        for idx in range(len(rec.versions)):
+            rendered = cache.get(render_v0, rec, idx, frozenset())
+            assert orjson.loads(orjson.dumps([rendered])) == [render_v0(rec, idx)]
+            assert cache.get(render_v0, rec, idx, frozenset()) is rendered
+    assert len(cache) == 4
+    rec = records[0]
+    restricted = frozenset({"buyerInfo"})
+    with_buyer = orjson.loads(orjson.dumps(cache.get(render_v0, rec, 0, restricted)))
+    assert with_buyer == render_v0(rec, 0, restricted) != render_v0(rec, 0)
 
 
 # -- CLI ----------------------------------------------------------------------------------------

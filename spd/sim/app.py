@@ -17,7 +17,7 @@ from aiohttp import web
 from spd.sim import generic, get_order, lwa, notifications, order_items, orders, pager, publisher, reports, sigv4, vendor
 from spd.sim.common import ApiReject, Call, TokenCodec, error_body, iso, parse_time, to_epoch
 from spd.sim.data import Dataset, order_factory, po_factory
-from spd.sim.render import render_2026, render_po, render_v0
+from spd.sim.render import RenderCache, render_2026, render_po, render_v0
 from spd.sim.faults import FaultInjector, FaultKnobs, drop_connection, send_truncated
 from spd.sim.limits import RateLimiter
 from spd.sim.sandbox import add_sandbox_routes
@@ -108,6 +108,7 @@ class SimState:
         delay = int(settings.index_delay.total_seconds())
         self.orders = Dataset("order", order_factory(delay), count=settings.orders, **common)
         self.purchase_orders = Dataset("po", po_factory, count=settings.purchase_orders, **common)
+        self.rendered = RenderCache()
         self.generic = generic.GenericWorld(settings, common)
         self.lag = settings.lag.total_seconds()
         self.token_ttl = settings.next_token_ttl.total_seconds()

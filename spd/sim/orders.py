@@ -158,7 +158,8 @@ async def get_orders(call: Call) -> dict[str, Any]:
     rows, pos = page(st.orders, oq, call.now, after, size,
                      token_on_full_page=st.token_on_full_page)
     elements = call.grant.elements("GET", call.path) if call.grant is not None else frozenset()
-    body: dict[str, Any] = {"Orders": [render_v0(rec, idx, elements) for rec, idx in rows]}
+    body: dict[str, Any] = {"Orders": [st.rendered.get(render_v0, rec, idx, elements)
+                                       for rec, idx in rows]}
     if pos is not None:
         body["NextToken"] = _token(call, GET_ORDERS, oq, pos, size)
     body["CreatedBefore" if oq.field == "created" else "LastUpdatedBefore"] = oq.echo
@@ -228,7 +229,8 @@ async def search_orders(call: Call) -> dict[str, Any]:
     rows, pos = page(st.orders, oq, call.now, after, size,
                      token_on_full_page=st.token_on_full_page)
     inc = frozenset(included)
-    body: dict[str, Any] = {"orders": [render_2026(rec, idx, inc) for rec, idx in rows]}
+    body: dict[str, Any] = {"orders": [st.rendered.get(render_2026, rec, idx, inc)
+                                       for rec, idx in rows]}
     if pos is not None:
         params = payload["params"] if token else filters
         body["pagination"] = {"nextToken": _token(call, SEARCH_ORDERS, oq, pos, size, params)}
