@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -367,7 +366,7 @@ class SpClient(DocumentDownloads):
                 "User-Agent": self.user_agent,
                 "Accept": "application/json",
                 "x-amz-access-token": token,
-                "x-amz-date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+                "x-amz-date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),  # 3x datetime's
                 **req.headers,
             }
             if req.body is not None:
