@@ -8,6 +8,7 @@ the SP-API client, `spd ops` only the catalog, and only `spd run` loads APSchedu
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 from collections.abc import Callable
 
@@ -25,6 +26,13 @@ MODULES = {
 
 def handler(command: str) -> Handler:
     """The function of `command`, with only its own module imported."""
-    module = importlib.import_module(f"{__name__}.{MODULES[command]}")
+    # The imports allocate ~55,000 objects that live as long as the process: collecting while
+    # they are made is wasted, and frozen, no later collection walks them again.
+    gc.disable()
+    try:
+        module = importlib.import_module(f"{__name__}.{MODULES[command]}")
+    finally:
+        gc.enable()
+    gc.freeze()
     function: Handler = getattr(module, f"cmd_{command}")
     return function
