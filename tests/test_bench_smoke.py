@@ -59,6 +59,7 @@ def test_throughput_runs_every_client_over_the_same_pages() -> None:
     for mode in ("stdout", "file", "webhook"):
         assert abs(out[f"spd_individual_{mode}"]["objects"] - out["spd_small"]["objects"]) <= 3, out
     assert out["cpu_spd_over_sp_api"] > 0 and out["wall_spd_over_bare"] > 0, out
+    assert all(out[f"{c}_large"]["sim_cpu_s"] >= 0 for c in ("spd", "sp_api", "bare", "floor")), out
 
 
 def test_startup_times_ready_help_and_validate() -> None:

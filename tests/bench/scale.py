@@ -56,7 +56,7 @@ from typing import Any
 import orjson
 import psutil
 
-from tests.bench.throughput import ROOT, SimProcess, account_yaml, iso
+from tests.bench.throughput import ROOT, SimProcess, account_yaml, cpu_seconds, iso
 
 # (object type, timestamp field): two Orders APIs, vendor orders and two generic types.
 OBJECT_TYPES = (
@@ -296,10 +296,6 @@ class Window:
     @property
     def wall(self) -> float:
         return self.until - self.since
-
-
-def cpu_seconds(proc: psutil.Process) -> float:
-    return float(sum(proc.cpu_times()[:2]))
 
 
 def measure(proc: psutil.Process, sim: psutil.Process, seconds: float) -> Window:

@@ -25,7 +25,8 @@ the small size into stdout (redirected to a file), a file and a webhook (a bare 
 in its own process, not counted), in objects/s beside page mode.
 
 Each client runs in its own subprocess; its wall time and CPU (user + system of that child alone,
-from wait4) cover the process from start to exit. Every client runs with its bytecode cached, as
+from wait4) cover the process from start to exit; `sim_cpu_s` is the simulator's CPU while the
+client ran (what of its wall time was the simulator's own work). Every client runs with its bytecode cached, as
 after `pip install` (which compiles it): the environment's PYTHONDONTWRITEBYTECODE is dropped and
 spd and the bench are compiled before the first round (a stale or missing .pyc would make each
 start compile them again, ~0.1-0.2 s of CPU that no installed spd spends). The runs are interleaved (every client once per
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKETPLACE = "ATVPDKIKX0DER"
@@ -97,6 +99,16 @@ class SimProcess:
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as resp:
             return orjson.loads(resp.read())
+
+    def cpu_seconds(self) -> float:
+        """CPU (user + system) the simulator has used so far."""
+        assert self.proc is not None
+        return cpu_seconds(psutil.Process(self.proc.pid))
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    """CPU seconds (user + system) a running process has used so far."""
+    return float(sum(proc.cpu_times()[:2]))
 
 
 def iso(ts: datetime) -> str:
@@ -336,8 +348,10 @@ class Receiver:
 
 # --- the benchmark ------------------------------------------------------------------------------
 
-def run_client(name: str, tmp: Path, url: str, after: datetime, hook: Receiver) -> dict[str, Any]:
-    """One run of one client with fresh state and output: its figures."""
+def run_client(name: str, tmp: Path, sim: SimProcess, after: datetime, hook: Receiver) -> dict[str, Any]:
+    """One run of one client with fresh state and output: its figures, and the simulator's CPU
+    while it ran (the simulator's share of every client's wall time)."""
+    url = sim.url
     work = Path(tempfile.mkdtemp(dir=tmp))
     out = work / "out.jsonl"
     stdout = None
@@ -355,7 +369,9 @@ def run_client(name: str, tmp: Path, url: str, after: datetime, hook: Receiver) 
         cmd = [sys.executable, "-m", "spd.cli", "once", "-c", str(config)]
         stdout = out if name == "spd_individual_stdout" else None
     received = hook.count()
+    sim_cpu = sim.cpu_seconds()
     result = run_child(cmd, stdout=stdout)
+    result["sim_cpu_s"] = sim.cpu_seconds() - sim_cpu
     if name == "spd_individual_webhook":
         objects, size = hook.count() - received, 0
     else:
@@ -367,12 +383,13 @@ def run_client(name: str, tmp: Path, url: str, after: datetime, hook: Receiver) 
 
 def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The median of each figure over the rounds, and objects/s and CPU per 10,000 objects."""
-    med = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "cpu_s", "peak_rss_mb")}
+    med = {k: statistics.median(r[k] for r in runs)
+           for k in ("seconds", "cpu_s", "peak_rss_mb", "sim_cpu_s")}
     objects = runs[0]["objects"]
     return {"objects": objects, "seconds": round(med["seconds"], 2), "cpu_s": round(med["cpu_s"], 2),
             "objects_per_s": round(objects / med["seconds"]),
             "cpu_s_per_10k": round(med["cpu_s"] * 10_000 / objects, 3),
-            "peak_rss_mb": round(med["peak_rss_mb"], 1),
+            "peak_rss_mb": round(med["peak_rss_mb"], 1), "sim_cpu_s": round(med["sim_cpu_s"], 2),
             "bytes_per_object": runs[0]["bytes_per_object"], "rounds": len(runs)}
 
 
@@ -383,7 +400,7 @@ def steady_state(large: list[dict[str, Any]], small: list[dict[str, Any]]) -> fl
     return round(cpu * 10_000 / (large[0]["objects"] - small[0]["objects"]), 3)
 
 
-def measure(url: str, end: datetime, tmp: Path, orders: int, small: int, rounds: int,
+def measure(sim: SimProcess, end: datetime, tmp: Path, orders: int, small: int, rounds: int,
             individual: bool, hook: Receiver) -> dict[str, Any]:
     """Every client at both sizes, interleaved over `rounds`; medians and ratios."""
     before_all = end - timedelta(days=SEEDED_DAYS + 1)
@@ -391,14 +408,14 @@ def measure(url: str, end: datetime, tmp: Path, orders: int, small: int, rounds:
     after_small = end - timedelta(days=SEEDED_DAYS) * min(1.0, small / orders)
     # The simulator renders each order version once and then serves its cached JSON: one
     # unmeasured pass, so the first measured client does not pay for everyone.
-    run_client("floor", tmp, url, before_all, hook)
+    run_client("floor", tmp, sim, before_all, hook)
     runs: dict[str, list[dict[str, Any]]] = {}
     for _ in range(rounds):
         for name in PAGE_CLIENTS:
-            runs.setdefault(f"{name}_large", []).append(run_client(name, tmp, url, before_all, hook))
-            runs.setdefault(f"{name}_small", []).append(run_client(name, tmp, url, after_small, hook))
+            runs.setdefault(f"{name}_large", []).append(run_client(name, tmp, sim, before_all, hook))
+            runs.setdefault(f"{name}_small", []).append(run_client(name, tmp, sim, after_small, hook))
         for name in INDIVIDUAL_CLIENTS if individual else ():
-            runs.setdefault(name, []).append(run_client(name, tmp, url, after_small, hook))
+            runs.setdefault(name, []).append(run_client(name, tmp, sim, after_small, hook))
     out: dict[str, Any] = {key: median_figures(rs) for key, rs in runs.items()}
     for name in PAGE_CLIENTS:
         out[f"{name}_steady_cpu_s_per_10k"] = steady_state(runs[f"{name}_large"], runs[f"{name}_small"])
@@ -433,7 +450,7 @@ def run(orders: int, small: int, rounds: int, individual: bool) -> dict[str, Any
     end = datetime.now(timezone.utc) - SEEDED_UNTIL
     sim_args = ("--no-rate-limit", "--no-live", "--end", iso(end), "--orders", str(orders))
     with tempfile.TemporaryDirectory() as tmp, SimProcess(*sim_args) as sim, Receiver() as hook:
-        results = measure(sim.url, end, Path(tmp), orders, small, rounds, individual, hook)
+        results = measure(sim, end, Path(tmp), orders, small, rounds, individual, hook)
         stats = sim.get("/_sim/stats")["operations"]["ordersV0.getOrders"]
     return {"bench": "throughput", "orders": orders, "small": small, "rounds": rounds,
             **ratios(results), **results, "sim_getOrders": stats}
