@@ -193,7 +193,7 @@ class RenderCache:
 
     A record's versions never change once made (live orders are new records), so a version
     with the same granted or included data renders to the same bytes every time. Rendering was
-    three quarters of the simulator's time per page (4 ms for 100 orders), and every client's
+    two thirds of the simulator's CPU per page (2.5 of 3.8 ms for 100 orders), and every client's
     wall time in a benchmark includes it. Bounded: past `limit` entries (about 1.3 KB each for
     an order) the oldest goes."""
 
