@@ -153,6 +153,47 @@ async def test_try_acquire_does_not_jump_the_queue():
     assert bucket.try_acquire() is False  # empty
 
 
+async def test_acquire_to_send_takes_the_token_only_once_it_holds_a_slot():
+    """The head of the queue waits for a slot with its token still in the bucket (not counted
+    as waiting for quota); later requests of the bucket queue behind it without a slot."""
+    bucket, t = make_bucket(1.0, 2)
+    slots = asyncio.Semaphore(1)
+    await slots.acquire()  # the only slot is busy
+    prepared: list[str] = []
+
+    async def prepare() -> str:
+        prepared.append("token")
+        return "token"
+
+    head = asyncio.create_task(bucket.acquire_to_send(slots, prepare))
+    second = asyncio.create_task(bucket.acquire_to_send(slots, prepare))
+    await asyncio.sleep(0.01)
+    assert (bucket.tokens(), bucket.waiting, len(prepared)) == (2.0, 1, 1)  # second: queued
+    assert bucket.try_acquire() is False  # no jumping the queue either
+    slots.release()
+    assert await head == "token" and bucket.tokens() == 1.0 and slots.locked()
+    slots.release()  # the head's send is done
+    assert await second == "token" and bucket.tokens() == 0.0 and t.sleeps == []
+
+
+async def test_a_bucket_drained_while_its_head_waits_for_a_slot_gives_the_slot_back():
+    bucket, t = make_bucket(1.0, 1)
+    slots = asyncio.Semaphore(1)
+    await slots.acquire()
+    calls: list[tuple[float, bool]] = []
+
+    async def prepare() -> None:
+        calls.append((t.now, slots.locked()))
+
+    head = asyncio.create_task(bucket.acquire_to_send(slots, prepare))
+    await asyncio.sleep(0.01)
+    bucket.drain()  # a 429 of a request of this bucket
+    slots.release()
+    await head
+    assert t.sleeps == [1.0]  # it waited for the refill without the slot, then took it again
+    assert calls == [(1000.0, True), (1001.0, False)] and slots.locked() and bucket.tokens() == 0.0
+
+
 async def test_set_rate_wakes_a_long_waiter():
     bucket = TokenBucket(0.1, 1, guard=0)  # 10 s per token
     await bucket.acquire()

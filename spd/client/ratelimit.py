@@ -7,11 +7,12 @@ polling sleep), waiters are served first come, first served, and a rate change w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from spd.catalog.model import Operation
 from spd.client.observe import LatencyHistogram, quota_wait
@@ -30,6 +31,7 @@ GUARD_SHARE = 0.02
 # at most per bucket; after a crash the next start waits at most this long more than it must.
 JOURNAL_SECONDS = 1.0
 _EPSILON = 1e-9
+T = TypeVar("T")
 
 
 @dataclass
@@ -106,18 +108,71 @@ class TokenBucket:
         """Wait, in arrival order, until a token is available and take it (a wait counts on
         the task's quota clock, spd.client.observe). With a journal, a level is saved first
         whenever the last one no longer covers this take."""
-        if not self._lock.locked() and self.delay() == 0 and (self.journal is None or self._covered > 0):
+        if not self._lock.locked() and self._ready():
             self._take()
             return
+        await self._head_of_queue()
+        try:
+            self._take()
+        finally:
+            self._lock.release()
+
+    async def acquire_to_send(self, slots: asyncio.Semaphore, prepare: Callable[[], Awaitable[T]]) -> T:
+        """acquire() for a request about to go out, which also needs one of `slots` (the
+        client's in-flight cap): returns holding a slot (the caller releases it after its send)
+        and what `prepare()` (its access token) gave.
+
+        The token is taken after the slot, not before: Amazon's bucket refills from each
+        request's arrival, and tokens taken by requests that then queued for slots would reach
+        Amazon together when slots free up, faster than the bucket's pace. Only this bucket's
+        head waits for a slot, once its token is there: requests still waiting for quota hold
+        no slot, so a slow operation never blocks the others' sends."""
+        await self._head_of_queue()
+        try:
+            while True:
+                # before the slot: a round trip for a new access token (or an RDT, whose
+                # request needs a slot of its own) would otherwise hold one
+                prepared = await prepare()
+                await slots.acquire()
+                if self._ready():
+                    self._take()
+                    return prepared
+                slots.release()  # drained by a 429, or a new rate voided the saved level, meanwhile
+                with self._waiter():
+                    await self._until_ready()
+        finally:
+            self._lock.release()
+
+    async def _head_of_queue(self) -> None:
+        """Returns holding the lock (this bucket's FIFO queue) once a token is available to
+        this request; the wait counts as waiting for quota."""
+        if not self._lock.locked() and self._ready():
+            await self._lock.acquire()  # free: no wait
+            return
+        with self._waiter():
+            await self._lock.acquire()
+            try:
+                await self._until_ready()
+            except BaseException:
+                self._lock.release()
+                raise
+
+    async def _until_ready(self) -> None:
+        while (wait := self.delay()) > 0:
+            await self._sleep(wait)
+        if self.journal is not None and self._covered <= 0:
+            await self._save_ahead(self.journal)
+
+    def _ready(self) -> bool:
+        """A token is there now, and the saved level covers its take."""
+        return self.delay() == 0 and (self.journal is None or self._covered > 0)
+
+    @contextlib.contextmanager
+    def _waiter(self) -> Iterator[None]:
         self._waiting += 1
         try:
             with quota_wait(self):
-                async with self._lock:
-                    while (wait := self.delay()) > 0:
-                        await self._sleep(wait)
-                    if self.journal is not None and self._covered <= 0:
-                        await self._save_ahead(self.journal)
-                    self._take()
+                yield
         finally:
             self._waiting -= 1
 
@@ -136,8 +191,8 @@ class TokenBucket:
         self._stamp = self._clock()
 
     def try_acquire(self) -> bool:
-        """Take a token if one is available now and nobody is waiting."""
-        if self._waiting or self.delay() > 0:
+        """Take a token if one is available now and nobody is waiting (or queued for a slot)."""
+        if self._lock.locked() or self._waiting or self.delay() > 0:
             return False
         self._take()
         return True
