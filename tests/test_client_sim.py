@@ -221,3 +221,62 @@ async def test_a_slow_lwa_round_trip_before_the_first_request_costs_no_429(catal
             assert (await client.call("acme", op, window)).status == 200
         stats = sim_stats(sim, "vendorOrders.getPurchaseOrders")
         assert stats["requests"] == 25 and stats.get("throttled", 0) == 0, stats
+
+
+def _congested(monkeypatch, slow_rate: float, latency_ms: float) -> tuple[SimSettings, dict]:
+    """A cap of 4 in-flight slots (standing for 96), slow answers, and two operations: getOrders
+    at `slow_rate` (the simulator allows a burst of 2, spd believes 1: one interval of slack for
+    loopback jitter) and getPurchaseOrders at 1000/s."""
+    from spd.client import http
+
+    monkeypatch.setattr(http, "MAX_IN_FLIGHT", 4)
+    monkeypatch.setattr(http, "POOL_SIZE", 8)
+    plans = {"ordersV0.getOrders": (slow_rate, 2), "vendorOrders.getPurchaseOrders": (1000.0, 1000)}
+    settings = SimSettings(orders=0, purchase_orders=0, live=False, latency_ms=latency_ms,
+                           rate_limits=plans)
+    limits = {"ordersV0.getOrders": SimpleNamespace(rate=slow_rate, burst=1),
+              "vendorOrders.getPurchaseOrders": SimpleNamespace(rate=1000.0, burst=1000)}
+    return settings, limits
+
+
+def vendor_window() -> dict:
+    return {"limit": 1, "createdAfter": datetime.now(UTC) - timedelta(days=6),
+            "createdBefore": datetime.now(UTC)}
+
+
+async def test_requests_queued_for_a_slot_still_reach_amazon_at_the_bucket_pace(catalog, monkeypatch):
+    """More requests ready than in-flight slots (a restart, a schedule burst): getOrders' tokens
+    come every 250 ms, the slots free up 4 at a time every 300 ms. A request that took its token
+    and then queued for a slot would leave with the others that did, 4 at once, and meet 429s
+    from a bucket that refills from each arrival. The take must stay next to the send."""
+    settings, limits = _congested(monkeypatch, slow_rate=4.0, latency_ms=300)
+    slow = catalog.operation("ordersV0", "getOrders")
+    fast = catalog.operation("vendorOrders", "getPurchaseOrders")
+    async with Simulator(settings) as sim, SpClient({"acme": account(sim, limits)}, catalog) as client:
+        await client.auth.token("acme", client._account("acme"))  # the LWA token, once
+        calls = [client.call("acme", slow, orders_params()) for _ in range(12)]
+        calls += [client.call("acme", fast, vendor_window()) for _ in range(40)]
+        replies = await asyncio.gather(*calls)
+        ours = client.bucket_stats()["acme"]["ordersV0.getOrders"]
+    stats = sim_stats(sim, "ordersV0.getOrders")
+    assert [r.status for r in replies] == [200] * len(calls)
+    assert (stats.get("throttled", 0), ours["throttled"], ours["retries"]) == (0, 0, 0), stats
+    assert stats["ok"] == 12 and sim_stats(sim, "vendorOrders.getPurchaseOrders")["ok"] == 40
+
+
+async def test_requests_waiting_for_their_token_hold_no_in_flight_slot(catalog, monkeypatch):
+    """getOrders at 2/s with 8 requests ready waits 3.5 s for its tokens; those waiters must not
+    sit on the 4 slots meanwhile, or every other operation would queue behind them."""
+    settings, limits = _congested(monkeypatch, slow_rate=2.0, latency_ms=50)
+    slow = catalog.operation("ordersV0", "getOrders")
+    fast = catalog.operation("vendorOrders", "getPurchaseOrders")
+    async with Simulator(settings) as sim, SpClient({"acme": account(sim, limits)}, catalog) as client:
+        await client.auth.token("acme", client._account("acme"))
+        waiting = [asyncio.create_task(client.call("acme", slow, orders_params())) for _ in range(8)]
+        await asyncio.sleep(0.1)  # the slow requests are queued first
+        fast_replies = await asyncio.gather(*(client.call("acme", fast, vendor_window())
+                                              for _ in range(16)))
+        slow_sent = sim_stats(sim, "ordersV0.getOrders")["requests"]
+        slow_replies = await asyncio.gather(*waiting)
+    assert [r.status for r in fast_replies + slow_replies] == [200] * 24
+    assert slow_sent < 8  # the 16 fast requests were done while getOrders still waited for quota

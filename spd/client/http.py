@@ -353,15 +353,19 @@ class SpClient(DocumentDownloads):
         return Backoff(self.backoff_base, self.backoff_cap, "full").delay(attempt)
 
     async def _attempt(self, req: _Request) -> tuple[Response, str]:
-        """One try: token bucket, access token, signing, send, parse."""
+        """One try: token bucket and in-flight slot, access token, signing, send, parse."""
         try:
             # Amazon's bucket refills from when the request arrives, ours from the take (with a
-            # guard for jitter): a first request fetching its LWA token between the two would
-            # arrive a whole round trip late, and the bucket's pace would run ahead of Amazon's.
-            # The token is fetched (or found cached) before the take, and is cached after it.
+            # guard for jitter): the take must come right before the send. The access token is
+            # fetched (or found cached) before it: first before any wait, so that a refused grant
+            # fails at once, then again once a token is there (cached, unless it expired during
+            # the wait). An in-flight slot is taken just before the take (acquire_to_send), and
+            # only signing comes between the take and the send.
             await self._access_token(req)
-            await req.bucket.acquire()
-            token = await self._access_token(req)
+            token = await req.bucket.acquire_to_send(self._in_flight, lambda: self._access_token(req))
+        except AuthError as exc:
+            raise _unsent(exc) from None
+        try:
             headers = {
                 "User-Agent": self.user_agent,
                 "Accept": "application/json",
@@ -372,22 +376,23 @@ class SpClient(DocumentDownloads):
             if req.body is not None:
                 headers["Content-Type"] = "application/json"
             await self._sign(req, headers)
-        except AuthError as exc:
-            if not exc.retriable:
-                raise
-            raise _Transient(exc.message, unsent=True, cause=exc) from None
+        except BaseException as exc:
+            self._in_flight.release()
+            if isinstance(exc, AuthError):
+                raise _unsent(exc) from None
+            raise
         req.bucket.stats.requests += 1
         return await self._send(req, headers), token
 
     async def _send(self, req: _Request, headers: dict[str, str]) -> Response:
+        """Sends on the in-flight slot `_attempt` holds, and gives it back once answered."""
         started = time.monotonic()
         try:
-            async with self._in_flight:  # the timeout starts once the request can go out
-                reply = await send_credentialed(
-                    self.session, req.method, URL(req.url, encoded=True), data=req.body,
-                    headers=headers, timeout=self._timeout, limit=transport.MAX_RESPONSE_BYTES,
-                    proxies=self.proxies,
-                )  # fmt: skip
+            reply = await send_credentialed(  # the timeout starts now: the request goes out
+                self.session, req.method, URL(req.url, encoded=True), data=req.body,
+                headers=headers, timeout=self._timeout, limit=transport.MAX_RESPONSE_BYTES,
+                proxies=self.proxies,
+            )  # fmt: skip
         except BodyTooLarge as exc:  # the same request would get the same answer: no retry
             raise ApiError(f"{req.label}: {exc}; refused (Amazon's replies are at most 10 MB)",
                            retriable=False) from None
@@ -395,6 +400,8 @@ class SpClient(DocumentDownloads):
             raise _Transient(rsp.describe(exc), unsent=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(rsp.describe(exc)) from None
+        finally:
+            self._in_flight.release()
         req.bucket.stats.latency.observe(time.monotonic() - started)
         resp = Response(reply.status, rsp.plain_headers(reply.headers), None,
                         reply.headers.get("x-amzn-RequestId"))  # fmt: skip
@@ -455,6 +462,13 @@ def _idempotent(method: str, op: Operation | None) -> bool:
 def _join_url(base_url: str, path: str, query: str) -> str:
     url = base_url.rstrip("/") + path
     return f"{url}?{query}" if query else url
+
+
+def _unsent(exc: AuthError) -> Exception:
+    """An access token or signature that could not be had: the request never left."""
+    if not exc.retriable:
+        return exc
+    return _Transient(exc.message, unsent=True, cause=exc)
 
 
 def _transport_error(req: _Request, exc: _Transient, attempts: int) -> Exception:
