@@ -36,7 +36,7 @@ from spd.client.observe import QUOTA_CLOCK
 from spd.emitters.registry import build_emitter
 from spd.pipeline.types import RunResult
 from spd.app.placement import Placement
-from spd.app.state import open_state
+from spd.app.state import StateFileWatch, open_state
 from spd.state.backend import StateBackend
 
 log = structlog.get_logger("spd.app.daemon")
@@ -46,8 +46,6 @@ FIRST_RUN_SPREAD = 5.0  # seconds; also the most jitter any run gets
 # so that about this many start per second, at most over one interval; 10,000 pollers due in the
 # same 5 seconds would start seconds late and hold thousands of pages in memory at once.
 FIRST_RUNS_PER_SECOND = 100.0
-# Seconds between two looks that the state file is still the one open (a stat: not per commit).
-STATE_CHECK_INTERVAL = 5.0
 DRAIN_TIMEOUT = 15.0  # in-flight pages get this long to finish; with the emitters' bounded close
 # (CLOSE_TIMEOUT each) the whole stop stays under 30 s
 
@@ -75,7 +73,7 @@ class Daemon:
         self.reports = Reports(self)  # STATUS=, the watchdog, `spd status`'s live file, /readyz
         self.http: Any = None
         self.push = Push(self)  # the subscriptions' tasks and counters
-        self._state_check: asyncio.Task[None] | None = None  # _check_state_file, while running
+        self._state_watch: StateFileWatch | None = None  # that the state file stays the one open
 
     async def start(self) -> None:
         """Opens everything in order and schedules the pollers; ready when it returns."""
@@ -97,7 +95,8 @@ class Daemon:
         self.reports.notify_ready()
         settle_heap()  # after READY=1 (systemd waits for it), still before any run can start
         self.reports.start()
-        self._state_check = asyncio.ensure_future(self._check_state_file())
+        self._state_watch = StateFileWatch(store, self._state_file_lost)
+        self._state_watch.start()
         log.info("daemon_started", pollers=sorted(self.config.pollers),
                  subscriptions=sorted(self.config.subscriptions), config=str(self.config_path))
 
@@ -205,20 +204,11 @@ class Daemon:
             self.inflight.pop(task, None)
             self.reports.run_ended()
 
-    async def _check_state_file(self) -> None:
-        """Every STATE_CHECK_INTERVAL, that the state file is still the one open: writes into
-        one deleted or replaced meanwhile would go on, unseen, and be lost; the daemon says so
-        and stops (exit 78: a restart would start from whatever is at the path now)."""
-        assert self.store is not None
-        while not self.stopped.is_set():
-            await asyncio.sleep(STATE_CHECK_INTERVAL)
-            try:
-                self.store.check_file()
-            except StateError as exc:
-                log.error("state_file_lost", path=self.store.where, error=str(exc))
-                self.exit_code = exc.exit_code
-                self.request_stop()
-                return
+    def _state_file_lost(self, exc: StateError) -> None:
+        """The state file was deleted or replaced under the daemon (logged by the watch): stop,
+        exit 78, since a restart would start from whatever is at the path now."""
+        self.exit_code = exc.exit_code
+        self.request_stop()
 
     def add_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -271,8 +261,8 @@ class Daemon:
         """Stop scheduling → drain in-flight pages → flush and close emitters → close state."""
         for reload in list(self._reloads):  # a reload half done when the stop came
             reload.cancel()
-        if self._state_check is not None:
-            self._state_check.cancel()
+        if self._state_watch is not None:
+            await self._state_watch.stop()
         # Pause first: shutting APScheduler's executor down would cancel the runs in flight.
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()

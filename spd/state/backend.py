@@ -117,8 +117,9 @@ class StateBackend(Protocol):
                         tb: TracebackType | None) -> None: ...
 
     def check_file(self) -> None:
-        """StateError when the state's file was deleted or replaced since it was opened (the
-        daemon asks every few seconds); a database server has no such file."""
+        """StateError when the state's file was deleted or replaced since it was opened (`spd run`
+        and `spd once` ask every few seconds, spd.app.state.StateFileWatch); a database server
+        has no such file."""
 
     async def is_locked_by_daemon(self) -> bool:
         """True when a daemon (this store or another process) holds the state's lock."""

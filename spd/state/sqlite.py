@@ -216,7 +216,8 @@ class SqliteDatabase:
     def check_file(self) -> None:
         """StateError unless the file at the database's path is still the one opened: in WAL
         mode, writes into a file deleted or replaced meanwhile go on without an error and are
-        lost when it closes. A stat: for a periodic check (spd.app.daemon), never per commit."""
+        lost when it closes. A stat: for a periodic check (spd.app.state.StateFileWatch), never
+        per commit."""
         if self._opened is None:
             return  # not open for writing
         try:
