@@ -21,7 +21,7 @@ from spd.core.output import is_terminal
 from spd.pipeline.poller import Poller
 from spd.app.runtime import Runtime
 from spd.config.model import Config
-from spd.app.state import open_state
+from spd.app.state import StateFileWatch, open_state
 
 log = structlog.get_logger("spd.app.once")
 
@@ -45,6 +45,9 @@ async def catch_up(config_path: Path, names: list[str], backfill: Backfill | Non
     selected = select_pollers(config, names)
     async with open_state(config, daemon=True, alone=True) as store:
         runtime = Runtime(config, store)
+        # A backfill can run for hours: a state file deleted or replaced meanwhile stops it, as
+        # it stops the daemon (its checkpoints would go on into the lost file).
+        watch = StateFileWatch(store, lambda _: runtime.stop_pollers())
         try:
             await runtime.start()
             loop = asyncio.get_running_loop()
@@ -53,8 +56,11 @@ async def catch_up(config_path: Path, names: list[str], backfill: Backfill | Non
             pollers = {n: runtime.pollers[n] for n in selected}
             if backfill is not None:
                 pollers = {n: backfill_poller(p, backfill) for n, p in pollers.items()}
+            watch.start()
             results = await run_pollers(pollers, runtime, backfill)
+            watch.check()  # lost since the last look: the run's checkpoints are lost too
         finally:
+            await watch.stop()
             await runtime.close()
     failed = 0
     for name, result in zip(selected, results):
@@ -69,6 +75,8 @@ async def catch_up(config_path: Path, names: list[str], backfill: Backfill | Non
             label = f"{name} (backfill {format_ts(backfill.start)}..{format_ts(backfill.until)})" if backfill else name
             print(f"{label}: {result.objects} objects in {result.pages} pages, watermark "
                   f"{format_ts(result.watermark) if result.watermark else '-'}", file=sys.stderr)
+    if watch.lost is not None:  # after the summary: what was delivered, then why it stopped
+        raise watch.lost
     return EXIT_FAILURE if failed else 0
 
 
