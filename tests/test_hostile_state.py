@@ -15,6 +15,7 @@ import sys
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,8 @@ from support.config import POLLERS, write_config
 from support.hostile import write_hostile_config
 from spd.core.errors import StateFullError, StateLockedError
 from spd.state.store import StateStore
-from support.spd import fill_disk, iso, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
+from support.sim import SimProcess
+from support.spd import fill_disk, iso, read_jsonl, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 from support.terminal import run_spd_tty
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -235,7 +237,34 @@ def test_status_that_cannot_read_on_a_full_disk_says_read(tmp_path, tmpfs) -> No
     assert "in the WAL only" in run_spd("status", "-c", str(config)).stdout  # nothing was damaged
 
 
-@pytest.mark.parametrize("how", ["deleted", "replaced by another file"])
+LOSSES = ["deleted", "replaced by another file"]
+
+
+def lose_state_file(db: Path, how: str) -> None:
+    """Deletes the state file, or replaces it by a copy (another inode, the same content)."""
+    if how == "deleted":
+        db.unlink()
+    else:
+        copy = db.with_name("copy.db")
+        copy.write_bytes(db.read_bytes())
+        copy.replace(db)
+
+
+def assert_state_file_lost(proc: subprocess.Popen, db: Path, how: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """`proc` (`spd run` or `spd once`, ended) noticed the loss: exit 78, no traceback, one
+    `state_file_lost` error naming the file. Its JSON log events, and its other stderr lines."""
+    code = proc.returncode
+    stderr = proc.stderr.read().decode()  # type: ignore[union-attr]
+    assert code == 78, stderr
+    assert "Traceback" not in stderr
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    lost = [e for e in events if e["event"] == "state_file_lost"]
+    assert [(e["level"], e["path"]) for e in lost] == [("error", str(db))]
+    assert lost[0]["error"].startswith(f"state {db}: the state database was {how} while spd had it open")
+    return events, [line for line in stderr.splitlines() if not line.startswith("{")]
+
+
+@pytest.mark.parametrize("how", LOSSES)
 def test_a_state_file_deleted_or_replaced_under_the_daemon_stops_it(tmp_path, sim_factory, how) -> None:
     # In WAL mode SQLite goes on writing into the unlinked (or replaced) file without an error:
     # every checkpoint since would be lost at the next start.
@@ -247,20 +276,39 @@ def test_a_state_file_deleted_or_replaced_under_the_daemon_stops_it(tmp_path, si
     proc = start_spd("run", "-c", str(config))
     try:
         wait_for(lambda: read_jsonl_so_far(tmp_path / "out" / "orders.jsonl"), 60)  # it writes
-        if how == "deleted":
-            db.unlink()
-        else:
-            copy = tmp_path / "copy.db"
-            copy.write_bytes(db.read_bytes())
-            copy.replace(db)
-        code = proc.wait(60)
+        lose_state_file(db, how)
+        proc.wait(60)
     finally:
         stop_spd(proc, signal.SIGKILL)
-    stderr = proc.stderr.read().decode()
-    assert code == 78, stderr
-    assert "Traceback" not in stderr
-    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    lost = [e for e in events if e["event"] == "state_file_lost"]
-    assert [(e["level"], e["path"]) for e in lost] == [("error", str(db))]
-    assert lost[0]["error"].startswith(f"state {db}: the state database was {how} while spd had it open")
+    events, _ = assert_state_file_lost(proc, db, how)
     assert events[-1]["event"] == "daemon_stopped" and events[-1]["exit_code"] == 78
+
+
+ONCE_ORDERS = 4000  # 40 pages of 100 at ONCE_LATENCY ms each: ~16 s, far beyond the 5 s to notice
+ONCE_LATENCY = 400
+
+
+@pytest.mark.parametrize("how", LOSSES)
+def test_a_state_file_deleted_or_replaced_under_spd_once_stops_it(tmp_path, how) -> None:
+    # A backfill with `spd once` can run for hours; its checkpoints would go into the lost file
+    # as the daemon's would. The simulator has its own process: the run's pace is its latency.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    start = now - timedelta(days=1)
+    out = tmp_path / "out" / "orders.jsonl"
+    db = tmp_path / "state.db"
+    with SimProcess("--orders", str(ONCE_ORDERS), "--start", iso(start), "--end", iso(now),
+                    "--latency", str(ONCE_LATENCY), "--no-rate-limit", "--no-live") as sim:
+        config = write_config(tmp_path, sim.url, {"orders": {**POLLERS["orders"], "start_time": iso(start)}})
+        proc = start_spd("once", "-c", str(config))
+        try:
+            wait_for(lambda: read_jsonl_so_far(out), 60)  # its first page is delivered
+            before = read_jsonl_so_far(out)
+            lose_state_file(db, how)
+            proc.wait(60)
+        finally:
+            stop_spd(proc, signal.SIGKILL)
+    _, lines = assert_state_file_lost(proc, db, how)
+    assert lines[-1].startswith(f"spd: state {db}: the state database was {how} while spd had it open")
+    delivered = read_jsonl(out)  # whole lines only: the file emitter closed cleanly
+    assert delivered[:len(before)] == before  # what was delivered before the loss stays
+    assert len(delivered) < ONCE_ORDERS  # it stopped, rather than running to its end

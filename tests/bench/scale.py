@@ -56,7 +56,8 @@ from typing import Any
 import orjson
 import psutil
 
-from tests.bench.throughput import ROOT, SimProcess, account_yaml, cpu_seconds, iso
+from tests.bench.throughput import ROOT, SimProcess, account_yaml, iso
+from tests.support.sim import cpu_seconds
 
 # (object type, timestamp field): two Orders APIs, vendor orders and two generic types.
 OBJECT_TYPES = (

@@ -3,7 +3,7 @@
 - terminal: run_spd_tty, `spd` on a pseudo-terminal (tables, live progress)
 - spd: `spd` subprocesses (run_spd, start_spd, stop_spd), wait_for, read_jsonl, iso, ROOT, SHARED_MODELS
 - config: the one write_config (one simulator account, emitters, pollers) and POLLERS
-- sim: SimThread, the simulator in a background thread
+- sim: SimThread, the simulator in a background thread; SimProcess, `spd sim` in its own process
 - fixtures: sim_factory, tmpfs, hostile_thread, sandbox (registered by tests/conftest.py)
 - recording: RecordingEmitter, an emitter that records and can be told to fail
 - state_backends: BACKENDS and open_backend, the state backends the storage tests run against
