@@ -111,3 +111,16 @@ def test_check_refuses_a_config_with_problems_before_going_online(tmp_path: Path
     assert result.returncode == 78
     assert result.stderr.startswith(f"spd: {config}: emitters.hook.concurrency (line 9): 0 is too small")
     assert receiver.received() == []
+
+
+def test_an_unreachable_token_endpoint_does_not_promise_a_retry(tmp_path: Path) -> None:
+    # `spd check` tries each account once and exits: a detail ending "will retry" (the wording of the
+    # client's retry loop) told the user something that never happens; `spd once`/`exec` print the
+    # same error after their last attempt.
+    url = f"http://127.0.0.1:{free_port()}"
+    code, rows = check(write(tmp_path, account("gone", url, "Atzr|x"), "  out: {type: stdout}\n"))
+    assert code == 1
+    token = next(r for r in rows if r["check"] == "LWA token exchange")
+    assert token["result"] == "failed"
+    assert token["detail"].startswith(f"account gone: LWA token endpoint {url}/auth/o2/token unreachable")
+    assert "retry" not in token["detail"]

@@ -63,7 +63,7 @@ async def test_lwa_non_json_5xx_is_retriable(client):
         with pytest.raises(AuthError) as info:
             await client.call("acme", GET_ORDERS)
     assert info.value.retriable
-    assert str(info.value) == "account acme: LWA token endpoint answered HTTP 502; will retry"
+    assert str(info.value) == "account acme: LWA token endpoint answered HTTP 502"
 
 
 async def test_lwa_unknown_error_code_is_reported(client):

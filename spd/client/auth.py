@@ -132,7 +132,7 @@ class LwaAuth:
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
             raise AuthError(
-                f"account {name}: LWA token endpoint {url} unreachable ({reason}); will retry",
+                f"account {name}: LWA token endpoint {url} unreachable ({reason})",
                 retriable=True,
             ) from None
         if reply.status in REDIRECTS:
@@ -155,7 +155,7 @@ def _parse_grant(name: str, status: int, payload: Any) -> tuple[str, float]:
     code = payload.get("error") if isinstance(payload, dict) else None
     if status >= 500 or status == 429 or (status == 200 and code is None):
         raise AuthError(
-            f"account {name}: LWA token endpoint answered HTTP {status}; will retry",
+            f"account {name}: LWA token endpoint answered HTTP {status}",
             retriable=True,
         )
     if code in _KNOWN_ERRORS:

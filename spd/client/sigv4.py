@@ -159,8 +159,8 @@ def sts_error(name: str, role_arn: str, exc: Exception) -> AuthError:
     if isinstance(refused, RedirectRefused):
         return AuthError(f"{prefix}: the STS endpoint answered {refused}; check aws.sts_endpoint")
     if isinstance(exc, (BotoConnectionError, HTTPClientError)):
-        return AuthError(f"{prefix}: STS endpoint unreachable ({type(exc).__name__}); "
-                         "will retry", retriable=True)
+        return AuthError(f"{prefix}: STS endpoint unreachable ({type(exc).__name__})",
+                         retriable=True)
     return AuthError(f"{prefix}: {' '.join(str(exc).split())}")
 
 
