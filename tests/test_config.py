@@ -95,7 +95,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
      "colour (line 18): unknown key \"colour\"; allowed keys: state, cluster, log, http, accounts, emitters, "
      "pollers, jobs, subscriptions"),
     ("unknown poller key", replace("    interval: 2m", "    intervall: 2m"),
-     f'pollers.orders.intervall (line 16): unknown key "intervall"; allowed keys: {POLLER_KEYS}'),
+     f'pollers.orders.intervall (line 16): unknown key "intervall"; did you mean "interval"? allowed keys: {POLLER_KEYS}'),
     ("internal field written in the file", replace("    interval: 2m", "    name: x"),
      f'pollers.orders.name (line 16): unknown key "name"; allowed keys: {POLLER_KEYS}'),
     ("bad duration", replace("interval: 2m", 'interval: "2 minutes"'),

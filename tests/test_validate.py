@@ -214,3 +214,26 @@ async def test_run_and_each_reload_validate_once(tmp_path: Path, sim_factory: An
         assert daemon.runtime is not None and "orders" in daemon.runtime.pollers
     finally:
         await daemon.close()
+
+
+
+def test_a_misspelt_key_is_answered_with_the_key_meant(tmp_path: Path) -> None:
+    # A typo among fifteen allowed keys is hard to spot in the list alone; a key unlike any keeps the list.
+    path = tmp_path / "spd.yaml"
+    path.write_text(f"state: {{path: {tmp_path / 'state.db'}}}\n"
+                    "accounts:\n  a: {endpoint: na, marketplace_ids: [X], lwa: {client_id: i, "
+                    "client_secret: s, refresh_token: r}}\n"
+                    "emitters: {out: {type: stdout}}\n"
+                    "pollers:\n  orders:\n    object: ordersV0.getOrders\n    timestamp_feild: updated\n"
+                    "    colour: blue\n    emitters: [out]\n"
+                    "jbos: {}\n")
+    result = run_spd("validate", "-c", str(path), env=spd_env())
+    assert result.returncode == 78
+    poller_keys = ("account, object, timestamp_field, emit, start_time, interval, max_items_per_run, params, "
+                   "emitters, overlap, restricted, include, report_types, download, report_options")
+    assert result.stderr.splitlines() == [
+        f'spd: {path}: pollers.orders.timestamp_feild (line 8): unknown key "timestamp_feild"; '
+        f'did you mean "timestamp_field"? allowed keys: {poller_keys}',
+        f'spd: {path}: pollers.orders.colour (line 9): unknown key "colour"; allowed keys: {poller_keys}',
+        f'spd: {path}: jbos (line 11): unknown key "jbos"; did you mean "jobs"? allowed keys: state, cluster, '
+        'log, http, accounts, emitters, pollers, jobs, subscriptions'], result.stderr

@@ -22,7 +22,7 @@ from spd.config.checks import config_problems
 from spd.config.model import Config, JobConfig, PollerConfig
 from spd.config.subscriptions import SubscriptionConfig, check_subscriptions
 from spd.core.errors import ConfigError
-from spd.core.fields import ConfigModel, kind, schema_problems, show
+from spd.core.fields import ConfigModel, kind, schema_problems, show, unknown_key
 from spd.core.problems import Problem, error, warning
 from spd.core.yamlload import KeyPath, YamlDoc, hide_file_values, load_yaml
 from spd.emitters.registry import EMITTER_TYPES
@@ -205,8 +205,7 @@ def _internal_keys(doc: YamlDoc) -> list[Problem]:
                                                      ("subscriptions.*", SubscriptionConfig)]
     entries = [((), doc.data, Config)] + [(p, v, m) for pattern, m in sections
                                           for p, v in _matches(doc.data, pattern.split("."))]
-    return [error(*path, key, message=f"unknown key {show(key)}; allowed keys: "
-                                      + ", ".join(model.allowed_keys()))
+    return [error(*path, key, message=unknown_key(key, model.allowed_keys()))
             for path, value, model in entries for key in (value if isinstance(value, dict) else ())
             if key in model.internal_keys]
 

@@ -7,6 +7,7 @@ Validators raise `fail(message, *loc)`: a final message, placed at pydantic's lo
 
 from __future__ import annotations
 
+import difflib
 import json
 import string
 import types
@@ -55,6 +56,14 @@ def fail(msg: str, *loc: str | int) -> PydanticCustomError:
 def show(value: Any) -> str:
     """A value as messages quote it: strings in double quotes."""
     return json.dumps(value) if isinstance(value, str) else ("nothing" if value is None else str(value))
+
+
+def unknown_key(key: Any, allowed: list[str]) -> str:
+    """The message for a key a section does not have, naming the key meant when it is a near miss
+    (`timestamp_feild`): the list of allowed keys alone leaves the user to spot the typo."""
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.75)
+    hint = f"did you mean {show(close[0])}? " if close else ""
+    return f"unknown key {show(key)}; {hint}allowed keys: {', '.join(allowed) or 'none'}"
 
 
 def kind(value: Any) -> str:
@@ -166,8 +175,7 @@ def _problem(err: Any, doc: YamlDoc, root: type[ConfigModel]) -> tuple[KeyPath, 
         return path[:-1], f"missing required key {show(path[-1])}; required keys: {', '.join(required)}"
     if kind_ == "extra_forbidden":
         model = model_at(root, path[:-1], doc.data)
-        allowed = ", ".join(model.allowed_keys()) if model else "none"
-        return path, f"unknown key {show(path[-1])}; allowed keys: {allowed}"
+        return path, unknown_key(path[-1], model.allowed_keys() if model else [])
     if kind_ in ("union_tag_invalid", "union_tag_not_found"):
         tags = ", ".join(_quoted(ctx.get("expected_tags", "")) or ["?"])
         what = f"{show(ctx.get('tag'))} is not a known type" if "tag" in ctx else "has no type"
