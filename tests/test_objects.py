@@ -16,6 +16,7 @@ from spd.sources.object_type import UnknownObjectType, object_cursor, object_id
 from spd.sources.registry import build_registry, object_types, resolve_object_type
 
 from spd.sources.type_table import TYPES, Declared, PagingDecl
+from support.spd import run_spd
 
 
 def test_every_declared_type_is_supported() -> None:
@@ -161,7 +162,7 @@ def test_object_id_and_content_hash() -> None:
 
 def test_describe_list_and_schema_are_json() -> None:
     listed = describe.list_object_types()
-    assert {"name": "ordersV0.getOrders", "supported": True,
+    assert {"name": "ordersV0.getOrders", "kind": "operation", "supported": True,
             "timestamp_fields": ["created", "updated"], "only": None,
             "aliases": ["Orders v0 getOrders"]} in listed
     described = describe.describe_object_type("Retail Procurement Orders v1 getPurchaseOrders")
@@ -197,3 +198,14 @@ def test_bad_overrides_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "TYPES", {"ordersV0.getOrders": colour})
     with pytest.raises(ValueError, match="colour"):
         build_registry(cat)
+
+
+def test_spd_objects_json_says_the_kind_of_every_row() -> None:
+    # The table's KIND column reads "operation" for the 39 operation types, but their JSON rows had no
+    # "kind" at all (only report rows did): a script selecting by kind saw null where a person saw a word.
+    result = run_spd("objects", "--json")
+    assert result.returncode == 0, result.stderr
+    kinds = {row["name"]: row.get("kind") for row in orjson.loads(result.stdout)}
+    assert kinds["ordersV0.getOrders"] == "operation"
+    assert kinds["report:GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"] == "report"
+    assert set(kinds.values()) == {"operation", "report"}

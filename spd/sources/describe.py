@@ -30,7 +30,8 @@ def _resolve_for_cli(name: str) -> ObjectType:
 
 def list_object_types() -> list[dict[str, Any]]:
     """`spd objects`: every object type with its timestamp fields (JSON-able)."""
-    return [{"name": ot.name, "supported": ot.supported, "timestamp_fields": ot.timestamp_fields(),
+    return [{"name": ot.name, "kind": ot.kind, "supported": ot.supported,
+             "timestamp_fields": ot.timestamp_fields(),
              "only": _only(ot), "aliases": list(ot.aliases)} for ot in object_types()]
 
 
