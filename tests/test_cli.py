@@ -131,8 +131,13 @@ def test_status_and_reset(tmp_path: Path, sim_factory: Any) -> None:
     rows = json.loads(run_spd("status", "-c", str(config)).stdout)  # piped: JSON without --json
     assert rows[0]["watermark"] == "2026-01-02T02:04:05Z"
 
+    # one reason, worded as `spd once --from` words it (it used to say "is not a date" and then, in
+    # parentheses, the parser's own reason with the same advice again)
     bad = run_spd("reset", "-c", str(config), "orders", "--to", "2026-01-02T03:04", "--yes")
-    assert bad.returncode == 2 and bad.stderr.startswith("spd: --to '2026-01-02T03:04' is not a date")
+    assert_one_line_error(bad, 2, 'spd: --to: "2026-01-02T03:04" has no time zone; add Z or an offset, '
+                                  "such as 2026-01-02T03:04Z; a date such as 2026-11-29 means midnight UTC")
+    same = run_spd("once", "-c", str(config), "--from", "2026-01-02T03:04")
+    assert_one_line_error(same, 2, bad.stderr.strip().replace("--to:", "--from:"))
     unknown = run_spd("reset", "-c", str(config), "nope", "--yes")
     assert_one_line_error(unknown, 2, "spd: unknown poller nope; the config has: orders")
 

@@ -201,8 +201,8 @@ def plan_reset(config: Config, name: str, to: str | None) -> ResetPlan:
     try:
         target = parse_instant(to) if to else cfg.start_time
     except (SpdError, ValueError) as exc:
-        raise UsageError(f"--to {to!r} is not a date (2026-11-29, midnight UTC) or an ISO 8601 "
-                         f"time with a zone such as 2025-01-01T00:00:00Z ({exc})") from None
+        # worded as `spd once --from` words it: parse_instant's message already says what is allowed
+        raise UsageError(f"--to: {exc}; a date such as 2026-11-29 means midnight UTC") from None
     state = asyncio.run(read_states(config))[0].get(name)
     return ResetPlan(name, state.watermark if state else None, target)
 
