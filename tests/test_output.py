@@ -114,3 +114,18 @@ def test_json_flag_is_the_same_everywhere() -> None:
     for command in ("ops", "objects", "status", "validate", "exec"):
         help_text = run_spd(command, "--help", env=spd_env()).stdout
         assert "--json" in help_text and "default when stdout is not a terminal" in " ".join(help_text.split())
+
+
+def test_table_lines_end_at_their_last_cell(tmp_path: Path) -> None:
+    # rich padded every cell to its column's width, the last column too: one long cell there (a long
+    # DETAIL here, a poller's last error in `spd status`) left every shorter line with trailing blanks,
+    # which a terminal narrower than the widest line shows as empty wrapped lines.
+    config = write_config(tmp_path, "http://127.0.0.1:9", {
+        "orders": {"object": "ordersV0.getOrders", "timestamp_field": "updated", "interval": "2m",
+                   "start_time": "2025-01-01T00:00:00Z"}})
+    result = run_spd_tty("validate", "-c", str(config), columns=400)
+    assert result.returncode == 0, result.text
+    printed = [line.rstrip("\r") for line in result.text.split("\n")]
+    names, rows = table([line.rstrip() for line in printed], "WHAT")
+    assert len(rows) >= 3 and len({len(cells[1]) for cells in rows}) > 1  # details of different lengths
+    assert [line for line in printed if line.endswith(" ")] == []

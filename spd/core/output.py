@@ -9,6 +9,7 @@ when a table is printed, so `spd --help` and piped commands never load it.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import IO, Any
 import orjson
 
 MAX_CANDIDATES = 5  # a did-you-mean error names at most this many
+# Blanks at the end of a line, before the style codes that close it (the bold header's reset).
+_TRAILING_BLANKS = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,12 @@ def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], *,
         table.add_row(*(column.cell(row) for column in columns))
     # As kubectl: a row is never cut or folded to fit; a narrow terminal wraps the long ones.
     console.width = max(console.width, _natural_width(console, table))
-    console.print(table)
+    with console.capture() as captured:
+        console.print(table)
+    # rich pads every cell to its column's width, the last one too: one long cell there (a poller's
+    # last error) gave every other line hundreds of trailing blanks, a screen of empty wrapped lines.
+    stream.write(_TRAILING_BLANKS.sub(r"\1", captured.get()))
+    stream.flush()
 
 
 def print_listing(data: Any, rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], *,
