@@ -237,3 +237,21 @@ def test_a_misspelt_key_is_answered_with_the_key_meant(tmp_path: Path) -> None:
         f'spd: {path}: pollers.orders.colour (line 9): unknown key "colour"; allowed keys: {poller_keys}',
         f'spd: {path}: jbos (line 11): unknown key "jbos"; did you mean "jobs"? allowed keys: state, cluster, '
         'log, http, accounts, emitters, pollers, jobs, subscriptions'], result.stderr
+
+
+def test_a_list_or_mapping_where_a_value_belongs_is_quoted_as_yaml_writes_it(tmp_path: Path) -> None:
+    # The messages quoted such values with Python's repr (['2m'], {'m': 2}): not what the user wrote.
+    path = tmp_path / "spd.yaml"
+    path.write_text(f"state: {{path: {tmp_path / 'state.db'}}}\n"
+                    "accounts:\n  a: {endpoint: na, marketplace_ids: [X], lwa: {client_id: i, "
+                    "client_secret: s, refresh_token: r}}\n"
+                    "emitters: {out: {type: stdout}}\n"
+                    "pollers:\n  orders:\n    object: ordersV0.getOrders\n    interval: [2m]\n"
+                    "    emit: [page]\n    overlap: {m: 2}\n    emitters: [out]\n")
+    result = run_spd("validate", "-c", str(path), env=spd_env())
+    assert result.returncode == 78
+    hint = "use a number with ms, s, m, h or d, such as 30s or 2m"
+    assert result.stderr.splitlines() == [
+        f'spd: {path}: pollers.orders.interval (line 8): ["2m"] is not a duration; {hint}',
+        f'spd: {path}: pollers.orders.emit (line 9): ["page"] is not allowed; use one of: individually, page',
+        f'spd: {path}: pollers.orders.overlap (line 10): {{"m": 2}} is not a duration; {hint}'], result.stderr

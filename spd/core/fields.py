@@ -20,7 +20,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Ge
                       ValidationError, model_validator)
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from spd.core.times import format_duration, parse_duration, parse_ts
+from spd.core.times import format_duration, parse_duration, parse_ts, show_value
 from spd.core.problems import Problem
 from spd.core.yamlload import KeyPath, YamlDoc
 
@@ -55,7 +55,7 @@ def fail(msg: str, *loc: str | int) -> PydanticCustomError:
 
 def show(value: Any) -> str:
     """A value as messages quote it: strings in double quotes."""
-    return json.dumps(value) if isinstance(value, str) else ("nothing" if value is None else str(value))
+    return json.dumps(value) if isinstance(value, str) else show_value(value)
 
 
 def unknown_key(key: Any, allowed: list[str]) -> str:

@@ -11,6 +11,7 @@ code turn it into a ConfigError or UsageError.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -34,7 +35,7 @@ _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz
 def parse_duration(text: str) -> timedelta:
     """`"2m"` -> timedelta(minutes=2); ValueError (one line, says what is allowed) otherwise."""
     if not isinstance(text, str) or not _DURATION.fullmatch(text.strip()):
-        raise ValueError(f"{_show(text)} is not a duration; {DURATION_HINT}")
+        raise ValueError(f"{show_value(text)} is not a duration; {DURATION_HINT}")
     total = timedelta()
     for number, unit in _PARTS.findall(text.strip()):
         total += float(number) * _UNITS[unit]
@@ -58,16 +59,16 @@ def format_duration(value: timedelta) -> str:
 def parse_ts(text: str) -> datetime:
     """An ISO 8601 timestamp with `Z` or an offset -> aware UTC datetime; ValueError otherwise."""
     if not isinstance(text, str):
-        raise ValueError(f"{_show(text)} is not a timestamp; {TIMESTAMP_HINT}")
+        raise ValueError(f"{show_value(text)} is not a timestamp; {TIMESTAMP_HINT}")
     value = text.strip()
     if not _TIMESTAMP.fullmatch(value):
-        raise ValueError(f"{_show(text)} is not a timestamp; {TIMESTAMP_HINT}")
+        raise ValueError(f"{show_value(text)} is not a timestamp; {TIMESTAMP_HINT}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{_show(text)} is not a valid timestamp; {TIMESTAMP_HINT}") from None
+        raise ValueError(f"{show_value(text)} is not a valid timestamp; {TIMESTAMP_HINT}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(f"{_show(text)} has no time zone; add Z or an offset, such as {value}Z")
+        raise ValueError(f"{show_value(text)} has no time zone; add Z or an offset, such as {value}Z")
     return parsed.astimezone(timezone.utc)
 
 
@@ -83,7 +84,7 @@ def parse_instant(text: str) -> datetime:
         try:
             return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
         except ValueError:
-            raise ValueError(f"{_show(text)} is not a valid date; use YYYY-MM-DD, such as 2026-11-29") from None
+            raise ValueError(f"{show_value(text)} is not a valid date; use YYYY-MM-DD, such as 2026-11-29") from None
     return parse_ts(text)
 
 
@@ -133,12 +134,14 @@ def now_ms() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
     """A value as an error message quotes it: strings in double quotes."""
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if value is None:
         return "nothing"
+    if isinstance(value, (list, tuple, dict)):  # as YAML's flow style writes it, not Python's repr
+        return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)
 
 
