@@ -255,3 +255,21 @@ def test_a_list_or_mapping_where_a_value_belongs_is_quoted_as_yaml_writes_it(tmp
         f'spd: {path}: pollers.orders.interval (line 8): ["2m"] is not a duration; {hint}',
         f'spd: {path}: pollers.orders.emit (line 9): ["page"] is not allowed; use one of: individually, page',
         f'spd: {path}: pollers.orders.overlap (line 10): {{"m": 2}} is not a duration; {hint}'], result.stderr
+
+
+@pytest.mark.parametrize(("endpoint", "expected"), [
+    ("    endpoint: {host: x}\n", "accounts.a.endpoint (line 4): expected text, got a mapping; write a string"),
+    ("", 'accounts.a (line 3): missing required key "endpoint"; required keys: endpoint, lwa'),
+])
+def test_a_bad_endpoint_is_one_problem_not_also_a_missing_region(tmp_path: Path, endpoint: str,
+                                                                 expected: str) -> None:
+    # The region is derived from the endpoint when left out; a bad or missing endpoint also drew
+    # 'missing required key "region"', a key the user never has to write.
+    path = tmp_path / "spd.yaml"
+    path.write_text(f"state: {{path: {tmp_path / 'state.db'}}}\naccounts:\n  a:\n{endpoint}"
+                    "    lwa: {client_id: i, client_secret: s, refresh_token: r}\n"
+                    "emitters: {out: {type: stdout}}\n")
+    result = run_spd("validate", "-c", str(path), env=spd_env())
+    assert result.returncode == 78
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("spd: warning:")]
+    assert errors == [f"spd: {path}: {expected}"], result.stderr

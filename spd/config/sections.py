@@ -129,7 +129,7 @@ class AccountConfig(ConfigModel):
     endpoint: str
     marketplace_ids: UniqueTexts = []
     lwa: LwaConfig
-    region: str
+    region: str = "us-east-1"  # always set by _derive_region; a default so no message calls it required
     aws: AwsConfig | None = None
     rate_limits: dict[str, RateLimitConfig] = {}
     default: bool = False
@@ -137,8 +137,11 @@ class AccountConfig(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _derive_region(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("region") is None and isinstance(data.get("endpoint"), str):
-            return {**data, "region": _region_for(data["endpoint"])}
+        # Always derived when left out, even from a missing or malformed endpoint: that endpoint is
+        # the one error to report, not also a "missing required key region" the user never had to write.
+        if isinstance(data, dict) and data.get("region") is None:
+            endpoint = data.get("endpoint")
+            return {**data, "region": _region_for(endpoint if isinstance(endpoint, str) else "")}
         return data
 
     @field_validator("endpoint")
