@@ -222,7 +222,8 @@ BAD_CONFIGS: list[tuple[str, Callable[[str], str], str]] = [
      "accounts.acme.lwa.client_secret (line 8): ${not a name} is not a valid substitution; use ${NAME}, "
      "${NAME:-default}, ${file:PATH} or ${credential:NAME}"),
     ("broken YAML", replace("out: {type: stdout}", "out: {type: stdout"),
-     "line 12: invalid YAML: expected ',' or '}', but got ':'; fix the YAML syntax"),
+     "line 12: invalid YAML: expected ',' or '}', but got ':' (while parsing a flow mapping started on "
+     "line 11); fix the YAML syntax"),
     ("tab indentation", replace("  out:", "\tout:"),
      "line 11: invalid YAML: found character '\\t' that cannot start any token; fix the YAML syntax"),
     ("unknown YAML tag", replace("endpoint: na", "endpoint: !Ref na"),

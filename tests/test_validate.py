@@ -273,3 +273,14 @@ def test_a_bad_endpoint_is_one_problem_not_also_a_missing_region(tmp_path: Path,
     assert result.returncode == 78
     errors = [line for line in result.stderr.splitlines() if not line.startswith("spd: warning:")]
     assert errors == [f"spd: {path}: {expected}"], result.stderr
+
+
+def test_a_yaml_error_also_names_the_line_where_the_broken_construct_began(tmp_path: Path) -> None:
+    # PyYAML gives up on the line after an unclosed `[`; the line it opened on is where to look.
+    path = tmp_path / "spd.yaml"
+    path.write_text("accounts:\n  a:\n    endpoint: na\n    marketplace_ids: [ATVPDKIKX0DER\n"
+                    "    lwa: {client_id: i, client_secret: s, refresh_token: r}\n")
+    result = run_spd("validate", "-c", str(path), env=spd_env())
+    assert result.returncode == 78
+    assert result.stderr == (f"spd: {path}: line 5: invalid YAML: expected ',' or ']', but got ':' "
+                             "(while parsing a flow sequence started on line 4); fix the YAML syntax\n")

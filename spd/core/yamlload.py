@@ -135,15 +135,26 @@ def load_yaml(path: Path, text: str, *, env: dict[str, str] | None = None) -> Ya
                                                        "deep; flatten the YAML")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "cannot be parsed"
         line = mark.line + 1 if mark else None
-        raise ConfigError(format_error(file, (), line, f"invalid YAML: {problem}; fix the YAML syntax"))
+        raise ConfigError(format_error(file, (), line, f"invalid YAML: {_yaml_problem(exc)}; "
+                                                       "fix the YAML syntax"))
     except yaml.YAMLError as exc:
         raise ConfigError(format_error(file, (), None, f"invalid YAML: {exc}; fix the YAML syntax"))
     finally:
         if loader is not None:
             loader.dispose()
     return YamlDoc(file, data, builder.lines, builder.from_files, tuple(builder.unresolved))
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem, with where the construct it was parsing began when that is another line:
+    an unclosed `[` is reported where the parser gave up, often the line after the mistake."""
+    problem = exc.problem or exc.context or "cannot be parsed"
+    start, end = exc.context_mark, exc.problem_mark
+    if exc.problem and exc.context and exc.context.startswith("while ") and start and end \
+            and start.line != end.line:
+        problem += f" ({exc.context} started on line {start.line + 1})"
+    return problem
 
 
 def _compose(text: str) -> tuple[_Loader, Node | None]:
