@@ -124,3 +124,26 @@ def test_an_unreachable_token_endpoint_does_not_promise_a_retry(tmp_path: Path) 
     assert token["result"] == "failed"
     assert token["detail"].startswith(f"account gone: LWA token endpoint {url}/auth/o2/token unreachable")
     assert "retry" not in token["detail"]
+
+
+def test_check_passes_against_the_default_simulator(tmp_path: Path) -> None:
+    # `spd check` against `spd sim` (not --sandbox) failed: the simulator had no
+    # getMarketplaceParticipations, the one SP-API call check makes. Its answer follows Amazon's model.
+    import jsonschema
+
+    sim = SimThread(orders=0, purchase_orders=0, marketplaces=("ATVPDKIKX0DER", "A2EUQ1WTGCTBG2")).start()
+    try:
+        config = write(tmp_path, account("sim", sim.url, "Atzr|x"), "  out: {type: stdout}\n")
+        code, rows = check(config)
+        answer = run_spd("exec", "sellers", "getMarketplaceParticipations", "-c", str(config), env=spd_env())
+    finally:
+        sim.stop()
+    assert code == 0, rows
+    assert [(r["check"], r["result"]) for r in rows[:2]] == [
+        ("LWA token exchange", "ok"), ("sellers.getMarketplaceParticipations", "ok")]
+    assert answer.returncode == 0, answer.stderr
+    model = json.loads((SHARED_MODELS / "sellers-api-model" / "sellers.json").read_text())
+    schema = {"$ref": "#/definitions/GetMarketplaceParticipationsResponse", "definitions": model["definitions"]}
+    body = json.loads(answer.stdout)
+    jsonschema.validate(body, schema)
+    assert [p["marketplace"]["countryCode"] for p in body["payload"]] == ["US", "CA"]

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spd.sim import generic, get_order, lwa, notifications, order_items, orders, pager, publisher, reports, sigv4, vendor
+from spd.sim import (generic, get_order, lwa, notifications, order_items, orders, pager, publisher, reports,
+                     sellers, sigv4, vendor)
 from spd.sim.common import ApiReject, Call, TokenCodec, error_body, iso, parse_time, to_epoch
 from spd.sim.data import Dataset, order_factory, po_factory
 from spd.sim.render import RenderCache, render_2026, render_po, render_v0
@@ -36,6 +37,8 @@ OPERATIONS: dict[str, tuple[str, str, Handler]] = {
                                   order_items.get_order_items),
 }
 OPERATIONS[get_order.GET_ORDER] = ("GET", "/orders/v0/orders/{orderId}", get_order.get_order)
+OPERATIONS[sellers.GET_MARKETPLACE_PARTICIPATIONS] = ("GET", sellers.PATH,
+                                                    sellers.get_marketplace_participations)
 OPERATIONS.update(notifications.operations())  # destinations and subscriptions (spd.sim.notifications)
 OPERATIONS.update(generic.operations())  # every other pollable object type (spd.sim.generic)
 OPERATIONS.update(reports.operations(OPERATIONS))  # the reports flow (spd.sim.reports)

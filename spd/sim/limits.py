@@ -15,6 +15,7 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
     "orders_2026-01-01.searchOrders": (0.0056, 20),
     "vendorOrders.getPurchaseOrders": (10.0, 10),
     "tokens_2021-03-01.createRestrictedDataToken": (1.0, 10),
+    "sellers.getMarketplaceParticipations": (0.016, 15),
 }
 
 
