@@ -216,18 +216,21 @@ async def test_run_and_each_reload_validate_once(tmp_path: Path, sim_factory: An
         await daemon.close()
 
 
-
-def test_a_misspelt_key_is_answered_with_the_key_meant(tmp_path: Path) -> None:
-    # A typo among fifteen allowed keys is hard to spot in the list alone; a key unlike any keeps the list.
+def validate_orders_poller(tmp_path: Path, keys: str, after: str = "") -> tuple[Path, Any]:
+    """`spd validate` of a small config whose poller `orders` (line 6) has `keys` from line 8 on,
+    then `after`; the path and the completed process."""
     path = tmp_path / "spd.yaml"
     path.write_text(f"state: {{path: {tmp_path / 'state.db'}}}\n"
                     "accounts:\n  a: {endpoint: na, marketplace_ids: [X], lwa: {client_id: i, "
                     "client_secret: s, refresh_token: r}}\n"
                     "emitters: {out: {type: stdout}}\n"
-                    "pollers:\n  orders:\n    object: ordersV0.getOrders\n    timestamp_feild: updated\n"
-                    "    colour: blue\n    emitters: [out]\n"
-                    "jbos: {}\n")
-    result = run_spd("validate", "-c", str(path), env=spd_env())
+                    f"pollers:\n  orders:\n    object: ordersV0.getOrders\n{keys}    emitters: [out]\n{after}")
+    return path, run_spd("validate", "-c", str(path), env=spd_env())
+
+
+def test_a_misspelt_key_is_answered_with_the_key_meant(tmp_path: Path) -> None:
+    # A typo among fifteen allowed keys is hard to spot in the list alone; a key unlike any keeps the list.
+    path, result = validate_orders_poller(tmp_path, "    timestamp_feild: updated\n    colour: blue\n", "jbos: {}\n")
     assert result.returncode == 78
     poller_keys = ("account, object, timestamp_field, emit, start_time, interval, max_items_per_run, params, "
                    "emitters, overlap, restricted, include, report_types, download, report_options")
@@ -241,14 +244,8 @@ def test_a_misspelt_key_is_answered_with_the_key_meant(tmp_path: Path) -> None:
 
 def test_a_list_or_mapping_where_a_value_belongs_is_quoted_as_yaml_writes_it(tmp_path: Path) -> None:
     # The messages quoted such values with Python's repr (['2m'], {'m': 2}): not what the user wrote.
-    path = tmp_path / "spd.yaml"
-    path.write_text(f"state: {{path: {tmp_path / 'state.db'}}}\n"
-                    "accounts:\n  a: {endpoint: na, marketplace_ids: [X], lwa: {client_id: i, "
-                    "client_secret: s, refresh_token: r}}\n"
-                    "emitters: {out: {type: stdout}}\n"
-                    "pollers:\n  orders:\n    object: ordersV0.getOrders\n    interval: [2m]\n"
-                    "    emit: [page]\n    overlap: {m: 2}\n    emitters: [out]\n")
-    result = run_spd("validate", "-c", str(path), env=spd_env())
+    path, result = validate_orders_poller(tmp_path,
+                                          "    interval: [2m]\n    emit: [page]\n    overlap: {m: 2}\n")
     assert result.returncode == 78
     hint = "use a number with ms, s, m, h or d, such as 30s or 2m"
     assert result.stderr.splitlines() == [
