@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backfill from WHEN (a date = midnight UTC, or a time with a zone) as a "
                    "series of its own: the pollers' watermarks do not move")
     p.add_argument("--until", dest="backfill_until", metavar="WHEN",
-                   help="end of the backfill (default: now)")
+                   help="end of the backfill (default, or `now`: open-ended, up to now - lag; the same "
+                   "command run again resumes it and carries it on to the new now)")
     p = command("demo", "demo", "run the daemon against the built-in simulator (no credentials needed)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--push", action="store_true",

@@ -1,11 +1,17 @@
-"""`spd once POLLER --from T1 --until T2`: a bounded backfill that never moves the poller's watermark.
+"""`spd once POLLER --from T1 [--until T2]`: a backfill that never moves the poller's watermark.
 
 The backfill is a series of its own: its state rows are the poller's keys with
 `@backfill:T1..T2` after the name (`orders@backfill:2026-11-01T00:00:00Z..2026-11-02T00:00:00Z`,
 and `…@MARKETPLACE` per marketplace where the type fans out), so an interrupted backfill resumes
 when run again with the same range, and `spd status` lists it under its poller. Its messages
 are the poller's own (same poller name, emitters and emit mode); consumers deduplicate as
-always. Windows never end after T2.
+always. Windows never end after T2, except where T2 is later than the type lets a request
+reach (now - lag, Amazon's rule): there the API's echo ends the window, as the poller's own.
+
+Without --until (or with `--until now`) the backfill is open-ended, `T1..now`: it runs as the
+poller itself would from T1, up to now - lag, in its own rows. Its key names no instant, so
+running the same command again, after a crash or a day later, resumes the same series (and
+carries it on to the new now) instead of starting another one.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from datetime import datetime
 from pathlib import Path
 
 from spd.core.errors import UsageError
-from spd.core.times import format_ts
+from spd.core.times import format_ts, utcnow
 from spd.core.typing import BucketLevel
 from spd.pipeline.operation_fetch import OperationFetch
 from spd.pipeline.poller import Poller
+from spd.pipeline.poller_support import ECHO_CLOCK_SKEW
 from spd.pipeline.series import Batch, FetchStrategy, Series, WindowRun
 from spd.pipeline.types import RunResult, Window
 from spd.state.backend import PollerState, ReportLedger, StateBackend
@@ -27,28 +34,37 @@ from spd.state.backend import PollerState, ReportLedger, StateBackend
 
 @dataclass(frozen=True)
 class Backfill:
-    """The range of a bounded backfill: from `start` (included) to `until`."""
+    """The range of a backfill: from `start` (included) to `until`, or on to now - lag (None)."""
 
     start: datetime
-    until: datetime
+    until: datetime | None
+
+    @property
+    def range(self) -> str:
+        """`T1..T2`, or `T1..now` for an open-ended backfill: the same for every run of it."""
+        return f"{format_ts(self.start)}..{format_ts(self.until) if self.until else 'now'}"
 
     def key(self, poller: str) -> str:
         """The backfill's own state row for the poller's row `poller` (`name` or `name@MARKET`)."""
         name, at, market = poller.partition("@")
-        return f"{name}@backfill:{format_ts(self.start)}..{format_ts(self.until)}{at}{market}"
+        return f"{name}@backfill:{self.range}{at}{market}"
 
 
 def backfill_poller(poller: Poller, backfill: Backfill) -> Poller:
-    """A copy of `poller` that polls only [start, until) and keeps its state in its own rows."""
+    """A copy of `poller` that polls only [start, until) (open-ended: from start on, as the
+    poller itself) and keeps its state in its own rows."""
     if not isinstance(poller.fetching, OperationFetch):
         raise UsageError(f"poller {poller.name}: --from/--until backfill operation pollers; "
                          f"{poller.object_type.name} is polled by reports, which are not supported yet")
+    config = poller.config.model_copy(update={"start_time": backfill.start})
+    store = BackfillStore(poller.store, backfill)
+    if backfill.until is None:  # nothing to stop at but now - lag, where the poller stops anyway
+        return replace(poller, config=config, store=store)
     field = poller.config.timestamp_field
     if not poller.object_type.has_upper_bound(field):
         raise UsageError(f"poller {poller.name}: {poller.object_type.name} has no upper bound for "
                          f"{field}, so a backfill could not stop at --until; run it without --until")
-    config = poller.config.model_copy(update={"start_time": backfill.start})
-    return replace(poller, config=config, store=BackfillStore(poller.store, backfill),
+    return replace(poller, config=config, store=store,
                    fetching=BoundedFetch(poller.fetching, backfill.until))
 
 
@@ -61,13 +77,23 @@ class BoundedFetch:
         self.until = until
 
     def plan(self, series: Series, state: PollerState) -> Window | None:
-        """The poller's next window, cut at `until`; None once the watermark reached it."""
+        """The poller's next window, cut at `until`; None once the watermark reached it.
+        A window in progress stays as it was checkpointed (its next token belongs to it)."""
         if state.window_start is None and state.watermark >= self.until:
             return None
         window = self.inner.plan(series, state)
-        if window is None or (window.end is not None and window.end <= self.until):
+        if window is None or state.window_start is not None:
+            return window
+        if window.end is not None:  # already at most now - lag
+            return window if window.end <= self.until else Window(window.start, self.until, echo=False)
+        if not self.reachable(series):  # the echo closes it, no later than now - lag
             return window
         return Window(window.start, self.until, echo=False)
+
+    def reachable(self, series: Series) -> bool:
+        """Whether a request may send `until` as its upper bound: Amazon refuses one later
+        than its own now - lag (Orders: 2 minutes), and its clock may run behind ours."""
+        return self.until <= utcnow() - series.object_type.window.lag - ECHO_CLOCK_SKEW
 
     def fetch(self, series: Series, state: PollerState, run: WindowRun,
               result: RunResult) -> AsyncGenerator[Batch, None]:

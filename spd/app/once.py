@@ -72,7 +72,7 @@ async def catch_up(config_path: Path, names: list[str], backfill: Backfill | Non
             if not isinstance(result, SpdError):
                 log.debug("poller_traceback", poller=name, exc_info=result)
         else:
-            label = f"{name} (backfill {format_ts(backfill.start)}..{format_ts(backfill.until)})" if backfill else name
+            label = f"{name} (backfill {backfill.range})" if backfill else name
             print(f"{label}: {result.objects} objects in {result.pages} pages, watermark "
                   f"{format_ts(result.watermark) if result.watermark else '-'}", file=sys.stderr)
     if watch.lost is not None:  # after the summary: what was delivered, then why it stopped

@@ -17,13 +17,17 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def backfill_range(args: argparse.Namespace) -> Backfill | None:
-    """`--from T1 [--until T2]`: the range of a bounded backfill, or None for a normal run."""
+    """`--from T1 [--until T2]`: the range of a backfill, or None for a normal run. Without
+    --until, or with `--until now`, it is open-ended (`T1..now`), the same series on every run:
+    an instant taken from the clock would start a new one each time (spd.app.backfill)."""
     if args.backfill_from is None:
         if args.backfill_until is not None:
             raise UsageError("--until needs --from: a backfill runs from --from to --until")
         return None
-    start, until = (parse_when(option, value) for option, value in
-                    (("--from", args.backfill_from), ("--until", args.backfill_until or "now")))
+    start = parse_when("--from", args.backfill_from)
+    if args.backfill_until in (None, "now"):
+        return Backfill(start, None)
+    until = parse_when("--until", args.backfill_until)
     if until <= start:
         raise UsageError(f"--until {format_ts(until)} is not after --from {format_ts(start)}")
     return Backfill(start, until)
