@@ -4,14 +4,18 @@ against the simulator, real files and SQLite."""
 from __future__ import annotations
 
 import json
+import signal
+import urllib.parse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from support.config import write_config
-from support.spd import iso, read_jsonl, run_spd
+from support.sim import SimProcess
+from support.spd import iso, read_jsonl, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+ORDERS = {"object": "ordersV0.getOrders", "timestamp_field": "updated"}
 
 
 def status(config: Path) -> dict[str, Any]:
@@ -58,6 +62,89 @@ def test_backfill_emits_its_range_and_never_moves_the_watermark(tmp_path: Path, 
     again = run_spd("once", "-c", str(config), "orders", "--from", iso(first), "--until", iso(until))
     assert again.returncode == 0 and len(read_jsonl(out)) == caught_up + len(backfilled)  # done already
     assert status(config)["orders"]["watermark"] == before["watermark"]
+
+
+OPEN_ORDERS = 3000  # ~1500 in the open-ended range: 15 pages at OPEN_LATENCY ms each, ~8 s
+OPEN_LATENCY = 500
+
+
+def open_ended_sim(now: datetime) -> SimProcess:
+    """`spd sim` in its own process: orders created 12 to 7 days ago, none since, so that every
+    order has settled (the last shipments come < 6 days after the order) and the ground truth
+    up to now - lag is the same whenever spd asks."""
+    return SimProcess("--orders", str(OPEN_ORDERS), "--start", iso(now - timedelta(days=12)),
+                      "--end", iso(now - timedelta(days=7)), "--latency", str(OPEN_LATENCY),
+                      "--no-rate-limit", "--no-live")
+
+
+def backfill_from(now: datetime) -> datetime:
+    return (now - timedelta(days=9)).replace(hour=0, minute=0, second=0)
+
+
+def current_ids(sim: SimProcess, after: datetime, before: datetime) -> set[str]:
+    query = urllib.parse.urlencode({"type": "ordersV0.getOrders", "field": "updated",
+                                    "after": iso(after), "before": iso(before)})
+    return {o["id"] for o in sim.get(f"/_sim/objects?{query}")["objects"] if o["superseded_at"] is None}
+
+
+def test_backfill_without_until_runs_up_to_now_minus_lag(tmp_path: Path) -> None:
+    # QA: `--until` defaulted to the clock's now, sent as LastUpdatedBefore, which Amazon refuses
+    # (it must be 2 minutes in the past): every backfill without --until failed with HTTP 400.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    first = backfill_from(now)
+    with open_ended_sim(now) as sim:
+        config = write_config(tmp_path, sim.url, {"orders": {**ORDERS, "start_time": iso(now - timedelta(days=14))}})
+        result = run_spd("once", "-c", str(config), "orders", "--from", iso(first)[:10])
+        assert result.returncode == 0, result.stderr
+        assert f"orders (backfill {iso(first)}..now): " in result.stderr
+        backfilled = emitted(tmp_path / "out" / "orders.jsonl")
+        assert len(backfilled) == len(set(backfilled))
+        assert {i for i, _ in backfilled} == current_ids(sim, first, now)  # exactly the range's
+        assert all(cursor >= iso(first) for _, cursor in backfilled)
+        # An explicit --until later than now - lag: the echo ends the last window (not a 400).
+        until = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+        bounded = run_spd("once", "-c", str(config), "orders", "--from", iso(first), "--until", iso(until))
+        assert bounded.returncode == 0, bounded.stderr
+        again = emitted(tmp_path / "out" / "orders.jsonl", len(backfilled))
+        assert {i for i, _ in again} == {i for i, _ in backfilled}
+    row = status(config)["orders"]
+    backfills = {b["poller"]: b for b in row["backfills"]}
+    assert sorted(backfills) == [f"orders@backfill:{iso(first)}..{iso(until)}", f"orders@backfill:{iso(first)}..now"]
+    assert backfills[f"orders@backfill:{iso(first)}..now"]["watermark"] >= iso(now - timedelta(minutes=3))  # now - lag
+    assert backfills[f"orders@backfill:{iso(first)}..{iso(until)}"]["watermark"] < iso(until)  # Amazon's reach
+    assert row["watermark"] == iso(now - timedelta(days=14)) and row["objects_emitted"] == 0  # not moved
+
+
+def test_backfill_without_until_resumes_when_run_again(tmp_path: Path) -> None:
+    # The same command after an interrupted run is the same series: before, --until was the
+    # clock's now to the microsecond, a new key (and a new row in `spd status`) on every run.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    first = backfill_from(now)
+    out = tmp_path / "out" / "orders.jsonl"
+    with open_ended_sim(now) as sim:
+        config = write_config(tmp_path, sim.url, {"orders": {**ORDERS, "start_time": iso(now - timedelta(days=14))}})
+        command = ("once", "-c", str(config), "orders", "--from", iso(first)[:10])
+        proc = start_spd(*command)
+        try:
+            wait_for(lambda: read_jsonl_so_far(out), 60)  # its first page is delivered
+        finally:
+            stop_spd(proc, signal.SIGTERM, timeout=60)
+        interrupted = len(read_jsonl(out))
+        truth = current_ids(sim, first, now)
+        assert 0 < interrupted < len(truth)  # it stopped part way
+        stopped = status(config)["orders"]["backfills"]
+        assert [b["poller"] for b in stopped] == [f"orders@backfill:{iso(first)}..now"]
+
+        again = run_spd(*command)
+        assert again.returncode == 0, again.stderr
+        backfilled = emitted(out)
+        assert {i for i, _ in backfilled} == truth
+        resumed = backfilled[interrupted:]  # at least once: at most the page in flight again
+        assert len(resumed) <= len(truth) - interrupted + 100
+        assert set(resumed) & set(backfilled[:interrupted]) <= set(backfilled[interrupted - 100:interrupted])
+    rows = status(config)["orders"]["backfills"]
+    assert [b["poller"] for b in rows] == [f"orders@backfill:{iso(first)}..now"]  # one row, still
+    assert rows[0]["objects_emitted"] >= len(truth)
 
 
 def test_backfill_options_are_checked(tmp_path: Path) -> None:
