@@ -153,6 +153,7 @@ def test_backfill_options_are_checked(tmp_path: Path) -> None:
         (("--until", "2026-11-01"), "spd: --until needs --from"),
         (("--from", "2026-11-02", "--until", "2026-11-01"), "spd: --until 2026-11-01T00:00:00Z is not after --from"),
         (("--from", "yesterday"), 'spd: --from: "yesterday" is not a timestamp'),
+        (("--from", "2999-01-01"), "spd: --from 2999-01-01T00:00:00Z is not before now"),
     ]:
         result = run_spd("once", "-c", str(config), *args)
         assert result.returncode == 2 and result.stderr.startswith(message), result.stderr

@@ -26,6 +26,8 @@ def backfill_range(args: argparse.Namespace) -> Backfill | None:
         return None
     start = parse_when("--from", args.backfill_from)
     if args.backfill_until in (None, "now"):
+        if start >= utcnow():
+            raise UsageError(f"--from {format_ts(start)} is not before now")
         return Backfill(start, None)
     until = parse_when("--until", args.backfill_until)
     if until <= start:
