@@ -1,7 +1,8 @@
 """An operation call checked against the catalog before anything is sent (`spd exec`, jobs).
 
-Parameters are checked against the catalog (`--no-validate` sends what the catalog refuses,
-with a warning, for the day a model is wrong); a required marketplace parameter left out is
+Parameters are checked against the catalog and against what the models require only in
+sentences (spd.catalog.contract's `requires` rows); `--no-validate` sends what either refuses,
+with a warning, for the day a model is wrong; a required marketplace parameter left out is
 filled from the account's `marketplace_ids`; `--all-pages` is checked against how the operation
 pages: by next token, or by position where Amazon says so (spd.catalog.contract).
 """
@@ -9,6 +10,7 @@ pages: by next token, or by position where Amazon says so (spd.catalog.contract)
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import orjson
 
 from spd.catalog import contract
-from spd.catalog.contract_types import OFFSET, Offset
+from spd.catalog.contract_types import OFFSET, REQUIRES, Offset, Requires
 from spd.catalog.model import MARKETPLACE_PARAMS, Catalog, Operation
 from spd.catalog.params import check_request, parse_pairs
 from spd.core.errors import UsageError
@@ -74,6 +76,7 @@ def prepare(catalog: Catalog, req: ExecRequest,
         fillable = []
     try:
         params = check_request(op, params, req.body, fillable)
+        check_contract(op, params)
     except UsageError as exc:
         if req.validate:
             raise
@@ -82,6 +85,46 @@ def prepare(catalog: Catalog, req: ExecRequest,
     if req.all_pages:
         check_paging(op, params, req.body)
     return op, params
+
+
+def check_contract(op: Operation, params: Mapping[str, Any]) -> None:
+    """What Amazon's model requires of a first page only in a sentence (the contract table's
+    `requires` rows: "Either CreatedAfter or LastUpdatedAfter is required"), one UsageError line
+    naming the parameters and quoting the sentence. A next page is Amazon's to judge by its token."""
+    token = op.pagination.token_param if op.pagination is not None else None
+    if token is not None and _sent(params, token):
+        return
+    for row in contract.rules_for(op.name, REQUIRES):
+        problem = _unmet(row.value, params)
+        if problem:
+            raise UsageError(f'{op.name}: {problem} (the model: "{row.quote}")')
+
+
+def _unmet(req: Requires, params: Mapping[str, Any]) -> str | None:
+    """What `params` lack of `req`, in words, or None."""
+    given = [cond for cond in req.when if _sent(params, cond)]
+    if req.when and not given:
+        return None
+    if req.any_of:
+        if any(_sent(params, name) for name in req.need):
+            return None
+        wanted = f"{' or '.join(req.need)} is"
+    else:
+        missing = [name for name in req.need if not _sent(params, name)]
+        if not missing:
+            return None
+        wanted = f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'}"
+    return f"{wanted} required" + (f" with {' or '.join(given)}" if given else "")
+
+
+def _sent(params: Mapping[str, Any], cond: str) -> bool:
+    """Whether `NAME` (any value) or `NAME=VALUE` is among the parameters, as the simulator reads
+    a query: an empty value is not sent."""
+    name, eq, value = cond.partition("=")
+    got = params.get(name)
+    if got is None or got == "" or got == []:
+        return False
+    return not eq or str(got) == value
 
 
 def marketplace_params(op: Operation, params: dict[str, Any]) -> list[str]:
