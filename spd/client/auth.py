@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import structlog
 
+from spd.client.encode import describe
 from spd.client.gate import FailureGate
 from spd.core.proxy import EnvProxies
 from spd.client.singleflight import SingleFlight
@@ -130,9 +131,8 @@ class LwaAuth:
         except BodyTooLarge as exc:
             raise AuthError(f"account {name}: LWA token endpoint {url}: {exc}; refused") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
             raise AuthError(
-                f"account {name}: LWA token endpoint {url} unreachable ({reason})",
+                f"account {name}: LWA token endpoint {url} unreachable ({describe(exc, url)})",
                 retriable=True,
             ) from None
         if reply.status in REDIRECTS:

@@ -6,14 +6,17 @@ the URL we send is also the canonical one a signer would use.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import aiohttp
 import orjson
 
 from spd.core.times import rfc3339
@@ -259,8 +262,49 @@ def api_error(label: str, resp: Any, *, attempts: int = 1, retriable: bool = Fal
     )
 
 
-def describe(exc: BaseException) -> str:
-    """A one-line reason for a transport failure."""
+def describe(exc: BaseException, url: str | None = None) -> str:
+    """A one-line reason for a transport failure, in words rather than aiohttp's (`Cannot connect
+    to host H:P ssl:default [Connect call failed ('H', P)]`, which names TLS on an http:// URL
+    and quotes a Python tuple): `cannot connect to H:P: connection refused`, `cannot resolve H:
+    name or service not known`, `cannot connect to H:P: timed out`, `H:P: no answer within the
+    timeout`. `url`, where known, names the peer of a timeout (its exception does not)."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve {exc.host}: {_os_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"cannot connect to {_peer(exc.host, exc.port)}: TLS certificate: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {_peer(exc.host, exc.port)}: {_os_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"cannot connect to {_url_peer(url)}: timed out" if url else "connecting timed out"
+    if isinstance(exc, TimeoutError):  # the total timeout, or a read (aiohttp.SocketTimeoutError)
+        return f"{_url_peer(url)}: no answer within the timeout" if url else "no answer within the timeout"
     text = str(exc).strip()
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
+
+
+_ERRNO = re.compile(r"\[Errno (-?\d+)\]")
+
+
+def _os_reason(err: OSError | None) -> str:
+    """An OSError's reason in lower case: `connection refused`, not `Connect call failed (...)`.
+    asyncio words a refused connection as its own text with the errno beside it, and one failure
+    per address of a host (`Multiple exceptions: [Errno 111] ..., [Errno 111] ...`)."""
+    if err is None:
+        return "failed"
+    if isinstance(err, socket.gaierror) and err.strerror:  # its errno is not an OS errno
+        return err.strerror.lower()
+    codes = {err.errno} if err.errno else {int(n) for n in _ERRNO.findall(str(err))}
+    if len(codes) == 1:
+        return os.strerror(codes.pop()).lower()
+    return " ".join((err.strerror or str(err) or type(err).__name__).split())
+
+
+def _peer(host: str, port: int | None) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host
+
+
+def _url_peer(url: str) -> str:
+    parsed = urlsplit(url)
+    return _peer(parsed.hostname or url, parsed.port or {"http": 80, "https": 443}.get(parsed.scheme))

@@ -397,9 +397,9 @@ class SpClient(DocumentDownloads):
             raise ApiError(f"{req.label}: {exc}; refused (Amazon's replies are at most 10 MB)",
                            retriable=False) from None
         except aiohttp.ClientConnectorError as exc:
-            raise _Transient(rsp.describe(exc), unsent=True) from None
+            raise _Transient(rsp.describe(exc, req.url), unsent=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Transient(rsp.describe(exc)) from None
+            raise _Transient(rsp.describe(exc, req.url)) from None
         finally:
             self._in_flight.release()
         req.bucket.stats.latency.observe(time.monotonic() - started)
