@@ -119,9 +119,9 @@ def test_parameters_are_converted_to_their_types() -> None:
         "CreatedAfter=2025-01-01T00:00:00Z"])))
     assert params == {"MarketplaceIds": ["A", "B", "C"], "MaxResultsPerPage": 5, "IsISPU": True,
                       "CreatedAfter": "2025-01-01T00:00:00Z"}
-    _, params = prepare(load_catalog(), ExecRequest("ordersV0", "getOrders",
-                                                    {"MarketplaceIds": '["A,1", "B"]'}))
-    assert params == {"MarketplaceIds": ["A,1", "B"]}  # a JSON array keeps commas in items
+    _, params = prepare(load_catalog(), ExecRequest("ordersV0", "getOrders", {
+        "MarketplaceIds": '["A,1", "B"]', "LastUpdatedAfter": "2025-01-01T00:00:00Z"}))
+    assert params["MarketplaceIds"] == ["A,1", "B"]  # a JSON array keeps commas in items
 
 
 def test_schema_validator_keywords() -> None:
