@@ -61,7 +61,8 @@ def write_config(tmp_path: Path, job_body: str | None = None) -> Path:
     start = iso(datetime.now(timezone.utc) - timedelta(days=1))
     body = f"\n    body: {job_body}" if job_body else ""
     job = ("    api: reports_2021-06-30\n    operation: createReport" + body if job_body else
-           "    api: reports_2021-06-30\n    operation: getReports")
+           "    api: reports_2021-06-30\n    operation: getReports\n"
+           "    params: {reportTypes: GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL}")
     path = tmp_path / "spd.yaml"
     path.write_text(f"""\
 state: {{path: {tmp_path / 'state.db'}}}
