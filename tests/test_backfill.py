@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from support.config import write_config
-from support.sim import SimProcess
+from support.sim_process import SimProcess
 from support.spd import iso, read_jsonl, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)

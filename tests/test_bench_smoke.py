@@ -123,3 +123,13 @@ def test_cluster_measures_takeover_heartbeats_and_database_load() -> None:
     assert out["accounts"] == 3 and out["takeover_accounts"] >= 1, out
     assert 0 < out["takeover_s"] < 4 * out["lease_ttl_s"] and out["db_transactions_per_s"] > 0, out
     assert out["heartbeat_ms_p50"] > 0 and out["heartbeat_over_select1"] > 1, out
+
+
+def test_a_throughput_client_imports_nothing_of_spd() -> None:
+    # Each client runs as `python -m tests.bench.throughput --client NAME`: what the module
+    # imports is counted in every client's start-up (spd.sim once added ~0.3 s of CPU to each).
+    code = ("import sys, tests.bench.throughput; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('spd', 'aiohttp')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -23,7 +23,7 @@ from support.config import POLLERS, write_config
 from support.hostile import write_hostile_config
 from spd.core.errors import StateFullError, StateLockedError
 from spd.state.store import StateStore
-from support.sim import SimProcess
+from support.sim_process import SimProcess
 from support.spd import fill_disk, iso, read_jsonl, read_jsonl_so_far, run_spd, start_spd, stop_spd, wait_for
 from support.terminal import run_spd_tty
 

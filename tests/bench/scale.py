@@ -57,7 +57,7 @@ import orjson
 import psutil
 
 from tests.bench.throughput import ROOT, SimProcess, account_yaml, iso
-from tests.support.sim import cpu_seconds
+from tests.support.sim_process import cpu_seconds
 
 # (object type, timestamp field): two Orders APIs, vendor orders and two generic types.
 OBJECT_TYPES = (

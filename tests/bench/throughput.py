@@ -51,7 +51,7 @@ from typing import Any
 
 import orjson
 
-from tests.support.sim import SimProcess
+from tests.support.sim_process import SimProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKETPLACE = "ATVPDKIKX0DER"
