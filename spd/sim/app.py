@@ -22,6 +22,7 @@ from spd.sim.render import RenderCache, render_2026, render_po, render_v0
 from spd.sim.faults import FaultInjector, FaultKnobs, drop_connection, send_truncated
 from spd.sim.limits import RateLimiter
 from spd.sim.sandbox import add_sandbox_routes
+from spd.sim.success import success_status
 
 QUOTA_EXCEEDED = "You exceeded your quota for the requested resource."
 Handler = Callable[[Call], Awaitable[dict[str, Any]]]
@@ -179,13 +180,13 @@ class SimState:
             if exc.status != 429:
                 stats["client_errors"] += 1
             return _json(exc.body(), exc.status, headers)
-        data = orjson.dumps(result)
+        data, status = orjson.dumps(result), success_status(op)  # 202 for createReport, as Amazon's
         mode = self.faults.truncate()
         if mode is not None:
             stats["truncated"] += 1
-            return await send_truncated(request, data, headers, mode)
+            return await send_truncated(request, data, headers, mode, status)
         stats["ok"] += 1
-        return web.Response(body=data, headers=headers, content_type="application/json")
+        return web.Response(body=data, status=status, headers=headers, content_type="application/json")
 
 
 async def _body(request: web.Request) -> Any:

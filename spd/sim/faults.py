@@ -74,10 +74,10 @@ class FaultInjector:
 
 
 async def send_truncated(
-    request: web.Request, body: bytes, headers: dict[str, str], mode: str
+    request: web.Request, body: bytes, headers: dict[str, str], mode: str, status: int = 200
 ) -> web.StreamResponse:
-    """Send half of `body` as a 200, then close the connection."""
-    resp = web.StreamResponse(status=200, headers=headers)
+    """Send half of `body` with the operation's success status, then close the connection."""
+    resp = web.StreamResponse(status=status, headers=headers)
     resp.content_type = "application/json"
     part = body[: max(1, len(body) // 2)]
     resp.content_length = len(body) if mode == "short" else len(part)

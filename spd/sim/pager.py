@@ -26,6 +26,7 @@ from spd.sim.common import ApiReject, invalid, query_list
 from spd.sim.limits import UNLIMITED_RATE
 from spd.sim.rules import check_page2, page2_args
 from spd.sim.sample import resolve, sample
+from spd.sim.success import success_status
 
 Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -59,7 +60,8 @@ def _endpoint(op: Operation, state: Any) -> Endpoint:
         except ApiReject as exc:
             stats["client_errors"] += 1
             return web.json_response(exc.body(), status=exc.status, headers=headers)
-        return web.Response(body=orjson.dumps(answer), headers=headers, content_type="application/json")
+        return web.Response(body=orjson.dumps(answer), status=success_status(op.name), headers=headers,
+                            content_type="application/json")
 
     return endpoint
 
