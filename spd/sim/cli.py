@@ -56,7 +56,7 @@ def build_parser(prog: str = "spd sim") -> argparse.ArgumentParser:
     p.add_argument("--drop-rate", type=_probability, default=0.0,
                    help="share of connections closed without an answer")
     p.add_argument("--truncate-rate", type=_probability, default=0.0,
-                   help="share of 200 answers cut short")
+                   help="share of successful answers cut short")
     p.add_argument("--no-rate-limit", action="store_true", help="do not enforce usage plans")
     p.add_argument("--next-token-ttl", type=_non_negative, default=1800.0,
                    help="seconds a next token stays valid (default 1800)")

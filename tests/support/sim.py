@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -56,3 +57,28 @@ class SimThread:
                                      headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
+
+
+def call(sim: SimThread, method: str, path: str, body: Any = None, token: bool = True,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request to the simulator (with an access token unless told otherwise)."""
+    all_headers = dict(headers or {})
+    if token:
+        all_headers["x-amz-access-token"] = access_token(sim)
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        all_headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(sim.url + path, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def access_token(sim: SimThread) -> str:
+    form = ("grant_type=refresh_token&refresh_token=r&client_id=c&client_secret=s").encode()
+    req = urllib.request.Request(sim.url + "/auth/o2/token", data=form, method="POST",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["access_token"]
