@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import signal
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
 from spd.sim.app import SimSettings, Simulator
+from spd.sim.config_file import WriteConfigError, write_config
 from spd.sim.sandbox import SANDBOX
 
 
@@ -69,6 +70,9 @@ def build_parser(prog: str = "spd sim") -> argparse.ArgumentParser:
                    help="answer like Amazon's static sandbox, from the models' x-amzn-api-sandbox examples")
     p.add_argument("--models", metavar="DIR", type=Path,
                    help="Amazon's model files for --sandbox (a checkout of selling-partner-api-models)")
+    p.add_argument("--write-config", metavar="PATH", type=Path,
+                   help="write a ready config for this simulator to PATH (for `spd run -c PATH` or "
+                        "`spd once -c PATH` in another terminal; state beside it)")
     return p
 
 
@@ -97,18 +101,25 @@ def _sandbox_models(args: argparse.Namespace) -> Path | None:
     return Path(args.models)
 
 
-async def serve(settings: SimSettings, out: TextIO = sys.stdout) -> None:
-    """Run until SIGINT/SIGTERM, printing the URL and how to authenticate."""
+async def serve(settings: SimSettings, out: TextIO = sys.stdout, config: Path | None = None) -> None:
+    """Run until SIGINT/SIGTERM, printing the URL and how to authenticate (and writing a ready
+    config to `config` once the URL is known)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with Simulator(settings) as sim:
+            if config is not None:
+                write_config(config, sim.url, settings.marketplaces, datetime.now(timezone.utc))
             print(f"spd simulator listening on {sim.url}", file=out)
             print(f"  endpoint: {sim.url}   token_url: {sim.token_url}", file=out)
             print("  credentials: any non-empty client_id, client_secret and refresh_token",
                   file=out)
+            if config is not None:
+                print(f"  config: {config} (spd run -c {config}, or spd once -c {config})", file=out)
+            elif settings.sandbox_models is None and not settings.pager:
+                print("  a ready config for spd run/once: restart with --write-config PATH", file=out)
             print(f"  ground truth: {sim.url}/_sim/objects?type=ordersV0.getOrders&field=updated"
                   f"   stats: {sim.url}/_sim/stats", file=out)
             if settings.sandbox_models is not None:
@@ -131,8 +142,13 @@ def run_sim(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.write_config is not None and (args.sandbox or args.pager):
+        parser.error("--write-config is for the simulated seller; --sandbox and --pager serve no pollers")
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, config=args.write_config))
+    except WriteConfigError as exc:
+        print(f"spd sim: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"spd sim: cannot listen on {args.host}:{args.port}: {exc.strerror}",
               file=sys.stderr)
