@@ -10,7 +10,7 @@ from spd.catalog import ops
 from spd.catalog.build import build_catalog, default_models_dir
 from spd.catalog.model import load_catalog
 from spd.core.errors import UsageError
-from spd.core.output import Column, print_json, print_listing
+from spd.core.output import Column, print_json, print_listing, wants_json
 from spd.sources import describe
 from spd.sources.reports import registry
 
@@ -42,7 +42,12 @@ def cmd_objects(args: argparse.Namespace) -> int:
         if described["kind"] == "report":  # what Amazon documents of the report type
             described["report"] = registry.describe_report_spec(registry.report_spec(
                 described["name"][len(registry.REPORT_PREFIX):]))
-        print_json(described)
+        if wants_json(args.json):
+            print_json(described)
+        else:
+            from spd.commands.catalog_views import print_object_type  # a terminal only
+
+            print_object_type(described)
     else:
         types = describe.list_object_types() + registry.list_report_types()
         print_listing(types, types, OBJECT_COLUMNS, json_flag=args.json)
@@ -60,7 +65,13 @@ def cmd_ops(args: argparse.Namespace) -> int:
     elif args.schema:
         print_json(ops.operation_schema(catalog, args.api, args.operation))
     else:
-        print_json(ops.describe_operation(catalog, args.api, args.operation))
+        described = ops.describe_operation(catalog, args.api, args.operation)
+        if wants_json(args.json):
+            print_json(described)
+        else:
+            from spd.commands.catalog_views import print_operation  # a terminal only
+
+            print_operation(described, catalog.operation(args.api, args.operation).schema("body"))
     return 0
 
 

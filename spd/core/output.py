@@ -18,6 +18,7 @@ from typing import IO, Any
 import orjson
 
 MAX_CANDIDATES = 5  # a did-you-mean error names at most this many
+MIN_WRAP_WIDTH = 24  # a wrapping column is never narrower than this, however narrow the terminal
 # Blanks at the end of a line, before the style codes that close it (the bold header's reset).
 _TRAILING_BLANKS = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$", re.MULTILINE)
 
@@ -29,6 +30,7 @@ class Column:
     header: str
     key: str | Callable[[Any], Any]  # a key of the row, or a function of the row
     justify: str = "left"  # "right" for numbers
+    wrap: bool = False  # prose (a quoted model sentence): folded to the terminal's width
 
     def cell(self, row: Mapping[str, Any]) -> str:
         """The row's value in this column as text (None is "-", lists are comma-separated)."""
@@ -79,8 +81,10 @@ def print_json(value: Any, stream: IO[Any] | None = None) -> None:
 
 
 def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], *,
-                stream: IO[Any] | None = None, empty: str = "nothing to list") -> None:
-    """Prints `rows` as an aligned table with a header line; `empty` when there are none."""
+                stream: IO[Any] | None = None, empty: str = "nothing to list",
+                header: bool = True) -> None:
+    """Prints `rows` as an aligned table with a header line (unless `header` is False);
+    `empty` when there are none."""
     rows = list(rows)
     stream = sys.stdout if stream is None else stream
     if not rows:
@@ -91,19 +95,36 @@ def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], *,
     from rich.table import Table  # on a terminal only: rich is not loaded for pipes or --help
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold",
-                  highlight=False)
+                  highlight=False, show_header=header)
     for column in columns:
-        table.add_column(column.header, justify=column.justify, no_wrap=True)  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(*(column.cell(row) for column in columns))
-    # As kubectl: a row is never cut or folded to fit; a narrow terminal wraps the long ones.
-    console.width = max(console.width, _natural_width(console, table))
+        table.add_column(column.header, justify=column.justify,  # type: ignore[arg-type]
+                         no_wrap=not column.wrap, overflow="fold" if column.wrap else "ellipsis")
+    cells = [[column.cell(row) for column in columns] for row in rows]
+    for line in cells:
+        table.add_row(*line)
+    if any(column.wrap for column in columns):
+        # Prose wraps at the terminal's width; the other columns keep their whole values.
+        console.width = max(console.width, _unwrapped_width(columns, cells, header))
+    else:
+        # As kubectl: a row is never cut or folded to fit; a narrow terminal wraps the long ones.
+        console.width = max(console.width, _natural_width(console, table))
     with console.capture() as captured:
         console.print(table)
     # rich pads every cell to its column's width, the last one too: one long cell there (a poller's
     # last error) gave every other line hundreds of trailing blanks, a screen of empty wrapped lines.
     stream.write(_TRAILING_BLANKS.sub(r"\1", captured.get()))
     stream.flush()
+
+
+def _unwrapped_width(columns: Sequence[Column], cells: Sequence[Sequence[str]], header: bool) -> int:
+    """The width a table needs with its wrapping columns at MIN_WRAP_WIDTH, the others whole."""
+    from rich.cells import cell_len  # lazy: see the module docstring
+
+    widths = []
+    for index, column in enumerate(columns):
+        texts = [line[index] for line in cells] + ([column.header] if header else [])
+        widths.append(MIN_WRAP_WIDTH if column.wrap else max(cell_len(text) for text in texts))
+    return sum(widths) + 2 * (len(widths) - 1)  # rich's padding: one blank each side of a gap
 
 
 def print_listing(data: Any, rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], *,
