@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("reset", "reset", "move a poller's watermark (default: to its start_time)", config=True)
     p.add_argument("poller", metavar="POLLER")
     p.add_argument("--to", metavar="WHEN", help="new watermark: a date (2026-11-29 = midnight UTC) or an ISO 8601 time with a zone")
+    p.add_argument("--forget-backfills", action="store_true",
+                   help="instead: remove the state rows of the poller's complete backfills (`spd once --from`), "
+                   "or of those named by --backfill; the poller's watermark stays")
+    p.add_argument("--backfill", action="append", metavar="FROM..UNTIL",
+                   help="with --forget-backfills: a backfill to remove, complete or not, as `spd status` "
+                   "shows it (2026-11-01T00:00:00Z..2026-11-02T00:00:00Z, or ..now); repeatable")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p = command("objects", "objects", "list pollable object types, or describe one", output=True)
     p.add_argument("type", nargs="*", metavar="TYPE", help="API OPERATION or API.OPERATION (or an alias)")

@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from spd.app.backfill_rows import backfill_key, range_text
 from spd.core.errors import UsageError
-from spd.core.times import format_ts, utcnow
+from spd.core.times import utcnow
 from spd.core.typing import BucketLevel
 from spd.pipeline.operation_fetch import OperationFetch
 from spd.pipeline.poller import Poller
@@ -42,12 +43,11 @@ class Backfill:
     @property
     def range(self) -> str:
         """`T1..T2`, or `T1..now` for an open-ended backfill: the same for every run of it."""
-        return f"{format_ts(self.start)}..{format_ts(self.until) if self.until else 'now'}"
+        return range_text(self.start, self.until)
 
     def key(self, poller: str) -> str:
         """The backfill's own state row for the poller's row `poller` (`name` or `name@MARKET`)."""
-        name, at, market = poller.partition("@")
-        return f"{name}@backfill:{self.range}{at}{market}"
+        return backfill_key(poller, self.start, self.until)
 
 
 def backfill_poller(poller: Poller, backfill: Backfill) -> Poller:
@@ -192,6 +192,9 @@ class BackfillStore:
 
     async def reset(self, poller: str, to: datetime, identity: str | None = None) -> None:
         await self._store.reset(self._key(poller), to, identity)
+
+    async def forget(self, pollers: list[str]) -> int:
+        return await self._store.forget([self._key(p) for p in pollers])
 
     async def load_bucket_levels(self) -> list[BucketLevel]:
         return await self._store.load_bucket_levels()  # quota is the account's, not the poller's

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from spd.app.backfill_rows import BACKFILL, BackfillRow
 from spd.app.live import PollerNow, live_path, read_live
 from spd.core.output import Column
 from spd.core.times import format_duration, format_ts, parse_instant, parse_ts, utcnow
@@ -20,8 +21,6 @@ from spd.config.secrets import register_config_secrets
 from spd.app.push import SUBSCRIPTION_KEY
 from spd.app.state import open_state
 from spd.state.backend import MetaStore, PollerState
-
-BACKFILL = "@backfill:"  # the state rows of `spd once --from --until` (spd.app.backfill)
 
 
 async def collect_status(config: Config) -> list[dict[str, Any]]:
@@ -117,7 +116,19 @@ def status_row(name: str, cfg: PollerConfig | None, state: PollerState | None,
         "pages_emitted": state.pages_emitted if state else 0,
         "note": redact(state.note) if state and state.note else None,
     }
+    backfill = BackfillRow.parse(name)
+    if backfill is not None and state is not None:
+        row.update(backfill_status(backfill, state))
     return row
+
+
+def backfill_status(backfill: BackfillRow, state: PollerState) -> dict[str, Any]:
+    """A backfill row's state (`complete`, `incomplete, 40% done`, `open-ended`: which ones
+    `spd reset --forget-backfills` may remove) and its range; a complete one lags nothing."""
+    complete = backfill.complete(state)
+    return {"state": backfill.describe(state), **({"lag_seconds": None} if complete else {}),
+            "backfill": {"from": format_ts(backfill.start), "until": _ts(backfill.until),
+                         "complete": complete}}
 
 
 def status_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

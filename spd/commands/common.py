@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from pathlib import Path
 
 from spd.config.model import Config
 from spd.config.validate import load_config
+from spd.core.errors import UsageError
+from spd.core.times import parse_instant, utcnow
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -17,3 +20,13 @@ def config_path(args: argparse.Namespace) -> Path:
 def load(args: argparse.Namespace) -> Config:
     """The config `-c` (or $SPD_CONFIG, or the default) names, loaded and validated."""
     return load_config(config_path(args))
+
+
+def parse_when(option: str, value: str) -> datetime:
+    """A command-line time: a date (midnight UTC), a timestamp with a zone, or `now`."""
+    if value == "now":
+        return utcnow()
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}; a date such as 2026-11-29 means midnight UTC") from None

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
-
 from spd.app.backfill import Backfill
 from spd.app.once import run_once
-from spd.commands.common import config_path
+from spd.commands.common import config_path, parse_when
 from spd.core.errors import UsageError
-from spd.core.times import format_ts, parse_instant, utcnow
+from spd.core.times import format_ts, utcnow
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -33,13 +31,3 @@ def backfill_range(args: argparse.Namespace) -> Backfill | None:
     if until <= start:
         raise UsageError(f"--until {format_ts(until)} is not after --from {format_ts(start)}")
     return Backfill(start, until)
-
-
-def parse_when(option: str, value: str) -> datetime:
-    """A command-line time: a date (midnight UTC), a timestamp with a zone, or `now`."""
-    if value == "now":
-        return utcnow()
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}; a date such as 2026-11-29 means midnight UTC") from None

@@ -162,6 +162,10 @@ class StateBackend(Protocol):
     async def delete(self, poller: str) -> bool:
         """Forgets a poller entirely; True when it had state."""
 
+    async def forget(self, pollers: list[str]) -> int:
+        """Deletes these rows in one transaction (`spd reset --forget-backfills`; backfills keep
+        no report ledger); refused under a daemon, as reset; returns how many there were."""
+
     async def load_bucket_levels(self) -> list[BucketLevel]:
         """The rate-limit bucket levels last saved, one per (account, operation)."""
 

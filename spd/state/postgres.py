@@ -309,6 +309,14 @@ class PgStore:
             status = await conn.execute("DELETE FROM spd_pollers WHERE poller=$1", poller)
         return not status.endswith(" 0")
 
+    async def forget(self, pollers: list[str]) -> int:
+        """Refused while any replica is alive, as reset."""
+        async with self.connection() as conn, conn.transaction():
+            if self.fence is None:
+                await self._refuse_while_replicas_run(conn)
+            status = await conn.execute("DELETE FROM spd_pollers WHERE poller = any($1::text[])", pollers)
+        return int(status.rpartition(" ")[2])
+
     async def put_meta(self, key: str, value: str) -> None:
         """Stores one text value by key (the subscriptions' counters `status` shows)."""
         async with self.connection() as conn:

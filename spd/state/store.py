@@ -213,6 +213,14 @@ class StateStore(SqliteDatabase):
         with self.lock.exclusive():
             await self._transaction(move)
 
+    async def forget(self, pollers: list[str]) -> int:
+        """Deletes these rows in one transaction; refused under a daemon (as reset)."""
+        def drop(db: sqlite3.Connection) -> int:
+            return sum(db.execute("DELETE FROM pollers WHERE poller = ?", (p,)).rowcount for p in pollers)
+
+        with self.lock.exclusive():
+            return await self._transaction(drop)
+
     async def lease_holders(self) -> dict[str, str]:
         """One machine, no replicas: nobody holds leases."""
         return {}
