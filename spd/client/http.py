@@ -53,8 +53,10 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
 RAW_BUCKET = "raw"
 # SP-API requests on the wire at once. Beyond it a request waits here rather than in aiohttp's
 # connection pool, whose wait would count against its timeout: thousands of pollers due at once
-# would otherwise time out before sending. The pool keeps a few connections beyond this for LWA,
-# Restricted Data Tokens and document downloads.
+# would otherwise time out before sending. The pool's connections beyond this serve what takes no
+# slot: LWA token exchanges and report document downloads. A Restricted Data Token is an SP-API
+# call (Tokens API createRestrictedDataToken) and takes a slot like any other; the request that
+# needs it fetches it before taking its own (acquire_to_send), so it never waits on a slot it holds.
 MAX_IN_FLIGHT = 96
 POOL_SIZE = 128
 # Reads the bytes of a successful answer (a page read without building its objects), or None.
