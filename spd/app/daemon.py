@@ -258,7 +258,8 @@ class Daemon:
         await drain_tasks(set(self.inflight), DRAIN_TIMEOUT)
 
     async def close(self) -> None:
-        """Stop scheduling → drain in-flight pages → flush and close emitters → close state."""
+        """Stop scheduling → drain in-flight pages → flush and close emitters → check that the
+        state file is still the one open → close state."""
         for reload in list(self._reloads):  # a reload half done when the stop came
             reload.cancel()
         if self._state_watch is not None:
@@ -279,6 +280,10 @@ class Daemon:
             self.runtime = None
         if self.http is not None:
             await self.http.close()
+        if self._state_watch is not None:
+            # One last look after the last checkpoint (as `spd once` takes): a file lost within
+            # the watch's interval before the stop lost those checkpoints too; exit 78 says so.
+            self._state_watch.check()
         if self.store is not None:
             await self.store.close()
         log.info("daemon_stopped", exit_code=self.exit_code)
