@@ -4,20 +4,28 @@ file read back with sqlite3, and the machine's PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from spd.state.backend import StateBackend
+from spd.state.postgres import PgStore
+from spd.state.store import StateStore
 from support.cluster import query
 from support.config import write_config
-from support.postgres import temp_database_sync
+from support.postgres import temp_database, temp_database_sync
 from support.spd import iso, run_spd, start_spd, stop_spd, wait_for
 
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 DAY = timedelta(days=1)
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 ORDERS = {"object": "ordersV0.getOrders", "timestamp_field": "updated", "start_time": iso(NOW - 4 * DAY)}
 
 
@@ -158,3 +166,26 @@ def test_forget_backfills_on_postgresql(tmp_path: Path, sim_factory: Any) -> Non
         assert forgot.stdout.startswith(f"poller orders: forgot backfill {done} (complete, ")
         rows = query(url, "SELECT poller FROM spd_pollers ORDER BY poller")
         assert [r["poller"] for r in rows] == ["orders", f"orders@backfill:{iso(NOW - DAY)}..now"]
+
+
+@contextlib.asynccontextmanager
+async def backend(kind: str, tmp_path: Path) -> AsyncIterator[StateBackend]:
+    """A fresh SQLite file, or a fresh PostgreSQL database of this task's own prefix."""
+    if kind == "sqlite":
+        async with StateStore(tmp_path / "state.db") as store:
+            yield store
+    else:
+        async with temp_database("lifecycle") as url, PgStore(url) as pg:
+            yield pg
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_forget_deletes_exactly_the_rows_named_in_one_go(tmp_path: Path, kind: str) -> None:
+    keys = ["orders", "orders@backfill:2025-01-01T00:00:00Z..2025-01-02T00:00:00Z@A",
+            "orders@backfill:2025-01-01T00:00:00Z..2025-01-02T00:00:00Z@B", "orders@backfill:2025-01-01T00:00:00Z..now"]
+    async with backend(kind, tmp_path) as store:
+        for key in keys:
+            await store.ensure(key, "id", T0)
+        assert await store.forget([keys[1], keys[2], "orders@backfill:never"]) == 2
+        assert await store.pollers() == [keys[0], keys[3]]
+        assert await store.forget([]) == 0 and await store.forget([keys[1]]) == 0
