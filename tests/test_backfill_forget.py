@@ -131,7 +131,7 @@ def test_forget_backfills_is_refused_while_a_daemon_holds_the_state(tmp_path: Pa
     backfill(config, "--from", iso(NOW - 3 * DAY), "--until", iso(NOW - 2 * DAY))
     proc = start_spd("run", "-c", str(config))
     try:
-        wait_for(lambda: (tmp_path / "out" / "orders.jsonl").exists(), timeout=30)
+        wait_for(lambda: (tmp_path / "state.db.live.json").exists(), timeout=30)  # the daemon is up
         result = run_spd("reset", "-c", str(config), "orders", "--forget-backfills", "--yes")
         assert result.returncode == 1
         assert result.stderr.startswith(f"spd: state {tmp_path / 'state.db'} is held by a running spd daemon")
