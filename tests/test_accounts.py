@@ -16,6 +16,7 @@ import pytest
 from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.client.gate import FailureGate
 from spd.config.validate import load_config
 from spd.core.errors import AuthError
@@ -146,7 +147,7 @@ async def test_unreachable_token_url_is_a_retriable_one_liner(catalog, tmp_path)
     token_url = dead_url() + "/auth/o2/token"
     cfg = load_config(write_accounts_config(
         tmp_path, [account_yaml("acme", dead_url(), token_url=token_url)], {}))
-    async with SpClient(dict(cfg.accounts), catalog, max_attempts=2, backoff_base=0.01) as c:
+    async with SpClient(dict(cfg.accounts), catalog, retry=RetryPolicy(max_attempts=2, backoff_base=0.01)) as c:
         with pytest.raises(AuthError) as info:
             await c.call("acme", catalog.operation("ordersV0", "getOrders"), params())
     message = str(info.value)

@@ -15,6 +15,7 @@ import pytest
 from support.aws_peer import ROLE_ARN, MotoSts, account_yaml, write_accounts_config
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.client.sigv4 import AssumedRoles, SigV4Signer, TempCredentials
 from spd.config.validate import load_config
 from spd.core.errors import ApiError, AuthError
@@ -181,7 +182,7 @@ async def test_unreachable_sts_is_retriable(moto, sim, catalog, tmp_path):
     dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sock.close()
     accts = accounts(tmp_path, sim.url, **aws_keys(moto, moto.good, sts_endpoint=dead))
-    async with SpClient(accts, catalog, max_attempts=2, backoff_base=0.01) as c:
+    async with SpClient(accts, catalog, retry=RetryPolicy(max_attempts=2, backoff_base=0.01)) as c:
         with pytest.raises(AuthError) as info:
             await c.call("acme", catalog.operation("ordersV0", "getOrders"), orders_params())
     assert info.value.retriable is True

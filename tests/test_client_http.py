@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.core.errors import ApiError, AuthError, UsageError
 from spd.sim.limits import TokenBucket as SimBucket
 from support.quota import record_grants
@@ -214,7 +215,7 @@ def account(url: str, token_url: str | None = None, rate_limits: dict | None = N
 
 @pytest.fixture
 async def client(fake):
-    async with SpClient({"acme": account(fake.url)}, FakeCatalog(), backoff_base=0.01) as c:
+    async with SpClient({"acme": account(fake.url)}, FakeCatalog(), retry=RetryPolicy(backoff_base=0.01)) as c:
         yield c
 
 
@@ -319,7 +320,7 @@ async def test_lwa_unreachable_is_retriable_and_retried(fake):
     dead = f"http://127.0.0.1:{sock.getsockname()[1]}/auth/o2/token"
     sock.close()
     acct = account(fake.url, token_url=dead)
-    async with SpClient({"acme": acct}, None, backoff_base=0.01, max_attempts=3) as c:
+    async with SpClient({"acme": acct}, None, retry=RetryPolicy(backoff_base=0.01, max_attempts=3)) as c:
         with pytest.raises(AuthError) as info:
             await c.call("acme", GET_ORDERS)
     assert info.value.retriable is True
@@ -335,7 +336,7 @@ async def test_lwa_5xx_then_success(fake, client):
         fake.token_answer = None
 
     healer = asyncio.create_task(heal())
-    client.backoff_base = 0.05
+    client.retry = replace(client.retry, backoff_base=0.05)
     resp = await client.call("acme", GET_ORDERS)
     await healer
     assert resp.status == 200
@@ -383,7 +384,7 @@ async def test_429_with_retry_after_waits_that_long(fake, client):
 
 async def test_429_storm_gives_up_with_retriable_error(fake):
     fake.script("/slow", *[(429, {"errors": [{"code": "QuotaExceeded", "message": "m"}]})] * 4)
-    async with SpClient({"acme": account(fake.url)}, None, max_attempts=3) as c:
+    async with SpClient({"acme": account(fake.url)}, None, retry=RetryPolicy(max_attempts=3)) as c:
         with pytest.raises(ApiError) as info:
             await c.call("acme", SLOW)
     assert info.value.retriable is True and info.value.status == 429
@@ -466,7 +467,7 @@ async def test_5xx_retried_for_post_marked_safe(fake, client):
 
 async def test_exhausted_5xx_retries_raise_retriable(fake):
     fake.script("/orders/v0/orders", *[(503, b"down")] * 5)
-    async with SpClient({"acme": account(fake.url)}, None, backoff_base=0.01, max_attempts=3) as c:
+    async with SpClient({"acme": account(fake.url)}, None, retry=RetryPolicy(backoff_base=0.01, max_attempts=3)) as c:
         with pytest.raises(ApiError) as info:
             await c.call("acme", GET_ORDERS)
     assert info.value.retriable is True
@@ -508,7 +509,7 @@ async def test_invalid_json_in_2xx_retried(fake, client):
 
 async def test_timeout_retried(fake):
     fake.script("/orders/v0/orders", slow_answer)
-    async with SpClient({"acme": account(fake.url)}, None, timeout=0.3, backoff_base=0.01) as c:
+    async with SpClient({"acme": account(fake.url)}, None, timeout=0.3, retry=RetryPolicy(backoff_base=0.01)) as c:
         resp = await c.call("acme", GET_ORDERS)
     assert resp.status == 200
     assert len(fake.requests("/orders/v0/orders")) == 2
@@ -607,7 +608,7 @@ async def test_proxy_environment_is_honoured(fake, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", fake.url)
     acct = account("http://sellingpartnerapi.invalid")
-    async with SpClient({"acme": acct}, None, max_attempts=1) as c:
+    async with SpClient({"acme": acct}, None, retry=RetryPolicy(max_attempts=1)) as c:
         resp = await c.call("acme", GET_ORDERS)
     assert resp.status == 200
     assert fake.token_forms and fake.seen[0].path == "/orders/v0/orders"
@@ -625,7 +626,7 @@ async def test_proxy_credentials_and_documents_go_through_the_proxy(fake, monkey
     clear_proxy_env(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", fake.url.replace("http://", "http://pxuser:pxpass@"))
     acct = account("http://sellingpartnerapi.invalid")
-    async with SpClient({"acme": acct}, None, max_attempts=1) as c:
+    async with SpClient({"acme": acct}, None, retry=RetryPolicy(max_attempts=1)) as c:
         assert (await c.call("acme", GET_ORDERS)).status == 200
         fake.script("/doc.gz", (200, b"doc", {"Content-Type": "application/octet-stream"}))
         assert await c.download("http://documents.invalid/doc.gz") == b"doc"
@@ -639,7 +640,7 @@ async def test_no_proxy_bypasses_the_proxy(fake, monkeypatch):
     clear_proxy_env(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    async with SpClient({"acme": account(fake.url)}, None, max_attempts=1) as c:
+    async with SpClient({"acme": account(fake.url)}, None, retry=RetryPolicy(max_attempts=1)) as c:
         assert (await c.call("acme", GET_ORDERS)).status == 200
     assert "Proxy-Authorization" not in fake.seen[0].headers
 

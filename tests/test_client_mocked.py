@@ -11,6 +11,7 @@ from aioresponses import aioresponses
 from pydantic import SecretStr
 
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.core.errors import ApiError, AuthError
 
 BASE = "https://sellingpartnerapi-na.amazon.com"
@@ -37,7 +38,7 @@ def account():
 
 @pytest.fixture
 async def client():
-    async with SpClient({"acme": account()}, None, backoff_base=0.001, max_attempts=3) as c:
+    async with SpClient({"acme": account()}, None, retry=RetryPolicy(backoff_base=0.001, max_attempts=3)) as c:
         yield c
 
 

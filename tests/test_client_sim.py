@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.core.errors import ApiError, AuthError
 from spd.sim import SimSettings, Simulator
 from spd.sim.limits import TokenBucket as SimBucket
@@ -146,8 +147,8 @@ async def test_faults_are_retried_for_get(catalog):
                            error_rate=0.3, drop_rate=0.1, truncate_rate=0.1)  # fmt: skip
     async with Simulator(settings) as sim:
         op = catalog.operation("ordersV0", "getOrders")
-        async with SpClient({"acme": account(sim)}, catalog, backoff_base=0.01,
-                            max_attempts=12) as client:  # fmt: skip
+        async with SpClient({"acme": account(sim)}, catalog,
+                            retry=RetryPolicy(max_attempts=12, backoff_base=0.01)) as client:  # fmt: skip
             results = await asyncio.gather(*(client.call("acme", op, orders_params()) for _ in range(20)))
         counts = sim_stats(sim, "ordersV0.getOrders")
     assert all(r.status == 200 and "Orders" in r.body["payload"] for r in results)
@@ -189,7 +190,7 @@ async def test_requests_beyond_the_in_flight_cap_wait_without_timing_out(catalog
     async with Simulator(settings) as sim:
         # 4 rounds of 1 s in the pool of 8 would exceed a 2.5 s timeout that counted the wait
         async with SpClient({"acme": account(sim, rate_limits=limits)}, catalog, timeout=2.5,
-                            max_attempts=1) as client:
+                            retry=RetryPolicy(max_attempts=1)) as client:
             await client.call("acme", op, orders_params())  # the LWA token, once
             began = time.monotonic()
             replies = await asyncio.gather(*(client.call("acme", op, orders_params())

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,12 +20,14 @@ from spd.catalog.contract_types import REQUIRES, Rule
 from spd.catalog.model import Operation, load_catalog
 from spd.catalog.requests import ExecRequest, prepare
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.config.validate import load_config
 from spd.core.errors import ApiError
 from support.exec_cases import placeholder
 from support.sim import SimThread
-from support.spd import run_spd, spd_cmd, spd_env
+from support.spd import run_spd
 from support.static_sandbox import write_sandbox_config
+from support.unreachable import closed_port, config_to
 
 REQUIRES_ROWS = [r for r in contract.RULES if r.kind == REQUIRES]
 WHEN = (datetime.now(timezone.utc) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -47,12 +47,6 @@ def config(sim: SimThread, tmp_path: Path) -> Path:
     return write_sandbox_config(tmp_path, sim.url)
 
 
-def reached(sim: SimThread) -> int:
-    """Every SP-API request and LWA token the simulator has seen."""
-    stats = sim.get("/_sim/stats")
-    return sum(c.get("requests", 0) for c in stats["operations"].values()) + stats["lwa"]["tokens_issued"]
-
-
 def argv(op: Operation, params: dict[str, str], config: Path) -> list[str]:
     return ["exec", op.api, op.id, *[a for k, v in params.items() for a in ("-p", f"{k}={v}")],
             "-c", str(config)]
@@ -64,11 +58,11 @@ def argv(op: Operation, params: dict[str, str], config: Path) -> list[str]:
 @pytest.mark.parametrize("all_pages", [False, True], ids=["one-page", "all-pages"])
 def test_get_orders_without_either_time_is_refused_before_sending(sim: SimThread, config: Path,
                                                                   all_pages: bool) -> None:
-    before = reached(sim)
+    before = sim.reached()
     result = run_spd("exec", "ordersV0", "getOrders", "-c", str(config),
                      *(["--all-pages"] if all_pages else []))
     assert (result.returncode, result.stdout, result.stderr) == (2, "", ORDERS_LINE)
-    assert reached(sim) == before  # nothing sent, not even a token exchange
+    assert sim.reached() == before  # nothing sent, not even a token exchange
 
 
 def test_get_orders_with_either_time_still_works(sim: SimThread, config: Path) -> None:
@@ -120,7 +114,7 @@ def test_the_contract_has_requires_rows() -> None:
 @pytest.mark.parametrize("row", REQUIRES_ROWS, ids=lambda r: f"{r.op}:{r.where}")
 def test_every_requires_row_refuses_before_sending(sim: SimThread, config: Path, row: Rule) -> None:
     op, params = violating(row)
-    before = reached(sim)
+    before = sim.reached()
     result = run_spd(*argv(op, params, config))
     assert result.returncode == 2, result
     assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
@@ -128,7 +122,7 @@ def test_every_requires_row_refuses_before_sending(sim: SimThread, config: Path,
     assert line.startswith(f"spd: {op.name}: ") and f'(the model: "{row.quote}")' in line
     missing = [n for n in row.value.need if n not in params]
     assert all(name in line.split(" (the model")[0] for name in missing)
-    assert reached(sim) == before
+    assert sim.reached() == before
     # what the row asks for, given, passes this check (the first alternative of `any_of` alone)
     for name in missing[:1] if row.value.any_of else missing:
         params[name] = placeholder(op.param(name))
@@ -136,28 +130,6 @@ def test_every_requires_row_refuses_before_sending(sim: SimThread, config: Path,
 
 
 # --- connection errors as one plain line -------------------------------------------------------
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def config_to(tmp_path: Path, endpoint: str, token_url: str) -> Path:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "spd.yaml"
-    path.write_text(
-        f"state: {{path: {tmp_path / 'state.db'}}}\n"
-        "accounts:\n"
-        "  acme:\n"
-        f"    endpoint: {endpoint}\n"
-        "    marketplace_ids: [ATVPDKIKX0DER]\n"
-        "    lwa: {client_id: c, client_secret: s, refresh_token: r, "
-        f"token_url: {token_url}}}\n"
-        f"emitters:\n  archive: {{type: file, path: \"{tmp_path / 'out'}/{{poller}}.jsonl\"}}\n")
-    return path
 
 
 def check_details(config: Path) -> dict[str, str]:
@@ -170,26 +142,13 @@ def test_refused_connections_read_as_one_plain_line(sim: SimThread, tmp_path: Pa
     port = closed_port()
     dead = f"http://127.0.0.1:{port}"
     refused = f"cannot connect to 127.0.0.1:{port}: connection refused"
-    # `spd exec` retries a refused connection (~50 s of backoff): it runs while the checks do
-    sp_api = start(["exec", "sellers", "getMarketplaceParticipations", "-c",
-                    str(config_to(tmp_path / "exec", dead, f"{sim.url}/auth/o2/token"))])
     token = check_details(config_to(tmp_path / "lwa", dead, f"{dead}/auth/o2/token"))
     assert token["LWA token exchange"] == (
         f"account acme: LWA token endpoint {dead}/auth/o2/token unreachable ({refused})")
     calls = check_details(config_to(tmp_path / "api", dead, f"{sim.url}/auth/o2/token"))
     assert calls["sellers.getMarketplaceParticipations"] == (
         f"sellers.getMarketplaceParticipations: request failed after 2 attempts: {refused}")
-    out, err = sp_api.communicate(timeout=120)
-    assert (sp_api.returncode, out) == (1, "")
-    # exec prints a failed call as an SP-API error document on stderr (spd.core.errors.ApiError)
-    assert json.loads(err.splitlines()[-1]) == {"errors": [{"code": "Error", "message": (
-        f"sellers.getMarketplaceParticipations: request failed after 8 attempts: {refused}")}]}
-    assert "ssl:" not in err and "Connect call failed" not in err
-
-
-def start(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(spd_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=spd_env())
+    # `spd exec` and `spd request`: tests/test_exec_unreachable.py
 
 
 def test_unresolvable_host_reads_as_one_plain_line(tmp_path: Path) -> None:
@@ -210,7 +169,7 @@ async def test_no_answer_reads_as_one_plain_line(sim: SimThread, tmp_path: Path)
     port = server.sockets[0].getsockname()[1]
     config = load_config(config_to(tmp_path, f"http://127.0.0.1:{port}", f"{sim.url}/auth/o2/token"))
     try:
-        async with SpClient(config.accounts, load_catalog(), timeout=0.5, max_attempts=1) as client:
+        async with SpClient(config.accounts, load_catalog(), timeout=0.5, retry=RetryPolicy(max_attempts=1)) as client:
             with pytest.raises(ApiError) as info:
                 await client.call("acme", load_catalog().operation("sellers", "getMarketplaceParticipations"))
     finally:

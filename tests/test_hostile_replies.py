@@ -13,6 +13,7 @@ import pytest
 from support.hostile import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STOLEN_TOKEN, Harness, Hostile
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.core.errors import ApiError, AuthError, SpdError
 from support.recording import RecordingEmitter
 
@@ -119,7 +120,7 @@ GET_ORDERS = load_catalog().operation("ordersV0", "getOrders")
 
 async def test_the_lwa_token_request_never_follows_a_redirect(hostile) -> None:
     hostile.mode = "lwa_redirect"
-    async with SpClient({"acme": account(hostile.url)}, load_catalog(), backoff_base=0.01) as client:
+    async with SpClient({"acme": account(hostile.url)}, load_catalog(), retry=RetryPolicy(backoff_base=0.01)) as client:
         with pytest.raises(AuthError) as info:
             await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]})
     message = str(info.value)
@@ -131,7 +132,7 @@ async def test_the_lwa_token_request_never_follows_a_redirect(hostile) -> None:
 
 async def test_a_redirect_from_sp_api_is_reported_as_a_redirect_and_not_followed(hostile) -> None:
     hostile.mode = "redirect"
-    async with SpClient({"acme": account(hostile.url)}, load_catalog(), backoff_base=0.01) as client:
+    async with SpClient({"acme": account(hostile.url)}, load_catalog(), retry=RetryPolicy(backoff_base=0.01)) as client:
         with pytest.raises(ApiError) as info:
             await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]})
     assert str(info.value).startswith("ordersV0.getOrders: HTTP 302 redirect to http://127.0.0.2:")
@@ -150,7 +151,7 @@ async def test_an_oversized_reply_is_refused_after_reading_at_most_the_cap(
 
     monkeypatch.setattr(transport, "MAX_RESPONSE_BYTES", 2**20)
     hostile.mode, hostile.size = mode, 8 * 2**20
-    async with SpClient({"acme": account(hostile.url)}, load_catalog(), backoff_base=0.01) as client:
+    async with SpClient({"acme": account(hostile.url)}, load_catalog(), retry=RetryPolicy(backoff_base=0.01)) as client:
         with pytest.raises(ApiError) as info:
             await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]})
     assert "ordersV0.getOrders: response body is larger than 1 MiB" in str(info.value)
@@ -168,7 +169,7 @@ async def test_sts_assume_role_never_follows_a_redirect(hostile) -> None:
                                secret_access_key=SecretStr("hostile/aws/secret/key"),
                                role_arn="arn:aws:iam::123456789012:role/R", region="us-east-1",
                                sts_endpoint=f"{hostile.url}/sts")
-    async with SpClient({"acme": acct}, load_catalog(), backoff_base=0.01) as client:
+    async with SpClient({"acme": acct}, load_catalog(), retry=RetryPolicy(backoff_base=0.01)) as client:
         with pytest.raises(AuthError) as info:
             await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]})
     assert "STS endpoint answered HTTP 307 redirect to http://127.0.0.2:" in str(info.value)
@@ -178,7 +179,7 @@ async def test_sts_assume_role_never_follows_a_redirect(hostile) -> None:
 
 async def test_the_tokens_api_request_never_follows_a_redirect(hostile) -> None:
     hostile.mode = "redirect"
-    async with SpClient({"acme": account(hostile.url)}, load_catalog(), backoff_base=0.01) as client:
+    async with SpClient({"acme": account(hostile.url)}, load_catalog(), retry=RetryPolicy(backoff_base=0.01)) as client:
         with pytest.raises(ApiError) as info:
             await client.call("acme", GET_ORDERS, {"MarketplaceIds": ["ATVPDKIKX0DER"]},
                               restricted=["buyerInfo"])

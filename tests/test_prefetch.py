@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from spd.app.runtime import Runtime
+from spd.client.policy import RetryPolicy
 from spd.core.errors import ApiError, DeliveryError
 from spd.sim import Simulator
 from support.recording import RecordingEmitter
@@ -189,7 +190,7 @@ def fail_page_4(sim: Simulator, runtime: Runtime, recorder: RecordingEmitter) ->
     """The request for page 4 (sent ahead while page 3 is delivered) gets a 500, once, with no
     retry; page 3's delivery waits until that answer came."""
     assert runtime.client is not None
-    runtime.client.max_attempts = 1
+    runtime.client.retry = RetryPolicy(max_attempts=1)
     knobs, answered, failed = sim.state.faults.knobs, counter(sim, "ok"), counter(sim, "server_errors")
     on_send(recorder, 2, lambda: answered() >= 3, "page 3 answered",
             lambda: setattr(knobs, "error_rate", 1.0))

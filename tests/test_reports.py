@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.config.validate import load_config
 from spd.core.errors import ApiError
 from spd.sources.reports.document import DocumentStream, iter_rows, parse_bytes
@@ -476,7 +477,7 @@ async def test_download_stream_retries_opening_and_streams_in_chunks() -> None:
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        async with SpClient({}, None, backoff_base=0.01) as client:
+        async with SpClient({}, None, retry=RetryPolicy(backoff_base=0.01)) as client:
             async with client.download_stream(f"http://{host}:{port}/doc") as download:
                 stream = DocumentStream(compression="GZIP", content_type=download.content_type)
                 rows = [r async for batch in iter_rows(download.chunks(), stream) for r in batch]

@@ -13,6 +13,7 @@ import pytest
 
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
+from spd.client.policy import RetryPolicy
 from spd.config.validate import load_config
 from spd.core.errors import ApiError
 from spd.sim import SimSettings, Simulator
@@ -109,7 +110,7 @@ async def test_the_simulator_enforces_the_models_rules(tmp_path: Path) -> None:
     async with Simulator(SimSettings(orders=0, live=False)) as sim:
         accounts["sim"] = load_config(write_subscription_config(
             tmp_path, account_yaml("sim", sim.url), [])).accounts["sim"]
-        async with SpClient(accounts, catalog, max_attempts=1) as client:
+        async with SpClient(accounts, catalog, retry=RetryPolicy(max_attempts=1)) as client:
             async def call(op: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
                 return (await client.call("sim", catalog.operation("notifications", op), params, body)).body
 

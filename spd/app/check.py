@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, TypeVar
 
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
+from spd.client.policy import ONE_SHOT
 from spd.config.model import AccountConfig, Config
 from spd.config.secrets import register_config_secrets
 from spd.core.errors import SpdError, describe_error
@@ -21,6 +22,7 @@ from spd.core.redaction import redact
 from spd.emitters.base import Emitter, EmitterSettings
 
 CHECK_TIMEOUT = 30.0  # seconds for each check; a peer that hangs fails its check, not the run
+CHECK_RETRY = replace(ONE_SHOT, max_attempts=2)  # one retry of anything: a check is a probe
 PROBE_API, PROBE_OPERATION = "sellers", "getMarketplaceParticipations"
 Outcome = Literal["ok", "failed", "skipped"]
 T = TypeVar("T")
@@ -42,7 +44,7 @@ class CheckResult:
 async def check_config(config: Config) -> list[CheckResult]:
     """Every account and emitter of the config tried online, concurrently; in config order."""
     register_config_secrets(config)
-    async with SpClient(config.accounts, load_catalog(), max_attempts=2) as client:
+    async with SpClient(config.accounts, load_catalog(), retry=CHECK_RETRY) as client:
         rows = await asyncio.gather(
             *(check_account(client, name, account) for name, account in config.accounts.items()),
             *(check_emitter(name, emitter) for name, emitter in config.emitters.items()))

@@ -16,6 +16,7 @@ from spd.catalog.model import Operation, load_catalog
 from spd.catalog.requests import ExecRequest, check_raw, prepare
 from spd.client.encode import api_error
 from spd.client.http import SpClient
+from spd.client.policy import ONE_SHOT
 from spd.config.checks import check_sandbox_only
 from spd.config.model import Config
 from spd.config.secrets import register_config_secrets
@@ -27,7 +28,8 @@ from spd.pipeline.operations import run_operation
 def _client_for(config: Config, account: str | None) -> tuple[str, SpClient]:
     register_config_secrets(config)
     name, acct = config.account_for(account)
-    return name, SpClient({name: acct}, load_catalog())
+    # a person is waiting: an endpoint that cannot be reached is reported within seconds
+    return name, SpClient({name: acct}, load_catalog(), retry=ONE_SHOT)
 
 
 async def exec_command(config: Config, req: ExecRequest, account: str | None = None, *,

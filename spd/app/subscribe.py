@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from spd.catalog.model import load_catalog
 from spd.client.http import SpClient
+from spd.client.policy import ONE_SHOT
 from spd.config.model import Config
 from spd.config.secrets import register_config_secrets
 from spd.config.subscriptions import SubscriptionConfig
@@ -72,7 +73,7 @@ def _row(kind: str, name: str, ident: str | None, destination: str | None, versi
 
 def _client(config: Config, sub: SubscriptionConfig) -> SpClient:
     register_config_secrets(config)
-    return SpClient({sub.account: config.accounts[sub.account]}, load_catalog())
+    return SpClient({sub.account: config.accounts[sub.account]}, load_catalog(), retry=ONE_SHOT)
 
 
 def _subscription(config: Config, name: str | None) -> SubscriptionConfig:

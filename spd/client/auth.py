@@ -133,7 +133,7 @@ class LwaAuth:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AuthError(
                 f"account {name}: LWA token endpoint {url} unreachable ({describe(exc, url)})",
-                retriable=True,
+                retriable=True, unreachable=isinstance(exc, aiohttp.ClientConnectorError),
             ) from None
         if reply.status in REDIRECTS:
             raise AuthError(f"account {name}: LWA token endpoint {url} answered "

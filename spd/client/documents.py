@@ -14,6 +14,7 @@ from yarl import URL
 
 from spd.client import encode as rsp
 from spd.client import transport
+from spd.client.policy import RetryPolicy
 from spd.core.proxy import EnvProxies
 from spd.core.errors import ApiError
 from spd.core.http import BodyTooLarge, read_capped
@@ -49,7 +50,7 @@ class DocumentDownloads:
     """The document downloads of SpClient, over its session, timeout, attempts and backoff."""
 
     user_agent: str
-    max_attempts: int
+    retry: RetryPolicy
     proxies: EnvProxies
     _timeout: aiohttp.ClientTimeout
 
@@ -66,7 +67,7 @@ class DocumentDownloads:
         # no total limit for big documents; a stalled read still times out
         timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
         headers = {"User-Agent": self.user_agent}
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.retry.max_attempts + 1):
             try:
                 target = URL(url, encoded=True)
                 async with self.session.get(
@@ -75,7 +76,7 @@ class DocumentDownloads:
                     data = await read_capped(r, transport.MAX_RESPONSE_BYTES)
                     if r.status < 400:
                         return data
-                    if r.status not in rsp.RETRY_STATUSES or attempt == self.max_attempts:
+                    if r.status not in rsp.RETRY_STATUSES or attempt == self.retry.max_attempts:
                         raise ApiError(
                             f"download: HTTP {r.status} from the document URL",
                             status=r.status, retriable=r.status in rsp.RETRY_STATUSES,
@@ -85,7 +86,7 @@ class DocumentDownloads:
                 raise ApiError(f"download: {exc}; use download_stream") from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = rsp.describe(exc)
-                if attempt == self.max_attempts:
+                if attempt == self.retry.max_attempts:
                     raise ApiError(f"download failed: {reason}", retriable=True) from None
             delay = self._backoff(attempt)
             log.warning("request_retry", operation="download", attempt=attempt, reason=reason,
@@ -98,7 +99,7 @@ class DocumentDownloads:
         """Like `download`, but the body streams (`async for c in d.chunks()`) in bounded memory.
         Opening is retried like any GET; a failure mid-body is not (the caller resumes)."""
         timeout = aiohttp.ClientTimeout(sock_connect=15.0, sock_read=self._timeout.total)
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.retry.max_attempts + 1):
             try:
                 target = URL(url, encoded=True)
                 r = await self.session.get(target, timeout=timeout,
@@ -106,7 +107,7 @@ class DocumentDownloads:
                                            headers={"User-Agent": self.user_agent})
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = rsp.describe(exc)
-                if attempt == self.max_attempts:
+                if attempt == self.retry.max_attempts:
                     raise ApiError(f"download failed: {reason}", retriable=True) from None
             else:
                 if r.status < 400:
@@ -118,7 +119,7 @@ class DocumentDownloads:
                     return
                 r.release()
                 retriable = r.status in rsp.RETRY_STATUSES
-                if not retriable or attempt == self.max_attempts:
+                if not retriable or attempt == self.retry.max_attempts:
                     raise ApiError(f"download: HTTP {r.status} from the document URL",
                                    status=r.status, retriable=retriable)
                 reason = f"HTTP {r.status}"

@@ -3,7 +3,8 @@
 One aiohttp session per client (proxy variables honoured, looked up once per host: see
 spd.core.proxy), one token bucket per (account, operation), LWA tokens from `auth.LwaAuth`.
 429s drain the bucket and retry; 5xx, timeouts and dropped connections retry with full-jitter
-backoff only when the request is idempotent.
+backoff only when the request is idempotent. How many attempts, and how soon an endpoint that
+cannot be reached at all is given up, is the caller's RetryPolicy (spd.client.policy).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from spd.client.observe import QuotaWait, current_wait, quota_wait
 from spd.core.proxy import EnvProxies
 from spd.client.encode import encode_body, encode_operation, encode_raw_query
 from spd.client.data_elements import check_elements
+from spd.client.policy import DAEMON, RetryPolicy
 from spd.client.rdt import CREATE_RDT, TOKENS_API, RestrictedTokens
 from spd.client import transport
 from spd.client.transport import REDIRECTS, RedirectRefused, public_location, send_credentialed
@@ -95,10 +97,12 @@ class _Request:
 class _Transient(Exception):
     """An attempt failed before an HTTP status could be trusted (network, timeout, bad body)."""
 
-    def __init__(self, reason: str, *, unsent: bool = False, cause: Exception | None = None):
+    def __init__(self, reason: str, *, unsent: bool = False, unreachable: bool = False,
+                 cause: Exception | None = None):
         super().__init__(reason)
         self.reason = reason
         self.unsent = unsent  # the request never left: safe to retry whatever the method
+        self.unreachable = unreachable  # refused, or no such host: RetryPolicy.connect_attempts
         self.cause = cause
         self.request_id: str | None = None
 
@@ -114,10 +118,7 @@ class SpClient(DocumentDownloads):
         session: aiohttp.ClientSession | None = None,
         user_agent: str | None = None,
         timeout: float = 60.0,
-        max_attempts: int = 8,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
-        max_retry_after: float = 300.0,
+        retry: RetryPolicy = DAEMON,
         guard: float = DEFAULT_GUARD,
         journal: QuotaJournal | None = None,
     ) -> None:
@@ -127,10 +128,7 @@ class SpClient(DocumentDownloads):
         self._owns_session = session is None
         self.user_agent = user_agent or USER_AGENT
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.max_retry_after = max_retry_after
+        self.retry = retry
         self._guard = guard
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._saved = SavedBuckets(journal) if journal is not None else None  # levels kept across restarts
@@ -279,15 +277,17 @@ class SpClient(DocumentDownloads):
         return self._buckets[key]
 
     async def _execute(self, req: _Request, raise_errors: bool) -> Response:
-        """Attempt until success, a final answer, or `max_attempts`."""
+        """Attempt until success, a final answer, or the attempts the retry policy gives."""
         refreshed = False
-        for attempt in range(1, self.max_attempts + 1):
-            last = attempt == self.max_attempts
+        max_attempts = self.retry.attempts(unreachable=False)
+        for attempt in range(1, max_attempts + 1):
+            last = attempt == max_attempts
             try:
                 resp, token = await self._attempt(req)
             except _Transient as exc:
                 req.bucket.stats.errors += 1
-                if last or not (req.idempotent or exc.unsent):
+                final = attempt >= self.retry.attempts(exc.unreachable)
+                if final or not (req.idempotent or exc.unsent):
                     raise _transport_error(req, exc, attempt) from None
                 await self._retry(req, attempt, exc.reason, self._backoff(attempt), exc.request_id)
                 continue
@@ -311,7 +311,7 @@ class SpClient(DocumentDownloads):
             req.bucket.drain()
             retry_after = rsp.retry_after(resp.headers)
             if retry_after is not None:
-                delay = min(retry_after, self.max_retry_after)
+                delay = min(retry_after, self.retry.max_retry_after)
             else:  # acquire() waits ~1/rate after the drain; add jitter growing per attempt
                 delay = Backoff(0.25 * attempt, 0.25 * attempt).delay(1) / req.bucket.rate
             log.warning(
@@ -352,7 +352,7 @@ class SpClient(DocumentDownloads):
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: many clients share Amazon's quotas."""
-        return Backoff(self.backoff_base, self.backoff_cap, "full").delay(attempt)
+        return Backoff(self.retry.backoff_base, self.retry.backoff_cap, "full").delay(attempt)
 
     async def _attempt(self, req: _Request) -> tuple[Response, str]:
         """One try: token bucket and in-flight slot, access token, signing, send, parse."""
@@ -398,8 +398,8 @@ class SpClient(DocumentDownloads):
         except BodyTooLarge as exc:  # the same request would get the same answer: no retry
             raise ApiError(f"{req.label}: {exc}; refused (Amazon's replies are at most 10 MB)",
                            retriable=False) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise _Transient(rsp.describe(exc, req.url), unsent=True) from None
+        except aiohttp.ClientConnectorError as exc:  # no connection: refused, no such host, TLS
+            raise _Transient(rsp.describe(exc, req.url), unsent=True, unreachable=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(rsp.describe(exc, req.url)) from None
         finally:
@@ -470,7 +470,7 @@ def _unsent(exc: AuthError) -> Exception:
     """An access token or signature that could not be had: the request never left."""
     if not exc.retriable:
         return exc
-    return _Transient(exc.message, unsent=True, cause=exc)
+    return _Transient(exc.message, unsent=True, unreachable=exc.unreachable, cause=exc)
 
 
 def _transport_error(req: _Request, exc: _Transient, attempts: int) -> Exception:

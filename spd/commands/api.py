@@ -39,7 +39,8 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 
 def _api_output(call: Callable[[Config], Coroutine[Any, Any, Any]], args: argparse.Namespace) -> int:
-    """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1)."""
+    """Runs an exec/request coroutine: JSON on stdout, or Amazon's error JSON on stderr (exit 1),
+    or one line when Amazon could not be reached (exit 1)."""
     config = load(args)
     # stdout is the answer and stderr the error JSON: only warnings (retries) join them
     configure_logging(config.log.level if config.log.level in ("debug", "error") else "warning",
@@ -71,7 +72,11 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
 
 def _api_error(exc: ApiError) -> int:
-    """What Amazon said, on stderr, without any token a server echoed back; exit 1."""
+    """What Amazon said, on stderr, without any token a server echoed back; exit 1. Without an
+    answer of Amazon's (connection refused, no such host, a timeout: spd.client.encode.describe
+    words them) it is one plain line like any SpdError (spd.cli), exit 1."""
+    if not exc.answered:
+        raise exc
     sys.stderr.buffer.write(orjson.dumps(redact_data(exc.error_json())) + b"\n")
     sys.stderr.flush()
     return EXIT_FAILURE

@@ -76,11 +76,13 @@ class StateLockedError(StateError):
 
 
 class AuthError(SpdError):
-    """Login With Amazon (or STS) refused or could not be reached."""
+    """Login With Amazon (or STS) refused or could not be reached (`unreachable`: no connection
+    at all, refused or no such host, which a person waiting need not wait out)."""
 
-    def __init__(self, message: str, *, retriable: bool = False) -> None:
+    def __init__(self, message: str, *, retriable: bool = False, unreachable: bool = False) -> None:
         super().__init__(message)
         self.retriable = retriable
+        self.unreachable = unreachable
 
 
 class ApiError(SpdError):
@@ -102,6 +104,13 @@ class ApiError(SpdError):
         self.body = body
         self.request_id = request_id
         self.retriable = retriable
+
+    @property
+    def answered(self) -> bool:
+        """Whether SP-API answered with an error status: only then is there an error document of
+        Amazon's to show (`exec`/`request` print it); a transport failure, a refused redirect or
+        spd's own judgement of an answer is one line like any SpdError."""
+        return self.status is not None and self.status >= 400
 
     def error_json(self) -> dict[str, Any]:
         """The SP-API error document, as printed on stderr by `exec`/`request`."""

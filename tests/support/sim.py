@@ -52,6 +52,15 @@ class SimThread:
         with urllib.request.urlopen(url, timeout=30) as resp:
             return json.loads(resp.read())
 
+    def reached(self) -> int:
+        """Every SP-API request and LWA token the simulator has seen."""
+        stats = self.get("/_sim/stats")
+        return sum(c.get("requests", 0) for c in stats["operations"].values()) + stats["lwa"]["tokens_issued"]
+
+    def requests(self, operation: str) -> int:
+        """The requests of one operation ("api.operationId") the simulator has seen."""
+        return int(self.get("/_sim/stats")["operations"].get(operation, {}).get("requests", 0))
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         req = urllib.request.Request(f"{self.url}{path}", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
