@@ -19,8 +19,8 @@ import pytest
 
 from support.amazon_models import ModelOp, description_at, model_ops
 from spd.catalog import contract
-from spd.catalog.contract_types import (BOUND, ID, LAG, MAX_AGE, MAX_WINDOW, OMIT_MARKETPLACE, PAGE_SIZE,
-                                REQUIRES, TOKEN_TTL, Requires, Rule)
+from spd.catalog.contract_types import (BOUND, EXACTLY_ONE, ID, LAG, MAX_AGE, MAX_WINDOW,
+                                OMIT_MARKETPLACE, PAGE_SIZE, REQUIRES, TOKEN_TTL, Requires, Rule)
 from spd.sources.describe import describe_object_type
 from spd.sources.object_type import ObjectType
 from spd.sources.registry import object_types
@@ -135,6 +135,9 @@ def required_problems(ot: ObjectType, op: ModelOp) -> list[str]:
                 out.append(f"by {field}: the model requires {name}, spd neither sends nor demands it")
         for r in contract.rules_for(ot.name, REQUIRES):
             if not satisfied(r.value, sent):
+                out.append(f"by {field}: {r.quote!r} is not met by {sorted(sent)}")
+        for r in contract.rules_for(ot.name, EXACTLY_ONE):
+            if sum(name in sent for name in r.value.names) != 1:
                 out.append(f"by {field}: {r.quote!r} is not met by {sorted(sent)}")
     return out
 
@@ -287,6 +290,7 @@ MUTATIONS = [
     ("orders_2026-01-01.searchOrders", "paging", {"token_path": ("nextToken",)}, "no next token"),
     ("services.getServiceJobs", "partitioning", {"per_marketplace": False}, "takes one marketplace"),
     ("vehicles_2024-11-01.getVehicles", "params", {"needs": ()}, "vehicleType"),
+    ("orders_2026-01-01.searchOrders", "params", {"needs": ("lastUpdatedAfter",)}, "exactly one"),
     ("vendorOrders.getPurchaseOrders", "window",
      {"inclusive": (("created", "after", None), ("created", "before", None))}, "do not overlap"),
 ]

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from spd.catalog.contract_types import (BOUND, DEFAULT_REACH, ID, LAG, MAX_AGE, MAX_WINDOW, OFFSET,
-                                OMIT_MARKETPLACE, PAGE2, PAGE_SIZE, REPORT_PERIOD, REQUIRES,
-                                SAME_MARKETPLACE, TOKEN_TTL, Bound, Limit, Offset, Page2,
-                                Requires, Rule)
+from spd.catalog.contract_types import (BOUND, DEFAULT_REACH, EXACTLY_ONE, ID, LAG, MAX_AGE,
+                                MAX_WINDOW, OFFSET, OMIT_MARKETPLACE, PAGE2, PAGE_SIZE,
+                                REPORT_PERIOD, REQUIRES, SAME_MARKETPLACE, TOKEN_TTL, Bound, Limit,
+                                Offset, OneOf, Page2, Requires, Rule)
 
 I, X, U = True, False, None  # the bound's own instant: included, excluded, not said
 TWO_MINUTES = Limit(timedelta(minutes=2))
@@ -107,7 +107,7 @@ RULES: list[Rule] = [
              ("lastUpdatedBefore", I, "The response includes orders updated at or before this time.")),
     Rule(SEARCH_ORDERS, LAG, TWO_MINUTES, "at least two minutes before the time of the request", "createdBefore"),
     Rule(SEARCH_ORDERS, LAG, TWO_MINUTES, "at least two minutes before the time of the request", "lastUpdatedBefore"),
-    Rule(SEARCH_ORDERS, REQUIRES, Requires(("createdAfter", "lastUpdatedAfter"), any_of=True),
+    Rule(SEARCH_ORDERS, EXACTLY_ONE, OneOf(("createdAfter", "lastUpdatedAfter")),
          "You must provide exactly one of `createdAfter` and `lastUpdatedAfter` in your request.", "createdAfter"),
     _size(SEARCH_ORDERS, "maxResultsPerPage", "The value must be between 1 and 100.", 100),
     _id(SEARCH_ORDERS, "orderId", "An Amazon-defined order identifier."),

@@ -14,6 +14,7 @@ LAG = "lag"  # value: Limit; where: the bound that must be this far in the past
 MAX_WINDOW = "max_window"  # value: Limit between the created (or updated) bounds
 MAX_AGE = "max_age"  # value: Limit: how far back the lower bound may reach
 REQUIRES = "requires"  # value: Requires (first pages)
+EXACTLY_ONE = "exactly_one"  # value: OneOf (first pages): one of them is required, and no more
 PAGE2 = "page2"  # value: Page2
 TOKEN_TTL = "token_ttl"  # value: timedelta
 OMIT_MARKETPLACE = "omit_marketplace"  # value: the parameter; data served only without it
@@ -52,6 +53,13 @@ class Requires:
     need: tuple[str, ...]
     when: tuple[str, ...] = ()
     any_of: bool = False
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Exactly one of `names` must be sent: neither is refused, and so is more than one."""
+
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """An operation call checked against the catalog before anything is sent (`spd exec`, jobs).
 
 Parameters are checked against the catalog and against what the models require only in
-sentences (spd.catalog.contract's `requires` rows); `--no-validate` sends what either refuses,
+sentences (spd.catalog.contract's `requires`, `exactly_one` and `same_marketplace` rows); `--no-validate` sends what either refuses,
 with a warning, for the day a model is wrong; a required marketplace parameter left out is
 filled from the account's `marketplace_ids`; `--all-pages` is checked against how the operation
 pages: by next token, or by position where Amazon says so (spd.catalog.contract).
@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from spd.catalog import contract
-from spd.catalog.contract_types import OFFSET, REQUIRES, Offset, Requires
+from spd.catalog.contract_types import (EXACTLY_ONE, OFFSET, REQUIRES, SAME_MARKETPLACE, Offset,
+                                        OneOf, Requires, Rule)
 from spd.catalog.model import MARKETPLACE_PARAMS, Catalog, Operation
 from spd.catalog.params import check_request, parse_pairs
 from spd.core.errors import UsageError
@@ -88,16 +89,29 @@ def prepare(catalog: Catalog, req: ExecRequest,
 
 
 def check_contract(op: Operation, params: Mapping[str, Any]) -> None:
-    """What Amazon's model requires of a first page only in a sentence (the contract table's
-    `requires` rows: "Either CreatedAfter or LastUpdatedAfter is required"), one UsageError line
-    naming the parameters and quoting the sentence. A next page is Amazon's to judge by its token."""
+    """What Amazon's model requires of a first page only in a sentence, one UsageError line naming
+    the parameters and quoting the sentence: the contract table's `requires` rows ("Either
+    CreatedAfter or LastUpdatedAfter is required"), `exactly_one` rows (searchOrders: "exactly one
+    of createdAfter and lastUpdatedAfter") and `same_marketplace` rows (fbaInventory's
+    granularityId). A next page is Amazon's to judge by its token."""
     token = op.pagination.token_param if op.pagination is not None else None
     if token is not None and _sent(params, token):
         return
-    for row in contract.rules_for(op.name, REQUIRES):
-        problem = _unmet(row.value, params)
+    for row in contract.rules_for(op.name):
+        problem = _broken(row, op, params)
         if problem:
             raise UsageError(f'{op.name}: {problem} (the model: "{row.quote}")')
+
+
+def _broken(row: Rule, op: Operation, params: Mapping[str, Any]) -> str | None:
+    """What `params` break of one row of the contract table, in words, or None."""
+    if row.kind == REQUIRES:
+        return _unmet(row.value, params)
+    if row.kind == EXACTLY_ONE:
+        return _not_one(row.value, params)
+    if row.kind == SAME_MARKETPLACE:
+        return _other_marketplace(str(row.value), op, params)
+    return None
 
 
 def _unmet(req: Requires, params: Mapping[str, Any]) -> str | None:
@@ -115,6 +129,29 @@ def _unmet(req: Requires, params: Mapping[str, Any]) -> str | None:
             return None
         wanted = f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'}"
     return f"{wanted} required" + (f" with {' or '.join(given)}" if given else "")
+
+
+def _not_one(one: OneOf, params: Mapping[str, Any]) -> str | None:
+    """Neither of `one.names` sent, or more than one, in words; None when exactly one is."""
+    given = [name for name in one.names if _sent(params, name)]
+    if not given:
+        return f"{' or '.join(one.names)} is required"
+    if len(given) > 1:
+        return f"{' and '.join(given)} were {'both ' if len(given) == 2 else ''}given: give only one of them"
+    return None
+
+
+def _other_marketplace(name: str, op: Operation, params: Mapping[str, Any]) -> str | None:
+    """`name` (granularityId) names a marketplace other than the marketplace parameter's."""
+    market = next((p.name for p in op.params if p.name in MARKETPLACE_PARAMS), None)
+    value, ids = params.get(name), params.get(market) if market else None
+    if value in (None, "") or not ids:
+        return None  # a missing parameter is the catalog's to report
+    ids = [str(i) for i in ids] if isinstance(ids, list) else [str(ids)]
+    if str(value) in ids:
+        return None
+    return (f"{name} {value} is not the marketplace of {market} ({', '.join(ids)}); give the "
+            "same marketplace to both")
 
 
 def _sent(params: Mapping[str, Any], cond: str) -> bool:

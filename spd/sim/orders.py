@@ -29,6 +29,15 @@ V0_NAMES = {"ca": "CreatedAfter", "cb": "CreatedBefore", "la": "LastUpdatedAfter
             "lb": "LastUpdatedBefore"}
 V26_NAMES = {"ca": "createdAfter", "cb": "createdBefore", "la": "lastUpdatedAfter",
              "lb": "lastUpdatedBefore"}
+# The simulator's own reading of each model's sentence on the two lower bounds (the created and
+# updated bounds never go together: `cannot be set when`, `neither ... may be provided`). Orders
+# 2026-01-01 says "exactly one", so both lower bounds are refused in its words; v0 says "Either
+# ... is required" and refuses both through its other sentence. tests/test_exec_contract_rows.py
+# finds each quote in Amazon's model file.
+V0_ONE_OF = ("Either the `CreatedAfter` parameter or the `LastUpdatedAfter` parameter is required. "
+             "Both cannot be empty.", False)
+V26_ONE_OF = ("You must provide exactly one of `createdAfter` and `lastUpdatedAfter` in your request.",
+              True)
 V0_STATUSES = tuple(V0_TO_2026)
 V26_STATUSES = ("PENDING_AVAILABILITY", "PENDING", "UNSHIPPED", "PARTIALLY_SHIPPED", "SHIPPED",
                 "CANCELLED", "UNFULFILLABLE")
@@ -97,16 +106,17 @@ def _markets(query: MultiMapping[str], name: str, required: bool, allowed: set[s
     return markets
 
 
-def resolve_window(query: MultiMapping[str], names: dict[str, str], now: float, lag: float
-                   ) -> tuple[str, float, float, str]:
-    """Apply the created/updated bound rules; returns (field, after, before, echoed before)."""
+def resolve_window(query: MultiMapping[str], names: dict[str, str], one_of: tuple[str, bool],
+                   now: float, lag: float) -> tuple[str, float, float, str]:
+    """Apply the created/updated bound rules; returns (field, after, before, echoed before).
+    `one_of`: the model's sentence on the two lower bounds, and whether it says exactly one."""
     ca, cb, la, lb = (query.get(names[k]) or None for k in ("ca", "cb", "la", "lb"))
+    sentence, exactly = one_of
+    if not ca and not la or exactly and ca and la:
+        raise invalid(BAD_INPUT, sentence)
     if (ca or cb) and (la or lb):
         raise invalid(BAD_INPUT, f"{names['la']} and {names['lb']} cannot be set when "
                                  f"{names['ca']} or {names['cb']} is set.")
-    if not ca and not la:
-        raise invalid(BAD_INPUT, f"Either {names['ca']} or {names['la']} is required; "
-                                 "both cannot be empty.")
     field, after_name, before_name = (("created", "ca", "cb") if ca else ("updated", "la", "lb"))
     after = parse_time(names[after_name], ca or la or "")
     latest = now - lag
@@ -129,7 +139,7 @@ def resolve_window(query: MultiMapping[str], names: dict[str, str], now: float, 
 
 def _v0_query(call: Call, markets: list[str]) -> OrderQuery:
     q = call.query
-    field, lo, hi, echo = resolve_window(q, V0_NAMES, call.now, call.state.lag)
+    field, lo, hi, echo = resolve_window(q, V0_NAMES, V0_ONE_OF, call.now, call.state.lag)
     statuses = query_list(q, "OrderStatuses") or None
     check_enum("OrderStatuses", statuses or (), V0_STATUSES)
     channels = query_list(q, "FulfillmentChannels")
@@ -197,7 +207,7 @@ def _same_request(given: dict[str, Any], original: dict[str, Any], oq: OrderQuer
 
 def _v26_query(call: Call) -> OrderQuery:
     q = call.query
-    field, lo, hi, echo = resolve_window(q, V26_NAMES, call.now, call.state.lag)
+    field, lo, hi, echo = resolve_window(q, V26_NAMES, V26_ONE_OF, call.now, call.state.lag)
     markets = _markets(q, "marketplaceIds", False, call.state.known_markets) or None
     statuses = query_list(q, "fulfillmentStatuses")
     check_enum("fulfillmentStatuses", statuses, V26_STATUSES)
