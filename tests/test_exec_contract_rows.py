@@ -9,7 +9,6 @@ simulator, whose /_sim/stats counts what reached it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from spd.sim.orders import V0_ONE_OF, V26_ONE_OF
 from support.exec_cases import placeholder
 from support.sim import SimThread
 from support.spd import SHARED_MODELS, run_spd
-from support.static_sandbox import write_sandbox_config
 
 pytestmark = pytest.mark.skipif(SHARED_MODELS is None, reason="Amazon's models are not available")
 
@@ -46,18 +44,6 @@ def model_param(file: str, path: str, name: str) -> str:
 
 def search_param(name: str) -> str:
     return model_param("orders_2026-01-01.json", "/orders/2026-01-01/orders", name)
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimThread]:
-    sim = SimThread(rate_limit=False).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def config(sim: SimThread, tmp_path: Path) -> Path:
-    return write_sandbox_config(tmp_path, sim.url)
 
 
 def exec_args(name: str, params: dict[str, str], config: Path, *flags: str) -> list[str]:
@@ -86,40 +72,40 @@ def test_the_simulator_words_its_rule_in_the_models_sentences() -> None:
     assert not exactly and "exactly" not in sentence
 
 
-def test_both_lower_bounds_are_refused_before_sending(sim: SimThread, config: Path) -> None:
-    before = sim.reached()
+def test_both_lower_bounds_are_refused_before_sending(exec_sim: SimThread, exec_config: Path) -> None:
+    before = exec_sim.reached()
     both = {"createdAfter": WHEN, "lastUpdatedAfter": WHEN}
-    result = run_spd(*exec_args(SEARCH, both, config))
+    result = run_spd(*exec_args(SEARCH, both, exec_config))
     assert (result.returncode, result.stdout) == (2, ""), result
     assert result.stderr == (
         f"spd: {SEARCH}: createdAfter and lastUpdatedAfter were both given: give only one of them "
         '(the model: "You must provide exactly one of `createdAfter` and `lastUpdatedAfter` in '
         'your request.")\n')
-    neither = run_spd(*exec_args(SEARCH, {}, config))
+    neither = run_spd(*exec_args(SEARCH, {}, exec_config))
     assert (neither.returncode, neither.stdout) == (2, "")
     assert neither.stderr.startswith(f"spd: {SEARCH}: createdAfter or lastUpdatedAfter is required (")
-    assert sim.reached() == before  # nothing sent, not even a token exchange
+    assert exec_sim.reached() == before  # nothing sent, not even a token exchange
 
 
-def test_either_lower_bound_alone_is_served(sim: SimThread, config: Path) -> None:
-    before = sim.requests(SEARCH)
+def test_either_lower_bound_alone_is_served(exec_sim: SimThread, exec_config: Path) -> None:
+    before = exec_sim.requests(SEARCH)
     for name in ("createdAfter", "lastUpdatedAfter"):
-        result = run_spd(*exec_args(SEARCH, {name: WHEN}, config))
+        result = run_spd(*exec_args(SEARCH, {name: WHEN}, exec_config))
         assert result.returncode == 0, result.stderr
         assert "orders" in json.loads(result.stdout)
-    assert sim.requests(SEARCH) == before + 2
+    assert exec_sim.requests(SEARCH) == before + 2
 
 
-def test_the_simulator_refuses_both_in_the_models_words(sim: SimThread, config: Path) -> None:
-    before = sim.requests(SEARCH)
+def test_the_simulator_refuses_both_in_the_models_words(exec_sim: SimThread, exec_config: Path) -> None:
+    before = exec_sim.requests(SEARCH)
     both = {"createdAfter": WHEN, "lastUpdatedAfter": WHEN}
-    result = run_spd(*exec_args(SEARCH, both, config, "--no-validate"))
+    result = run_spd(*exec_args(SEARCH, both, exec_config, "--no-validate"))
     assert (result.returncode, result.stdout) == (1, "")
     warning, document = result.stderr.splitlines()
     assert warning.startswith(f"spd: warning: {SEARCH}: createdAfter and lastUpdatedAfter were both")
     details = json.loads(document)["errors"][0]["details"]
     assert "exactly one" in details and details in search_param("createdAfter")
-    assert sim.requests(SEARCH) == before + 1
+    assert exec_sim.requests(SEARCH) == before + 1
 
 
 @pytest.mark.parametrize("row", EXACTLY_ONE_ROWS, ids=lambda r: f"{r.op}:{r.where}")
@@ -148,33 +134,35 @@ def test_fba_inventory_has_its_row() -> None:
 
 
 @pytest.mark.parametrize("row", SAME_MARKETPLACE_ROWS, ids=lambda r: r.op)
-def test_another_marketplace_is_refused_before_sending(sim: SimThread, config: Path, row: Rule) -> None:
+def test_another_marketplace_is_refused_before_sending(exec_sim: SimThread, exec_config: Path,
+                                                       row: Rule) -> None:
     op = load_catalog().operation(*row.op.split(".", 1))
-    before = sim.reached()
-    result = run_spd(*exec_args(op.name, inventory_params(op, row, OTHER_MARKET), config))
+    before = exec_sim.reached()
+    result = run_spd(*exec_args(op.name, inventory_params(op, row, OTHER_MARKET), exec_config))
     assert (result.returncode, result.stdout) == (2, ""), result
     assert result.stderr == (
         f"spd: {op.name}: {row.value} {OTHER_MARKET} is not the marketplace of marketplaceIds "
         f'({ACCOUNT_MARKET}); give the same marketplace to both (the model: "{row.quote}")\n')
-    assert sim.reached() == before
+    assert exec_sim.reached() == before
 
 
 @pytest.mark.parametrize("row", SAME_MARKETPLACE_ROWS, ids=lambda r: r.op)
-def test_the_same_marketplace_is_served(sim: SimThread, config: Path, row: Rule) -> None:
+def test_the_same_marketplace_is_served(exec_sim: SimThread, exec_config: Path, row: Rule) -> None:
     op = load_catalog().operation(*row.op.split(".", 1))
-    before = sim.requests(op.name)
-    result = run_spd(*exec_args(op.name, inventory_params(op, row, ACCOUNT_MARKET), config))
+    before = exec_sim.requests(op.name)
+    result = run_spd(*exec_args(op.name, inventory_params(op, row, ACCOUNT_MARKET), exec_config))
     assert result.returncode == 0, result.stderr
     # given explicitly, both name the same marketplace too
     explicit = {**inventory_params(op, row, OTHER_MARKET), "marketplaceIds": OTHER_MARKET}
     prepare(load_catalog(), ExecRequest(op.api, op.id, explicit), [ACCOUNT_MARKET])
-    assert sim.requests(op.name) == before + 1
+    assert exec_sim.requests(op.name) == before + 1
 
 
 @pytest.mark.parametrize("row", SAME_MARKETPLACE_ROWS, ids=lambda r: r.op)
-def test_the_simulator_refuses_another_marketplace_too(sim: SimThread, config: Path, row: Rule) -> None:
+def test_the_simulator_refuses_another_marketplace_too(exec_sim: SimThread, exec_config: Path,
+                                                       row: Rule) -> None:
     op = load_catalog().operation(*row.op.split(".", 1))
-    result = run_spd(*exec_args(op.name, inventory_params(op, row, OTHER_MARKET), config,
+    result = run_spd(*exec_args(op.name, inventory_params(op, row, OTHER_MARKET), exec_config,
                                 "--no-validate"))
     assert (result.returncode, result.stdout) == (1, "")
     warning, document = result.stderr.splitlines()

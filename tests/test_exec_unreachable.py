@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,6 @@ from support.spd import run_spd
 from support.unreachable import closed_port, config_to
 
 PROBE = "sellers.getMarketplaceParticipations"
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimThread]:
-    sim = SimThread(rate_limit=False).start()
-    yield sim
-    sim.stop()
 
 
 def retries_and_line(stderr: str) -> tuple[list[dict[str, Any]], str]:
@@ -58,9 +51,9 @@ def assert_gave_up_after(stderr: str, attempts: int, reason: str) -> str:
     ["request", "GET", "/sellers/v1/marketplaceParticipations"],
 ], ids=["exec", "request"])
 def test_a_refused_endpoint_is_one_plain_line_after_three_attempts(
-        sim: SimThread, tmp_path: Path, command: list[str]) -> None:
+        exec_sim: SimThread, tmp_path: Path, command: list[str]) -> None:
     port = closed_port()
-    config = config_to(tmp_path, f"http://127.0.0.1:{port}", f"{sim.url}/auth/o2/token")
+    config = config_to(tmp_path, f"http://127.0.0.1:{port}", f"{exec_sim.url}/auth/o2/token")
     result = run_spd(*command, "-c", str(config))
     refused = f"cannot connect to 127.0.0.1:{port}: connection refused"
     assert (result.returncode, result.stdout) == (1, ""), result
@@ -79,10 +72,10 @@ def test_a_refused_lwa_endpoint_is_one_plain_line_after_three_attempts(tmp_path:
                     f"(cannot connect to {dead.removeprefix('http://')}: connection refused)")
 
 
-def test_an_unresolvable_host_is_one_plain_line_after_three_attempts(sim: SimThread,
+def test_an_unresolvable_host_is_one_plain_line_after_three_attempts(exec_sim: SimThread,
                                                                      tmp_path: Path) -> None:
     host = "no-such-host.invalid"  # .invalid never resolves (RFC 6761)
-    config = config_to(tmp_path, f"http://{host}", f"{sim.url}/auth/o2/token")
+    config = config_to(tmp_path, f"http://{host}", f"{exec_sim.url}/auth/o2/token")
     result = run_spd("exec", "sellers", "getMarketplaceParticipations", "-c", str(config))
     assert (result.returncode, result.stdout) == (1, ""), result
     last = assert_gave_up_after(result.stderr, 3, f"cannot resolve {host}: ")
@@ -110,18 +103,19 @@ async def attempts_until_failure(endpoint: str, token_url: str, policy: RetryPol
     return stats["errors"], str(info.value)
 
 
-async def test_one_shot_gives_up_on_a_refused_port_the_daemon_does_not(sim: SimThread,
+async def test_one_shot_gives_up_on_a_refused_port_the_daemon_does_not(exec_sim: SimThread,
                                                                       tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
-    one_shot, _ = await attempts_until_failure(dead, f"{sim.url}/auth/o2/token", fast(ONE_SHOT), tmp_path)
-    daemon, message = await attempts_until_failure(dead, f"{sim.url}/auth/o2/token", fast(DAEMON), tmp_path)
+    lwa = f"{exec_sim.url}/auth/o2/token"
+    one_shot, _ = await attempts_until_failure(dead, lwa, fast(ONE_SHOT), tmp_path)
+    daemon, message = await attempts_until_failure(dead, lwa, fast(DAEMON), tmp_path)
     assert (one_shot, daemon) == (3, DAEMON.max_attempts) == (3, 8)
     assert message.endswith("request failed after 8 attempts: "
                             f"cannot connect to {dead.removeprefix('http://')}: connection refused")
 
 
 @pytest.fixture
-async def live(sim: SimThread) -> AsyncIterator[dict[str, Any]]:
+async def live(exec_sim: SimThread) -> AsyncIterator[dict[str, Any]]:
     """A real server on loopback: 503 on /sellers/..., or (`silent`) holding the request."""
     seen = {"requests": 0, "silent": False, "url": ""}
 
@@ -144,17 +138,17 @@ async def live(sim: SimThread) -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_one_shot_keeps_patient_retries_for_a_live_server_answering_503(
-        sim: SimThread, live: dict[str, Any], tmp_path: Path) -> None:
-    attempts, message = await attempts_until_failure(live["url"], f"{sim.url}/auth/o2/token",
+        exec_sim: SimThread, live: dict[str, Any], tmp_path: Path) -> None:
+    attempts, message = await attempts_until_failure(live["url"], f"{exec_sim.url}/auth/o2/token",
                                                      fast(ONE_SHOT), tmp_path)
     assert attempts == live["requests"] == ONE_SHOT.max_attempts == 8
     assert "HTTP 503 ServiceUnavailable" in message and "(gave up after 8 attempts)" in message
 
 
-async def test_one_shot_keeps_patient_retries_for_timeouts(sim: SimThread, live: dict[str, Any],
+async def test_one_shot_keeps_patient_retries_for_timeouts(exec_sim: SimThread, live: dict[str, Any],
                                                            tmp_path: Path) -> None:
     live["silent"] = True
-    attempts, message = await attempts_until_failure(live["url"], f"{sim.url}/auth/o2/token",
+    attempts, message = await attempts_until_failure(live["url"], f"{exec_sim.url}/auth/o2/token",
                                                      fast(ONE_SHOT), tmp_path, timeout=0.2)
     assert attempts == live["requests"] == 8
     assert message.endswith("no answer within the timeout")

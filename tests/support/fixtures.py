@@ -13,9 +13,24 @@ import pytest
 from .hostile import HostileThread
 from .kafka_broker import TansuBroker
 from .sim import SimThread
-from .static_sandbox import sandbox
+from .static_sandbox import sandbox, write_sandbox_config
 
-__all__ = ["broker", "hostile_thread", "sandbox", "sim_factory", "tmpfs"]
+__all__ = ["broker", "exec_config", "exec_sim", "hostile_thread", "sandbox", "sim_factory", "tmpfs"]
+
+
+@pytest.fixture(scope="module")
+def exec_sim() -> Iterator[SimThread]:
+    """One simulator without rate limits for a module's `spd exec` subprocesses; its stats
+    (`reached`, `requests`) count what reached it."""
+    sim = SimThread(rate_limit=False).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def exec_config(exec_sim: SimThread, tmp_path: Path) -> Path:
+    """A config whose one account `sandbox` points at exec_sim (marketplace ATVPDKIKX0DER)."""
+    return write_sandbox_config(tmp_path, exec_sim.url)
 
 
 @pytest.fixture
