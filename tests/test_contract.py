@@ -19,8 +19,9 @@ import pytest
 
 from support.amazon_models import ModelOp, description_at, model_ops
 from spd.catalog import contract
-from spd.catalog.contract_types import (BOUND, EXACTLY_ONE, ID, LAG, MAX_AGE, MAX_WINDOW,
-                                OMIT_MARKETPLACE, PAGE_SIZE, REQUIRES, TOKEN_TTL, Requires, Rule)
+from spd.catalog.contract_types import (BOUND, EXACTLY_ONE, FORBIDS, ID, LAG, MAX_AGE, MAX_WINDOW,
+                                OMIT_MARKETPLACE, PAGE_SIZE, REQUIRES, REQUIRES_WITH, TOKEN_TTL,
+                                Given, Requires, Rule)
 from spd.sources.describe import describe_object_type
 from spd.sources.object_type import ObjectType
 from spd.sources.registry import object_types
@@ -91,11 +92,25 @@ def satisfied(req: Requires, sent: dict[str, str]) -> bool:
     return bool(present) if req.any_of else len(present) == len(req.need)
 
 
+def given_problem(row: Rule, sent: dict[str, str]) -> str | None:
+    """A `forbids` or `requires_with` row that `sent` breaks, in words, or None."""
+    given: Given = row.value
+    name, eq, value = given.when.partition("=")
+    if name not in sent or (eq and sent[name] != value):
+        return None
+    if row.kind == FORBIDS:
+        clash = [n for n in given.names if n in sent]
+        return f"{row.quote!r}: sends {given.when} with {clash}" if clash else None
+    missing = [n for n in given.names if n not in sent]
+    return f"{row.quote!r}: sends {given.when} without {missing}" if missing else None
+
+
 # --- the checks of one type ----------------------------------------------------------------------
 
 
 def first_page(ot: ObjectType, field: str) -> dict[str, str]:
-    """What spd sends on a first page by `field`, or demands in `params` (`spd validate`)."""
+    """What spd sends on a first page by `field`, or demands in `params` (`spd validate`); the
+    upper bound is sent on most first pages, not all (see `first_pages`)."""
     bounds = ot.window.created if field == "created" else ot.window.updated
     sent = {name: "T" for name in bounds or () if name}
     sent.update({name: str(value) for name, value in ot.params.fixed})
@@ -105,6 +120,15 @@ def first_page(ot: ObjectType, field: str) -> dict[str, str]:
     if ot.paging.size_param:
         sent[ot.paging.size_param] = str(ot.paging.size_max)
     return sent
+
+
+def first_pages(ot: ObjectType, field: str) -> list[dict[str, str]]:
+    """Every first page spd sends by `field`: with the upper bound and, where it is left out
+    (an open window, or an upper bound Amazon echoes), without."""
+    sent = first_page(ot, field)
+    bounds = ot.window.created if field == "created" else ot.window.updated
+    before = bounds[1] if bounds else None
+    return [sent] + ([{k: v for k, v in sent.items() if k != before}] if before else [])
 
 
 def bound_problems(ot: ObjectType, op: ModelOp) -> list[str]:
@@ -139,6 +163,11 @@ def required_problems(ot: ObjectType, op: ModelOp) -> list[str]:
         for r in contract.rules_for(ot.name, EXACTLY_ONE):
             if sum(name in sent for name in r.value.names) != 1:
                 out.append(f"by {field}: {r.quote!r} is not met by {sorted(sent)}")
+        for variant in first_pages(ot, field):
+            for r in contract.rules_for(ot.name, FORBIDS) + contract.rules_for(ot.name, REQUIRES_WITH):
+                problem = given_problem(r, variant)
+                if problem:
+                    out.append(f"by {field}: {problem}")
     return out
 
 
@@ -291,6 +320,16 @@ MUTATIONS = [
     ("services.getServiceJobs", "partitioning", {"per_marketplace": False}, "takes one marketplace"),
     ("vehicles_2024-11-01.getVehicles", "params", {"needs": ()}, "vehicleType"),
     ("orders_2026-01-01.searchOrders", "params", {"needs": ("lastUpdatedAfter",)}, "exactly one"),
+    ("ordersV0.getOrders", "window", {"created": ("CreatedAfter", "LastUpdatedBefore")},
+     "cannot be set when `CreatedAfter` is set"),
+    ("orders_2026-01-01.searchOrders", "params", {"fixed": (("lastUpdatedBefore", "T"),)},
+     "neither `lastUpdatedAfter` nor `lastUpdatedBefore` may be provided"),
+    ("ordersV0.getOrders", "params", {"fixed": (("SellerOrderId", "X"),)}, "cannot be specified"),
+    ("services.getServiceJobs", "params", {"needs": ("createdAfter",)}, "Specifying both"),
+    ("InvoicesApiModel_2024-06-19.getInvoices", "params", {"fixed": (("transactionIdentifierName", "ORDER_ID"),)},
+     "without ['transactionIdentifierId']"),
+    ("listingsItems_2021-08-01.searchListingsItems", "params", {"needs": ("sellerId", "identifiers")},
+     "`identifiers` is provided"),
     ("vendorOrders.getPurchaseOrders", "window",
      {"inclusive": (("created", "after", None), ("created", "before", None))}, "do not overlap"),
 ]

@@ -10,7 +10,9 @@ where `source` names one, from an Amazon guide or report schema. The row kinds a
 are in `spd.catalog.contract_types`.
 
 `tests/test_contract.py` checks every quote against Amazon's files and spd's own declarations
-(`spd.sources.type_table`) against the rows; the simulator (`spd.sim`) enforces the rows. Where a model
+(`spd.sources.type_table`) against the rows; the simulator (`spd.sim`) enforces the rows, except
+`forbids` and `requires_with`: spd exec applies those and the simulator keeps its own rules for
+them (spd.sim.orders, spd.sim.vendor), so that a wrong row shows as a disagreement. Where a model
 says nothing, two defaults apply: a next token goes with the same arguments as the request that
 produced it, and a bound whose sentence does not say whether its own instant is included is
 served as if it were not (the reading that can lose data, so spd must cover it). Months are read
@@ -21,10 +23,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from spd.catalog.contract_types import (BOUND, DEFAULT_REACH, EXACTLY_ONE, ID, LAG, MAX_AGE,
-                                MAX_WINDOW, OFFSET, OMIT_MARKETPLACE, PAGE2, PAGE_SIZE,
-                                REPORT_PERIOD, REQUIRES, SAME_MARKETPLACE, TOKEN_TTL, Bound, Limit,
-                                Offset, OneOf, Page2, Requires, Rule)
+from spd.catalog.contract_types import (BOUND, DEFAULT_REACH, EXACTLY_ONE, FORBIDS, ID, LAG,
+                                MAX_AGE, MAX_WINDOW, OFFSET, OMIT_MARKETPLACE, PAGE2, PAGE_SIZE,
+                                REPORT_PERIOD, REQUIRES, REQUIRES_WITH, SAME_MARKETPLACE,
+                                TOKEN_TTL, Bound, Given, Limit, Offset, OneOf, Page2, Requires, Rule)
 
 I, X, U = True, False, None  # the bound's own instant: included, excluded, not said
 TWO_MINUTES = Limit(timedelta(minutes=2))
@@ -49,11 +51,24 @@ def _size(op: str, param: str, quote: str, maximum: int | None = None) -> Rule:
     return Rule(op, PAGE_SIZE, maximum, quote, param)
 
 
+def _forbids(op: str, when: str, names: tuple[str, ...], quote: str, where: str | None = None,
+             note: str = "") -> Rule:
+    """With `when` sent, none of `names` may be; the sentence is in `where`'s description
+    (by default `when`'s)."""
+    return Rule(op, FORBIDS, Given(when, names), quote, where or when.partition("=")[0], note=note)
+
+
+def _with(op: str, when: str, names: tuple[str, ...], quote: str, where: str) -> Rule:
+    """With `when` sent, each of `names` must be too; the sentence is in `where`'s description."""
+    return Rule(op, REQUIRES_WITH, Given(when, names), quote, where)
+
+
 def _days(n: int, beyond: str = "error") -> Limit:
     return Limit(timedelta(days=n), beyond)
 
 
 ORDERS_V0 = "ordersV0.getOrders"
+LISTINGS = "listingsItems_2021-08-01.searchListingsItems"
 SEARCH_ORDERS = "orders_2026-01-01.searchOrders"
 EVENTS = ("financesV0.listFinancialEvents", "financesV0.listFinancialEventsByGroupId")
 GROUPS = "financesV0.listFinancialEventGroups"
@@ -79,6 +94,7 @@ DF_ORDERS_GUIDES = (
     ("You can retrieve data for up to six months.",
      "https://developer-docs.amazon.com/sp-api/docs/vendor-direct-fulfillment-orders-api-2021-12-28-use-case-guide"),
 )
+CATALOG = "catalogItems_2022-04-01.searchCatalogItems"
 REPORT_SCHEMAS = "https://github.com/amzn/selling-partner-api-models/blob/main/schemas/reports/"
 
 RULES: list[Rule] = [
@@ -93,6 +109,15 @@ RULES: list[Rule] = [
     Rule(ORDERS_V0, LAG, TWO_MINUTES, "at least two minutes before current time", "LastUpdatedBefore"),
     Rule(ORDERS_V0, REQUIRES, Requires(("CreatedAfter", "LastUpdatedAfter"), any_of=True),
          "Either the `CreatedAfter` parameter or the `LastUpdatedAfter` parameter is required.", "CreatedAfter"),
+    _forbids(ORDERS_V0, "CreatedAfter", ("LastUpdatedAfter", "LastUpdatedBefore"),
+             "`LastUpdatedAfter` and `LastUpdatedBefore` cannot be set when `CreatedAfter` is set."),
+    _forbids(ORDERS_V0, "LastUpdatedAfter", ("CreatedAfter", "CreatedBefore"),
+             "`CreatedAfter` or `CreatedBefore` cannot be set when `LastUpdatedAfter` is set."),
+    _forbids(ORDERS_V0, "SellerOrderId", ("FulfillmentChannels", "OrderStatuses", "PaymentMethods",
+                                          "LastUpdatedAfter", "LastUpdatedBefore", "BuyerEmail"),
+             "If `SellerOrderId` is specified, then `FulfillmentChannels`, `OrderStatuses`, `PaymentMethod`, "
+             "`LastUpdatedAfter`, `LastUpdatedBefore`, and `BuyerEmail` cannot be specified.",
+             note="the sentence's `PaymentMethod` is the parameter PaymentMethods"),
     _size(ORDERS_V0, "MaxResultsPerPage", "Value must be 1 - 100.", 100),
     Rule(ORDERS_V0, PAGE2, Page2("ignores"),
          "`NextToken` doesn't affect any filters that you include in your request; it only impacts "
@@ -109,6 +134,11 @@ RULES: list[Rule] = [
     Rule(SEARCH_ORDERS, LAG, TWO_MINUTES, "at least two minutes before the time of the request", "lastUpdatedBefore"),
     Rule(SEARCH_ORDERS, EXACTLY_ONE, OneOf(("createdAfter", "lastUpdatedAfter")),
          "You must provide exactly one of `createdAfter` and `lastUpdatedAfter` in your request.", "createdAfter"),
+    *[_forbids(SEARCH_ORDERS, when, others,
+               f"If `{when}` is provided, neither `{others[0]}` nor `{others[1]}` may be provided.")
+      for ends, others in ((("createdAfter", "createdBefore"), ("lastUpdatedAfter", "lastUpdatedBefore")),
+                           (("lastUpdatedAfter", "lastUpdatedBefore"), ("createdAfter", "createdBefore")))
+      for when in ends],
     _size(SEARCH_ORDERS, "maxResultsPerPage", "The value must be between 1 and 100.", 100),
     _id(SEARCH_ORDERS, "orderId", "An Amazon-defined order identifier."),
     # -- Finances ----------------------------------------------------------------------------
@@ -167,6 +197,10 @@ RULES: list[Rule] = [
     *_bounds(INVOICES, C, "date",
              ("dateStart", I, "The earliest invoice creation date for invoices that you want to include in the response."),
              ("dateEnd", I, "The latest invoice creation date for invoices that you want to include in the response.")),
+    *[_with(INVOICES, name, (other,), "If you provide a value for this field, you must also provide a "
+            f"value for the `{other}` field.", name)
+      for name, other in (("transactionIdentifierName", "transactionIdentifierId"),
+                          ("transactionIdentifierId", "transactionIdentifierName"))],
     _size(INVOICES, "pageSize", "Maximum: 200", 200),
     _id(INVOICES, "id", "The invoice identifier."),
     *_bounds(EXPORTS, C, "generateExportStartedAt",
@@ -211,6 +245,16 @@ RULES: list[Rule] = [
     *_bounds("listingsItems_2021-08-01.searchListingsItems", UPD, "summaries.0.lastUpdatedDate",
              ("lastUpdatedAfter", I, "The response includes listings items that were last updated at or after this time."),
              ("lastUpdatedBefore", I, "The response includes listings items that were last updated at or before this time.")),
+    _with(LISTINGS, "identifiersType", ("identifiers",), "This is required when you specify `identifiersType`.",
+          "identifiers"),
+    _with(LISTINGS, "identifiers", ("identifiersType",), "This is required when `identifiers` is provided.",
+          "identifiersType"),
+    _forbids(LISTINGS, "identifiers", ("variationParentSku", "packageHierarchySku"),
+             "You cannot use 'identifiers' if you specify `variationParentSku` or `packageHierarchySku`."),
+    _forbids(LISTINGS, "variationParentSku", ("identifiers", "packageHierarchySku"),
+             "You cannot use `variationParentSku` if you include `identifiers` or `packageHierarchySku` in your request."),
+    _forbids(LISTINGS, "packageHierarchySku", ("identifiers", "variationParentSku"),
+             "You cannot use `packageHierarchySku` if you include `identifiers` or `variationParentSku` in your request."),
     _size("listingsItems_2021-08-01.searchListingsItems", "pageSize", "The number of results that you want to include on each page."),
     _id("listingsItems_2021-08-01.searchListingsItems", "sku", "A selling partner-provided identifier for an Amazon listing."),
     *_bounds(INVENTORY, UPD, "lastUpdatedTime",
@@ -293,6 +337,8 @@ RULES: list[Rule] = [
              ("lastUpdatedBefore", I, "A date used for selecting jobs updated at or before a specified time.")),
     Rule("services.getServiceJobs", REQUIRES, Requires(("createdAfter", "lastUpdatedAfter"), any_of=True),
          "Required if `LastUpdatedAfter` is not specified.", "createdAfter"),
+    _forbids("services.getServiceJobs", "createdAfter", ("lastUpdatedAfter",),
+             "Specifying both `CreatedAfter` and `LastUpdatedAfter` returns an error."),
     _size("services.getServiceJobs", "pageSize", "A non-negative integer that indicates the maximum number of jobs to return in the list"),
     _id("services.getServiceJobs", "serviceJobId", "The service job identifier."),
     *[Rule(f"replenishment-2022-11-07.{op}", OFFSET,
@@ -359,6 +405,21 @@ RULES: list[Rule] = [
               else "The limit to the number of records returned"),
         _id(op, "purchaseOrderNumber", ident),
     )],
+    # -- Parameters of operations spd does not poll that go together, or never ------------------
+    _with(CATALOG, "identifiers", ("identifiersType",),
+          "`identifiersType` is required when `identifiers` is in the request.", "identifiersType"),
+    _with(CATALOG, "identifiersType=SKU", ("sellerId",), "Required when `identifiersType` is `SKU`.", "sellerId"),
+    _forbids(CATALOG, "identifiers", ("keywords",),
+             "You cannot include `identifiers` and `keywords` in the same request."),
+    _forbids(CATALOG, "keywords", ("identifiers",),
+             "You cannot include `keywords` and `identifiers` in the same request."),
+    *[_forbids(CATALOG, name, ("identifiers",), "Cannot be used with `identifiers`.")
+      for name in ("brandNames", "classificationIds", "keywordsLocale")],
+    *[_forbids("definitionsProductTypes_2020-09-01.searchDefinitionsProductTypes", name, (other,),
+               f"Cannot be used with `{other}`.") for name, other in (("keywords", "itemName"), ("itemName", "keywords"))],
+    _forbids("sales.getOrderMetrics", "asin", ("sku",), "Specifying both ASIN and SKU returns an error."),
+    _with("fbaInbound.getItemEligibilityPreview", "program=INBOUND", ("marketplaceIds",),
+          "Required only when program=INBOUND.", "marketplaceIds"),
     # -- Reports (createReport) ----------------------------------------------------------------
     Rule("reports_2021-06-30.createReport", REPORT_PERIOD,
          {"DAY": ("day", "day"), "WEEK": ("Sunday", "Saturday"), "MONTH": ("first day", "last day"),

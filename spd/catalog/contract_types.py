@@ -22,7 +22,11 @@ DEFAULT_REACH = "default_reach"  # value: (parameter, timedelta) assumed when it
 SAME_MARKETPLACE = "same_marketplace"  # value: a parameter that must name the marketplace
 OFFSET = "offset"  # value: Offset (paging by position rather than token)
 REPORT_PERIOD = "report_period"  # value: {period: (first day, last day)} of aligned report dates
-
+# Sentences tying one parameter to another ("cannot be set when", "required when"). spd exec
+# applies them; the simulator does not read them (it keeps its own reading of those sentences),
+# which is why `requires_with` is not a `requires` row with `when`, that both read.
+FORBIDS = "forbids"  # value: Given (first pages): with `when` sent, none of `names` may be
+REQUIRES_WITH = "requires_with"  # value: Given (first pages): with `when` sent, all of `names` must be
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,15 @@ class Requires:
 class OneOf:
     """Exactly one of `names` must be sent: neither is refused, and so is more than one."""
 
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Given:
+    """What sending `when` (`NAME` or `NAME=VALUE`) does to `names`: forbids them (`forbids`)
+    or requires them all (`requires_with`)."""
+
+    when: str
     names: tuple[str, ...]
 
 

@@ -1,7 +1,8 @@
 """An operation call checked against the catalog before anything is sent (`spd exec`, jobs).
 
 Parameters are checked against the catalog and against what the models require only in
-sentences (spd.catalog.contract's `requires`, `exactly_one` and `same_marketplace` rows); `--no-validate` sends what either refuses,
+sentences (spd.catalog.contract's `requires`, `exactly_one`, `same_marketplace`, `forbids` and
+`requires_with` rows); `--no-validate` sends what either refuses,
 with a warning, for the day a model is wrong; a required marketplace parameter left out is
 filled from the account's `marketplace_ids`; `--all-pages` is checked against how the operation
 pages: by next token, or by position where Amazon says so (spd.catalog.contract).
@@ -18,8 +19,8 @@ from typing import Any
 import orjson
 
 from spd.catalog import contract
-from spd.catalog.contract_types import (EXACTLY_ONE, OFFSET, REQUIRES, SAME_MARKETPLACE, Offset,
-                                        OneOf, Requires, Rule)
+from spd.catalog.contract_types import (EXACTLY_ONE, FORBIDS, OFFSET, REQUIRES, REQUIRES_WITH,
+                                        SAME_MARKETPLACE, Given, Offset, OneOf, Requires, Rule)
 from spd.catalog.model import MARKETPLACE_PARAMS, Catalog, Operation
 from spd.catalog.params import check_request, parse_pairs
 from spd.core.errors import UsageError
@@ -92,8 +93,10 @@ def check_contract(op: Operation, params: Mapping[str, Any]) -> None:
     """What Amazon's model requires of a first page only in a sentence, one UsageError line naming
     the parameters and quoting the sentence: the contract table's `requires` rows ("Either
     CreatedAfter or LastUpdatedAfter is required"), `exactly_one` rows (searchOrders: "exactly one
-    of createdAfter and lastUpdatedAfter") and `same_marketplace` rows (fbaInventory's
-    granularityId). A next page is Amazon's to judge by its token."""
+    of createdAfter and lastUpdatedAfter"), `same_marketplace` rows (fbaInventory's
+    granularityId), `forbids` rows (getOrders: "`LastUpdatedAfter` and `LastUpdatedBefore` cannot
+    be set when `CreatedAfter` is set") and `requires_with` rows (getInvoices' transaction
+    identifier name and ID). A next page is Amazon's to judge by its token."""
     token = op.pagination.token_param if op.pagination is not None else None
     if token is not None and _sent(params, token):
         return
@@ -111,6 +114,10 @@ def _broken(row: Rule, op: Operation, params: Mapping[str, Any]) -> str | None:
         return _not_one(row.value, params)
     if row.kind == SAME_MARKETPLACE:
         return _other_marketplace(str(row.value), op, params)
+    if row.kind == FORBIDS:
+        return _clash(row.value, params)
+    if row.kind == REQUIRES_WITH:
+        return _unmet(Requires(row.value.names, when=(row.value.when,)), params)
     return None
 
 
@@ -139,6 +146,17 @@ def _not_one(one: OneOf, params: Mapping[str, Any]) -> str | None:
     if len(given) > 1:
         return f"{' and '.join(given)} were {'both ' if len(given) == 2 else ''}given: give only one of them"
     return None
+
+
+def _clash(given: Given, params: Mapping[str, Any]) -> str | None:
+    """What `params` send that `given.when` forbids, in words, or None."""
+    if not _sent(params, given.when):
+        return None
+    clash = [name for name in given.names if _sent(params, name)]
+    if not clash:
+        return None
+    leave = "one of them" if len(clash) == 1 else f"{given.when} or {'both' if len(clash) == 2 else 'all'} of them"
+    return f"{' and '.join(clash)} cannot be given with {given.when}: leave out {leave}"
 
 
 def _other_marketplace(name: str, op: Operation, params: Mapping[str, Any]) -> str | None:
