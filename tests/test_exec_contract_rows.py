@@ -20,7 +20,7 @@ from spd.catalog.model import Operation, load_catalog
 from spd.catalog.requests import ExecRequest, prepare
 from spd.core.errors import UsageError
 from spd.sim.orders import V0_ONE_OF, V26_ONE_OF
-from support.exec_cases import placeholder
+from support.exec_cases import exec_args, placeholder
 from support.sim import SimThread
 from support.spd import SHARED_MODELS, run_spd
 
@@ -44,12 +44,6 @@ def model_param(file: str, path: str, name: str) -> str:
 
 def search_param(name: str) -> str:
     return model_param("orders_2026-01-01.json", "/orders/2026-01-01/orders", name)
-
-
-def exec_args(name: str, params: dict[str, str], config: Path, *flags: str) -> list[str]:
-    api, operation = name.split(".", 1)
-    return ["exec", api, operation, *[a for k, v in params.items() for a in ("-p", f"{k}={v}")],
-            "-c", str(config), *flags]
 
 
 # --- searchOrders: exactly one of createdAfter and lastUpdatedAfter ---------------------------

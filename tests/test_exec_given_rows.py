@@ -24,7 +24,7 @@ from spd.catalog.model import Operation, Param, load_catalog
 from spd.catalog.requests import ExecRequest, check_contract, prepare
 from spd.core.errors import UsageError
 from support.amazon_models import description_at, model_ops
-from support.exec_cases import placeholder
+from support.exec_cases import exec_args, placeholder
 from support.sim import SimThread
 from support.spd import SHARED_MODELS, run_spd
 
@@ -150,12 +150,6 @@ def allowed(row: Rule, params: dict[str, str]) -> dict[str, str]:
         if refusal(row, {**kept, **helper}) is None:
             return {**kept, **helper}
     raise AssertionError(f"nothing without what {row.quote!r} forbids passes")
-
-
-def exec_args(name: str, params: dict[str, str], config: Path, *flags: str) -> list[str]:
-    api, operation = name.split(".", 1)
-    return ["exec", api, operation, *[a for k, v in params.items() for a in ("-p", f"{k}={v}")],
-            "-c", str(config), *flags]
 
 
 # --- the rows are Amazon's ------------------------------------------------------------------------

@@ -4,11 +4,19 @@ exec` must print for them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from spd.catalog.model import Operation, load_catalog
 from .spd import SHARED_MODELS
 from .static_sandbox import static_cases
+
+
+def exec_args(name: str, params: dict[str, str], config: Path, *flags: str) -> list[str]:
+    """`spd exec` arguments for "api.operationId" with `-p` pairs, a config and flags."""
+    api, operation = name.split(".", 1)
+    return ["exec", api, operation, *[a for k, v in params.items() for a in ("-p", f"{k}={v}")],
+            "-c", str(config), *flags]
 
 
 def placeholder(param: Any) -> str:
