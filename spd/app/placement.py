@@ -7,15 +7,21 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+import structlog
+
 from spd.app.runtime import drain_tasks
 from spd.app.state import lease_ttl, work_accounts
 from spd.config.model import Config
+from spd.core.errors import SpdError
 from spd.core.replica import replica_id
 from spd.state.backend import StateBackend
 
 if TYPE_CHECKING:  # the daemon builds this helper: it imports this module
     from spd.app.cluster import Cluster
     from spd.app.daemon import Daemon
+    from spd.client.http import SpClient
+
+log = structlog.get_logger("spd.app.placement")
 
 
 class Placement:
@@ -59,11 +65,22 @@ class Placement:
         return self.cluster is None or account in self.cluster.running
 
     async def start_account(self, account: str, _: float) -> None:
-        """The cluster gave this replica the account: its pollers and jobs run from now on."""
+        """The cluster gave this replica the account: its buckets continue from the levels its
+        last holder saved, and its pollers and jobs run from now on."""
         daemon = self.daemon
         if daemon.runtime is not None and daemon.config is not None and not daemon.stopped.is_set():
+            await self._levels_of(account, daemon.runtime.client)
             daemon.runtime.account_stopping(account, False)
             daemon.schedule(daemon.config, {account})
+
+    @staticmethod
+    async def _levels_of(account: str, client: SpClient | None) -> None:
+        if client is None:
+            return
+        try:
+            await client.account_taken(account)
+        except SpdError as exc:  # the pollers' first checkpoint will fail the same way and say so
+            log.warning("rate_limit_levels_not_loaded", account=account, error=str(exc))
 
     async def stop_account(self, account: str, grace: float) -> None:
         """The account's pollers and jobs stop here: no more runs; those in flight get `grace`
@@ -76,3 +93,5 @@ class Placement:
             with contextlib.suppress(Exception):  # not scheduled (any more)
                 daemon.scheduler.remove_job(key)
         await drain_tasks({t for t, k in daemon.inflight.items() if k in keys}, grace)
+        if daemon.runtime.client is not None:  # saved only while the lease is still held
+            await daemon.runtime.client.account_leaving(account)

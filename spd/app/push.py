@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
 
 from spd.config.model import Config
 from spd.core.errors import SpdError
+from spd.pipeline.subscriptions import SubscriptionStats
 from spd.state.backend import MetaStore
 
 if TYPE_CHECKING:  # the daemon builds this helper: it imports this module
@@ -30,7 +33,7 @@ class Push:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self._counts_task: asyncio.Task[None] | None = None
-        self._saved: dict[str, str] = {}
+        self._saved: dict[str, SubscriptionStats] = {}  # each route's counters when last stored or loaded
         self._loaded = False  # counters are saved only once the last run's were added
 
     def start(self, config: Config) -> None:
@@ -76,18 +79,20 @@ class Push:
         for name, route in runtime.subscriptions.items():
             if name in saved:
                 route.stats.add_saved(saved[name])
+            self._saved[name] = replace(route.stats)
         self._loaded = True
 
     async def save_counts(self) -> None:
-        """Writes each subscription's counters to the state (only those that changed)."""
+        """Adds what each subscription counted since the last save to the state's counters, in
+        one atomic update each (only those that changed): replicas reading one queue add up."""
         runtime, store = self.daemon.runtime, self.daemon.store
         if runtime is None or not isinstance(store, MetaStore) or not self._loaded:
             return
         for name, route in runtime.subscriptions.items():
-            text = route.stats.to_json()
-            if self._saved.get(name) != text:
-                await store.put_meta(SUBSCRIPTION_KEY + name, text)
-                self._saved[name] = text
+            now, since = replace(route.stats), self._saved.get(name)
+            if now != since:
+                await store.update_meta(SUBSCRIPTION_KEY + name, partial(now.added_to, since=since))
+                self._saved[name] = now
 
     async def _keep_counts(self) -> None:
         await self.load_counts()

@@ -166,6 +166,21 @@ class SpClient(DocumentDownloads):
             await self._session.close()
             self._session = None
 
+    async def account_taken(self, account: str) -> None:
+        """This replica just claimed the account's lease: its buckets continue from the levels
+        the last holder saved (never fuller), so a takeover does not burst past Amazon's quota."""
+        if self._saved is not None:
+            await self._saved.reload_account(account, self._buckets)
+
+    async def account_leaving(self, account: str) -> None:
+        """The account's pollers stopped here and its lease is still held: its exact levels are
+        saved for the next holder (the levels saved before each take stay if this fails)."""
+        if self._saved is not None:
+            try:
+                await self._saved.save_account(account, self._buckets)
+            except SpdError as exc:
+                log.warning("rate_limit_levels_not_saved", account=account, error=str(exc))
+
     async def __aenter__(self) -> SpClient:
         await self.start()
         return self

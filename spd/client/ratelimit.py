@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from spd.catalog.model import Operation
 from spd.client.observe import LatencyHistogram, quota_wait
+from spd.core.errors import SpdError
 from spd.core.typing import Account, BucketLevel
 
 DEFAULT_RATE = 0.5
@@ -186,9 +187,20 @@ class TokenBucket:
     def restore(self, level: BucketLevel, now: float) -> None:
         """Starts from a saved level (taken at wall time `level.at`; `now` is wall time too),
         refilled at its rate since; never above this bucket's burst."""
-        elapsed = max(0.0, now - level.at)
-        self._tokens = min(float(self._burst), level.tokens + elapsed * level.rate)
+        self._tokens = self._refilled(level, now)
         self._stamp = self._clock()
+
+    def _refilled(self, level: BucketLevel, now: float) -> float:
+        elapsed = max(0.0, now - level.at)
+        return min(float(self._burst), level.tokens + elapsed * level.rate)
+
+    def lower_to(self, level: BucketLevel | None, now: float) -> None:
+        """Another process ran this bucket meanwhile (an account lease taken over in a cluster):
+        never fuller than the level it saved, refilled since (as `restore`), and a level is saved
+        again before the next take."""
+        if level is not None and self._refilled(level, now) < self.tokens():
+            self.restore(level, now)
+        self._covered = 0
 
     def try_acquire(self) -> bool:
         """Take a token if one is available now and nobody is waiting (or queued for a slot)."""
@@ -325,6 +337,31 @@ class SavedBuckets:
         return BucketLevel(account, operation, bucket.rate, bucket.burst, tokens, self.wall())
 
     async def save_all(self, buckets: dict[tuple[str, str], TokenBucket]) -> None:
-        """Every bucket's level as it is now (nothing is sent any more)."""
-        await self.journal.save_bucket_levels(
-            [self.level(account, op, bucket, bucket.tokens()) for (account, op), bucket in buckets.items()])
+        """Every bucket's level as it is now (nothing is sent any more), one save per account:
+        an account whose lease moved on (its save refused) keeps none of the others from being
+        saved; the first error is raised after the others were tried."""
+        failed: SpdError | None = None
+        for account in sorted({a for a, _ in buckets}):
+            try:
+                await self.save_account(account, buckets)
+            except SpdError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    async def save_account(self, account: str, buckets: dict[tuple[str, str], TokenBucket]) -> None:
+        """The levels of the account's buckets as they are now (its pollers stopped)."""
+        levels = [self.level(a, op, bucket, bucket.tokens()) for (a, op), bucket in buckets.items()
+                  if a == account]
+        if levels:
+            await self.journal.save_bucket_levels(levels)
+
+    async def reload_account(self, account: str, buckets: dict[tuple[str, str], TokenBucket]) -> None:
+        """The account's levels as its last holder saved them (this replica just claimed its
+        lease): its new buckets start from them, those it has already are lowered to them."""
+        for level in await self.journal.load_bucket_levels():
+            if level.account == account:
+                self.saved[(level.account, level.operation)] = level
+        for (a, op), bucket in buckets.items():
+            if a == account:
+                bucket.lower_to(self.saved.get((a, op)), self.wall())

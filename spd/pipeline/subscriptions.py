@@ -59,21 +59,39 @@ class SubscriptionStats:
     last_error: str | None = None
     last_received_at: float | None = None
 
-
-    def to_json(self) -> str:
-        """The counters as stored in the state (`spd status` reads them)."""
-        return orjson.dumps(asdict(self)).decode()
-
     def add_saved(self, text: str) -> None:
         """Continues the counters of an earlier run from their stored JSON (bad JSON is ignored)."""
-        try:
-            saved = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(saved, dict):
-            for key in ("received", "emitted", "dead_lettered", "malformed"):
-                if isinstance(saved.get(key), int):
-                    setattr(self, key, getattr(self, key) + saved[key])
+        saved = _stored(text)
+        for key in COUNTERS:
+            if isinstance(saved.get(key), int):
+                setattr(self, key, getattr(self, key) + saved[key])
+
+    def added_to(self, text: str | None, since: SubscriptionStats | None) -> str:
+        """The JSON to store (`spd status` reads it) in place of `text` (what is stored now, None:
+        nothing): its counters plus what this runtime counted since `since` (its counters when
+        last stored or loaded), so replicas reading one queue add up instead of overwriting each
+        other; the queue lag and last error are this runtime's, the last message the latest."""
+        stored, merged = _stored(text), asdict(self)
+        for key in COUNTERS:
+            before = stored.get(key)
+            merged[key] = ((before if isinstance(before, int) else 0) + getattr(self, key)
+                           - (getattr(since, key) if since is not None else 0))
+        theirs = stored.get("last_received_at")
+        if isinstance(theirs, (int, float)) and theirs > (self.last_received_at or 0.0):
+            merged["last_received_at"] = theirs
+        return orjson.dumps(merged).decode()
+
+
+COUNTERS = ("received", "emitted", "dead_lettered", "malformed")  # totals that add up across runs
+
+
+def _stored(text: str | None) -> dict[str, Any]:
+    """Stored counters as a dict (none, or not JSON spd wrote: empty)."""
+    try:
+        value = orjson.loads(text) if text else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass

@@ -8,6 +8,7 @@ shared by every backend (the row types, how times are stored) live here too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -87,6 +88,10 @@ class MetaStore(Protocol):
 
     async def put_meta(self, key: str, value: str) -> None:
         """Stores one text value by key."""
+
+    async def update_meta(self, key: str, change: Callable[[str | None], str]) -> None:
+        """Replaces one value by `change(the value stored now, or None)` atomically: concurrent
+        updates of the key (by other replicas too) wait for each other, none is lost."""
 
     async def meta_items(self, prefix: str) -> dict[str, str]:
         """Every value stored by `put_meta` whose key starts with `prefix`, by the rest of its key."""
@@ -171,7 +176,8 @@ class StateBackend(Protocol):
 
     async def save_bucket_levels(self, levels: list[BucketLevel]) -> None:
         """Replaces the saved level of each bucket named (the others stay); durable on return,
-        so a restart after a crash starts no bucket fuller than Amazon's."""
+        so a restart after a crash starts no bucket fuller than Amazon's. Fenced by the
+        account's lease where replicas share the state, as the pollers' checkpoints."""
 
     async def lease_holders(self) -> dict[str, str]:
         """Account -> the replica whose live lease runs its pollers (empty without replicas)."""

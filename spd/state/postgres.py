@@ -2,11 +2,12 @@
 
 The same tables as the SQLite store behind the same interface, plus the cluster's replicas and
 account leases (spd.state.leases). The schema is created and migrated on open (spd.state.pg_schema),
-never by a read-only store (`spd status`). Every write a poller makes is fenced when a `Fence` is
-set: in the write's own transaction, the account's lease row must still name this replica with
-the epoch it claimed and be unexpired (by the database's clock), else the write is refused
-(LeaseLostError) and nothing moves. The row is locked FOR SHARE, so a takeover in progress either
-waits for the write to commit or the write sees the new epoch.
+never by a read-only store (`spd status`). Every write a poller makes, and every save of its
+account's rate-limit bucket levels, is fenced when a `Fence` is set: in the write's own
+transaction, the account's lease row must still name this replica with the epoch it claimed and
+be unexpired (by the database's clock), else the write is refused (LeaseLostError) and nothing
+moves. The row is locked FOR SHARE, so a takeover in progress either waits for the write to
+commit or the write sees the new epoch.
 
 Failures are one line: an unreachable or failing database is a StateWriteError (exit 1, retried by
 systemd or the next run), a schema spd did not write is a StateError (exit 78).
@@ -15,7 +16,7 @@ systemd or the next run), a schema spd did not write is a StateError (exit 78).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -192,14 +193,20 @@ class PgStore:
         async with self.connection() as conn, conn.transaction():
             if self.fence is not None:
                 account, epoch = self.fence.lease_of(key)
-                held = epoch is not None and await conn.fetchval(
-                    "SELECT 1 FROM spd_leases WHERE account=$1 AND replica=$2 AND epoch=$3"
-                    " AND expires_at > now() FOR SHARE", account, self.fence.replica, epoch)
-                if not held:
-                    raise LeaseLostError(
-                        f"poller {key}: replica {self.fence.replica} does not hold the lease of"
-                        f" account {account or '?'} (epoch {epoch}); the write was refused")
+                await self._hold_lease(conn, self.fence, account, epoch, f"poller {key}")
             yield conn
+
+    @staticmethod
+    async def _hold_lease(conn: Conn, fence: Fence, account: str, epoch: int | None, what: str) -> None:
+        """Locks the account's lease row FOR SHARE in `conn`'s transaction if it still names this
+        replica with `epoch` and is unexpired; else LeaseLostError naming `what` was written."""
+        held = epoch is not None and await conn.fetchval(
+            "SELECT 1 FROM spd_leases WHERE account=$1 AND replica=$2 AND epoch=$3"
+            " AND expires_at > now() FOR SHARE", account, fence.replica, epoch)
+        if not held:
+            raise LeaseLostError(
+                f"{what}: replica {fence.replica} does not hold the lease of"
+                f" account {account or '?'} (epoch {epoch}); the write was refused")
 
     async def _refuse_while_replicas_run(self, conn: Conn) -> None:
         live = await conn.fetch("SELECT replica FROM spd_replicas WHERE expires_at > now() ORDER BY replica")
@@ -323,6 +330,21 @@ class PgStore:
             await conn.execute("INSERT INTO spd_meta (key, value) VALUES ($1, $2) ON CONFLICT (key)"
                                " DO UPDATE SET value=excluded.value", key, value)
 
+    async def update_meta(self, key: str, change: Callable[[str | None], str]) -> None:
+        """Replaces one value by what `change` makes of it, its row locked FOR UPDATE meanwhile:
+        replicas updating the same key take turns (the first to find no row inserts it, and one
+        that lost that race reads the winner's row)."""
+        async with self.connection() as conn, conn.transaction():
+            while True:
+                value = await conn.fetchval("SELECT value FROM spd_meta WHERE key=$1 FOR UPDATE", key)
+                if value is not None:
+                    await conn.execute("UPDATE spd_meta SET value=$2 WHERE key=$1", key, change(value))
+                    return
+                status = await conn.execute("INSERT INTO spd_meta (key, value) VALUES ($1, $2)"
+                                            " ON CONFLICT (key) DO NOTHING", key, change(None))
+                if status.endswith(" 1"):
+                    return
+
     async def meta_items(self, prefix: str) -> dict[str, str]:
         """Every value stored by `put_meta` whose key starts with `prefix`, by the rest of its key."""
         if self.empty:
@@ -341,16 +363,33 @@ class PgStore:
                 for r in rows]
 
     async def save_bucket_levels(self, levels: list[BucketLevel]) -> None:
-        """Replaces the saved level of each bucket named, in one transaction. Not fenced: the
-        account's next holder starts from the newest level either way."""
+        """Replaces the saved level of each bucket named, in one transaction. With a fence, as
+        the pollers' checkpoints: the levels of an account whose lease this replica held but
+        lost change nothing (LeaseLostError, the whole call); those of an account it holds no
+        lease for (a subscription's `fetch` of an account another replica runs) are not written,
+        since the holder's levels are the account's."""
+        epochs = self._bucket_epochs(levels)
+        if self.fence is not None:
+            levels = [x for x in levels if x.account in epochs]
         if not levels:
             return
         async with self.connection() as conn, conn.transaction():
+            if self.fence is not None:
+                for account, epoch in sorted(epochs.items()):
+                    await self._hold_lease(conn, self.fence, account, epoch,
+                                           f"rate-limit levels of account {account}")
             await conn.executemany(
                 "INSERT INTO spd_rate_limits (account, operation, rate, burst, tokens, at) VALUES"
                 " ($1, $2, $3, $4, $5, $6) ON CONFLICT (account, operation) DO UPDATE SET"
                 " rate=excluded.rate, burst=excluded.burst, tokens=excluded.tokens, at=excluded.at",
                 [(x.account, x.operation, x.rate, x.burst, x.tokens, x.at) for x in levels])
+
+    def _bucket_epochs(self, levels: list[BucketLevel]) -> dict[str, int]:
+        """Account -> the epoch this replica holds, of the accounts of `levels` it holds a lease for."""
+        if self.fence is None:
+            return {}
+        held = self.fence.epochs
+        return {x.account: held[x.account] for x in levels if x.account in held}
 
     async def lease_holders(self) -> dict[str, str]:
         """The replica holding each account's live lease."""

@@ -11,6 +11,7 @@ holds) are in spd.state.sqlite.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -103,6 +104,15 @@ class StateStore(SqliteDatabase):
         """Stores one value of the key-value `meta` table (subscription counters, for status)."""
         await self._transaction(lambda db: db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)))
+
+    async def update_meta(self, key: str, change: Callable[[str | None], str]) -> None:
+        """Replaces one `meta` value by what `change` makes of it, in one write transaction."""
+        def update(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                       (key, change(row[0] if row else None)))
+
+        await self._transaction(update)
 
     async def meta_items(self, prefix: str) -> dict[str, str]:
         """Every `meta` value whose key starts with `prefix`, by the rest of its key."""
