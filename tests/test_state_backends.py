@@ -3,6 +3,7 @@ watermarks, page checkpoints, counters, identity, reset, the report ledger and r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -212,3 +213,14 @@ async def test_meta_values_by_prefix(store: StateBackend) -> None:
     await store.put_meta("other:a", "4")
     assert await store.meta_items("subscription:") == {"a": "3", "b": "2"}
     assert await store.meta_items("none:") == {}
+
+
+async def test_meta_updates_wait_for_each_other_and_lose_none(store: StateBackend) -> None:
+    assert isinstance(store, MetaStore)
+
+    async def add_one() -> None:
+        await store.update_meta("count:a", lambda text: str(int(text or "0") + 1))
+
+    await asyncio.gather(*(add_one() for _ in range(12)))  # the first ones race to create the row
+    await store.update_meta("count:b", lambda text: f"was {text}")
+    assert await store.meta_items("count:") == {"a": "12", "b": "was None"}

@@ -111,12 +111,15 @@ def subscription_yaml(name: str, sqs: MotoSqs, queue_url: str, *, types: list[st
 
 def write_subscription_config(tmp_path: Path, account_lines: list[str],
                               subscriptions: list[list[str]], *, pollers: str = "",
-                              extra: str = "") -> Path:
-    """A config with one account, a file emitter `archive` (out/{poller}.jsonl), the given
-    subscriptions and, optionally, pollers (YAML text)."""
-    lines = [f"state: {{path: {tmp_path / 'state.db'}}}", "log: {level: info, format: json}", extra,
+                              extra: str = "", state_url: str | None = None,
+                              out: str = "{poller}.jsonl") -> Path:
+    """A config with one account, a file emitter `archive` (out/OUT, by default a file per
+    poller), the given subscriptions and, optionally, pollers (YAML text); the state in
+    PostgreSQL at `state_url` if given, else tmp_path/state.db."""
+    where = f"url: {state_url}" if state_url else f"path: {tmp_path / 'state.db'}"
+    lines = [f"state: {{{where}}}", "log: {level: info, format: json}", extra,
              "accounts:", *account_lines, "emitters:",
-             f"  archive: {{type: file, path: \"{tmp_path / 'out'}/{{poller}}.jsonl\"}}",
+             f"  archive: {{type: file, path: \"{tmp_path / 'out'}/{out}\"}}",
              "subscriptions:"]
     for sub in subscriptions:
         lines += sub
