@@ -23,7 +23,7 @@ from spd.app.cluster import assign
 from support.cluster import assert_no_overlap, holders, lease_history, pages, parse, query
 from support.config import write_config
 from support.postgres import PG_HOST, PG_PORT, database_url, temp_database_sync
-from support.spd import iso, run_spd, spd_env, start_spd, stop_spd, wait_for
+from support.spd import iso, kill_left, run_spd, spd_env, start_spd, stop_spd, wait_for
 from support.tcp_proxy import TcpProxy
 
 TTL = 6.0  # lease_ttl: heartbeats every 2 s
@@ -190,10 +190,7 @@ def test_sigkill_takeover_sigterm_handback_and_status(tmp_path: Path, sim_factor
         time.sleep(2 * INTERVAL)
         assert stop_spd(replicas[staying]) == 0
     finally:
-        for proc in replicas.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        kill_left(replicas.values())
     delivered(sim, tmp_path / "out", cluster_db, start)
     emitted_under_lease(tmp_path / "out", cluster_db)
 
@@ -230,10 +227,7 @@ def test_a_replica_cut_from_the_database_stops_in_time_and_rejoins(tmp_path: Pat
             assert stop_spd(replicas[name]) == 0
     finally:
         proxy.stop()
-        for proc in replicas.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        kill_left(replicas.values())
     history = lease_history(cluster_db)
     for h in history:  # every lease r3 held when it was cut ended by expiry, after it had stopped
         held_at_cut = h["acquired_at"] < cut_at and (h["ended_at"] is None or h["ended_at"] > cut_at)

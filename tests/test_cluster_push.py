@@ -23,7 +23,7 @@ from spd.state.postgres import PgStore
 from support.aws_peer import account_yaml
 from support.cluster import query
 from support.postgres import temp_database, temp_database_sync
-from support.spd import read_jsonl_so_far, run_spd, spd_env, start_spd, stop_spd, wait_for
+from support.spd import kill_left, read_jsonl_so_far, run_spd, spd_env, start_spd, stop_spd, wait_for
 from support.sqs_peer import MotoSqs, order_change, subscription_yaml, write_subscription_config
 
 SIM_URL = "http://127.0.0.1:9"  # never called: these subscriptions do not fetch
@@ -117,10 +117,7 @@ def test_two_replicas_reading_one_queue_count_every_notification_once(tmp_path: 
         for proc in procs.values():
             assert stop_spd(proc) == 0
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        kill_left(procs.values())
     done = run_spd("status", "-c", str(config), "--json")
     assert done.returncode == 0, done.stderr
     row = next(r for r in json.loads(done.stdout) if r.get("subscription") == "orders")

@@ -6,6 +6,7 @@ replica that takes an account over continues from the levels its last holder sav
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from spd.state.postgres import Fence, LeaseLostError, PgStore
 from support.cluster import holders, lease_history, query
 from support.config import write_config
 from support.postgres import temp_database, temp_database_sync
-from support.spd import iso, spd_env, start_spd, stop_spd, wait_for
+from support.spd import iso, kill_left, spd_env, start_spd, stop_spd, wait_for
 
 OP = "ordersV0.getOrders"
 
@@ -34,11 +35,20 @@ async def url() -> AsyncIterator[str]:
         yield database
 
 
-async def replica(url: str, name: str, ttl: float) -> tuple[PgStore, Leases, Fence]:
-    store = PgStore(url)
-    await store.open()
-    store.fence = fence = Fence(name, {"orders": "acme"})
-    return store, Leases(store, name, ttl), fence
+@contextlib.asynccontextmanager
+async def two_replicas(url: str, a_ttl: float) -> AsyncIterator[tuple[PgStore, Leases, Fence, PgStore, Leases, Fence]]:
+    """Replicas a (leases of `a_ttl` seconds) and b (30 s) over pools of their own: each one's
+    store, leases and fence."""
+    stores, fences = [PgStore(url), PgStore(url)], [Fence("a", {"orders": "acme"}), Fence("b", {"orders": "acme"})]
+    try:
+        for store, fence in zip(stores, fences):
+            await store.open()
+            store.fence = fence
+        a, b = Leases(stores[0], "a", a_ttl), Leases(stores[1], "b", 30.0)
+        yield stores[0], a, fences[0], stores[1], b, fences[1]
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def claim(leases: Leases, fence: Fence, account: str = "acme") -> int:
@@ -57,9 +67,7 @@ async def saved(store: PgStore) -> dict[str, float]:
 
 
 async def test_a_stale_replica_cannot_overwrite_the_levels_the_new_holder_saved(url: str) -> None:
-    a_store, a, a_fence = await replica(url, "a", ttl=1.0)
-    b_store, b, b_fence = await replica(url, "b", ttl=30.0)
-    try:
+    async with two_replicas(url, a_ttl=1.0) as (a_store, a, a_fence, b_store, b, b_fence):
         await claim(a, a_fence)
         await a_store.save_bucket_levels([level(3.0)])  # held: written
         assert await saved(b_store) == {"acme": 3.0}
@@ -73,15 +81,10 @@ async def test_a_stale_replica_cannot_overwrite_the_levels_the_new_holder_saved(
         await claim(b, b_fence, "other")
         await b_store.save_bucket_levels([level(1.0), level(2.0, "other")])
         assert await saved(a_store) == {"acme": 1.0, "other": 2.0}
-    finally:
-        await a_store.close()
-        await b_store.close()
 
 
 async def test_levels_of_an_account_held_elsewhere_are_not_written_and_unfenced_ones_are(url: str) -> None:
-    a_store, a, a_fence = await replica(url, "a", ttl=30.0)
-    b_store, _, _ = await replica(url, "b", ttl=30.0)
-    try:
+    async with two_replicas(url, a_ttl=30.0) as (a_store, a, a_fence, b_store, _, _):
         await claim(a, a_fence)
         await a_store.save_bucket_levels([level(2.0)])
         # b holds no lease of acme (a subscription's fetch there): its level is not the account's
@@ -90,15 +93,10 @@ async def test_levels_of_an_account_held_elsewhere_are_not_written_and_unfenced_
         b_store.fence = None  # no cluster (`spd once` alone on the database): written as before
         await b_store.save_bucket_levels([level(4.0)])
         assert await saved(a_store) == {"acme": 4.0}
-    finally:
-        await a_store.close()
-        await b_store.close()
 
 
 async def test_a_stale_replicas_bucket_sends_nothing_and_says_why(url: str) -> None:
-    a_store, a, a_fence = await replica(url, "a", ttl=1.0)
-    b_store, b, b_fence = await replica(url, "b", ttl=30.0)
-    try:
+    async with two_replicas(url, a_ttl=1.0) as (a_store, a, a_fence, b_store, b, b_fence):
         await claim(a, a_fence)
         buckets = SavedBuckets(a_store)
         await buckets.load()
@@ -113,15 +111,10 @@ async def test_a_stale_replicas_bucket_sends_nothing_and_says_why(url: str) -> N
             await bucket.acquire()  # the next take needs a save: refused, so no request goes out
         assert bucket.tokens() > 3.9  # nothing was taken
         assert await saved(b_store) == {"acme": 0.0}
-    finally:
-        await a_store.close()
-        await b_store.close()
 
 
 async def test_a_takeover_continues_from_the_levels_the_last_holder_saved(url: str) -> None:
-    a_store, a, a_fence = await replica(url, "a", ttl=1.0)
-    b_store, b, b_fence = await replica(url, "b", ttl=30.0)
-    try:
+    async with two_replicas(url, a_ttl=1.0) as (a_store, a, a_fence, b_store, b, b_fence):
         b_buckets = SavedBuckets(b_store)
         await b_buckets.load()  # b started before a used the account: nothing saved yet
         b_bucket = TokenBucket(0.5, 5, guard=0.0)
@@ -143,9 +136,6 @@ async def test_a_takeover_continues_from_the_levels_the_last_holder_saved(url: s
         assert fresh.tokens() < 1.5
         await b_bucket.acquire()  # b's first take saves its level under b's lease
         assert (await saved(a_store))["acme"] < 0.5
-    finally:
-        await a_store.close()
-        await b_store.close()
 
 
 # -- real replicas ------------------------------------------------------------------------------
@@ -208,10 +198,7 @@ def test_the_replica_taking_over_an_account_gets_no_429(tmp_path: Path, sim_fact
         wait_for(lambda: requests() >= taken + 2, timeout=4 / RATE + 30, interval=0.2)
         assert stop_spd(procs[second]) == 0
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        kill_left(procs.values())
     assert [h["how"] for h in lease_history(cluster_db)][-1] == "takeover"
     stats = sim.get("/_sim/stats")["operations"][OP]
     assert stats.get("throttled", 0) == 0, stats

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,14 @@ def stop_spd(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float =
     if proc.poll() is None:
         proc.send_signal(sig)
     return proc.wait(timeout)
+
+
+def kill_left(procs: Iterable[subprocess.Popen]) -> None:
+    """SIGKILLs (and reaps) those of `procs` still running: a test's cleanup after a failure."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.1) -> Any:
