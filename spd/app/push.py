@@ -33,7 +33,7 @@ class Push:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self._counts_task: asyncio.Task[None] | None = None
-        self._saved: dict[str, SubscriptionStats] = {}  # each route's counters when last stored or loaded
+        self._saved: dict[str, SubscriptionStats] = {}  # each route's counters when last stored (or those loaded)
         self._loaded = False  # counters are saved only once the last run's were added
 
     def start(self, config: Config) -> None:
@@ -77,9 +77,12 @@ class Push:
             return
         saved = await store.meta_items(SUBSCRIPTION_KEY)
         for name, route in runtime.subscriptions.items():
+            # what was loaded, not the counters after it: those may count messages the queue
+            # handed over while the state answered, and the next save must add them
+            self._saved[name] = loaded = SubscriptionStats()
             if name in saved:
+                loaded.add_saved(saved[name])
                 route.stats.add_saved(saved[name])
-            self._saved[name] = replace(route.stats)
         self._loaded = True
 
     async def save_counts(self) -> None:
