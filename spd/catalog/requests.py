@@ -89,87 +89,127 @@ def prepare(catalog: Catalog, req: ExecRequest,
     return op, params
 
 
+@dataclass(frozen=True)
+class Breach:
+    """One row of the contract table a first page breaks: the parameters it sends that the row
+    concerns (`sent`, the row's own order: the one that forbids or requires the others first)
+    and those it lacks (`missing`), in words (`problem`) with what a caller that sends what it
+    is given can do (`advice`): spd exec's words; `spd validate` says what a poller can do."""
+
+    row: Rule
+    problem: str
+    advice: str = ""
+    sent: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    one_of: bool = False  # any one of `missing` would do
+    sep: str = ": "
+
+    def line(self, op: str) -> str:
+        """spd exec's line: the problem, what to do, the model's sentence."""
+        advice = f"{self.sep}{self.advice}" if self.advice else ""
+        return f'{op}: {self.problem}{advice} (the model: "{self.row.quote}")'
+
+
+class ContractError(UsageError):
+    """A request breaking a row of the contract table (exit 2), with the row's breach."""
+
+    def __init__(self, op: Operation, breach: Breach) -> None:
+        super().__init__(breach.line(op.name))
+        self.op = op
+        self.breach = breach
+
+
 def check_contract(op: Operation, params: Mapping[str, Any]) -> None:
-    """What Amazon's model requires of a first page only in a sentence, one UsageError line naming
-    the parameters and quoting the sentence: the contract table's `requires` rows ("Either
-    CreatedAfter or LastUpdatedAfter is required"), `exactly_one` rows (searchOrders: "exactly one
-    of createdAfter and lastUpdatedAfter"), `same_marketplace` rows (fbaInventory's
-    granularityId), `forbids` rows (getOrders: "`LastUpdatedAfter` and `LastUpdatedBefore` cannot
-    be set when `CreatedAfter` is set") and `requires_with` rows (getInvoices' transaction
-    identifier name and ID). A next page is Amazon's to judge by its token."""
+    """ContractError with the first row of `contract_breaches` that `params` break, on one line."""
+    for breach in contract_breaches(op, params):
+        raise ContractError(op, breach)
+
+
+def contract_breaches(op: Operation, params: Mapping[str, Any]) -> list[Breach]:
+    """What Amazon's model requires of a first page only in a sentence, and `params` break: the
+    contract table's `requires` rows ("Either CreatedAfter or LastUpdatedAfter is required"),
+    `exactly_one` rows (searchOrders: "exactly one of createdAfter and lastUpdatedAfter"),
+    `same_marketplace` rows (fbaInventory's granularityId), `forbids` rows (getOrders:
+    "`LastUpdatedAfter` and `LastUpdatedBefore` cannot be set when `CreatedAfter` is set") and
+    `requires_with` rows (getInvoices' transaction identifier name and ID); in the table's order.
+    A next page is Amazon's to judge by its token."""
     token = op.pagination.token_param if op.pagination is not None else None
     if token is not None and _sent(params, token):
-        return
-    for row in contract.rules_for(op.name):
-        problem = _broken(row, op, params)
-        if problem:
-            raise UsageError(f'{op.name}: {problem} (the model: "{row.quote}")')
+        return []
+    breaches = (_broken(row, op, params) for row in contract.rules_for(op.name))
+    return [b for b in breaches if b is not None]
 
 
-def _broken(row: Rule, op: Operation, params: Mapping[str, Any]) -> str | None:
-    """What `params` break of one row of the contract table, in words, or None."""
+def _broken(row: Rule, op: Operation, params: Mapping[str, Any]) -> Breach | None:
+    """What `params` break of one row of the contract table, or None."""
     if row.kind == REQUIRES:
-        return _unmet(row.value, params)
+        return _unmet(row, row.value, params)
     if row.kind == EXACTLY_ONE:
-        return _not_one(row.value, params)
+        return _not_one(row, row.value, params)
     if row.kind == SAME_MARKETPLACE:
-        return _other_marketplace(str(row.value), op, params)
+        return _other_marketplace(row, op, params)
     if row.kind == FORBIDS:
-        return _clash(row.value, params)
+        return _clash(row, row.value, params)
     if row.kind == REQUIRES_WITH:
-        return _unmet(Requires(row.value.names, when=(row.value.when,)), params)
+        return _unmet(row, Requires(row.value.names, when=(row.value.when,)), params)
     return None
 
 
-def _unmet(req: Requires, params: Mapping[str, Any]) -> str | None:
-    """What `params` lack of `req`, in words, or None."""
+def _unmet(row: Rule, req: Requires, params: Mapping[str, Any]) -> Breach | None:
+    """What `params` lack of `req`, or None."""
     given = [cond for cond in req.when if _sent(params, cond)]
     if req.when and not given:
         return None
     if req.any_of:
         if any(_sent(params, name) for name in req.need):
             return None
+        missing = list(req.need)
         wanted = f"{' or '.join(req.need)} is"
     else:
         missing = [name for name in req.need if not _sent(params, name)]
         if not missing:
             return None
         wanted = f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'}"
-    return f"{wanted} required" + (f" with {' or '.join(given)}" if given else "")
+    problem = f"{wanted} required" + (f" with {' or '.join(given)}" if given else "")
+    return Breach(row, problem, sent=tuple(c.partition("=")[0] for c in given), missing=tuple(missing),
+                  one_of=req.any_of)
 
 
-def _not_one(one: OneOf, params: Mapping[str, Any]) -> str | None:
-    """Neither of `one.names` sent, or more than one, in words; None when exactly one is."""
+def _not_one(row: Rule, one: OneOf, params: Mapping[str, Any]) -> Breach | None:
+    """Neither of `one.names` sent, or more than one; None when exactly one is."""
     given = [name for name in one.names if _sent(params, name)]
     if not given:
-        return f"{' or '.join(one.names)} is required"
+        return Breach(row, f"{' or '.join(one.names)} is required", missing=one.names, one_of=True)
     if len(given) > 1:
-        return f"{' and '.join(given)} were {'both ' if len(given) == 2 else ''}given: give only one of them"
+        return Breach(row, f"{' and '.join(given)} were {'both ' if len(given) == 2 else ''}given",
+                      "give only one of them", sent=tuple(given))
     return None
 
 
-def _clash(given: Given, params: Mapping[str, Any]) -> str | None:
-    """What `params` send that `given.when` forbids, in words, or None."""
+def _clash(row: Rule, given: Given, params: Mapping[str, Any]) -> Breach | None:
+    """What `params` send that `given.when` forbids, or None."""
     if not _sent(params, given.when):
         return None
     clash = [name for name in given.names if _sent(params, name)]
     if not clash:
         return None
     leave = "one of them" if len(clash) == 1 else f"{given.when} or {'both' if len(clash) == 2 else 'all'} of them"
-    return f"{' and '.join(clash)} cannot be given with {given.when}: leave out {leave}"
+    return Breach(row, f"{' and '.join(clash)} cannot be given with {given.when}", f"leave out {leave}",
+                  sent=(given.when.partition("=")[0], *clash))
 
 
-def _other_marketplace(name: str, op: Operation, params: Mapping[str, Any]) -> str | None:
-    """`name` (granularityId) names a marketplace other than the marketplace parameter's."""
+def _other_marketplace(row: Rule, op: Operation, params: Mapping[str, Any]) -> Breach | None:
+    """`row.value` (granularityId) names a marketplace other than the marketplace parameter's."""
+    name = str(row.value)
     market = next((p.name for p in op.params if p.name in MARKETPLACE_PARAMS), None)
     value, ids = params.get(name), params.get(market) if market else None
-    if value in (None, "") or not ids:
+    if value in (None, "") or not ids or market is None:
         return None  # a missing parameter is the catalog's to report
     ids = [str(i) for i in ids] if isinstance(ids, list) else [str(ids)]
     if str(value) in ids:
         return None
-    return (f"{name} {value} is not the marketplace of {market} ({', '.join(ids)}); give the "
-            "same marketplace to both")
+    return Breach(row, f"{name} {value} is not the marketplace of {market} ({', '.join(ids)})",
+                  "give the same marketplace to both", sent=(name, market), sep="; ")
 
 
 def _sent(params: Mapping[str, Any], cond: str) -> bool:

@@ -1,17 +1,20 @@
 """The checks of a config that need the catalog, the object types or the machine: each poller's
-params, `include`, `download` and `report_options`, each job's operation and params, and (with
+params, `include`, `download` and `report_options`, its first pages against the rules Amazon's
+models state in sentences (spd.config.contract_checks), each job's operation and params, and (with
 `environment`) writable paths and installed extras. They return
 problems as data; spd.config.validate runs them in its one pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from spd.catalog.model import Catalog, Operation
-from spd.catalog.requests import ExecRequest, prepare
+from spd.catalog.requests import ContractError, ExecRequest, prepare
+from spd.config.contract_checks import job_contract_problem, poller_contract_problems
 from spd.config.model import Config, JobConfig, PollerConfig
 from spd.config.sections import AccountConfig
 from spd.core.environment import installed, unwritable_file
@@ -29,7 +32,8 @@ def config_problems(config: Config, catalog: Catalog, *, environment: bool) -> l
     `environment`) the machine can tell."""
     problems: list[Problem] = []
     for name, poller in config.pollers.items():
-        problems += poller_problems(name, poller, catalog)
+        account = config.accounts.get(poller.account)
+        problems += poller_problems(name, poller, catalog, account.marketplace_ids if account else None)
     for name in config.jobs:
         problems += job_problems(config, catalog, name)
     if environment:
@@ -37,9 +41,11 @@ def config_problems(config: Config, catalog: Catalog, *, environment: bool) -> l
     return problems
 
 
-def poller_problems(name: str, cfg: PollerConfig, catalog: Catalog) -> list[Problem]:
+def poller_problems(name: str, cfg: PollerConfig, catalog: Catalog,
+                    marketplace_ids: Sequence[str] | None = None) -> list[Problem]:
     """What the poller's object type needs and allows: timestamp field, params, include,
-    download, report options."""
+    download, report options; then (when all of those are right) what Amazon's models say of
+    the first pages it sends, polling the account's `marketplace_ids`."""
     ot = cfg.object_type
     bounds = ot.window.bounds(cfg.timestamp_field)
     if bounds is None:
@@ -48,7 +54,10 @@ def poller_problems(name: str, cfg: PollerConfig, catalog: Catalog) -> list[Prob
                       message=f"{ot.name} cannot be polled by {cfg.timestamp_field}; use {other}")]
     problems = param_problems(name, ot, bounds, cfg.params, catalog)
     problems += download_problems(name, cfg) if cfg.download else needs_problems(name, ot, cfg)
-    return problems + report_problems(name, cfg)
+    problems += report_problems(name, cfg)
+    if problems:
+        return problems  # one report per cause: the rows are judged on params that fit the type
+    return poller_contract_problems(name, cfg, catalog.operation(ot.api, ot.operation), marketplace_ids)
 
 
 def param_problems(name: str, ot: ObjectType, bounds: tuple[str, str | None], params: dict[str, Any],
@@ -131,6 +140,8 @@ def job_problems(config: Config, catalog: Catalog, name: str) -> list[Problem]:
             prepare_job(config, catalog, job)
         else:
             catalog.operation(job.api, job.operation)
+    except ContractError as exc:
+        return [job_contract_problem(name, exc.breach, exc.op, job.params)]
     except SpdError as exc:
         return [error("jobs", name, message=str(exc).replace("--all-pages", "all_pages"))]
     return []

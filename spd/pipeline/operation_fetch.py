@@ -25,11 +25,11 @@ from spd.core.times import format_ts, utcnow
 from spd.pipeline.enrich import Enrichment
 from spd.pipeline.object_keys import ObjectKeys
 from spd.pipeline.raw_page import RawPage, RawPageReader
-from spd.pipeline.poller_support import (TokenGuard, check_echo, fill_fixed, is_expired_token_error,
-                                         market_value, page_contents)
+from spd.pipeline.poller_support import TokenGuard, check_echo, is_expired_token_error, page_contents
 from spd.pipeline.series import Batch, Series, WindowRun, abandon
 from spd.pipeline.types import Page, RunResult, Window
 from spd.pipeline.windows import plan_window
+from spd.sources.first_page import fill_fixed, first_page_params, market_params
 from spd.state.backend import PollerState
 
 
@@ -150,26 +150,17 @@ class OperationFetch:
 
 
 def request_params(series: Series, window: Window, token: str | None) -> dict[str, Any]:
-    """Query parameters for a first page (filters) or a following page (token)."""
-    ot, cfg = series.object_type, series.config
-    paging = ot.paging
-    params: dict[str, Any] = market_params(series)
+    """Query parameters for a first page (filters, spd.sources.first_page) or a following page
+    (token)."""
+    ot, cfg, paging = series.object_type, series.config, series.object_type.paging
     if token and paging.token_alone:
-        if not market_required(series):
-            params = {}
+        params = series_market(series) if market_required(series) else {}
         params.update(fill_fixed(paging.token_params, series.market))
         params[paging.token_param] = token
         return params
-    params.update(fill_fixed(ot.params.fixed, series.market))
-    params.update(cfg.params)
-    bounds = ot.window.bounds(cfg.timestamp_field)
-    assert bounds is not None, "config validation guarantees the timestamp field exists"
-    after, before = bounds
-    params[after] = format_ts(window.start)
-    if before and window.end is not None and not window.echo:
-        params[before] = format_ts(window.end)
-    if paging.size_param and paging.size_max and paging.size_param not in cfg.params:
-        params[paging.size_param] = paging.size_max
+    params = first_page_params(ot, series.operation, cfg.params, cfg.timestamp_field, series.market,
+                               series.account.marketplace_ids, window.start,
+                               None if window.echo else window.end)
     if token:
         params.update(fill_fixed(paging.token_params, series.market))
         params[paging.token_param] = token
@@ -183,14 +174,7 @@ def market_required(series: Series) -> bool:
     return bool(param is not None and param.required)
 
 
-def market_params(series: Series) -> dict[str, Any]:
-    """The marketplace filter: this series' one id, the params' own, or the account's."""
-    name = series.object_type.partitioning.marketplace_param
-    if not name:
-        return {}
-    if name in series.config.params:
-        return {name: series.config.params[name]}
-    if series.market is not None:
-        return {name: market_value(series.operation, name, series.market)}
-    ids = list(series.account.marketplace_ids or ())
-    return {name: ids} if ids else {}
+def series_market(series: Series) -> dict[str, Any]:
+    """The series' marketplace filter (spd.sources.first_page.market_params)."""
+    return market_params(series.object_type, series.operation, series.config.params, series.market,
+                         series.account.marketplace_ids)

@@ -28,10 +28,11 @@ from spd.core.errors import SpdError, describe_error
 from spd.core.times import format_ts, utcnow
 from spd.emitters.base import Emitter
 from spd.pipeline.delivery import PageDelivery
-from spd.pipeline.poller_support import (MIN_WINDOW, clamp_note, clamp_start, fan_out_markets,
+from spd.pipeline.poller_support import (MIN_WINDOW, clamp_note, clamp_start,
                                          fold_fanned_out, sync_fanned_out)
 from spd.pipeline.series import Batch, FetchStrategy, Series, WindowRun
 from spd.pipeline.types import PollStopped, RunResult, Window
+from spd.sources.first_page import fan_out_markets
 from spd.sources.object_type import ObjectType
 from spd.state.backend import PollerState, StateBackend
 

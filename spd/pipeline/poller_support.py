@@ -1,5 +1,5 @@
-"""Helpers of the poller that need no poller state: response digging, expired tokens, the
-marketplace fan-out, start_time clamping, echo checks and the next-token guard."""
+"""Helpers of the poller that need no poller state: response digging, expired tokens, keeping
+the marketplace fan-out's rows, start_time clamping, echo checks and the next-token guard."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 import structlog
 
 from spd.core.times import format_duration, format_ts, normalize_timestamp, parse_ts
-from spd.catalog.model import Operation
 from spd.client.http import SpClient
 from spd.core.errors import ApiError
 from spd.sources.hooks import flatten
@@ -22,7 +21,6 @@ from spd.state.backend import PollerState, StateBackend
 
 log = structlog.get_logger("spd.pipeline.poller")
 
-MARKET_PLACEHOLDER = "{marketplace}"
 # A start_time older than the API reaches is moved this much inside the limit, so that the
 # first request, sent a little later, is still accepted.
 CLAMP_MARGIN = timedelta(minutes=10)
@@ -59,16 +57,6 @@ def is_expired_token_error(exc: ApiError) -> bool:
     return False
 
 
-def fan_out_markets(ot: ObjectType, params: dict[str, Any],
-                    marketplace_ids: list[str] | None) -> list[str]:
-    """The marketplaces to poll one by one (each with its own watermark): the account's ids
-    when the type's marketplace parameter takes a single id and `params` does not set it."""
-    market = ot.partitioning.marketplace_param
-    if not (market and ot.partitioning.per_marketplace) or market in params:
-        return []
-    return list(marketplace_ids or ())
-
-
 async def sync_fanned_out(store: StateBackend, parent: PollerState, keys: list[str]) -> None:
     """`spd reset` moves only the poller's own row, which otherwise holds the oldest watermark
     of its marketplaces: when it no longer does (or its identity changed), every marketplace
@@ -94,24 +82,6 @@ async def fold_fanned_out(store: StateBackend, name: str, keys: list[str]) -> No
     parts = [f"{s.poller.split('@', 1)[1]} at {format_ts(s.watermark)}" for s in states]
     notes = sorted({s.note for s in states if s.note})  # a clamped start is the same for all
     await store.set_note(name, "; ".join(["per marketplace: " + ", ".join(parts), *notes]))
-
-
-def market_value(op: Operation, name: str, market: str) -> Any:
-    """One marketplace id shaped as the parameter wants it (a string, or a list of one)."""
-    param = op.param(name)
-    return [market] if param is not None and param.type == "array" else market
-
-
-def fill_fixed(pairs: tuple[tuple[str, Any], ...], market: str | None) -> dict[str, Any]:
-    """The type's fixed parameters with "{marketplace}" replaced by the polled marketplace."""
-    out: dict[str, Any] = {}
-    for name, value in pairs:
-        if value == MARKET_PLACEHOLDER:
-            if market is None:
-                continue
-            value = market
-        out[name] = value
-    return out
 
 
 def clamp_start(ot: ObjectType, start: datetime, now: datetime) -> datetime | None:
