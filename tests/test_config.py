@@ -348,11 +348,11 @@ def test_substituted_numbers_are_validated_as_numbers(tmp_path: Path, monkeypatc
 
 def test_timestamps_stay_strings_and_start_time_is_utc(tmp_path: Path) -> None:
     text = BASE.replace("    interval: 2m", "    start_time: 2025-01-01T02:00:00+02:00\n"
-                        "    params: {EarliestDeliveryDateBefore: 2025-03-01T00:00:00Z, SellerOrderId: 2025-03-01}")
+                        "    params: {EarliestDeliveryDateBefore: 2025-03-01T00:00:00Z, BuyerEmail: 2025-03-01}")
     poller = load_config(write(tmp_path, text)).pollers["orders"]
     assert poller.start_time == datetime(2025, 1, 1, tzinfo=UTC)
     assert poller.start_time.utcoffset() == timedelta(0)
-    assert poller.params == {"EarliestDeliveryDateBefore": "2025-03-01T00:00:00Z", "SellerOrderId": "2025-03-01"}
+    assert poller.params == {"EarliestDeliveryDateBefore": "2025-03-01T00:00:00Z", "BuyerEmail": "2025-03-01"}
 
 
 def test_only_true_and_false_are_booleans(tmp_path: Path) -> None:
@@ -487,8 +487,8 @@ def test_identity_ignores_scheduling_and_spelling(tmp_path: Path, edit: Callable
 
 
 def test_identity_ignores_param_order(tmp_path: Path) -> None:
-    one = BASE.replace("interval: 2m", "params: {OrderStatuses: [Shipped], SellerOrderId: a}")
-    two = BASE.replace("interval: 2m", "params: {SellerOrderId: a, OrderStatuses: [Shipped]}")
+    one = BASE.replace("interval: 2m", "params: {OrderStatuses: [Shipped], BuyerEmail: a}")
+    two = BASE.replace("interval: 2m", "params: {BuyerEmail: a, OrderStatuses: [Shipped]}")
     assert identity(tmp_path, one) == identity(tmp_path, two)
 
 

@@ -82,12 +82,19 @@ def poller_advice(breach: Breach, cfg: PollerConfig, other: str | None) -> str:
     if breach.missing:
         needed = (" or " if breach.one_of else " and ").join(breach.missing)
         return f"add {needed} to params" + (f" or remove {' and '.join(mine)}" if mine else "") + switch
-    if not spds or breach.row.kind == SAME_MARKETPLACE:
+    if not spds:
         return breach.advice
+    if breach.row.kind == SAME_MARKETPLACE:
+        return (f"spd sends {' and '.join(spds)} itself from the account's marketplace_ids; give "
+                f"{' and '.join(spds)} the same marketplace in params, or remove {' and '.join(mine)}")
     bounds = cfg.object_type.window.bounds(cfg.timestamp_field) or ()
     by = f" by timestamp_field {cfg.timestamp_field}" if all(n in bounds for n in spds) else ""
     sends = f"spd sends {' and '.join(spds)} itself{by}"
-    return f"{sends}; remove {' and '.join(mine)} from params{switch}" if mine else f"{sends}{switch}"
+    if not mine:
+        return f"{sends}{switch}"
+    # the parameter that forbids the others is enough to remove; else all of the poller's own
+    remove = mine[:1] if breach.sent[0] in mine else mine
+    return f"{sends}; remove {' and '.join(remove)} from params{switch}"
 
 
 def key_path(breach: Breach, params: dict[str, Any]) -> tuple[str, ...]:
