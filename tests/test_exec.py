@@ -305,7 +305,8 @@ async def test_conformance_with_amazons_static_sandbox(sandbox: SimThread, tmp_p
         try:
             got = await exec_command(config, ExecRequest(api, op.id, params, body))
         except SpdError as exc:
-            misses.append(f"{api}.{op.id} {status} case {index}: {type(exc).__name__}: {exc}")
+            kind = "UsageError" if isinstance(exc, UsageError) else type(exc).__name__  # ContractError too
+            misses.append(f"{api}.{op.id} {status} case {index}: {kind}: {exc}")
             continue
         if got == expected_output(status, case):
             matched += 1
