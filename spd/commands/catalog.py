@@ -9,6 +9,7 @@ from typing import Any
 from spd.catalog import ops
 from spd.catalog.build import build_catalog, default_models_dir
 from spd.catalog.model import load_catalog
+from spd.commands.catalog_views import print_object_type, print_operation
 from spd.core.errors import UsageError
 from spd.core.output import Column, print_json, print_listing, wants_json
 from spd.sources import describe
@@ -45,8 +46,6 @@ def cmd_objects(args: argparse.Namespace) -> int:
         if wants_json(args.json):
             print_json(described)
         else:
-            from spd.commands.catalog_views import print_object_type  # a terminal only
-
             print_object_type(described)
     else:
         types = describe.list_object_types() + registry.list_report_types()
@@ -69,8 +68,6 @@ def cmd_ops(args: argparse.Namespace) -> int:
         if wants_json(args.json):
             print_json(described)
         else:
-            from spd.commands.catalog_views import print_operation  # a terminal only
-
             print_operation(described, catalog.operation(args.api, args.operation).schema("body"))
     return 0
 
