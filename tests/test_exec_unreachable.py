@@ -2,7 +2,8 @@
 in one plain line; a live server that fails or is slow still gets the patient retries.
 
 Real `spd exec` / `spd request` subprocesses against a closed loopback port (and the simulator's
-LWA), and SpClient against a closed port, a real aiohttp server answering 503 and one that never
+LWA), and SpClient against a closed port, a port whose handshakes never complete (a connect
+timeout, on the SP-API and the LWA side), a real aiohttp server answering 503 and one that never
 answers. Attempts are counted from the retry log lines, the client's counters and the server's
 own count: no clock is read.
 """
@@ -16,17 +17,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from spd.catalog.model import load_catalog
+from spd.client import auth
 from spd.client.http import SpClient
 from spd.client.policy import DAEMON, ONE_SHOT, RetryPolicy
 from spd.config.validate import load_config
-from spd.core.errors import ApiError
+from spd.core.errors import ApiError, AuthError
 from support.sim import SimThread
 from support.spd import run_spd
-from support.unreachable import closed_port, config_to
+from support.unreachable import blackholed_port, closed_port, config_to
 
 PROBE = "sellers.getMarketplaceParticipations"
 
@@ -92,11 +95,13 @@ def fast(policy: RetryPolicy) -> RetryPolicy:
 
 
 async def attempts_until_failure(endpoint: str, token_url: str, policy: RetryPolicy,
-                                 tmp_path: Path, timeout: float = 60.0) -> tuple[int, str]:
+                                 tmp_path: Path, timeout: float = 60.0,
+                                 connect_timeout: float = 15.0) -> tuple[int, str]:
     """(attempts SpClient made, its error) for one probe call."""
     config = load_config(config_to(tmp_path, endpoint, token_url))
-    async with SpClient(config.accounts, load_catalog(), timeout=timeout, retry=policy) as client:
-        with pytest.raises(ApiError) as info:
+    async with SpClient(config.accounts, load_catalog(), timeout=timeout,
+                        connect_timeout=connect_timeout, retry=policy) as client:
+        with pytest.raises((ApiError, AuthError)) as info:
             await client.call("acme", load_catalog().operation(*PROBE.split(".")))
         stats = client.bucket_stats()["acme"][PROBE]
     assert stats["retries"] == stats["errors"] - 1
@@ -152,3 +157,38 @@ async def test_one_shot_keeps_patient_retries_for_timeouts(exec_sim: SimThread, 
                                                      fast(ONE_SHOT), tmp_path, timeout=0.2)
     assert attempts == live["requests"] == 8
     assert message.endswith("no answer within the timeout")
+
+
+# --- a connect that times out (SYNs dropped): unreachable too ----------------------------------
+# Client level only: the config has no timeout setting, and a real `spd exec` would wait out
+# 3 x 15 s connect timeouts.
+
+CONNECT = 0.2  # sock_connect of these clients; the total stays long, so the connect is what times out
+
+
+@pytest.mark.parametrize(("policy", "attempts"), [(ONE_SHOT, 3), (DAEMON, 8)], ids=["one-shot", "daemon"])
+async def test_a_connect_timeout_is_unreachable(exec_sim: SimThread, tmp_path: Path,
+                                                policy: RetryPolicy, attempts: int) -> None:
+    assert policy.attempts(unreachable=True) == attempts
+    with blackholed_port() as port:
+        made, message = await attempts_until_failure(
+            f"http://127.0.0.1:{port}", f"{exec_sim.url}/auth/o2/token", fast(policy), tmp_path,
+            connect_timeout=CONNECT)
+    assert made == attempts
+    assert message == (f"{PROBE}: request failed after {attempts} attempts: "
+                       f"cannot connect to 127.0.0.1:{port}: connection timed out")
+
+
+@pytest.mark.parametrize(("policy", "attempts"), [(ONE_SHOT, 3), (DAEMON, 8)], ids=["one-shot", "daemon"])
+async def test_an_lwa_connect_timeout_is_unreachable(exec_sim: SimThread, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     policy: RetryPolicy, attempts: int) -> None:
+    monkeypatch.setattr(auth, "LWA_TIMEOUT", aiohttp.ClientTimeout(total=30, sock_connect=CONNECT))
+    before = exec_sim.requests(PROBE)
+    with blackholed_port() as port:
+        token_url = f"http://127.0.0.1:{port}/auth/o2/token"
+        made, message = await attempts_until_failure(exec_sim.url, token_url, fast(policy), tmp_path)
+    assert made == attempts
+    assert message == (f"account acme: LWA token endpoint {token_url} unreachable "
+                       f"(cannot connect to 127.0.0.1:{port}: connection timed out)")
+    assert exec_sim.requests(PROBE) == before  # no token, so nothing was sent to the SP-API

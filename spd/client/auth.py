@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import structlog
 
-from spd.client.encode import describe
+from spd.client.encode import describe, never_reached
 from spd.client.gate import FailureGate
 from spd.core.proxy import EnvProxies
 from spd.client.singleflight import SingleFlight
@@ -133,7 +133,7 @@ class LwaAuth:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AuthError(
                 f"account {name}: LWA token endpoint {url} unreachable ({describe(exc, url)})",
-                retriable=True, unreachable=isinstance(exc, aiohttp.ClientConnectorError),
+                retriable=True, unreachable=never_reached(exc),
             ) from None
         if reply.status in REDIRECTS:
             raise AuthError(f"account {name}: LWA token endpoint {url} answered "

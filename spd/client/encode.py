@@ -262,11 +262,19 @@ def api_error(label: str, resp: Any, *, attempts: int = 1, retriable: bool = Fal
     )
 
 
+def never_reached(exc: BaseException) -> bool:
+    """The peer was never reached, so the request never left: refused, no such host, TLS, or the
+    TCP handshake never completed within sock_connect (aiohttp's ConnectionTimeoutError: SYNs
+    dropped by a firewall, a wrong proxy, a black-holed address). As safe to retry as any unsent
+    request, and to a person waiting the same answer: it cannot be reached (RetryPolicy)."""
+    return isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+
+
 def describe(exc: BaseException, url: str | None = None) -> str:
     """A one-line reason for a transport failure, in words rather than aiohttp's (`Cannot connect
     to host H:P ssl:default [Connect call failed ('H', P)]`, which names TLS on an http:// URL
     and quotes a Python tuple): `cannot connect to H:P: connection refused`, `cannot resolve H:
-    name or service not known`, `cannot connect to H:P: timed out`, `H:P: no answer within the
+    name or service not known`, `cannot connect to H:P: connection timed out`, `H:P: no answer within the
     timeout`. `url`, where known, names the peer of a timeout (its exception does not)."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return f"cannot resolve {exc.host}: {_os_reason(exc.os_error)}"
@@ -275,7 +283,7 @@ def describe(exc: BaseException, url: str | None = None) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {_peer(exc.host, exc.port)}: {_os_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return f"cannot connect to {_url_peer(url)}: timed out" if url else "connecting timed out"
+        return f"cannot connect to {_url_peer(url)}: connection timed out" if url else "connection timed out"
     if isinstance(exc, TimeoutError):  # the total timeout, or a read (aiohttp.SocketTimeoutError)
         return f"{_url_peer(url)}: no answer within the timeout" if url else "no answer within the timeout"
     text = str(exc).strip()

@@ -102,7 +102,7 @@ class _Transient(Exception):
         super().__init__(reason)
         self.reason = reason
         self.unsent = unsent  # the request never left: safe to retry whatever the method
-        self.unreachable = unreachable  # refused, or no such host: RetryPolicy.connect_attempts
+        self.unreachable = unreachable  # refused, no such host, connect timeout: RetryPolicy.connect_attempts
         self.cause = cause
         self.request_id: str | None = None
 
@@ -118,6 +118,7 @@ class SpClient(DocumentDownloads):
         session: aiohttp.ClientSession | None = None,
         user_agent: str | None = None,
         timeout: float = 60.0,
+        connect_timeout: float = 15.0,
         retry: RetryPolicy = DAEMON,
         guard: float = DEFAULT_GUARD,
         journal: QuotaJournal | None = None,
@@ -127,7 +128,7 @@ class SpClient(DocumentDownloads):
         self._session = session
         self._owns_session = session is None
         self.user_agent = user_agent or USER_AGENT
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, connect_timeout))
         self.retry = retry
         self._guard = guard
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
@@ -413,10 +414,10 @@ class SpClient(DocumentDownloads):
         except BodyTooLarge as exc:  # the same request would get the same answer: no retry
             raise ApiError(f"{req.label}: {exc}; refused (Amazon's replies are at most 10 MB)",
                            retriable=False) from None
-        except aiohttp.ClientConnectorError as exc:  # no connection: refused, no such host, TLS
-            raise _Transient(rsp.describe(exc, req.url), unsent=True, unreachable=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Transient(rsp.describe(exc, req.url)) from None
+            # No connection (refused, no such host, TLS, the connect timed out): it never left.
+            never = rsp.never_reached(exc)
+            raise _Transient(rsp.describe(exc, req.url), unsent=never, unreachable=never) from None
         finally:
             self._in_flight.release()
         req.bucket.stats.latency.observe(time.monotonic() - started)

@@ -18,8 +18,8 @@ class RetryPolicy:
     """Attempts and waits of SpClient (see spd.core.retry.Backoff for the backoff)."""
 
     max_attempts: int = 8  # any retriable failure: 429, 5xx, timeouts, dropped connections
-    # A connection refused or a host not resolved (the peer was never reached): None, the same
-    # as max_attempts; one-shot commands give up sooner.
+    # A connection refused, a host not resolved or a connect timed out (the peer was never
+    # reached): None, the same as max_attempts; one-shot commands give up sooner.
     connect_attempts: int | None = None
     backoff_base: float = 0.5  # seconds before the second attempt (full jitter), doubling
     backoff_cap: float = 30.0

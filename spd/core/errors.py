@@ -77,7 +77,8 @@ class StateLockedError(StateError):
 
 class AuthError(SpdError):
     """Login With Amazon (or STS) refused or could not be reached (`unreachable`: no connection
-    at all, refused or no such host, which a person waiting need not wait out)."""
+    at all, refused, no such host or the connect timed out, which a person waiting need not wait
+    out)."""
 
     def __init__(self, message: str, *, retriable: bool = False, unreachable: bool = False) -> None:
         super().__init__(message)

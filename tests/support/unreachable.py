@@ -1,8 +1,11 @@
-"""Peers that cannot be reached: a loopback port nothing listens on, and a config pointing at one."""
+"""Peers that cannot be reached: a loopback port nothing listens on, one whose handshakes never
+complete, and a config pointing at one."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 
@@ -27,3 +30,19 @@ def config_to(tmp_path: Path, endpoint: str, token_url: str) -> Path:
         f"token_url: {token_url}}}\n"
         f"emitters:\n  archive: {{type: file, path: \"{tmp_path / 'out'}/{{poller}}.jsonl\"}}\n")
     return path
+
+
+@contextmanager
+def blackholed_port() -> Iterator[int]:
+    """A loopback port whose TCP handshakes never complete: a listener with a backlog of 0 that
+    never accepts, its accept queue filled first, so Linux drops the SYNs that follow (as a
+    firewall dropping SYNs or a black-holed address would). aiohttp's connect then times out."""
+    with socket.socket() as listener, ExitStack() as fillers:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        for _ in range(3):  # the queue holds backlog + 1; more SYNs are already being dropped
+            filler = fillers.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        yield port
