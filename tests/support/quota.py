@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 
 def record_grants(monkeypatch: pytest.MonkeyPatch, bucket: Any) -> list[float]:
-    """Times at which `bucket` handed out its tokens, read as acquire() or acquire_to_send()
-    returns (nothing awaits between the bucket taking the token and the stamp, so load cannot
-    move one stamp alone)."""
+    """Times at which `bucket` handed out its tokens: the clock reading each take counted its
+    tokens at (the bucket's own `_take`), not a stamp after it, which the OS could delay on a
+    loaded machine and so squeeze one gap and stretch the next."""
     granted: list[float] = []
-    acquire, acquire_to_send = bucket.acquire, bucket.acquire_to_send
+    clock, take = bucket._clock, bucket._take
+    readings: list[float] = []
 
-    async def timed_acquire() -> None:
-        await acquire()
-        granted.append(time.monotonic())
+    def read_clock() -> float:
+        now: float = clock()
+        readings.append(now)
+        return now
 
-    async def timed_acquire_to_send(*args: Any) -> Any:
-        prepared = await acquire_to_send(*args)
-        granted.append(time.monotonic())
-        return prepared
+    def timed_take() -> None:
+        readings.clear()
+        take()
+        granted.append(readings[0])  # _take reads the clock once, first, and refills at it
 
-    monkeypatch.setattr(bucket, "acquire", timed_acquire)
-    monkeypatch.setattr(bucket, "acquire_to_send", timed_acquire_to_send)
+    monkeypatch.setattr(bucket, "_clock", read_clock)
+    monkeypatch.setattr(bucket, "_take", timed_take)
     return granted
