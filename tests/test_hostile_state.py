@@ -237,17 +237,27 @@ def test_status_that_cannot_read_on_a_full_disk_says_read(tmp_path, tmpfs) -> No
     assert "in the WAL only" in run_spd("status", "-c", str(config)).stdout  # nothing was damaged
 
 
-LOSSES = ["deleted", "replaced by another file"]
+LOSSES = ["deleted", "replaced by another file", "WAL deleted"]
 
 
 def lose_state_file(db: Path, how: str) -> None:
-    """Deletes the state file, or replaces it by a copy (another inode, the same content)."""
+    """Deletes the state file, or replaces it by a copy (another inode, the same content), or
+    deletes its -wal (SQLite goes on appending to the unlinked log)."""
     if how == "deleted":
         db.unlink()
+    elif how == "WAL deleted":
+        Path(f"{db}-wal").unlink()
     else:
         copy = db.with_name("copy.db")
         copy.write_bytes(db.read_bytes())
         copy.replace(db)
+
+
+def lost_message(db: Path, how: str) -> str:
+    """How spd's one line about the loss `how` begins."""
+    if how == "WAL deleted":
+        return f"state {db}: its WAL file {db}-wal was deleted while spd had it open"
+    return f"state {db}: the state database was {how} while spd had it open"
 
 
 def assert_state_file_lost(proc: subprocess.Popen, db: Path, how: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -260,7 +270,7 @@ def assert_state_file_lost(proc: subprocess.Popen, db: Path, how: str) -> tuple[
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     lost = [e for e in events if e["event"] == "state_file_lost"]
     assert [(e["level"], e["path"]) for e in lost] == [("error", str(db))]
-    assert lost[0]["error"].startswith(f"state {db}: the state database was {how} while spd had it open")
+    assert lost[0]["error"].startswith(lost_message(db, how))
     return events, [line for line in stderr.splitlines() if not line.startswith("{")]
 
 
@@ -268,7 +278,7 @@ def assert_state_file_lost(proc: subprocess.Popen, db: Path, how: str) -> tuple[
 # last 5 s before SIGTERM used to end with exit 0, the drain's checkpoints written into the deleted
 # file; the stop now looks once more after the last checkpoint, as `spd once` does.
 @pytest.mark.parametrize("how, then", [(how, "wait") for how in LOSSES] + [("deleted", "SIGTERM")])
-def test_a_state_file_deleted_or_replaced_under_the_daemon_stops_it(tmp_path, sim_factory, how, then) -> None:
+def test_a_state_file_or_its_wal_deleted_or_replaced_under_the_daemon_stops_it(tmp_path, sim_factory, how, then) -> None:
     # In WAL mode SQLite goes on writing into the unlinked (or replaced) file without an error:
     # every checkpoint since would be lost at the next start.
     now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -294,7 +304,7 @@ ONCE_LATENCY = 400
 
 
 @pytest.mark.parametrize("how", LOSSES)
-def test_a_state_file_deleted_or_replaced_under_spd_once_stops_it(tmp_path, how) -> None:
+def test_a_state_file_or_its_wal_deleted_or_replaced_under_spd_once_stops_it(tmp_path, how) -> None:
     # A backfill with `spd once` can run for hours; its checkpoints would go into the lost file
     # as the daemon's would. The simulator has its own process: the run's pace is its latency.
     now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -313,7 +323,44 @@ def test_a_state_file_deleted_or_replaced_under_spd_once_stops_it(tmp_path, how)
         finally:
             stop_spd(proc, signal.SIGKILL)
     _, lines = assert_state_file_lost(proc, db, how)
-    assert lines[-1].startswith(f"spd: state {db}: the state database was {how} while spd had it open")
+    assert lines[-1].startswith(f"spd: {lost_message(db, how)}")
     delivered = read_jsonl(out)  # whole lines only: the file emitter closed cleanly
     assert delivered[:len(before)] == before  # what was delivered before the loss stays
     assert len(delivered) < ONCE_ORDERS  # it stopped, rather than running to its end
+
+
+NORMAL_ORDERS = 30_000  # 300 pages of 100, at NORMAL_LATENCY ms each: several 5 s looks
+NORMAL_LATENCY = 40
+
+
+def test_a_long_spd_once_with_nothing_lost_never_trips_the_state_file_check(tmp_path) -> None:
+    # SQLite creates the -wal lazily, appends to it, restarts it from its start after a
+    # checkpoint and truncates it in place: none of that is a lost file. `spd status` opening
+    # and closing the database from another process mid-run does not delete the -wal either.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    start = now - timedelta(days=1)
+    out = tmp_path / "out" / "orders.jsonl"
+    db = tmp_path / "state.db"
+    with SimProcess("--orders", str(NORMAL_ORDERS), "--start", iso(start),  # all before the lag
+                    "--end", iso(now - timedelta(hours=1)), "--latency", str(NORMAL_LATENCY), "--no-rate-limit", "--no-live") as sim:
+        config = write_config(tmp_path, sim.url, {"orders": {**POLLERS["orders"], "start_time": iso(start)}})
+        proc = start_spd("once", "-c", str(config))
+        try:
+            wait_for(lambda: read_jsonl_so_far(out), 60)
+            wal = os.stat(f"{db}-wal").st_ino
+            assert run_spd("status", "-c", str(config)).returncode == 0
+            with sqlite3.connect(db) as other:  # another connection truncates the WAL in place
+                other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            other.close()
+            assert os.stat(f"{db}-wal").st_ino == wal
+            code = proc.wait(300)
+        finally:
+            stop_spd(proc, signal.SIGKILL)
+    stderr = proc.stderr.read().decode()  # type: ignore[union-attr]
+    assert code == 0, stderr
+    assert "state_file_lost" not in stderr
+    with sqlite3.connect(db) as conn:  # every checkpoint reached the file: it agrees with the output
+        pages, objects = conn.execute("SELECT pages_emitted, objects_emitted FROM pollers").fetchone()
+    conn.close()
+    assert pages >= NORMAL_ORDERS // 100 * 9 // 10  # a long run: ~300 pages (some orders fall outside)
+    assert objects == len(read_jsonl(out))

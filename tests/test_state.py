@@ -307,6 +307,52 @@ async def test_the_wal_is_folded_back_in_a_thread(db: Path, monkeypatch) -> None
         assert (await s.require("orders")).pages_emitted == 300
 
 
+# -- the file and its -wal deleted or replaced under the store (spd.app.state.StateFileWatch) --
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced by another file"])
+async def test_check_file_notices_the_wal_deleted_or_replaced(db: Path, how: str) -> None:
+    wal = Path(f"{db}-wal")
+    async with StateStore(db, daemon=True) as s:
+        await s.ensure("orders", "id", T0)
+        s.check_file()  # the -wal the connection opened
+        if how == "deleted":
+            wal.unlink()
+        else:
+            copy = wal.with_name("copy-wal")
+            copy.write_bytes(wal.read_bytes())
+            copy.replace(wal)
+        await s.save_page("orders", T0, None, "tok-1", 1, 10)  # no error: into the old log
+        with pytest.raises(StateError) as lost:
+            s.check_file()
+    assert str(lost.value).startswith(f"state {db}: its WAL file {wal} was {how} while spd had it open")
+
+
+async def test_check_file_passes_through_checkpoints_truncation_and_other_processes(
+        db: Path, monkeypatch) -> None:
+    # What SQLite does to the -wal while it is open is no loss: it restarts it from its start
+    # after a checkpoint and truncates it in place (the same inode); another process closing its
+    # connection never deletes it while this one is open.
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_COMMITS", 20)
+    wal = Path(f"{db}-wal")
+    truncate = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()"
+    async with StateStore(db, daemon=True) as s:
+        await s.ensure("orders", "id", T0)
+        for page in range(1, 101):
+            await s.save_page("orders", T0, None, f"tok-{page}", page, 10)
+            if s._checkpoint is not None:
+                await s._checkpoint
+            s.check_file()
+        subprocess.run([sys.executable, "-c", truncate, str(db)], check=True)
+        assert wal.stat().st_size == 0  # truncated, not deleted
+        async with StateStore(db, readonly=True) as status:  # `spd status`, opened and closed
+            assert (await status.require("orders")).pages_emitted == 100
+        s.check_file()
+        await s.save_page("orders", T0, None, "tok-101", 101, 10)
+        s.check_file()
+    assert not wal.exists()  # the last connection closed: SQLite deleted it
+
+
 # -- another connection's write lock -----------------------------------------------------------
 
 # An operator's `sqlite3 state.db` inside BEGIN IMMEDIATE: holds SQLite's write lock, with a write

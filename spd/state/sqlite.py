@@ -126,6 +126,11 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return _primary_code(exc) == sqlite3.SQLITE_BUSY
 
 
+def _gone(now: tuple[int, int] | None) -> str:
+    """How a file whose identity at its path is `now` (None: no file) went."""
+    return "deleted" if now is None else "replaced by another file"
+
+
 @contextlib.contextmanager
 def _private_umask() -> Iterator[None]:
     """Files created inside (db, -wal, -shm, lock) get mode 0600 whatever the process umask."""
@@ -148,6 +153,7 @@ class SqliteDatabase:
         self.reserve = DiskReserve(self.path)
         self._conn: sqlite3.Connection | None = None
         self._opened: tuple[int, int] | None = None  # (device, inode) of the file opened to write
+        self._wal_opened: tuple[int, int] | None = None  # and of its -wal, once it exists
         self._mutex = threading.RLock()
         self._commits = 0  # since the last WAL checkpoint
         self._checkpoint: asyncio.Future[None] | None = None  # the checkpoint in its thread
@@ -176,7 +182,9 @@ class SqliteDatabase:
                 if self.daemon:
                     self.lock.acquire()
                 self._conn = self._connect()
-                self._opened = self._identity()
+                self._opened = self._identity(self.path)
+                # _connect committed (the schema's version), so SQLite has created the -wal.
+                self._wal_opened = self._identity(self.wal_path)
                 if self.daemon:
                     self.reserve.keep()
             self._tighten_modes()
@@ -201,36 +209,51 @@ class SqliteDatabase:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            self._opened = None
+            self._opened = self._wal_opened = None
             self.lock.release()
 
-    def _identity(self) -> tuple[int, int] | None:
-        """(device, inode) of the file at the database's path now (a symlink followed); None
-        when there is none."""
+    @property
+    def wal_path(self) -> Path:
+        """SQLite's write-ahead log next to the database: the commits not yet checkpointed."""
+        return Path(f"{self.path}-wal")
+
+    @staticmethod
+    def _identity(path: Path) -> tuple[int, int] | None:
+        """(device, inode) of the file at `path` now (a symlink followed); None when there is
+        none."""
         try:
-            found = os.stat(self.path)
+            found = os.stat(path)
         except FileNotFoundError:
             return None
         return found.st_dev, found.st_ino
 
     def check_file(self) -> None:
-        """StateError unless the file at the database's path is still the one opened: in WAL
-        mode, writes into a file deleted or replaced meanwhile go on without an error and are
-        lost when it closes. A stat: for a periodic check (spd.app.state.StateFileWatch), never
-        per commit."""
+        """StateError unless the file at the database's path, and its -wal, are still the ones
+        opened: in WAL mode, writes into a file deleted or replaced meanwhile go on without an
+        error and are lost when it closes. A stat each: for a periodic check
+        (spd.app.state.StateFileWatch), never per commit."""
         if self._opened is None:
             return  # not open for writing
         try:
-            now = self._identity()
+            now, wal = self._identity(self.path), self._identity(self.wal_path)
         except OSError:
             return  # cannot look (a directory made unreadable): nothing to judge by
         if now != self._opened:
-            what = "deleted" if now is None else "replaced by another file"
-            raise StateError(f"state {self.path}: the state database was {what} while spd had it "
+            raise StateError(f"state {self.path}: the state database was {_gone(now)} while spd had it "
                              "open, so what spd wrote since is lost; put the file back, or start "
                              "spd again to use what is at that path now")
-
-
+        if self._wal_opened is None:
+            # SQLite creates the -wal lazily (normally _connect's commit did): the first one
+            # seen is this connection's. It truncates it in place (the same inode) and deletes
+            # it only when the last connection closes, never while this one is open.
+            self._wal_opened = wal
+        elif wal != self._wal_opened:
+            # SQLite goes on appending to the unlinked file: a crash loses every commit since
+            # its last checkpoint, and other processes (spd status) read a fresh -wal that does
+            # not match the -shm. Only a clean close still folds it into the database.
+            raise StateError(f"state {self.path}: its WAL file {self.wal_path} was {_gone(wal)} while "
+                             "spd had it open, so what spd wrote since is in no file others read "
+                             "and a crash loses it; start spd again")
 
     def _make_parent(self) -> None:
         try:
