@@ -269,22 +269,32 @@ async def test_paths_are_resolved_once_per_key_and_the_memory_of_them_is_capped(
     assert len(e._paths) <= 2
 
 
-async def test_writes_run_in_the_emitters_own_thread_until_it_closes(file_emitter, tmp_path,
-                                                                    monkeypatch) -> None:
+async def test_writes_run_on_the_loop_while_quick_then_in_the_emitters_own_thread(
+        file_emitter, tmp_path, monkeypatch) -> None:
     import threading
+    import time
 
     e = file_emitter("{poller}.jsonl")
+    e._io.inline_limit = 0.2  # a real write and fsync stays under it even on a loaded machine
     threads: list[str] = []
     write = e._write_batch
     monkeypatch.setattr(e, "_write_batch", lambda batch: (
         threads.append(threading.current_thread().name), write(batch))[1])
+    loop_thread = threading.current_thread().name
     await e.send(msgs(1))
-    await e.send(msgs(1, start=1))
-    assert threads == ["spd-file-archive", "spd-file-archive"]
+    assert threads == [loop_thread] and not e._io.running  # a real write and fsync: quick
+    real_fsync = os.fsync
+    monkeypatch.setattr(file_mod.os, "fsync", lambda fd: (time.sleep(0.25), real_fsync(fd))[1])
+    with capture_logs() as logs:
+        await e.send(msgs(1, start=1))  # slower than the limit: still on the loop, then ...
+    assert [l["event"] for l in logs] == ["io_moved_to_thread"] and logs[0]["took_ms"] >= 250
+    monkeypatch.setattr(file_mod.os, "fsync", real_fsync)
+    await e.send(msgs(1, start=2))  # ... quick again, but in the thread for a while
+    assert threads == [loop_thread, loop_thread, "spd-file-archive"]
     assert e._io.running
     await e.close()
     assert not e._io.running
-    assert len(lines(tmp_path / "orders.jsonl")) == 2
+    assert len(lines(tmp_path / "orders.jsonl")) == 3
 
 
 async def test_open_handles_are_capped(file_emitter, tmp_path, monkeypatch) -> None:

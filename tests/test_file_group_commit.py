@@ -98,6 +98,7 @@ async def test_a_bug_in_one_batch_fails_its_sends_and_the_next_batch_is_written(
     import threading
 
     emitter = FileEmitter("out", str(tmp_path / "{poller}.jsonl"))
+    emitter._io.inline_limit = None  # batches in the thread: the first one holds while another queues
     write, in_batch, go_on = emitter._write_batch, threading.Event(), threading.Event()
 
     def first_fails(batch: list) -> dict:
