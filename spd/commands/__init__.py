@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -30,9 +32,33 @@ def handler(command: str) -> Handler:
     # they are made is wasted, and frozen, no later collection walks them again.
     gc.disable()
     try:
-        module = importlib.import_module(f"{__name__}.{MODULES[command]}")
+        with _structlog_without_rich():
+            module = importlib.import_module(f"{__name__}.{MODULES[command]}")
     finally:
         gc.enable()
     gc.freeze()
     function: Handler = getattr(module, f"cmd_{command}")
     return function
+
+
+@contextmanager
+def _structlog_without_rich() -> Iterator[None]:
+    """Imports inside see rich as not installed, when neither it nor structlog is imported yet.
+
+    structlog's package imports structlog.dev, which imports rich (its console, tracebacks,
+    pretty-printer, pygments: ~60 ms) only to offer rich tracebacks in the ConsoleRenderer. spd
+    never uses them: its pipeline renders exceptions to text (format_exc_info) before they are
+    redacted, and its ConsoleRenderer is given the plain formatter (spd.core.logging), so the
+    output is the same with rich or without. Nothing spd imports at module level needs rich
+    (its tables and live lines import it where they draw, after this); the mark is removed
+    after the import, so they find it.
+    """
+    if "rich" in sys.modules or "structlog" in sys.modules:
+        yield
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` raises ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("rich", ...) is None:
+            del sys.modules["rich"]

@@ -27,7 +27,11 @@ def build_processors(fmt: str) -> list[Any]:
     """The processor pipeline, in order; redaction runs after exceptions are rendered to text."""
     renderer: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Exceptions reach the renderer as text (format_exc_info, above); the plain formatter is
+        # named so the renderer is the same whether structlog was imported with rich or without
+        # (spd.commands hides rich from it: ~60 ms of every start).
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                                 exception_formatter=structlog.dev.plain_traceback)
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     return [
