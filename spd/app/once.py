@@ -16,7 +16,6 @@ from spd.core.errors import EXIT_FAILURE, SpdError, UsageError, describe_error
 from spd.core.logging import configure_logging, quiet_library_logs
 from spd.core.redaction import redact
 from spd.app.backfill import Backfill, backfill_poller
-from spd.app.progress import LiveProgress, now_minus
 from spd.core.output import is_terminal
 from spd.pipeline.poller import Poller
 from spd.app.runtime import Runtime
@@ -89,6 +88,8 @@ async def run_pollers(pollers: dict[str, Poller], runtime: Runtime,
 
     if not is_terminal(sys.stderr):
         return await run_all()
+    from spd.app.progress import LiveProgress, now_minus  # on a terminal only, as rich is
+
     client, log_config = runtime.client, runtime.config.log
     try:
         with LiveProgress(client.quota_waits if client else list) as progress:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -20,11 +20,12 @@ from spd.config.secrets import register_config_secrets
 from spd.emitters.base import Emitter, EmitterSettings
 from spd.emitters.registry import build_emitter
 from spd.pipeline.factory import build_poller
-from spd.pipeline.jobs import Job, build_jobs
 from spd.pipeline.poller import Poller
-from spd.pipeline.subscription_setup import build_consumers
-from spd.pipeline.subscriptions import QueueConsumer, Route
 from spd.state.backend import StateBackend
+
+if TYPE_CHECKING:  # imported by start() for a config that has jobs or subscriptions
+    from spd.pipeline.jobs import Job
+    from spd.pipeline.subscriptions import QueueConsumer, Route
 
 log = structlog.get_logger("spd.app.runtime")
 
@@ -67,8 +68,16 @@ class Runtime:
                 operation=catalog.operation(ot.api, ot.operation), store=self.store,
                 emitters=[self.emitters[e] for e in cfg.emitters], config_path=str(self.config.path),
             )
-        self.jobs = build_jobs(self.config, catalog, self.client, self.emitters)
-        self.consumers, self.subscriptions = build_consumers(self.config, self.emitters, self.client, catalog)
+        # Jobs and subscriptions bring their own modules (~25 ms of imports, notifications and
+        # the job request builder): only a config that has them loads them.
+        if self.config.jobs:
+            from spd.pipeline.jobs import build_jobs  # lazy: see above
+
+            self.jobs = build_jobs(self.config, catalog, self.client, self.emitters)
+        if self.config.subscriptions:
+            from spd.pipeline.subscription_setup import build_consumers  # lazy: see above
+
+            self.consumers, self.subscriptions = build_consumers(self.config, self.emitters, self.client, catalog)
 
     async def check_identities(self) -> None:
         """Raises IdentityChangedError before anything runs when a poller changed under its watermark."""

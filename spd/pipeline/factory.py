@@ -12,18 +12,22 @@ from spd.emitters.base import Emitter
 from spd.pipeline.enrich import enrichments
 from spd.pipeline.operation_fetch import OperationFetch
 from spd.pipeline.poller import Poller
-from spd.pipeline.reports import ReportFetch
 from spd.pipeline.series import FetchStrategy
-from spd.pipeline.settlements import SettlementFetch
 from spd.sources.object_type import ObjectType
 from spd.state.backend import StateBackend
 
 
 def fetch_strategy(cfg: PollerConfig) -> FetchStrategy:
-    """The strategy for a poller config: report types and getReports + download get theirs."""
+    """The strategy for a poller config: report types and getReports + download get theirs
+    (their modules, with the document parsers, xml and ijson, imported only for them)."""
     if cfg.object_type.kind == "report":
+        from spd.pipeline.reports import ReportFetch  # lazy: see the docstring
+
         return ReportFetch()
     if cfg.download:
+        from spd.pipeline.reports import ReportFetch  # lazy: see the docstring
+        from spd.pipeline.settlements import SettlementFetch
+
         return SettlementFetch(ReportFetch())
     return OperationFetch(enrichments(cfg.object_type, cfg.include))
 
