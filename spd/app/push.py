@@ -15,11 +15,11 @@ import structlog
 
 from spd.config.model import Config
 from spd.core.errors import SpdError
-from spd.pipeline.subscriptions import SubscriptionStats
 from spd.state.backend import MetaStore
 
 if TYPE_CHECKING:  # the daemon builds this helper: it imports this module
     from spd.app.daemon import Daemon
+    from spd.pipeline.subscriptions import SubscriptionStats
 
 log = structlog.get_logger("spd.app.push")
 
@@ -75,6 +75,9 @@ class Push:
         runtime, store = self.daemon.runtime, self.daemon.store
         if runtime is None or not isinstance(store, MetaStore):
             return
+        if runtime.subscriptions:  # loaded with them (spd.app.runtime): a config without any loads neither
+            from spd.pipeline.subscriptions import SubscriptionStats
+
         saved = await store.meta_items(SUBSCRIPTION_KEY)
         for name, route in runtime.subscriptions.items():
             # what was loaded, not the counters after it: those may count messages the queue
