@@ -153,3 +153,39 @@ def test_libyaml_gives_the_same_data_and_lines_as_pyyaml(text: str, monkeypatch:
     slow = yamlload.load_yaml(Path("c.yaml"), text, env=env)
     assert (fast.data, fast.lines, fast.unresolved) == (slow.data, slow.lines, slow.unresolved)
     assert fast.lines  # lines were recorded
+
+
+LOG_AN_EXCEPTION = """
+import io, sys
+{prelude}
+import structlog
+from spd.core.logging import build_processors
+out = io.StringIO()
+log = structlog.wrap_logger(structlog.PrintLogger(out), processors=build_processors({fmt!r}))
+try:
+    raise ValueError("boom")
+except ValueError:
+    log.exception("poller_failed", poller="orders")
+print("rich" in sys.modules)
+if {fmt!r} == "console":  # the line without its time stamp
+    print(out.getvalue().split(" ", 1)[1])
+else:
+    import json
+    print({{k: v for k, v in json.loads(out.getvalue()).items() if k != "timestamp"}})
+"""
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_log_lines_are_the_same_without_rich(fmt: str) -> None:
+    """spd.commands imports structlog without rich; an exception logged in either format reads
+    as it does with structlog's rich tracebacks available (after the time stamp)."""
+    def logged(prelude: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", LOG_AN_EXCEPTION.format(prelude=prelude, fmt=fmt)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120, env=spd_env())
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split("\n", 1)
+
+    light, full = logged("from spd import commands; commands.handler('once')"), logged("import rich")
+    assert (light[0], full[0]) == ("False", "True")
+    assert "ValueError: boom" in light[1] and "Traceback (most recent call last)" in light[1]
+    assert light[1] == full[1]
