@@ -120,6 +120,28 @@ async def test_stdout_broken_pipe_is_a_delivery_error() -> None:
         await e.close()
 
 
+async def test_stdout_writes_on_the_loop_into_a_file_and_from_its_thread_into_a_pipe(
+        tmp_path: Path) -> None:
+    import threading
+
+    async def writer_thread(stream) -> str:
+        e = StdoutEmitter("out", stream=stream)
+        names: list[str] = []
+        write = e._write
+        e._write = lambda data: (names.append(threading.current_thread().name), write(data))[1]  # type: ignore[method-assign]
+        async with e:
+            await e.send(msgs(2))
+        return names[0]
+
+    with (tmp_path / "out.jsonl").open("wb") as stream:  # `spd once > out.jsonl`
+        assert await writer_thread(stream) == threading.current_thread().name
+    assert len(lines(tmp_path / "out.jsonl")) == 2
+    read_fd, write_fd = os.pipe()  # `spd run | jq`: a reader that stops must not block the loop
+    with open(read_fd, "rb") as reader, open(write_fd, "wb", buffering=0) as stream:
+        assert await writer_thread(stream) == "spd-stdout-out"
+        assert reader.read(1) == b"{"
+
+
 STDOUT_CHILD = """
 import asyncio, sys
 from datetime import datetime, timezone

@@ -22,19 +22,13 @@ from pathlib import Path
 from spd.core.errors import DeliveryError
 from spd.core.lazylog import get_logger
 from spd.emitters.base import Emitter, Message
-from spd.emitters.io_thread import IoThread
+from spd.emitters.io_thread import INLINE_LIMIT_S, IoThread
 
 log = get_logger(__name__)
 
 MAX_OPEN_FILES = 256  # least recently used handles beyond this are closed (1,000 pollers)
 MAX_KNOWN_PATHS = 4096  # resolved paths kept (one per poller, object type, account and day)
 SYNC_THREADS = 16  # files of one batch fsynced at once
-# A batch (its writes and fsyncs) runs on the event loop while batches take at most this long;
-# after a slower one, in the emitter's thread for a while (spd.emitters.io_thread). An fsync
-# takes about 1 ms on an SSD (0.8 ms median, 2.5 ms p99, 5.7 ms max on the benchmarks' idle VM;
-# over 10 ms now and then when the VM is busy). A stall of 50 ms now and then is far inside the
-# 250 ms lateness a scheduled run is allowed; a disk that is slow for good goes to the thread.
-INLINE_LIMIT_S = 0.05
 _UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 _CHUNK = 65536
 

@@ -1,5 +1,7 @@
-"""The stdout emitter at work: JSON lines written from its own thread, one send at a time and in
-the order sent (the thread runs its calls in turn, so sends from several pollers never interleave).
+"""The stdout emitter at work: JSON lines written one send at a time and in the order sent (sends
+from several pollers never interleave). Into a pipe or a terminal from its own thread: a reader
+that stops would block a write for ever. Into a regular file (`spd once > orders.jsonl`) on the
+loop while the writes are quick, as the file emitter does (spd.emitters.io_thread).
 
 Its config is spd.emitters.stdout, which imports this module only when it builds an emitter
 (asyncio stays unimported for `spd validate`).
@@ -7,13 +9,15 @@ Its config is spd.emitters.stdout, which imports this module only when it builds
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from functools import partial
 from typing import BinaryIO
 
 from spd.core.errors import DeliveryError
 from spd.emitters.base import Emitter, Message
-from spd.emitters.io_thread import IoThread
+from spd.emitters.io_thread import INLINE_LIMIT_S, IoThread
 
 
 class StdoutEmitter(Emitter):
@@ -25,6 +29,7 @@ class StdoutEmitter(Emitter):
         super().__init__(name)
         self._stream = stream
         self._io = IoThread(f"spd-stdout-{name}")
+        self._placed_for: BinaryIO | None = None  # the stream the IoThread's mode was chosen for
 
     def _target(self) -> BinaryIO:
         # Looked up at each send so a replaced sys.stdout (pytest capture, CLI) is honoured.
@@ -36,7 +41,10 @@ class StdoutEmitter(Emitter):
         if not messages:
             return
         data = b"\n".join(m.body for m in messages) + b"\n"
-        # In a thread: a slow reader blocks only this emitter, not the event loop.
+        target = self._target()
+        if target is not self._placed_for:
+            self._io.inline_limit = INLINE_LIMIT_S if _regular_file(target) else None
+            self._placed_for = target
         await self._io.run(partial(self._write, data))
 
     def _write(self, data: bytes) -> None:
@@ -60,3 +68,11 @@ class StdoutEmitter(Emitter):
 
     async def _close(self) -> None:
         self._io.close()
+
+
+def _regular_file(stream: BinaryIO) -> bool:
+    """Whether `stream` writes to a regular file (not a pipe, socket or terminal)."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return False
