@@ -350,7 +350,8 @@ async def test_purchase_orders_window_rules(api: Api) -> None:
     now = datetime.now(UTC)
     for params in (
         {"createdAfter": iso(now - timedelta(days=8)), "createdBefore": iso(now)},
-        {"changedAfter": iso(now - timedelta(days=7, seconds=1))},
+        # 7 days and 10 minutes: still over the limit when this request lands seconds later
+        {"changedAfter": iso(now - timedelta(days=7, minutes=10))},
         {"createdAfter": iso(now - timedelta(days=1)), "changedBefore": iso(now)},
         {"limit": "10"},
         {"createdAfter": iso(now - timedelta(days=1)), "limit": "0"},
