@@ -2,7 +2,7 @@
 in one plain line; a live server that fails or is slow still gets the patient retries.
 
 Real `spd exec` / `spd request` subprocesses against a closed loopback port (and the simulator's
-LWA), and SpClient against a closed port, a port whose handshakes never complete (a connect
+LWA) and a port whose handshakes never complete, and SpClient against a closed port, a port whose handshakes never complete (a connect
 timeout, on the SP-API and the LWA side), a real aiohttp server answering 503 and one that never
 answers. Attempts are counted from the retry log lines, the client's counters and the server's
 own count: no clock is read.
@@ -160,8 +160,30 @@ async def test_one_shot_keeps_patient_retries_for_timeouts(exec_sim: SimThread, 
 
 
 # --- a connect that times out (SYNs dropped): unreachable too ----------------------------------
-# Client level only: the config has no timeout setting, and a real `spd exec` would wait out
-# 3 x 15 s connect timeouts.
+# At client level with a short connect timeout; and once through a real `spd exec`, which waits
+# out ONE_SHOT's 3 connect timeouts of 5 s (the daemon's 15 s would make it 45 s).
+
+def test_a_firewalled_endpoint_is_one_plain_line_after_three_short_connects(
+        exec_sim: SimThread, tmp_path: Path) -> None:
+    with blackholed_port() as port:
+        config = config_to(tmp_path, f"http://127.0.0.1:{port}", f"{exec_sim.url}/auth/o2/token")
+        result = run_spd("exec", "sellers", "getMarketplaceParticipations", "-c", str(config))
+    timed_out = f"cannot connect to 127.0.0.1:{port}: connection timed out"
+    assert (result.returncode, result.stdout) == (1, ""), result
+    last = assert_gave_up_after(result.stderr, 3, timed_out)
+    assert last == f"spd: {PROBE}: request failed after 3 attempts: {timed_out}"
+
+
+def test_one_shot_connects_are_cut_sooner_than_the_daemons_on_both_endpoints() -> None:
+    seen = {}
+    for name, policy in (("one-shot", ONE_SHOT), ("daemon", DAEMON)):
+        client = SpClient({}, None, retry=policy)
+        seen[name] = (client._timeout.sock_connect, client.auth._timeout().sock_connect)
+    assert seen == {"one-shot": (5.0, 5.0), "daemon": (15.0, auth.LWA_TIMEOUT.sock_connect)}
+    assert auth.LWA_TIMEOUT.sock_connect == 10  # the daemon's LWA connect is its own, shorter one
+    given = SpClient({}, None, retry=ONE_SHOT, connect_timeout=0.2)  # an explicit one wins
+    assert (given._timeout.sock_connect, given.auth._timeout().sock_connect) == (0.2, 0.2)
+
 
 CONNECT = 0.2  # sock_connect of these clients; the total stays long, so the connect is what times out
 

@@ -59,8 +59,10 @@ class LwaAuth:
         proxies: EnvProxies | None = None,
         clock: Callable[[], float] = time.monotonic,
         margin: float = EXPIRY_MARGIN,
+        connect_timeout: float | None = None,
     ) -> None:
         self._session = session_getter
+        self._connect_timeout = connect_timeout  # caps LWA_TIMEOUT's connect (one-shot commands)
         self._proxies = proxies
         self._clock = clock
         self._margin = margin
@@ -122,10 +124,17 @@ class LwaAuth:
         )
         return token
 
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        """LWA_TIMEOUT, its connect no longer than the client's."""
+        connect = LWA_TIMEOUT.sock_connect
+        if self._connect_timeout is None or (connect is not None and connect <= self._connect_timeout):
+            return LWA_TIMEOUT
+        return aiohttp.ClientTimeout(total=LWA_TIMEOUT.total, sock_connect=self._connect_timeout)
+
     async def _post(self, name: str, url: str, form: dict[str, str]) -> tuple[int, Any]:
         try:
             reply = await send_credentialed(
-                self._session(), "POST", url, data=form, timeout=LWA_TIMEOUT,
+                self._session(), "POST", url, data=form, timeout=self._timeout(),
                 headers={"Accept": "application/json"}, limit=MAX_TOKEN_RESPONSE_BYTES,
                 proxies=self._proxies)
         except BodyTooLarge as exc:

@@ -118,7 +118,7 @@ class SpClient(DocumentDownloads):
         session: aiohttp.ClientSession | None = None,
         user_agent: str | None = None,
         timeout: float = 60.0,
-        connect_timeout: float = 15.0,
+        connect_timeout: float | None = None,
         retry: RetryPolicy = DAEMON,
         guard: float = DEFAULT_GUARD,
         journal: QuotaJournal | None = None,
@@ -128,6 +128,8 @@ class SpClient(DocumentDownloads):
         self._session = session
         self._owns_session = session is None
         self.user_agent = user_agent or USER_AGENT
+        if connect_timeout is None:  # the policy's: a person waiting gives up sooner
+            connect_timeout = retry.connect_timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, connect_timeout))
         self.retry = retry
         self._guard = guard
@@ -135,7 +137,7 @@ class SpClient(DocumentDownloads):
         self._saved = SavedBuckets(journal) if journal is not None else None  # levels kept across restarts
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.proxies = EnvProxies()
-        self.auth = LwaAuth(lambda: self.session, proxies=self.proxies)
+        self.auth = LwaAuth(lambda: self.session, proxies=self.proxies, connect_timeout=connect_timeout)
         self.rdt = RestrictedTokens(self._create_rdt)
         self.signer = make_signer(accounts)
 
