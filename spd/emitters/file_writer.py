@@ -102,7 +102,7 @@ class FileEmitter(Emitter):
         self._io = IoThread(f"spd-file-{name}", INLINE_LIMIT_S)  # writes and fsyncs, in turn
         self._sync_pool: ThreadPoolExecutor | None = None  # parallel fsyncs of a batch
         self._paths: dict[tuple[str, str, str, str], Path] = {}  # resolve() of each send's keys
-        self._io_lock = threading.Lock()  # guards handles between the I/O thread and reopen()
+        self._io_lock = threading.Lock()  # guards handles between a batch (loop or thread) and reopen()
         self._reopen_pending = False
 
     def resolve(self, message: Message, date: str) -> Path:

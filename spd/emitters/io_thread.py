@@ -7,8 +7,9 @@ cost more than the write and fsync it carried: `spd once` of 200,000 orders into
 fsync per page, took 6.2 s of CPU with every batch in the thread and 4.9 s with every batch on
 the loop (interleaved rounds, docs/PERFORMANCE.md). So with an `inline_limit` the calls run on the
 loop, timed, until one takes longer than the limit; the calls of the next THREAD_AFTER_SLOW_S
-seconds then go to the thread. A slow disk thus blocks the loop once a minute for one call,
-never for long. Without a limit (stdout: a pipe whose reader stops blocks for ever) every call
+seconds then go to the thread. A slow disk thus blocks the loop at most once a minute, for as
+long as that one call takes (a call cannot be moved once it runs: a hung mount holds the loop
+with it, where the thread would have held only this emitter). Without a limit (stdout: a pipe whose reader stops blocks for ever) every call
 goes to the thread.
 
 The thread: `asyncio.to_thread` goes through the loop's ThreadPoolExecutor: per call it copies
